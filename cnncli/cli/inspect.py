@@ -1,0 +1,68 @@
+"""`cnn inspect`: a per-layer summary, and every layer saved as .npy with a JSON manifest."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from . import app, options as opt
+from .output import print_json, stdout_console, tell
+
+Save = Annotated[Optional[str], typer.Option(
+    "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
+    help="Write DIR/manifest.json and one .npy per layer (the input included).")]
+Format = Annotated[Literal["table", "json"], typer.Option(
+    "--format", "-f", rich_help_panel=opt.OUTPUT,
+    help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout.")]
+
+
+@app.command()
+def inspect(
+    image: opt.Image,
+    kernel: opt.Kernels = None,
+    stride: opt.Stride = None,
+    padding: opt.Padding = None,
+    padding_mode: opt.PaddingMode = None,
+    dilation: opt.Dilation = None,
+    flip: opt.Flip = None,
+    activation: opt.ActivationOpt = "relu",
+    pool: opt.Pool = "max",
+    pool_size: opt.PoolSize = 2,
+    pool_stride: opt.PoolStride = None,
+    ceil_mode: opt.CeilMode = False,
+    dense: opt.DenseFile = None,
+    dense_random: opt.DenseRandom = None,
+    seed: opt.Seed = 0,
+    softmax: opt.SoftmaxOpt = False,
+    color: opt.Color = "gray",
+    scale: opt.Scale = "raw",
+    alpha: opt.AlphaOpt = "drop",
+    dtype: opt.Dtype = "float32",
+    save: Save = None,
+    format: Format = "table",
+) -> None:
+    """Summarise every layer: type, settings, shape, parameters, multiply-adds, statistics, time.
+
+    Example: cnn inspect sample_images/shapes.png --kernel sobel_x --save out/
+    """
+    from ..trace import TRACE_VERSION, image_record, layer_record
+
+    options = opt.layer_options(locals())
+    loaded = opt.load_image(options)
+    steps = opt.build_network(options, loaded).forward(loaded.array)
+    if save is not None:
+        from ..files import save_inspection
+
+        manifest = save_inspection(save, loaded, steps)
+    if format == "json":
+        print_json({"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
+                    "layers": [layer_record(step) for step in steps]})
+    else:
+        from .. import render
+
+        console = stdout_console()
+        console.print(render.image_header(loaded))
+        console.print(render.summary_table(steps, f"Layers of the forward pass on {loaded.source}"))
+    if save is not None:
+        tell(f"saved {len(steps)} layers to {save} ({manifest.name} lists them)")

@@ -1,0 +1,38 @@
+"""`cnn kernels`: the built-in kernel library, shown, as JSON, or exported as kernel files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from . import app
+from .output import print_json, stdout_console, tell
+
+
+@app.command()
+def kernels(
+    names: Annotated[Optional[list[str]], typer.Argument(
+        help="Kernels to show (built-in names or kernel files); all built-in ones if none.", show_default=False)] = None,
+    format: Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")] = "table",
+    export: Annotated[Optional[str], typer.Option(
+        metavar="DIR", show_default=False, help="Write each kernel to DIR/NAME.json, in the kernel file format.")] = None,
+) -> None:
+    """List the built-in kernels with their weights (cross-correlation: applied as written, not flipped)."""
+    from .. import render
+    from ..files import save_json
+    from ..kernels import LIBRARY, resolve_kernel
+
+    chosen = [resolve_kernel(name) for name in names] if names else list(LIBRARY.values())
+    if export is not None:
+        folder = Path(export)
+        folder.mkdir(parents=True, exist_ok=True)
+        for kernel in chosen:
+            save_json(folder / f"{kernel.name}.json", kernel.to_json())
+        tell(f"wrote {len(chosen)} kernel files to {folder}")
+        return
+    if format == "json":
+        print_json([kernel.to_json() for kernel in chosen])
+    else:
+        stdout_console().print(render.kernels_table(chosen))

@@ -1,0 +1,184 @@
+"""Options shared by `cnn run` and `cnn inspect`, and turning them into an image and a Network."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional
+
+import typer
+
+from ..errors import CnnError
+from ..images import LoadedImage, read_image
+from ..kernels import build_filter_bank, merged_settings, resolve_kernel
+from ..model import Dense, Network, StageOptions, single_stage
+
+INPUT, CONV, LAYERS, OUTPUT = "Input", "Convolution", "Layers", "Output"
+
+Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIFF, WebP), or - for stdin.",
+                                      show_default=False)]
+Kernels = Annotated[Optional[list[str]], typer.Option(
+    "--kernel", "-k", rich_help_panel=CONV, show_default=False,
+    help="A kernel: a built-in name (see `cnn kernels`), a JSON file, or inline JSON such as "
+         "'[[1,0,-1],[1,0,-1],[1,0,-1]]'. Repeat to stack kernels into a filter bank, one output channel each.")]
+Stride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
+                                               help="Conv stride. [default: 1]")]
+Padding = Annotated[Optional[str], typer.Option(
+    rich_help_panel=CONV, show_default=False, metavar="valid|same|full|N",
+    help="Conv padding: valid (none), same (output size = input size / stride), full, N on every side, "
+         "ROWS,COLS, or TOP,BOTTOM,LEFT,RIGHT. [default: valid]")]
+PaddingMode = Annotated[Optional[Literal["zeros", "reflect", "replicate", "circular"]], typer.Option(
+    rich_help_panel=CONV, show_default=False,
+    help="What the padding holds, with PyTorch's names: zeros, reflect (dcb|abcd), replicate (aaa|abcd), "
+         "circular (bcd|abcd). [default: zeros]")]
+Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
+                                                 help="Gap between kernel taps. [default: 1]")]
+Flip = Annotated[Optional[bool], typer.Option("--flip/--no-flip", rich_help_panel=CONV, show_default=False,
+                                              help="Flip the kernel first: a true convolution, as "
+                                                   "scipy.signal.convolve2d. CNNs correlate. [default: no-flip]")]
+ActivationOpt = Annotated[Literal["relu", "leaky_relu", "sigmoid", "tanh", "none"], typer.Option(
+    rich_help_panel=LAYERS, help="Activation after the convolution.")]
+Pool = Annotated[Literal["max", "avg", "none"], typer.Option(rich_help_panel=LAYERS, help="Pooling after the activation.")]
+PoolSize = Annotated[int, typer.Option(min=1, rich_help_panel=LAYERS, help="Pooling window.")]
+PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default=False,
+                                                   help="Pooling stride. [default: the pool size]")]
+CeilMode = Annotated[bool, typer.Option("--ceil-mode", rich_help_panel=LAYERS,
+                                        help="Keep a last, partial pooling window (PyTorch's ceil_mode).")]
+DenseFile = Annotated[Optional[str], typer.Option(
+    "--dense", rich_help_panel=LAYERS, show_default=False, metavar="FILE",
+    help="Add a dense layer with weights (out, in) from a .npy, .npz (weight, bias) or .json file.")]
+DenseRandom = Annotated[Optional[int], typer.Option(
+    "--dense-random", min=1, rich_help_panel=LAYERS, show_default=False, metavar="UNITS",
+    help="Add a dense layer of UNITS units with random weights from --seed, as the seed tutorial does.")]
+Seed = Annotated[int, typer.Option(rich_help_panel=LAYERS, help="Seed of --dense-random's weights.")]
+SoftmaxOpt = Annotated[bool, typer.Option("--softmax", rich_help_panel=LAYERS,
+                                          help="Softmax after the dense layer.")]
+Color = Annotated[Literal["gray", "rgb"], typer.Option(
+    rich_help_panel=INPUT, help="gray: one channel, Pillow's L luma. rgb: three channels.")]
+Scale = Annotated[Literal["raw", "unit"], typer.Option(
+    rich_help_panel=INPUT, help="raw: pixel values 0..255 (16-bit images scaled to it). unit: 0..1.")]
+AlphaOpt = Annotated[Literal["drop", "white", "black", "keep"], typer.Option(
+    rich_help_panel=INPUT, help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
+Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT, help="Precision of the computation.")]
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """Everything `cnn run` and `cnn inspect` need to load an image and build a network."""
+
+    image: str
+    kernels: list[str] | None
+    stride: int | None = None
+    padding: str | None = None
+    padding_mode: str | None = None
+    dilation: int | None = None
+    flip: bool | None = None
+    activation: str = "relu"
+    pool: str = "max"
+    pool_size: int = 2
+    pool_stride: int | None = None
+    ceil_mode: bool = False
+    dense: str | None = None
+    dense_random: int | None = None
+    seed: int = 0
+    softmax: bool = False
+    color: str = "gray"
+    scale: str = "raw"
+    alpha: str = "drop"
+    dtype: str = "float32"
+
+
+def layer_options(arguments: dict[str, Any]) -> LayerOptions:
+    """LayerOptions from a command's arguments (its ``locals()``); ``--kernel`` is stored as kernels."""
+    fields = LayerOptions.__dataclass_fields__
+    values = {name: value for name, value in arguments.items() if name in fields}
+    return LayerOptions(kernels=arguments.get("kernel"), **values)
+
+
+def load_image(options: LayerOptions) -> LoadedImage:
+    import numpy as np
+
+    data = None
+    source = options.image
+    if source == "-":
+        source = "stdin"
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
+        data = sys.stdin.buffer.read()
+    return read_image(source, data, color=options.color, scale=options.scale, alpha=options.alpha,
+                      dtype=np.float32 if options.dtype == "float32" else np.float64)
+
+
+def build_network(options: LayerOptions, image: LoadedImage) -> Network:
+    """The conv stage from the kernels and options; an option given overrides the kernel file's setting."""
+    kernels = [resolve_kernel(spec) for spec in options.kernels or []]
+    bank = build_filter_bank(kernels, image.channel_names)
+    settings = merged_settings(kernels)
+    given = {"stride": options.stride, "dilation": options.dilation, "padding_mode": options.padding_mode,
+             "flip": options.flip, "padding": None if options.padding is None else parse_padding(options.padding)}
+    settings.update({key: value for key, value in given.items() if value is not None})
+    stage = StageOptions(
+        stride=_pair(settings.get("stride", 1)), padding=settings.get("padding", "valid"),
+        padding_mode=settings.get("padding_mode", "zeros"), dilation=_pair(settings.get("dilation", 1)),
+        flip=settings.get("flip", False), activation=options.activation, pool=options.pool,
+        pool_size=_pair(options.pool_size), pool_stride=None if options.pool_stride is None else _pair(options.pool_stride),
+        ceil_mode=options.ceil_mode, softmax=options.softmax)
+    dense = _dense_layer(options, image, bank, stage)
+    network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
+    try:
+        network.shapes(image.array.shape)
+    except CnnError as err:
+        raise err.within(image.source) from None
+    return network
+
+
+def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOptions) -> Dense | None:
+    from ..files import random_dense, read_dense_weights
+
+    if options.dense is not None and options.dense_random is not None:
+        raise typer.BadParameter("give either --dense FILE or --dense-random UNITS, not both", param_hint="--dense")
+    if options.dense is None and options.dense_random is None:
+        if options.softmax:
+            raise typer.BadParameter("needs a dense layer (--dense or --dense-random) to apply to",
+                                     param_hint="--softmax")
+        return None
+    # The dense layer's input size is what the conv stage gives this image.
+    conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)
+    try:
+        in_features = _flat_size(conv_only.shapes(image.array.shape)[-1])
+    except CnnError as err:
+        raise err.within(image.source) from None
+    if options.dense is not None:
+        weight, bias = read_dense_weights(options.dense)
+        origin = options.dense
+    else:
+        weight, bias = random_dense(options.dense_random, in_features, options.seed)
+        origin = f"random (seed {options.seed})"
+    return Dense(weight, bias, "dense1", origin)
+
+
+def _flat_size(shape: tuple[int, ...]) -> int:
+    size = 1
+    for s in shape:
+        size *= s
+    return size
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def parse_padding(text: str) -> Any:
+    """valid | same | full | N | ROWS,COLS | TOP,BOTTOM,LEFT,RIGHT."""
+    text = text.strip().lower()
+    if text in ("valid", "same", "full"):
+        return text
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2, 4) or min(values) < 0:
+        raise typer.BadParameter(
+            f"expected valid, same, full, N, ROWS,COLS or TOP,BOTTOM,LEFT,RIGHT with N >= 0, got {text!r}",
+            param_hint="--padding")
+    return values[0] if len(values) == 1 else tuple(values)

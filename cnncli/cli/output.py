@@ -1,0 +1,30 @@
+"""Consoles and writers shared by the commands: results to stdout, messages to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+
+def stdout_console() -> Console:
+    # Rich drops colour when stdout is not a terminal and honours NO_COLOR; highlight would
+    # colour numbers of its own accord, which the heat colours already do.
+    return Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, allow_nan=False))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def tell(message: str) -> None:
+    """A message for the person at the terminal, on stderr."""
+    stderr_console().print(message, markup=False)

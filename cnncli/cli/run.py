@@ -1,0 +1,86 @@
+"""`cnn run`: every feature map of a forward pass, as tables, JSON or a .npy file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from . import app, options as opt
+from .output import print_json, stdout_console, tell
+
+Format = Annotated[Literal["table", "json"], typer.Option(
+    "--format", "-f", rich_help_panel=opt.OUTPUT,
+    help="table: a coloured table per map. json: the whole trace (every layer's settings, shape, "
+         "statistics and values) as one JSON document.")]
+Output = Annotated[Optional[str], typer.Option(
+    "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE.npy",
+    help="Also write the final output array to a .npy file.")]
+Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
+                                    help="Print every value and channel of big maps instead of eliding them.")]
+
+
+@app.command()
+def run(
+    image: opt.Image,
+    kernel: opt.Kernels = None,
+    stride: opt.Stride = None,
+    padding: opt.Padding = None,
+    padding_mode: opt.PaddingMode = None,
+    dilation: opt.Dilation = None,
+    flip: opt.Flip = None,
+    activation: opt.ActivationOpt = "relu",
+    pool: opt.Pool = "max",
+    pool_size: opt.PoolSize = 2,
+    pool_stride: opt.PoolStride = None,
+    ceil_mode: opt.CeilMode = False,
+    dense: opt.DenseFile = None,
+    dense_random: opt.DenseRandom = None,
+    seed: opt.Seed = 0,
+    softmax: opt.SoftmaxOpt = False,
+    color: opt.Color = "gray",
+    scale: opt.Scale = "raw",
+    alpha: opt.AlphaOpt = "drop",
+    dtype: opt.Dtype = "float32",
+    format: Format = "table",
+    output: Output = None,
+    full: Full = False,
+) -> None:
+    """Run conv -> activation -> pooling (-> dense) on an image and print every feature map.
+
+    Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge
+    """
+    options = opt.layer_options(locals())
+    loaded = opt.load_image(options)
+    network = opt.build_network(options, loaded)
+    steps = network.forward(loaded.array)
+    if output is not None:
+        from ..files import save_npy
+
+        save_npy(output, steps[-1].output)
+    if format == "json":
+        from ..trace import trace_document
+
+        print_json(trace_document(loaded, steps))
+    else:
+        _print_tables(loaded, steps, full)
+    if output is not None:
+        tell(f"wrote {steps[-1].name} {tuple(steps[-1].output.shape)} to {output}")
+
+
+def _print_tables(loaded, steps, full: bool) -> None:
+    from rich.text import Text
+
+    from .. import render
+
+    console = stdout_console()
+    console.print(render.image_header(loaded))
+    for step in steps:
+        if step is steps[-1]:
+            console.print(Text("Output", style="bold underline"))
+        view = render.step_view(step, console.width, full=full)
+        if full:
+            console.print(view, width=max(console.width, console.measure(view).maximum))
+        else:
+            console.print(view)
+        console.print()

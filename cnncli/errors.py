@@ -1,0 +1,40 @@
+"""Errors a user can cause. The CLI turns each into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class CnnError(Exception):
+    """Base of every error caused by input: a file, an option or a shape.
+
+    ``source`` names what was wrong (a file path, an option such as ``--stride``,
+    or a layer name) and is printed before the message: ``cnn: SOURCE: MESSAGE``.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.source = source
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}" if self.source else self.message
+
+    def within(self, source: str) -> CnnError:
+        """Return the same error, placed inside ``source`` (a file or an image)."""
+        inner = f"{self.source}: {self.message}" if self.source else self.message
+        return type(self)(inner, source=source)
+
+
+class ImageError(CnnError):
+    """An image file that cannot be read, or that is not what was expected."""
+
+
+class SpecError(CnnError):
+    """A kernel, weights or model file whose content is malformed."""
+
+
+class ShapeError(CnnError):
+    """Settings or weights whose shapes do not fit the data they are applied to."""
+
+
+class OutputError(CnnError):
+    """An output file or folder that cannot be written."""

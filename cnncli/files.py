@@ -1,0 +1,150 @@
+"""Files other than images and kernels: dense weights in, arrays and inspection folders out.
+
+Every output is written to a temporary file beside its destination and renamed into place, so
+a failed or interrupted run never leaves a half-written file where a good one is expected.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Sequence
+
+import numpy as np
+
+from . import jsonspec
+from .errors import OutputError, SpecError
+from .images import LoadedImage
+from .model import Step
+from .trace import TRACE_VERSION, image_record, layer_record
+
+MAX_WEIGHTS_BYTES = 1 << 30
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through ``write(stream)`` into a temporary file, then rename it into place."""
+    path = Path(path)
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp",
+                                             delete=False)
+    except OSError as err:
+        raise OutputError(f"cannot write here: {err.strerror or err}", source=str(path)) from None
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException as err:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"cannot write: {err.strerror or err}", source=str(path)) from None
+        raise
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Write ``array`` as a .npy file, atomically."""
+    data = npy_bytes(array)
+    write_atomic(path, lambda stream: stream.write(data))
+
+
+def save_json(path: str | Path, document: Any) -> None:
+    """Write a JSON document laid out for people (rows of numbers on one line), atomically."""
+    text = jsonspec.dumps(document) + "\n"
+    write_atomic(path, lambda stream: stream.write(text.encode()))
+
+
+def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step]) -> Path:
+    """Write one .npy per layer and DIR/manifest.json (written last) listing them in order."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the folder: {err.strerror or err}", source=str(directory)) from None
+    layers = []
+    for step in steps:
+        record = layer_record(step)
+        record["file"] = f"{step.index:02d}_{step.name}.npy"
+        save_npy(directory / record["file"], step.output)
+        layers.append(record)
+    manifest = directory / "manifest.json"
+    save_json(manifest, {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image),
+                         "layers": layers})
+    return manifest
+
+
+def read_dense_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read dense weights (out, in) and an optional bias (out,) from .npy, .npz or .json.
+
+    A .npy holds the weight alone; a 1-D weight (in,) is one output unit, as in the seed tutorial.
+    A .npz holds arrays named ``weight`` and optionally ``bias``; a .json holds an array, or an
+    object with ``weight`` and optionally ``bias``. Pickled arrays are never loaded.
+    """
+    path = Path(path)
+    source = str(path)
+    suffix = path.suffix.lower()
+    try:
+        if path.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise SpecError(f"is larger than {MAX_WEIGHTS_BYTES >> 30} GiB", source=source)
+        if suffix == ".json":
+            weight, bias = _dense_from_json(jsonspec.loads(path.read_bytes(), source), source)
+        elif suffix == ".npy":
+            weight, bias = np.load(path, allow_pickle=False), None
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                unknown = set(archive.files) - {"weight", "bias"}
+                if "weight" not in archive.files or unknown:
+                    raise SpecError(f"holds {sorted(archive.files)}; expected 'weight' and optionally 'bias'",
+                                    source=source)
+                weight = archive["weight"]
+                bias = archive["bias"] if "bias" in archive.files else None
+        else:
+            raise SpecError("expected a .npy, .npz or .json file of dense weights", source=source)
+    except FileNotFoundError:
+        raise SpecError("no such file", source=source) from None
+    except SpecError:
+        raise
+    except (OSError, ValueError, EOFError) as err:
+        raise SpecError(f"cannot read the weights: {err}", source=source) from None
+    return _checked_dense(weight, bias, source)
+
+
+def _dense_from_json(document: Any, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    read = jsonspec.Reader(source)
+    if isinstance(document, list):
+        return read.array(document, "", ndims=(1, 2)), None
+    read.object(document, "", ("weight", "bias"), required=("weight",))
+    weight = read.array(document["weight"], "weight", ndims=(1, 2))
+    bias = read.array(document["bias"], "bias", ndims=(1,)) if "bias" in document else None
+    return weight, bias
+
+
+def _checked_dense(weight: np.ndarray, bias: np.ndarray | None, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    if weight.dtype.kind not in "iuf" or (bias is not None and bias.dtype.kind not in "iuf"):
+        raise SpecError(f"weights must be numbers, got {weight.dtype}", source=source)
+    if weight.ndim == 1:
+        weight = weight[None]
+    if weight.ndim != 2 or 0 in weight.shape:
+        raise SpecError(f"weight has shape {weight.shape}; expected (out, in)", source=source)
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise SpecError(f"bias has shape {bias.shape}; expected ({weight.shape[0]},) for weight {weight.shape}",
+                        source=source)
+    for name, array in (("weight", weight), ("bias", bias)):
+        if array is not None and not np.all(np.isfinite(array)):
+            raise SpecError(f"{name} has NaN or infinite values", source=source)
+    return weight.astype(np.float64), None if bias is None else bias.astype(np.float64)
+
+
+def random_dense(out_features: int, in_features: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard-normal weights and bias from a fixed seed, as the seed tutorial's random layer."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((out_features, in_features)), rng.standard_normal(out_features)

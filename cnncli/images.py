@@ -1,0 +1,193 @@
+"""Reading images into (C, H, W) float arrays with Pillow, saying what was done on the way.
+
+By default an image becomes one gray channel (Pillow's "L" luma: 0.299 R + 0.587 G + 0.114 B,
+rounded as Pillow rounds) with raw values 0..255, as in the seed tutorial, so that a person can
+check the numbers by hand. Options give RGB channels, values scaled to 0..1, and a choice of what
+to do with transparency. 16-bit images are scaled to the same 0..255 range rather than clipped.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .errors import ImageError
+
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+DEFAULT_MAX_PIXELS = 1 << 26  # 8192 x 8192
+MAX_FILE_BYTES = 256 << 20
+
+Color = Literal["gray", "rgb"]
+Scale = Literal["raw", "unit"]
+Alpha = Literal["drop", "white", "black", "keep"]
+_COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """An image as a (C, H, W) array, and what it was before."""
+
+    array: np.ndarray  # (C, H, W)
+    source: str
+    format: str
+    mode: str  # Pillow's mode of the file, before any conversion
+    channel_names: tuple[str, ...]
+    notes: tuple[str, ...]  # every conversion made, in words
+
+    @property
+    def description(self) -> str:
+        c, h, w = self.array.shape
+        return f"{self.format} {w}x{h} {self.mode} -> {'/'.join(self.channel_names)} {self.array.dtype}"
+
+
+def read_image(
+    source: str,
+    data: bytes | None = None,
+    *,
+    color: Color = "gray",
+    scale: Scale = "raw",
+    alpha: Alpha = "drop",
+    dtype: type = np.float32,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Read an image file (or ``data``, the bytes of one, named ``source``) as a (C, H, W) array.
+
+    Raises ImageError naming ``source`` for a missing, unreadable, unsupported, truncated or
+    oversized image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if data is None:
+        data = _read_file(source)
+    if not data:
+        raise ImageError("is empty; expected an image", source=source)
+    im = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            width, height = im.size
+            if width < 1 or height < 1:
+                raise ImageError(f"has no pixels ({width}x{height})", source=source)
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
+                    f"{max_pixels / 1e6:.1f} MP",
+                    source=source,
+                )
+            im.load()
+        except UnidentifiedImageError:
+            raise ImageError(f"not a supported image; expected one of {', '.join(ALLOWED_FORMATS)}", source=source) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError("claims more pixels than any supported image may have (decompression bomb)", source=source) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise ImageError(f"cannot decode the {getattr(im, 'format', None) or 'image'}: {err}", source=source) from None
+    notes: list[str] = []
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"first of {frames} frames")
+    file_format, file_mode = im.format or "image", im.mode
+    orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+    if orientation in range(2, 9):
+        im = ImageOps.exif_transpose(im)
+        notes.append(f"EXIF orientation {orientation} applied")
+    planes, names, full_scale = _to_planes(im, color, alpha, notes)
+    array = np.stack(planes).astype(dtype)  # C, H, W
+    if full_scale is None:
+        if not np.all(np.isfinite(array)):
+            raise ImageError("has NaN or infinite pixel values", source=source)
+    elif scale == "unit":
+        array /= dtype(full_scale)
+        notes.append(f"values scaled to 0..1 (divided by {full_scale})")
+    elif full_scale != 255:
+        array *= dtype(255 / full_scale)
+        notes.append(f"values scaled from 0..{full_scale} to 0..255")
+    return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
+
+
+def _read_file(source: str) -> bytes:
+    path = Path(source)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"is larger than {MAX_FILE_BYTES >> 20} MiB", source=source)
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError("no such file", source=source) from None
+    except IsADirectoryError:
+        raise ImageError("is a folder; expected an image file", source=source) from None
+    except OSError as err:
+        raise ImageError(f"cannot read: {err.strerror or err}", source=source) from None
+
+
+def _to_planes(im, color: Color, alpha: Alpha, notes: list[str]):
+    """Split a loaded Pillow image into 2-D planes; return them, their names and the full scale.
+
+    The full scale is the value of white (255 for 8-bit, 65535 for 16-bit), or None for float
+    images, whose values are used as they are.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "1":
+        im = im.convert("L")
+        notes.append("1-bit pixels read as 0 and 255")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+        notes.append("palette colours expanded")
+    elif mode in ("La", "RGBa"):
+        im = im.convert(mode.upper())
+    elif mode in _COLOUR_MODES:
+        im = im.convert("RGB")
+        notes.append(f"{mode} converted to RGB")
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        return _deep_planes(im, color, notes)
+    if im.mode not in ("L", "LA", "RGB", "RGBA"):
+        raise ImageError(f"pixel mode {im.mode} is not supported")
+    alpha_plane = None
+    if im.mode in ("LA", "RGBA"):
+        if alpha == "keep":
+            alpha_plane = np.asarray(im.getchannel("A"))
+            notes.append("alpha kept as a channel")
+        elif alpha in ("white", "black"):
+            background = Image.new("RGBA", im.size, (255, 255, 255, 255) if alpha == "white" else (0, 0, 0, 255))
+            im = Image.alpha_composite(background, im.convert("RGBA"))
+            notes.append(f"transparent pixels composited over {alpha}")
+        else:
+            notes.append("alpha channel dropped")
+        im = im.convert("RGB" if im.mode == "RGBA" else "L")
+    if color == "gray":
+        if im.mode != "L":
+            im = im.convert("L")
+            notes.append("RGB converted to gray (Pillow L: 0.299 R + 0.587 G + 0.114 B)")
+        planes, names = [np.asarray(im)], ["gray"]
+    else:
+        if im.mode == "L":
+            notes.append("gray repeated in R, G and B")
+        rgb = np.asarray(im.convert("RGB"))
+        planes, names = [rgb[..., i] for i in range(3)], ["R", "G", "B"]
+    if alpha_plane is not None:
+        planes, names = planes + [alpha_plane], names + ["alpha"]
+    return planes, tuple(names), 255
+
+
+def _deep_planes(im, color: Color, notes: list[str]):
+    """Planes of a 16-bit, 32-bit integer or float gray image, which Pillow's 8-bit paths would clip."""
+    values = np.asarray(im)
+    if im.mode == "F":
+        full_scale = None
+        notes.append("32-bit float values used as they are")
+    elif im.mode == "I" and (values.min() < 0 or values.max() > 65535):
+        full_scale = int(max(abs(int(values.min())), int(values.max()), 1))
+        notes.append(f"32-bit integer values divided by their largest magnitude {full_scale}")
+    else:
+        full_scale = 65535
+    planes = [values.astype(np.float64)]
+    if color == "rgb":
+        notes.append("gray repeated in R, G and B")
+        return planes * 3, ("R", "G", "B"), full_scale
+    return planes, ("gray",), full_scale

@@ -1,0 +1,202 @@
+"""Strict JSON for kernel and model files: every error names the file and the field's JSON path.
+
+Python's json module accepts NaN, Infinity, 1e400 (as inf) and repeated keys without a word; a
+file that says any of these is almost surely wrong, so here each is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import SpecError
+
+MAX_DEPTH = 32
+
+
+def loads(text: str | bytes, source: str) -> Any:
+    """Parse JSON text, rejecting non-finite numbers, repeated keys and deep nesting."""
+
+    def reject_constant(name: str) -> Any:
+        raise SpecError(f"{name} is not a number JSON allows; expected a finite number", source=source)
+
+    def parse_float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise SpecError(f"{literal} is too large for a number; expected a finite number", source=source)
+        return value
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in items:
+            if key in result:
+                raise SpecError(f"key {key!r} appears twice in one object", source=source)
+            result[key] = value
+        return result
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise SpecError(f"not UTF-8 text (byte {err.start}); expected a JSON file", source=source) from None
+    if _depth_exceeds(text, MAX_DEPTH):
+        raise SpecError(f"nested deeper than {MAX_DEPTH} levels", source=source)
+    try:
+        return json.loads(text, parse_constant=reject_constant, parse_float=parse_float, object_pairs_hook=pairs)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}", source=source) from None
+    except ValueError as err:  # e.g. an integer with more digits than Python converts
+        raise SpecError(f"invalid JSON: {err}", source=source) from None
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    """True when brackets nest deeper than ``limit`` (strings do not count)."""
+    opens = text.count("[") + text.count("{")
+    if opens <= limit:
+        return False
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+class Reader:
+    """Typed access to the fields of one JSON document, raising SpecError with the field's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> SpecError:
+        return SpecError(f"{path}: {message}" if path else message, source=self.source)
+
+    def object(self, value: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Any]:
+        """Check that ``value`` is an object with only ``allowed`` keys and every ``required`` one."""
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected an object, got {_kind(value)}")
+        allowed = list(allowed)
+        for key in value:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(allowed)}"
+                raise self.fail(_join(path, key), f"unknown key{suggestion}")
+        for key in required:
+            if key not in value:
+                raise self.fail(path, f"missing key {key!r}")
+        return value
+
+    def string(self, value: Any, path: str, choices: Iterable[str] | None = None) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_kind(value)}")
+        if choices is not None and value not in (choices := tuple(choices)):
+            raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def number(self, value: Any, path: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"expected a number, got {_kind(value)}")
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf
+        if not math.isfinite(result):
+            raise self.fail(path, "is too large; expected a finite number")
+        return result
+
+    def integer(self, value: Any, path: str, minimum: int | None = None, maximum: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(path, f"expected a whole number, got {_kind(value)}")
+        if minimum is not None and value < minimum:
+            raise self.fail(path, f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise self.fail(path, f"must be at most {maximum}, got {value}")
+        return value
+
+    def pair(self, value: Any, path: str, minimum: int = 1, maximum: int = 1 << 16) -> tuple[int, int]:
+        """An integer, or a list of two: (rows, cols)."""
+        if isinstance(value, list):
+            if len(value) != 2:
+                raise self.fail(path, f"expected one integer or [rows, cols], got {len(value)} values")
+            return tuple(self.integer(v, f"{path}[{i}]", minimum, maximum) for i, v in enumerate(value))  # type: ignore
+        number = self.integer(value, path, minimum, maximum)
+        return number, number
+
+    def array(self, value: Any, path: str, ndims: Iterable[int]) -> np.ndarray:
+        """A rectangular nested list of finite numbers with one of the allowed ranks, as float64."""
+        ndims = tuple(ndims)
+        shape = self._shape(value, path)
+        if len(shape) not in ndims:
+            allowed = " or ".join(f"{n}-D" for n in ndims)
+            raise self.fail(path, f"expected a {allowed} array, got {len(shape)}-D with shape {shape}")
+        if 0 in shape:
+            raise self.fail(path, f"is empty (shape {shape})")
+        return np.array(value, dtype=np.float64)
+
+    def _shape(self, value: Any, path: str) -> tuple[int, ...]:
+        """The shape of a nested list, checking every row has the same length and every leaf is a number."""
+        if not isinstance(value, list):
+            self.number(value, path)
+            return ()
+        if not value:
+            return (0,)
+        inner = [self._shape(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        for i, shape in enumerate(inner):
+            if shape != inner[0]:
+                raise self.fail(
+                    f"{path}[{i}]", f"has shape {list(shape)} but {path}[0] has {list(inner[0])} (rows must match)"
+                )
+        return (len(value),) + inner[0]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) < 40 else "a string"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def dumps(document: Any, indent: str = "  ", _level: int = 0) -> str:
+    """JSON laid out for people: objects and nested lists one item per line, rows of numbers inline."""
+    pad, inner = indent * _level, indent * (_level + 1)
+    if isinstance(document, dict) and document:
+        items = [f"{inner}{json.dumps(key)}: {dumps(value, indent, _level + 1)}" for key, value in document.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(document, list) and any(isinstance(item, (list, dict)) for item in document):
+        items = [f"{inner}{dumps(item, indent, _level + 1)}" for item in document]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(document, allow_nan=False)

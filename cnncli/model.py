@@ -1,0 +1,380 @@
+"""Layers, networks and the forward pass that keeps every intermediate map.
+
+A Network is an ordered tuple of layers. ``Network.shapes`` checks the whole network against an
+input shape before anything is computed; ``Network.forward`` returns one Step per layer, the
+input first. The options of ``cnn run`` build the same kind of Network as a model file would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+from . import ops
+from .errors import CnnError, ShapeError
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d:
+    """A conv layer: cross-correlation unless ``flip``; weight (F, C/groups, KH, KW)."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: Any = "valid"
+    padding_mode: str = "zeros"
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    flip: bool = False
+    name: str = "conv"
+    labels: tuple[str, ...] = ()  # one per output channel, e.g. the kernel names
+    type = "conv2d"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require_map(shape, self)
+        _, out = ops.conv_geometry(shape, self.weight.shape, self.stride, self.padding, self.dilation,
+                                   self.groups, self.padding_mode)
+        return out
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                          self.padding_mode, self.flip)
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + (0 if self.bias is None else self.bias.size)
+
+    def macs(self, out_shape: Shape) -> int:
+        return ops.conv_macs(out_shape, self.weight.shape)
+
+    def settings(self) -> dict[str, Any]:
+        f, c, kh, kw = self.weight.shape
+        return {
+            "operation": "convolution" if self.flip else "cross-correlation",
+            "kernel_size": [kh, kw], "in_channels": c * self.groups, "out_channels": f,
+            "stride": list(self.stride), "padding": _jsonable(self.padding), "padding_mode": self.padding_mode,
+            "dilation": list(self.dilation), "groups": self.groups, "bias": self.bias is not None,
+        }
+
+    def describe(self) -> str:
+        f, c, kh, kw = self.weight.shape
+        parts = [f"{kh}x{kw}", "convolution (flipped kernel)" if self.flip else "cross-correlation",
+                 f"stride {_pair_text(self.stride)}", f"padding {_padding_text(self.padding)}"]
+        if self.padding_mode != "zeros" and self.padding != "valid":
+            parts.append(self.padding_mode)
+        if self.dilation != (1, 1):
+            parts.append(f"dilation {_pair_text(self.dilation)}")
+        if self.groups > 1:
+            parts.append(f"groups {self.groups}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """An element-wise activation: relu, leaky_relu, sigmoid, tanh or none."""
+
+    kind: str = "relu"
+    negative_slope: float = 0.01
+    name: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ops.ACTIVATIONS:
+            raise ShapeError(f"expected one of {', '.join(ops.ACTIVATIONS)}, got {self.kind!r}", source="activation")
+
+    @property
+    def type(self) -> str:
+        return self.kind
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "leaky_relu":
+            return ops.leaky_relu(x, self.negative_slope)
+        return ops.ACTIVATIONS[self.kind](x)
+
+    def settings(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope} if self.kind == "leaky_relu" else {}
+
+    def describe(self) -> str:
+        return f"negative slope {self.negative_slope:g}" if self.kind == "leaky_relu" else ""
+
+
+@dataclass(frozen=True, eq=False)
+class Pool2d:
+    """Max or average pooling, with PyTorch's settings; ``stride`` None means the kernel size."""
+
+    kind: str = "max"
+    kernel_size: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    name: str = "maxpool"
+
+    @property
+    def type(self) -> str:
+        return f"{self.kind}pool2d"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require_map(shape, self)
+        *_, out, _ = ops.pool_geometry(shape[1:], self.kernel_size, self.stride, self.padding,
+                                       self.dilation, self.ceil_mode)
+        return (shape[0], *out)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.kind == "max":
+            return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def settings(self) -> dict[str, Any]:
+        settings = {"kernel_size": list(self.kernel_size), "stride": list(self.stride or self.kernel_size),
+                    "padding": list(self.padding), "ceil_mode": self.ceil_mode}
+        if self.kind == "max":
+            settings["dilation"] = list(self.dilation)
+        else:
+            settings["count_include_pad"] = self.count_include_pad
+        return settings
+
+    def describe(self) -> str:
+        parts = [f"{self.kernel_size[0]}x{self.kernel_size[1]}", f"stride {_pair_text(self.stride or self.kernel_size)}"]
+        if any(self.padding):
+            parts.append(f"padding {_pair_text(self.padding)}")
+        if self.ceil_mode:
+            parts.append("ceil_mode")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool2d:
+    """Mean of each channel: (C, H, W) -> (C, 1, 1)."""
+
+    name: str = "globalavgpool"
+    type = "globalavgpool2d"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        _require_map(shape, self)
+        return (shape[0], 1, 1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ops.global_avg_pool2d(x)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """(C, H, W) -> (C*H*W,) in C order: channel slowest, then row, then column (as PyTorch)."""
+
+    name: str = "flatten"
+    type = "flatten"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return (math.prod(shape),)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ops.flatten(x)
+
+    def settings(self) -> dict[str, Any]:
+        return {"order": "CHW"}
+
+    def describe(self) -> str:
+        return "C, H, W order"
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """A fully-connected layer y = x W^T + b with W (out, in)."""
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    name: str = "dense"
+    origin: str = ""  # where the weights came from, e.g. "random, seed 0" or a file name
+    labels: tuple[str, ...] = ()
+    type = "dense"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ShapeError(f"takes a flat vector, got shape {shape}; put a flatten layer first", source=self.name)
+        if shape[0] != self.weight.shape[1]:
+            raise ShapeError(
+                f"weight {self.weight.shape} takes {self.weight.shape[1]} inputs, but the layer before gives "
+                f"{shape[0]} (shape {shape})",
+                source=self.name,
+            )
+        return (self.weight.shape[0],)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ops.linear(x, self.weight, self.bias)
+
+    @property
+    def params(self) -> int:
+        return self.weight.size + (0 if self.bias is None else self.bias.size)
+
+    def macs(self, out_shape: Shape) -> int:
+        return self.weight.size
+
+    def settings(self) -> dict[str, Any]:
+        settings = {"in_features": self.weight.shape[1], "out_features": self.weight.shape[0],
+                    "bias": self.bias is not None}
+        if self.origin:
+            settings["weights"] = self.origin
+        return settings
+
+    def describe(self) -> str:
+        text = f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
+        return f"{text}, {self.origin} weights" if self.origin else text
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax:
+    """exp(x) / sum(exp(x)) over a flat vector."""
+
+    name: str = "softmax"
+    type = "softmax"
+
+    def output_shape(self, shape: Shape) -> Shape:
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return ops.softmax(x, axis=-1)
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> str:
+        return ""
+
+
+Layer = Union[Conv2d, Activation, Pool2d, GlobalAvgPool2d, Flatten, Dense, Softmax]
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One layer's output in a forward pass; index 0 is the input itself."""
+
+    index: int
+    name: str
+    type: str
+    output: np.ndarray
+    seconds: float = 0.0
+    layer: Layer | None = None
+    in_shape: Shape = ()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {} if self.layer is None else self.layer.settings()
+
+    @property
+    def params(self) -> int:
+        return getattr(self.layer, "params", 0)
+
+    @property
+    def macs(self) -> int:
+        macs = getattr(self.layer, "macs", None)
+        return 0 if macs is None else macs(self.output.shape)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return getattr(self.layer, "labels", ())
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    layers: tuple[Layer, ...]
+
+    def shapes(self, input_shape: Shape) -> list[Shape]:
+        """The output shape of every layer for one input of ``input_shape``, checking each layer.
+
+        Raises ShapeError naming the first layer that does not fit.
+        """
+        shapes = [tuple(input_shape)]
+        for layer in self.layers:
+            try:
+                shapes.append(tuple(layer.output_shape(shapes[-1])))
+            except CnnError as err:
+                raise ShapeError(f"{err} (input {_shape_text(shapes[-1])})", source=layer.name) from None
+        return shapes
+
+    def forward(self, x: np.ndarray) -> list[Step]:
+        """Run every layer on a (C, H, W) map; return the input and each layer's output, in order."""
+        self.shapes(x.shape)
+        steps = [Step(0, "input", "input", x)]
+        for index, layer in enumerate(self.layers, start=1):
+            started = time.perf_counter()
+            y = layer.forward(x)
+            steps.append(Step(index, layer.name, layer.type, y, time.perf_counter() - started, layer, x.shape))
+            x = y
+        return steps
+
+
+def _require_map(shape: Shape, layer: Any) -> None:
+    if len(shape) != 3:
+        raise ShapeError(f"takes a (C, H, W) map, got shape {shape}", source=layer.name)
+
+
+def _jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int)) else [int(v) for v in value]
+
+
+def _pair_text(value: Sequence[int]) -> str:
+    return str(value[0]) if value[0] == value[1] else ",".join(str(v) for v in value)
+
+
+def _padding_text(padding: Any) -> str:
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, int):
+        return str(padding)
+    values = list(padding)
+    return str(values[0]) if len(set(values)) == 1 else ",".join(str(v) for v in values)
+
+
+def _shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """The layer options of ``cnn run``: one conv stage, then an optional dense layer."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: Any = "valid"
+    padding_mode: str = "zeros"
+    dilation: tuple[int, int] = (1, 1)
+    flip: bool = False
+    activation: str = "relu"
+    negative_slope: float = 0.01
+    pool: str = "max"
+    pool_size: tuple[int, int] = (2, 2)
+    pool_stride: tuple[int, int] | None = None
+    ceil_mode: bool = False
+    softmax: bool = False
+
+
+def single_stage(weight: np.ndarray, bias: np.ndarray | None, groups: int, labels: Sequence[str],
+                 options: StageOptions, dense: Dense | None = None) -> Network:
+    """conv -> activation -> pooling -> (flatten -> dense -> softmax), as ``cnn run`` builds it."""
+    layers: list[Layer] = [Conv2d(weight, bias, options.stride, options.padding, options.padding_mode,
+                                  options.dilation, groups, options.flip, "conv1", tuple(labels))]
+    if options.activation != "none":
+        layers.append(Activation(options.activation, options.negative_slope, f"{options.activation}1"))
+    if options.pool != "none":
+        layers.append(Pool2d(options.pool, options.pool_size, options.pool_stride, ceil_mode=options.ceil_mode,
+                             name=f"{options.pool}pool1"))
+    if dense is not None:
+        layers += [Flatten("flatten1"), dense]
+        if options.softmax:
+            layers.append(Softmax("softmax1"))
+    return Network(tuple(layers))

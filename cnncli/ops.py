@@ -1,0 +1,520 @@
+"""Pure NumPy layer functions, with PyTorch's semantics and argument names.
+
+Feature maps are (C, H, W); batches are (N, C, H, W). Conv weights are (F, C/groups, KH, KW)
+with bias (F,); dense weights are (out, in). Every function works in the floating dtype of its
+input (float32 unless the caller chose float64) and never loops in Python over pixels: convolution
+runs either as shift-and-add over kernel taps in row strips (few channels) or as one matrix product
+over a read-only window view (many channels); pooling is a maximum or sum over strided slices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Literal, Sequence, Union
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+from .errors import ShapeError
+
+Pair = tuple[int, int]
+Padding = Union[str, int, Sequence[int]]
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+# Strip sizes: a shift-and-add strip of output stays in L2 cache; an im2col block stays small
+# enough that a huge image never needs more than a few tens of MB on top of its output.
+_STRIP_ELEMENTS = 1 << 16
+_IM2COL_ELEMENTS = 1 << 23
+_THREADED_ELEMENTS = 1 << 20
+
+
+def pair(value: int | Sequence[int], name: str) -> Pair:
+    """Return ``value`` as (rows, cols); an int stands for both."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    values = tuple(int(v) for v in value)
+    if len(values) != 2:
+        raise ShapeError(f"expected one integer or two (rows, cols), got {len(values)}", source=name)
+    return values  # type: ignore[return-value]
+
+
+def _positive(value: Pair, name: str) -> Pair:
+    if min(value) < 1:
+        raise ShapeError(f"must be at least 1, got {value[0] if value[0] == value[1] else value}", source=name)
+    return value
+
+
+def conv_padding(
+    padding: Padding,
+    kernel_size: Pair,
+    stride: Pair = (1, 1),
+    dilation: Pair = (1, 1),
+    in_size: Pair | None = None,
+) -> tuple[int, int, int, int]:
+    """Resolve a padding setting to (top, bottom, left, right).
+
+    ``"valid"`` is no padding; ``"full"`` pads dilation*(k-1) on every side; ``"same"`` gives an
+    output of ceil(size / stride) and puts an odd extra cell at the bottom/right (PyTorch's rule at
+    stride 1, TensorFlow's and ONNX SAME_UPPER's at any stride). An int pads every side; two ints
+    are (rows, cols); four are (top, bottom, left, right).
+    """
+    if isinstance(padding, str):
+        extents = [dilation[a] * (kernel_size[a] - 1) for a in range(2)]
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if padding == "full":
+            return extents[0], extents[0], extents[1], extents[1]
+        if padding == "same":
+            if in_size is None:
+                raise ValueError("'same' padding needs the input size")
+            sides = []
+            for a in range(2):
+                out = -(-in_size[a] // stride[a])
+                total = max((out - 1) * stride[a] + extents[a] + 1 - in_size[a], 0)
+                sides += [total // 2, total - total // 2]
+            return tuple(sides)  # type: ignore[return-value]
+        raise ShapeError(f"expected valid, same, full or integers, got {padding!r}", source="padding")
+    if isinstance(padding, (int, np.integer)):
+        values: tuple[int, ...] = (int(padding),) * 4
+    else:
+        values = tuple(int(p) for p in padding)
+        if len(values) == 2:
+            values = (values[0], values[0], values[1], values[1])
+        elif len(values) != 4:
+            raise ShapeError(f"expected 1, 2 or 4 integers, got {len(values)}", source="padding")
+    if min(values) < 0:
+        raise ShapeError(f"must not be negative, got {values}", source="padding")
+    return values  # type: ignore[return-value]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
+    """Output length along one axis: floor((size + pads - dilation*(kernel-1) - 1) / stride) + 1."""
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], mode: str = "zeros", value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes by (top, bottom, left, right) with PyTorch's padding modes.
+
+    ``zeros`` fills with ``value``; ``reflect`` mirrors without repeating the edge (dcb|abcd);
+    ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd).
+    """
+    top, bottom, left, right = pads
+    if not any(pads):
+        return x
+    if mode not in PADDING_MODES:
+        raise ShapeError(f"expected one of {', '.join(PADDING_MODES)}, got {mode!r}", source="padding_mode")
+    _check_pad_mode(pads, mode, *x.shape[-2:])
+    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
+    if mode == "zeros":
+        return np.pad(x, widths, mode="constant", constant_values=value)
+    return np.pad(x, widths, mode=_NUMPY_PAD_MODE[mode])
+
+
+def _check_pad_mode(pads: tuple[int, int, int, int], mode: str, height: int, width: int) -> None:
+    """PyTorch's limits: reflect padding below the input size, circular padding at most it."""
+    top, bottom, left, right = pads
+    if mode == "reflect" and (max(top, bottom) >= height or max(left, right) >= width):
+        raise ShapeError(
+            f"reflect padding {pads} needs each padding smaller than the input {height}x{width}",
+            source="padding",
+        )
+    if mode == "circular" and (max(top, bottom) > height or max(left, right) > width):
+        raise ShapeError(
+            f"circular padding {pads} needs each padding at most the input {height}x{width}",
+            source="padding",
+        )
+
+
+def conv_geometry(
+    in_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> tuple[tuple[int, int, int, int], tuple[int, int, int]]:
+    """Check a conv's settings against a (C, H, W) input; return its pads and (F, H_out, W_out).
+
+    Raises ShapeError for anything conv2d would not accept, so a whole network can be checked
+    before any computation.
+    """
+    if len(weight_shape) != 4:
+        raise ShapeError(f"conv weight must be (F, C, KH, KW), got shape {tuple(weight_shape)}")
+    n_filters, group_channels, kh, kw = weight_shape
+    channels, height, width = in_shape
+    if groups < 1 or channels % groups or n_filters % groups:
+        raise ShapeError(f"groups={groups} must divide both the {channels} input and {n_filters} output channels")
+    if group_channels * groups != channels:
+        raise ShapeError(
+            f"weight {tuple(weight_shape)} expects {group_channels * groups} input channels, input has {channels}"
+        )
+    stride_hw = _positive(pair(stride, "stride"), "stride")
+    dilation_hw = _positive(pair(dilation, "dilation"), "dilation")
+    if padding_mode not in PADDING_MODES:
+        raise ShapeError(f"expected one of {', '.join(PADDING_MODES)}, got {padding_mode!r}", source="padding_mode")
+    pads = conv_padding(padding, (kh, kw), stride_hw, dilation_hw, (height, width))
+    _check_pad_mode(pads, padding_mode, height, width)
+    out_h = conv_output_size(height, kh, stride_hw[0], dilation_hw[0], pads[0], pads[1])
+    out_w = conv_output_size(width, kw, stride_hw[1], dilation_hw[1], pads[2], pads[3])
+    if out_h < 1 or out_w < 1:
+        reach = (dilation_hw[0] * (kh - 1) + 1, dilation_hw[1] * (kw - 1) + 1)
+        padded = (height + pads[0] + pads[1], width + pads[2] + pads[3])
+        raise ShapeError(f"kernel reaches {reach[0]}x{reach[1]} but the padded input is only {padded[0]}x{padded[1]}")
+    return pads, (n_filters, out_h, out_w)
+
+
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    method: Literal["auto", "taps", "gemm"] = "auto",
+) -> np.ndarray:
+    """2-D cross-correlation, exactly as ``torch.nn.functional.conv2d`` (the kernel is not flipped).
+
+    Parameters
+    ----------
+    x : (C, H, W) or (N, C, H, W) array
+    weight : (F, C/groups, KH, KW) array
+    bias : (F,) array, optional
+    stride, dilation : int or (rows, cols)
+    padding : "valid", "same", "full", int, (rows, cols) or (top, bottom, left, right)
+    groups : C and F must both divide by it; groups == C is a depthwise convolution
+    padding_mode : "zeros", "reflect", "replicate" or "circular"
+    flip : bool
+        Flip the kernel in both axes first: a true convolution, as in scipy.signal.convolve2d.
+    method : "auto", "taps" or "gemm"
+        Shift-and-add over kernel taps, or one matrix product per block of rows; both give the
+        same numbers, "auto" picks the faster one for these shapes.
+
+    Returns
+    -------
+    (F, H_out, W_out) or (N, F, H_out, W_out) array, with
+    H_out = floor((H + pad_top + pad_bottom - dilation*(KH-1) - 1) / stride) + 1, likewise W_out.
+
+    Raises
+    ------
+    ShapeError
+        When channels do not match, settings are out of range, or the kernel is larger than the
+        padded input.
+    """
+    x, batched = _as_batch(x)
+    dtype = x.dtype
+    weight = np.asarray(weight, dtype=dtype)
+    pads, (n_filters, out_h, out_w) = conv_geometry(x.shape[1:], weight.shape, stride, padding, dilation, groups, padding_mode)
+    _, group_channels, kh, kw = weight.shape
+    stride_hw, dilation_hw = pair(stride, "stride"), pair(dilation, "dilation")
+    if flip:
+        weight = weight[:, :, ::-1, ::-1]
+    if bias is not None:
+        bias = np.asarray(bias, dtype=dtype).reshape(-1)
+        if bias.shape != (n_filters,):
+            raise ShapeError(f"bias has {bias.size} values, expected one per filter ({n_filters})")
+
+    xpad = pad2d(x, pads, padding_mode)
+    per_group = n_filters // groups
+    if method == "auto":
+        method = "taps" if group_channels * per_group * kh * kw <= 72 else "gemm"
+    geometry = (out_h, out_w, stride_hw, dilation_hw)
+    if method == "taps":
+        out = _conv_taps(xpad, weight, groups, geometry)
+    else:
+        out = np.concatenate(
+            [
+                _conv_gemm(xpad[:, g * group_channels:(g + 1) * group_channels],
+                           weight[g * per_group:(g + 1) * per_group], geometry)
+                for g in range(groups)
+            ],
+            axis=1,
+        ) if groups > 1 else _conv_gemm(xpad, weight, geometry)
+    if bias is not None:
+        out += bias[:, None, None]
+    return out if batched else out[0]
+
+
+def _as_batch(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """View a map (C, H, W) as a batch of one; keep float32/float64, cast anything else to float32."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
+    if x.ndim == 3:
+        return x[None], False
+    if x.ndim == 4:
+        return x, True
+    raise ShapeError(f"expected a (C, H, W) map or an (N, C, H, W) batch, got shape {x.shape}")
+
+
+def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> np.ndarray:
+    """Shift-and-add: out += w[f, c, i, j] * (input shifted by tap i, j), one row strip at a time."""
+    out_h, out_w, (sh, sw), (dh, dw) = geometry
+    n = xpad.shape[0]
+    n_filters, group_channels, kh, kw = weight.shape
+    per_group = n_filters // groups
+    xg = xpad.reshape(n, groups, group_channels, *xpad.shape[2:])  # N, G, Cg, Hp, Wp
+    wg = weight.reshape(groups, per_group, group_channels, kh, kw)  # G, M, Cg, KH, KW
+    out = np.empty((n, groups, per_group, out_h, out_w), dtype=xpad.dtype)  # N, G, M, Ho, Wo
+    rows = max(1, _STRIP_ELEMENTS // max(1, n * n_filters * out_w))
+
+    def strip(r0: int, r1: int) -> None:
+        acc = out[:, :, :, r0:r1]
+        tmp = np.empty_like(acc)
+        first = True
+        for c in range(group_channels):
+            for i in range(kh):
+                top = r0 * sh + i * dh
+                for j in range(kw):
+                    left = j * dw
+                    window = xg[:, :, c, top:top + (r1 - r0 - 1) * sh + 1:sh, left:left + (out_w - 1) * sw + 1:sw]
+                    tap = wg[:, :, c, i, j][None, :, :, None, None]  # 1, G, M, 1, 1
+                    if first:
+                        np.multiply(window[:, :, None], tap, out=acc)
+                        first = False
+                    else:
+                        np.multiply(window[:, :, None], tap, out=tmp)
+                        acc += tmp
+
+    _run_strips(out_h, rows, strip, out.size)
+    return out.reshape(n, n_filters, out_h, out_w)
+
+
+def _run_strips(total_rows: int, rows: int, work, size: int) -> None:
+    """Run ``work(r0, r1)`` over row strips; big outputs are split in one run of strips per core
+    and run on threads (NumPy releases the GIL inside its loops)."""
+    bounds = [(r0, min(r0 + rows, total_rows)) for r0 in range(0, total_rows, rows)]
+    workers = min(os.cpu_count() or 1, len(bounds))
+    if size < _THREADED_ELEMENTS or workers < 2:
+        for r0, r1 in bounds:
+            work(r0, r1)
+        return
+    from concurrent.futures import ThreadPoolExecutor  # only big maps pay for the import
+
+    def run(share):
+        for r0, r1 in share:
+            work(r0, r1)
+
+    shares = [bounds[w::workers] for w in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(run, share) for share in shares]:
+            future.result()
+
+
+def _conv_gemm(xpad: np.ndarray, weight: np.ndarray, geometry) -> np.ndarray:
+    """One matrix product (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows.
+
+    At stride 1 the columns are read in the padded input's own row layout ("wide" rows: each
+    output row is computed over the padded width and the extra columns dropped), so each column
+    block is a contiguous run of memory and the im2col copy is as cheap as it gets.
+    """
+    out_h, out_w, (sh, sw), (dh, dw) = geometry
+    n, channels, hp, wp = xpad.shape
+    n_filters, _, kh, kw = weight.shape
+    depth = channels * kh * kw
+    flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
+    out = np.empty((n, n_filters, out_h, out_w), dtype=xpad.dtype)
+    wide = sh == 1 and sw == 1
+    row_width = wp if wide else out_w
+    rows = max(1, min(out_h, _IM2COL_ELEMENTS // max(1, depth * row_width)))
+    if wide:
+        # Room after the last row, so the last window's extra columns stay inside the buffer.
+        flat = np.zeros((n, channels, hp * wp + (kw - 1) * dw), dtype=xpad.dtype)
+        flat[:, :, : hp * wp] = xpad.reshape(n, channels, hp * wp)
+        es = flat.itemsize
+        for b in range(n):
+            for r0 in range(0, out_h, rows):
+                r1 = min(r0 + rows, out_h)
+                length = (r1 - r0) * wp
+                cols = as_strided(
+                    flat[b, :, r0 * wp:],
+                    shape=(channels, kh, kw, length),
+                    strides=(flat.strides[1], dh * wp * es, dw * es, es),
+                    writeable=False,
+                )  # C, KH, KW, rows*Wp
+                block = flat_weight @ cols.reshape(depth, length)  # F, rows*Wp
+                out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
+        return out
+    reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+    # windows: N, C, Ho, Wo, KH, KW
+    for b in range(n):
+        for r0 in range(0, out_h, rows):
+            r1 = min(r0 + rows, out_h)
+            cols = windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2)  # C, KH, KW, rows, Wo
+            block = flat_weight @ cols.reshape(depth, -1)  # F, rows*Wo
+            out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, out_w)
+    return out
+
+
+# --- Pooling ---------------------------------------------------------------------------------
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output length: floor or ceil of (size + 2p - d(k-1) - 1)/s, plus 1.
+
+    With ceil_mode a last window that would start inside the right padding is dropped.
+    """
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pool_geometry(size: Sequence[int], kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Check pooling settings against an (H, W) input.
+
+    Returns kernel, stride, dilation, padding (each (rows, cols)), the output (H, W) and the
+    padding needed after the input (the requested padding plus any ceil_mode overhang).
+    """
+    k = _positive(pair(kernel_size, "kernel_size"), "kernel_size")
+    s = _positive(pair(k if stride is None else stride, "stride"), "stride")
+    d = _positive(pair(dilation, "dilation"), "dilation")
+    p = pair(padding, "padding")
+    if min(p) < 0 or p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ShapeError(f"pool padding {p} must be between 0 and half the kernel size {k}", source="padding")
+    out = tuple(pool_output_size(size[a], k[a], s[a], p[a], d[a], ceil_mode) for a in range(2))
+    if min(out) < 1:
+        raise ShapeError(f"a {k[0]}x{k[1]} pool does not fit the {size[0]}x{size[1]} input")
+    # Padding after the input: the requested padding, plus what a ceil_mode window hangs over.
+    after = tuple(max(0, (out[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - size[a] - p[a]) for a in range(2))
+    return k, s, d, p, out, after
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel_size: int | Sequence[int] = 2,
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """Max pooling over (…, H, W), as ``torch.nn.functional.max_pool2d``.
+
+    ``stride`` defaults to ``kernel_size``; padding is implicit -inf and at most half the kernel.
+    Output size: see ``pool_output_size``.
+    """
+    x, batched = _as_batch(x)
+    k, s, d, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    xpad = pad2d(x, (p[0], after[0], p[1], after[1]), value=-np.inf)
+    result = None
+    for i in range(k[0]):
+        for j in range(k[1]):
+            window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
+            result = window.copy() if result is None else np.maximum(result, window, out=result)
+    return result if batched else result[0]
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel_size: int | Sequence[int] = 2,
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> np.ndarray:
+    """Average pooling over (…, H, W), as ``torch.nn.functional.avg_pool2d``.
+
+    With ``count_include_pad`` the zero padding counts in each window's divisor (PyTorch's
+    default); cells of a ceil_mode window that hang past the padding never count.
+    """
+    x, batched = _as_batch(x)
+    k, s, _, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
+    xpad = pad2d(x, (p[0], after[0], p[1], after[1]))
+    total = np.zeros(x.shape[:2] + out, dtype=x.dtype)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            total += _tap_slice(xpad, i, j, out, s)
+    counts = [_window_counts(x.shape[2 + a], k[a], s[a], p[a], out[a], count_include_pad) for a in range(2)]
+    total /= np.multiply.outer(counts[0], counts[1]).astype(x.dtype)
+    return total if batched else total[0]
+
+
+def _tap_slice(xpad: np.ndarray, top: int, left: int, out: Pair, stride: Pair) -> np.ndarray:
+    """The strided view of ``xpad`` that tap (top, left) of every window reads."""
+    return xpad[..., top:top + (out[0] - 1) * stride[0] + 1:stride[0], left:left + (out[1] - 1) * stride[1] + 1:stride[1]]
+
+
+def _window_counts(size: int, kernel: int, stride: int, padding: int, out: int, include_pad: bool) -> np.ndarray:
+    """How many cells each window along one axis averages over (PyTorch's divisor rule)."""
+    start = np.arange(out) * stride - padding
+    end = np.minimum(start + kernel, size + padding)
+    if not include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
+    return end - start
+
+
+def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
+    """Mean over H and W, keeping them as 1 x 1: (C, H, W) -> (C, 1, 1)."""
+    x = np.asarray(x)
+    return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)
+
+
+# --- Activations, flatten, dense -------------------------------------------------------------
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0)."""
+    return np.maximum(x, 0)
+
+
+def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """x where x >= 0, negative_slope * x elsewhere."""
+    return np.where(x >= 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), computed from exp(-|x|) so that no exp overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """Hyperbolic tangent."""
+    return np.tanh(x)
+
+
+def identity(x: np.ndarray) -> np.ndarray:
+    """x unchanged (the activation "none")."""
+    return x
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(x) / sum(exp(x)) along ``axis``, after subtracting the maximum so nothing overflows."""
+    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh, "none": identity}
+
+
+def flatten(x: np.ndarray, batched: bool = False) -> np.ndarray:
+    """(C, H, W) -> (C*H*W,) in C order (channel slowest, as PyTorch); a batch keeps its N axis."""
+    x = np.asarray(x)
+    return x.reshape(x.shape[0], -1) if batched else x.reshape(-1)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """y = x W^T + b, as ``torch.nn.functional.linear``; x is (in,) or (N, in), W is (out, in)."""
+    x = np.asarray(x)
+    weight = np.asarray(weight, dtype=x.dtype)
+    if weight.ndim != 2 or weight.shape[1] != x.shape[-1]:
+        raise ShapeError(f"dense weight {weight.shape} does not take {x.shape[-1]} inputs; expected (out, {x.shape[-1]})")
+    y = x @ weight.T
+    if bias is not None:
+        bias = np.asarray(bias, dtype=x.dtype).reshape(-1)
+        if bias.shape != (weight.shape[0],):
+            raise ShapeError(f"dense bias has {bias.size} values, expected {weight.shape[0]}")
+        y = y + bias
+    return y
+
+
+def conv_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
+    """Multiply-adds of a conv: every output cell costs C/groups * KH * KW of them."""
+    return math.prod(out_shape) * math.prod(weight_shape[1:])

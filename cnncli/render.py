@@ -1,0 +1,223 @@
+"""Rich renderables for feature maps, kernels and layer summaries. Never prints, never exits.
+
+A map is shown one channel per table, each cell coloured by its value: a diverging blue-white-red
+scale when the map has both signs (white is zero), a dark-to-bright heat scale otherwise. A map
+too big for the terminal shows its first and last rows and columns around an ellipsis, and says
+so in its caption; ``full=True`` shows every value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .images import LoadedImage
+from .kernels import Kernel
+from .model import Step
+from .trace import stats
+
+MAX_ROWS = 16
+MAX_CHANNELS = 8
+# Diverging (negative, zero, positive) and heat (low, middle, high) colour stops.
+_DIVERGING = ((59, 76, 192), (242, 242, 242), (180, 4, 38))
+_HEAT = ((0, 0, 4), (187, 55, 84), (252, 255, 164))
+
+
+def image_header(image: LoadedImage) -> Text:
+    text = Text.assemble((image.source, "bold"), f": {image.description}")
+    if image.notes:
+        text.append(f" ({'; '.join(image.notes)})", style="dim")
+    return text
+
+
+def step_title(step: Step) -> str:
+    describe = step.layer.describe() if step.layer is not None else ""
+    shape = " x ".join(str(s) for s in step.output.shape)
+    head = f"{step.name}: {step.type}" if step.name != step.type else step.name
+    return f"{head}{f' ({describe})' if describe else ''} -> {shape}"
+
+
+def step_view(step: Step, width: int, full: bool = False, color: bool = True) -> RenderableType:
+    """Every channel of a step's output as a table, or a vector as a one-column table."""
+    output = step.output
+    title = step_title(step)
+    if output.ndim == 1:
+        return vector_table(output, title, step.labels, full)
+    channels = output.shape[0]
+    shown = channels if full else min(channels, MAX_CHANNELS)
+    labels = step.labels or ()
+    tables: list[RenderableType] = []
+    signed = output.min() < 0 < output.max()
+    bounds = (float(output.min()), float(output.max()))
+    for c in range(shown):
+        name = labels[c] if c < len(labels) else ""
+        heading = f"{title}, channel {c}{f' ({name})' if name else ''}" if channels > 1 else (
+            f"{title} ({name})" if name else title)
+        tables.append(map_table(output[c], heading, width, full, signed, bounds, color))
+    if shown < channels:
+        tables.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
+                           "--format json gives every value", style="dim"))
+    return Group(*tables)
+
+
+def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: bool,
+              bounds: tuple[float, float], color: bool = True) -> Group:
+    """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
+    height, cols = plane.shape
+    fmt = number_format(plane)
+    cell = max(len(fmt(v)) for v in (plane.min(), plane.max(), plane.flat[0]))
+    label_width = len(str(height - 1))
+    fit_cols = max(2, (width - label_width - 3) // (cell + 1))
+    row_idx = _shown_indices(height, height if full else MAX_ROWS)
+    col_idx = _shown_indices(cols, cols if full else fit_cols)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
+    table.add_column("", justify="right", style="dim")
+    for j in col_idx:
+        table.add_column("..." if j is None else str(j), justify="right", no_wrap=True)
+    for i in row_idx:
+        if i is None:
+            table.add_row("...", *["..." for _ in col_idx])
+            continue
+        cells = []
+        for j in col_idx:
+            if j is None:
+                cells.append(Text("..."))
+                continue
+            value = float(plane[i, j])
+            style = heat_style(value, bounds, signed) if color else ""
+            cells.append(Text(fmt(value), style=style))
+        table.add_row(str(i), *cells)
+    return _titled(title, table, _caption(plane, row_idx, col_idx))
+
+
+def _titled(title: str, body: RenderableType, caption: str) -> Group:
+    """A title line, the body, and a caption line, each as wide as the terminal (not the table)."""
+    return Group(Text(title, style="bold"), body, Text(caption, style="dim"))
+
+
+def _shown_indices(size: int, limit: int) -> list[int | None]:
+    """All indices if they fit in ``limit``; else the first and last ones around a None."""
+    if size <= limit:
+        return list(range(size))
+    head = (limit - 1 + 1) // 2
+    tail = limit - 1 - head
+    return list(range(head)) + [None] + list(range(size - tail, size))
+
+
+def _caption(plane: np.ndarray, rows: list, cols: list) -> str:
+    s = stats(plane)
+    text = f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}  std {s['std']:.4g}  zeros {s['zeros']:.0%}"
+    if None in rows or None in cols:
+        shown = f"{len(rows) - (None in rows)} of {plane.shape[0]} rows, {len(cols) - (None in cols)} of {plane.shape[1]} columns"
+        text += f"\nshowing {shown}; --full prints every value"
+    return text
+
+
+def number_format(values: np.ndarray):
+    """A formatter that shows whole numbers as such and others with a few meaningful digits."""
+    finite = values[np.isfinite(values)]
+    largest = float(np.abs(finite).max()) if finite.size else 0.0
+    if finite.size and np.all(finite == np.round(finite)) and largest < 1e7:
+        return lambda v: f"{v:.0f}" if math.isfinite(v) else str(v)
+    if largest >= 1e7 or 0 < largest < 1e-3:
+        return lambda v: f"{v:.2e}"
+    decimals = 0 if largest >= 1000 else 1 if largest >= 100 else 2 if largest >= 1 else 3
+    return lambda v: f"{v:.{decimals}f}"
+
+
+def heat_style(value: float, bounds: tuple[float, float], signed: bool) -> str:
+    """A background colour for ``value`` within ``bounds``, and black or white text to read on it."""
+    low, high = bounds
+    if not math.isfinite(value):
+        return "bold"
+    if signed:
+        limit = max(-low, high) or 1.0
+        t = value / limit
+        rgb = _blend(_DIVERGING[1], _DIVERGING[2] if t > 0 else _DIVERGING[0], abs(t))
+    else:
+        t = 0.0 if high == low else (value - low) / (high - low)
+        rgb = _blend(_HEAT[0], _HEAT[1], t * 2) if t < 0.5 else _blend(_HEAT[1], _HEAT[2], t * 2 - 1)
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    ink = "black" if luma > 140 else "white"
+    return f"{ink} on rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
+
+def _blend(a: Sequence[int], b: Sequence[int], t: float) -> tuple[int, int, int]:
+    t = min(max(t, 0.0), 1.0)
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bool) -> Group:
+    """A 1-D output (a dense layer's units) as rows of index, label and value."""
+    fmt = number_format(values)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("unit", justify="right", style="dim")
+    if labels:
+        table.add_column("label")
+    table.add_column("value", justify="right")
+    for i in _shown_indices(values.size, values.size if full else MAX_ROWS):
+        if i is None:
+            table.add_row(*["..."] * (3 if labels else 2))
+            continue
+        row = [str(i)] + ([labels[i] if i < len(labels) else ""] if labels else []) + [fmt(float(values[i]))]
+        table.add_row(*row)
+    return _titled(title, table, _vector_caption(values))
+
+
+def _vector_caption(values: np.ndarray) -> str:
+    s = stats(values)
+    return f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}"
+
+
+def summary_table(steps: Sequence[Step], title: str) -> Table:
+    """Per layer: name, type, settings, output shape, parameters, multiply-adds, statistics, time."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("settings", "left"),
+                          ("output", "left"), ("params", "right"), ("mult-adds", "right"), ("min", "right"),
+                          ("max", "right"), ("mean", "right"), ("std", "right"), ("zeros", "right"),
+                          ("ms", "right")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for step in steps:
+        s = stats(step.output)
+        describe = step.layer.describe() if step.layer is not None else ""
+        table.add_row(
+            str(step.index), step.name, step.type, describe, "x".join(str(v) for v in step.output.shape),
+            f"{step.params:,}", f"{step.macs:,}", f"{s['min']:.4g}", f"{s['max']:.4g}", f"{s['mean']:.4g}",
+            f"{s['std']:.4g}", f"{s['zeros']:.0%}", f"{step.seconds * 1e3:.2f}" if step.index else "",
+        )
+    totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
+    table.caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
+    table.caption_justify = "left"
+    return table
+
+
+def kernel_grid(kernel: Kernel) -> Text:
+    """A kernel's weights as written, one row per line, with its divisor beneath."""
+    raw = kernel.raw.reshape(-1, *kernel.size)
+    fmt = number_format(raw)
+    width = max(len(fmt(float(v))) for v in raw.flat)
+    blocks = []
+    for plane in raw:
+        blocks.append("\n".join(" ".join(fmt(float(v)).rjust(width) for v in row) for row in plane))
+    text = "\n\n".join(blocks)
+    if kernel.divisor != 1:
+        text += f"\n/ {kernel.divisor:g}"
+    return Text(text)
+
+
+def kernels_table(kernels: Sequence[Kernel]) -> Table:
+    table = Table(title="Built-in kernels (use by name: --kernel NAME)", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_lines=True)
+    table.add_column("name", style="bold")
+    table.add_column("size")
+    table.add_column("weights", no_wrap=True)
+    table.add_column("description", ratio=1)
+    for kernel in kernels:
+        table.add_row(kernel.name, "x".join(str(s) for s in kernel.raw.shape), kernel_grid(kernel), kernel.description)
+    return table

@@ -1,0 +1,85 @@
+"""What a forward pass produced, as plain data: per-layer statistics and JSON-ready records.
+
+The same record describes a layer in ``cnn run --format json`` and in the manifest that
+``cnn inspect --save`` writes, so scripts read one layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .images import LoadedImage
+from .model import Step
+
+TRACE_FORMAT = "cnn-trace"
+TRACE_VERSION = 1
+
+
+def stats(array: np.ndarray) -> dict[str, float]:
+    """min, max, mean, std and the share of exact zeros, computed in float64."""
+    values = np.asarray(array, dtype=np.float64)
+    return {
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "zeros": float(np.count_nonzero(values == 0) / values.size),
+    }
+
+
+def layer_record(step: Step) -> dict[str, Any]:
+    """A layer's name, type, settings, shape, counts, statistics and channel labels."""
+    record = {
+        "index": step.index,
+        "name": step.name,
+        "type": step.type,
+        "params": step.settings,
+        "shape": list(step.output.shape),
+        "parameters": step.params,
+        "macs": step.macs,
+        "seconds": round(step.seconds, 6),
+        "stats": stats(step.output),
+    }
+    if step.labels:
+        record["channels"] = list(step.labels)
+    return record
+
+
+def image_record(image: LoadedImage) -> dict[str, Any]:
+    return {
+        "source": image.source,
+        "format": image.format,
+        "mode": image.mode,
+        "channels": list(image.channel_names),
+        "shape": list(image.array.shape),
+        "dtype": str(image.array.dtype),
+        "notes": list(image.notes),
+    }
+
+
+def trace_document(image: LoadedImage, steps: Sequence[Step]) -> dict[str, Any]:
+    """The whole forward pass with every layer's values: the layout of ``--format json``."""
+    layers = []
+    for step in steps:
+        record = layer_record(step)
+        record["values"] = json_values(step.output)
+        layers.append(record)
+    return {
+        "format": TRACE_FORMAT,
+        "version": TRACE_VERSION,
+        "image": image_record(image),
+        "layers": layers,
+        "output": {"name": steps[-1].name, "shape": list(steps[-1].output.shape)},
+    }
+
+
+def json_values(array: np.ndarray) -> Any:
+    """Nested lists of Python floats (exactly the array's values); NaN and infinities become null."""
+    values = np.asarray(array, dtype=np.float64)
+    if np.all(np.isfinite(values)):
+        return values.tolist()
+    objects = values.astype(object)
+    objects[~np.isfinite(values)] = None
+    return objects.tolist()
