@@ -1,0 +1,216 @@
+"""Regenerate the sample images shipped in ``sample_images/``.
+
+Run from the repository root::
+
+    python sample_images/make_samples.py
+
+Everything is deterministic: there is no randomness and no network access, so
+running the script twice writes byte-identical files (with the same Pillow /
+zlib / libjpeg versions).  The synthetic images need only NumPy and Pillow.
+The two photographs are converted from files bundled with scikit-image; if
+scikit-image is not installed they are skipped and the committed copies are
+left untouched.  See README.md in this folder for provenance and licences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+OUT_DIR = Path(__file__).resolve().parent
+
+# The 5x5 example image of the tutorial the project started from.
+SEED_5X5 = np.array(
+    [
+        [1, 2, 3, 0, 1],
+        [4, 5, 6, 1, 2],
+        [7, 8, 9, 2, 3],
+        [1, 2, 3, 4, 5],
+        [6, 7, 8, 5, 6],
+    ],
+    dtype=np.uint8,
+)
+
+# Photo settings (fixed so output is reproducible).
+PHOTO_GRAY_SIZE = (192, 192)  # camera.png is 512x512 -> 192x192
+PHOTO_COLOR_SIZE = (192, 128)  # chelsea.png is 451x300 -> 192x128 (same aspect)
+JPEG_QUALITY = 85
+
+# SHA-256 of the source files as listed in skimage/data/_registry.py
+# (scikit-image 0.26.0).  A mismatch only triggers a warning.
+SOURCE_SHA256 = {
+    "camera.png": "b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a",
+    "chelsea.png": "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+}
+
+
+def _save_png(arr: np.ndarray, name: str, mode: str) -> Path:
+    """Save a uint8 array as PNG with no metadata (keeps output reproducible).
+
+    The array's shape determines the mode (2-D -> "L", HxWx3 -> "RGB");
+    ``mode`` is only checked.
+    """
+    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+    if img.mode != mode:
+        raise ValueError(f"{name}: expected mode {mode}, got {img.mode}")
+    path = OUT_DIR / name
+    img.save(path, format="PNG", optimize=True)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Synthetic images
+# --------------------------------------------------------------------------
+
+
+def make_seed_5x5() -> Path:
+    """5x5 grayscale image whose pixel values are exactly SEED_5X5."""
+    return _save_png(SEED_5X5, "seed_5x5.png", "L")
+
+
+def make_shapes(size: int = 64) -> Path:
+    """Rectangle, circle and triangle (no anti-aliasing) on a dark background."""
+    img = Image.new("L", (size, size), 30)
+    d = ImageDraw.Draw(img)
+    d.rectangle([6, 6, 27, 23], fill=220)  # rectangle, top-left
+    d.ellipse([36, 8, 57, 29], fill=160)  # circle, top-right
+    d.polygon([(32, 36), (54, 58), (10, 58)], fill=255)  # triangle, bottom
+    return _save_png(np.asarray(img), "shapes.png", "L")
+
+
+def make_checkerboard(size: int = 32, square: int = 8) -> Path:
+    """Black/white checkerboard; top-left square is black."""
+    yy, xx = np.indices((size, size))
+    board = (((yy // square) + (xx // square)) % 2) * 255
+    return _save_png(board.astype(np.uint8), "checkerboard.png", "L")
+
+
+def make_gradient(size: int = 64) -> Path:
+    """Horizontal ramp from 0 (left column) to 255 (right column)."""
+    row = np.round(np.linspace(0, 255, size)).astype(np.uint8)
+    return _save_png(np.tile(row, (size, 1)), "gradient.png", "L")
+
+
+def make_rgb_bars(size: int = 48) -> Path:
+    """Six vertical colour bars (8 px each) over a bottom strip of gray levels.
+
+    Top 32 rows: red, green, blue, yellow, cyan, magenta.
+    Bottom 16 rows: white, light gray, mid gray, dark gray, black, orange.
+    """
+    top = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255)]
+    bottom = [(255, 255, 255), (192, 192, 192), (128, 128, 128), (64, 64, 64), (0, 0, 0), (255, 128, 0)]
+    arr = np.zeros((size, size, 3), dtype=np.uint8)
+    bar = size // len(top)
+    split = size * 2 // 3
+    for i, (ct, cb) in enumerate(zip(top, bottom)):
+        arr[:split, i * bar:(i + 1) * bar] = ct
+        arr[split:, i * bar:(i + 1) * bar] = cb
+    return _save_png(arr, "rgb_bars.png", "RGB")
+
+
+def make_digit_7(size: int = 28) -> Path:
+    """MNIST-style hand-drawn '7': white strokes on black, 28x28.
+
+    Drawn at 4x resolution with thick ImageDraw lines (slightly tilted top bar,
+    slanted and gently bent down-stroke, small cross-bar), then downsampled
+    with LANCZOS and softened with a small Gaussian blur, like MNIST digits.
+    """
+    scale = 4
+    big = Image.new("L", (size * scale, size * scale), 0)
+    d = ImageDraw.Draw(big)
+    s = scale
+    w = 9 * s // 4  # stroke width ~2.25 px at 28x28 -> ~3 px after blur
+    # top bar, rising slightly to the right
+    d.line([(6 * s, 7 * s), (14 * s, 6 * s), (21 * s, 5.5 * s)], fill=255, width=w, joint="curve")
+    # down-stroke from the top-right corner, bending slightly
+    d.line(
+        [(21 * s, 5.5 * s), (18 * s, 12 * s), (15 * s, 18 * s), (13 * s, 23 * s)],
+        fill=255,
+        width=w,
+        joint="curve",
+    )
+    # short cross-bar (European style)
+    d.line([(13 * s, 14 * s), (21 * s, 13.5 * s)], fill=255, width=w * 3 // 4)
+    # round stroke ends
+    r = w / 2
+    for x, y in [(6 * s, 7 * s), (13 * s, 23 * s)]:
+        d.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    small = big.resize((size, size), Image.Resampling.LANCZOS)
+    small = small.filter(ImageFilter.GaussianBlur(radius=0.5))
+    return _save_png(np.asarray(small), "digit_7.png", "L")
+
+
+# --------------------------------------------------------------------------
+# Photographs (need scikit-image's bundled data files)
+# --------------------------------------------------------------------------
+
+
+def _skimage_data_file(name: str) -> Path | None:
+    try:
+        import skimage.data  # only used to locate the bundled photo files
+    except ImportError:
+        return None
+    path = Path(skimage.data.__file__).resolve().parent / name
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SOURCE_SHA256.get(name):
+        print(f"warning: {path} differs from the scikit-image 0.26.0 file (sha256 {digest})")
+    return path
+
+
+def make_photo_camera() -> Path | None:
+    """skimage 'camera' (512x512, L) -> 192x192 grayscale PNG (LANCZOS)."""
+    src = _skimage_data_file("camera.png")
+    if src is None:
+        return None
+    with Image.open(src) as im:
+        img = im.convert("L").resize(PHOTO_GRAY_SIZE, Image.Resampling.LANCZOS)
+    return _save_png(np.asarray(img), "photo_camera.png", "L")
+
+
+def make_photo_chelsea() -> Path | None:
+    """skimage 'chelsea' (451x300, RGB) -> 192x128 colour JPEG (LANCZOS, q=85)."""
+    src = _skimage_data_file("chelsea.png")
+    if src is None:
+        return None
+    with Image.open(src) as im:
+        img = im.convert("RGB").resize(PHOTO_COLOR_SIZE, Image.Resampling.LANCZOS)
+    # Rebuild from the pixel array so no ICC profile / XMP / EXIF is carried over.
+    clean = Image.fromarray(np.asarray(img, dtype=np.uint8))
+    path = OUT_DIR / "photo_chelsea.jpg"
+    clean.save(path, format="JPEG", quality=JPEG_QUALITY, optimize=True, subsampling="4:2:0")
+    return path
+
+
+SYNTHETIC = [make_seed_5x5, make_shapes, make_checkerboard, make_gradient, make_rgb_bars, make_digit_7]
+PHOTOS = [make_photo_camera, make_photo_chelsea]
+
+
+def main() -> int:
+    for fn in SYNTHETIC:
+        path = fn()
+        print(f"wrote {path.name}")
+    for fn in PHOTOS:
+        path = fn()
+        if path is None:
+            print(
+                f"skipped {fn.__name__}: scikit-image (or its bundled data file) is not "
+                "installed; keeping the committed photo. Install scikit-image to regenerate it."
+            )
+        else:
+            print(f"wrote {path.name}")
+
+    # Sanity check: the seed image must round-trip exactly.
+    with Image.open(OUT_DIR / "seed_5x5.png") as im:
+        back = np.asarray(im)
+        assert im.mode == "L" and np.array_equal(back, SEED_5X5), back
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
