@@ -52,18 +52,17 @@ def step_view(step: Step, width: int, full: bool = False, color: bool = True) ->
     channels = output.shape[0]
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
-    tables: list[RenderableType] = []
+    parts: list[RenderableType] = [Text(title, style="bold")]
     signed = output.min() < 0 < output.max()
     bounds = (float(output.min()), float(output.max()))
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
-        heading = f"{title}, channel {c}{f' ({name})' if name else ''}" if channels > 1 else (
-            f"{title} ({name})" if name else title)
-        tables.append(map_table(output[c], heading, width, full, signed, bounds, color))
+        heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
+        parts.append(map_table(output[c], heading, width, full, signed, bounds, color))
     if shown < channels:
-        tables.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
-                           "--format json gives every value", style="dim"))
-    return Group(*tables)
+        parts.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
+                          "--format json gives every value", style="dim"))
+    return Group(*parts)
 
 
 def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: bool,
@@ -71,12 +70,13 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
     fmt = number_format(plane)
-    cell = max(len(fmt(v)) for v in (plane.min(), plane.max(), plane.flat[0]))
-    label_width = len(str(height - 1))
-    fit_cols = max(2, (width - label_width - 3) // (cell + 1))
+    # Each column takes its widest cell plus one space; the ellipsis column needs 3.
+    cell = max(3, len(str(cols - 1)), *(len(fmt(float(v))) for v in (plane.min(), plane.max())))
+    label_width = max(3, len(str(height - 1)))
+    fit_cols = max(2, (width - label_width) // (cell + 1) - 1)
     row_idx = _shown_indices(height, height if full else MAX_ROWS)
     col_idx = _shown_indices(cols, cols if full else fit_cols)
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("", justify="right", style="dim")
     for j in col_idx:
         table.add_column("..." if j is None else str(j), justify="right", no_wrap=True)
@@ -97,15 +97,16 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
 
 
 def _titled(title: str, body: RenderableType, caption: str) -> Group:
-    """A title line, the body, and a caption line, each as wide as the terminal (not the table)."""
-    return Group(Text(title, style="bold"), body, Text(caption, style="dim"))
+    """A title line (if any), the body, and a caption line, as wide as the terminal (not the table)."""
+    heading = [Text(title, style="bold")] if title else []
+    return Group(*heading, body, Text(caption, style="dim"))
 
 
 def _shown_indices(size: int, limit: int) -> list[int | None]:
     """All indices if they fit in ``limit``; else the first and last ones around a None."""
     if size <= limit:
         return list(range(size))
-    head = (limit - 1 + 1) // 2
+    head = limit // 2
     tail = limit - 1 - head
     return list(range(head)) + [None] + list(range(size - tail, size))
 
@@ -175,26 +176,57 @@ def _vector_caption(values: np.ndarray) -> str:
     return f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}"
 
 
-def summary_table(steps: Sequence[Step], title: str) -> Table:
+SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-adds",
+                   "min", "max", "mean", "std", "zeros", "ms")
+_LAYOUT_COLUMNS = SUMMARY_COLUMNS[:7]
+_VALUE_COLUMNS = SUMMARY_COLUMNS[:2] + SUMMARY_COLUMNS[7:]
+
+
+def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
     """Per layer: name, type, settings, output shape, parameters, multiply-adds, statistics, time."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name, justify in (("#", "right"), ("layer", "left"), ("type", "left"), ("settings", "left"),
-                          ("output", "left"), ("params", "right"), ("mult-adds", "right"), ("min", "right"),
-                          ("max", "right"), ("mean", "right"), ("std", "right"), ("zeros", "right"),
-                          ("ms", "right")):
-        table.add_column(name, justify=justify, overflow="fold")
+    rows = []
     for step in steps:
         s = stats(step.output)
-        describe = step.layer.describe() if step.layer is not None else ""
-        table.add_row(
-            str(step.index), step.name, step.type, describe, "x".join(str(v) for v in step.output.shape),
-            f"{step.params:,}", f"{step.macs:,}", f"{s['min']:.4g}", f"{s['max']:.4g}", f"{s['mean']:.4g}",
-            f"{s['std']:.4g}", f"{s['zeros']:.0%}", f"{step.seconds * 1e3:.2f}" if step.index else "",
-        )
+        rows.append({
+            "#": str(step.index), "layer": step.name, "type": step.type,
+            "settings": step.layer.describe() if step.layer is not None else "",
+            "output": "x".join(str(v) for v in step.output.shape),
+            "params": f"{step.params:,}", "mult-adds": f"{step.macs:,}",
+            "min": f"{s['min']:.4g}", "max": f"{s['max']:.4g}", "mean": f"{s['mean']:.4g}",
+            "std": f"{s['std']:.4g}", "zeros": f"{s['zeros']:.0%}",
+            "ms": f"{step.seconds * 1e3:.2f}" if step.index else "",
+        })
+    return rows
+
+
+def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableType:
+    """One table of every column if it fits ``width``; else one of layout and one of values."""
+    rows = summary_rows(steps)
     totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
-    table.caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
-    table.caption_justify = "left"
+    caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
+    whole = _summary_table(rows, SUMMARY_COLUMNS)
+    if _natural_width(whole) <= width:
+        return _titled(title, whole, caption)
+    return Group(_titled(title, _summary_table(rows, _LAYOUT_COLUMNS), caption),
+                 _titled("Values", _summary_table(rows, _VALUE_COLUMNS), "zeros: share of cells exactly 0"))
+
+
+def _summary_table(rows: list[dict[str, str]], columns: Sequence[str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for name in columns:
+        left = name in ("layer", "type", "settings", "output")
+        table.add_column(name, justify="left" if left else "right", no_wrap=name != "settings",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*(row[name] for name in columns))
     return table
+
+
+def _natural_width(table: Table) -> int:
+    from rich.console import Console
+
+    console = Console(width=10_000)
+    return console.measure(table).maximum
 
 
 def kernel_grid(kernel: Kernel) -> Text:

@@ -63,6 +63,6 @@ def inspect(
 
         console = stdout_console()
         console.print(render.image_header(loaded))
-        console.print(render.summary_table(steps, f"Layers of the forward pass on {loaded.source}"))
+        console.print(render.summary_view(steps, f"Layers of the forward pass on {loaded.source}", console.width))
     if save is not None:
         tell(f"saved {len(steps)} layers to {save} ({manifest.name} lists them)")

@@ -1,0 +1,12 @@
+"""The numeric core never imports the CLI libraries, so it stays usable (and fast) as a library."""
+
+import subprocess
+import sys
+
+
+def test_core_modules_do_not_import_typer_or_rich():
+    """Importing ops, model, kernels, images, files and trace leaves typer and rich unloaded."""
+    code = ("import sys; import cnncli.ops, cnncli.model, cnncli.kernels, cnncli.images, cnncli.files, "
+            "cnncli.trace; print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

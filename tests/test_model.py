@@ -1,0 +1,107 @@
+"""cnncli.model: whole-network shape checks and the forward pass that keeps every map."""
+
+import numpy as np
+import pytest
+from conftest import assert_array
+
+import oracles
+from cnncli.errors import ShapeError
+from cnncli.model import (Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Network, Pool2d, Softmax,
+                          StageOptions, single_stage)
+
+SEED_IMAGE = np.array([[[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]],
+                      dtype=np.float32)
+VERTICAL_EDGE = np.array([[[[1, 0, -1], [1, 0, -1], [1, 0, -1]]]], dtype=np.float32)
+
+
+def test_single_stage_follows_the_seed_and_keeps_every_map():
+    """Default options (valid conv, ReLU, 2x2/2 max-pool) give the seed's maps, input first."""
+    steps = single_stage(VERTICAL_EDGE, None, 1, ["vertical_edge"], StageOptions()).forward(SEED_IMAGE)
+    assert [(s.index, s.name, s.type) for s in steps] == [
+        (0, "input", "input"), (1, "conv1", "conv2d"), (2, "relu1", "relu"), (3, "maxpool1", "maxpool2d")]
+    assert steps[1].output.tolist() == [[[-6, 12, 12], [-6, 8, 8], [-6, 6, 6]]]
+    assert steps[3].output.tolist() == [[[12]]]
+    assert steps[1].params == 9 and steps[1].macs == 81
+
+
+def test_dense_and_softmax_finish_the_stage():
+    """flatten -> dense -> softmax after pooling; probabilities sum to 1."""
+    rng = np.random.default_rng(0)
+    dense = Dense(rng.standard_normal((4, 1)), rng.standard_normal(4), "dense1")
+    options = StageOptions(softmax=True)
+    steps = single_stage(VERTICAL_EDGE, None, 1, [], options, dense).forward(SEED_IMAGE)
+    assert [s.type for s in steps[-3:]] == ["flatten", "dense", "softmax"]
+    assert_array(steps[-2].output, dense.weight[:, 0] * 12 + dense.bias, rtol=1e-6)
+    assert abs(float(steps[-1].output.sum()) - 1) < 1e-6
+
+
+def _network(rng):
+    """A random chain of layers, which may or may not fit a random input."""
+    layers = []
+    channels = int(rng.integers(1, 4))
+    for index in range(int(rng.integers(1, 4))):
+        filters, groups = int(rng.integers(1, 4)), 1
+        k = int(rng.integers(1, 6))
+        layers.append(Conv2d(rng.standard_normal((filters, channels, k, k)), None, (int(rng.integers(1, 3)),) * 2,
+                             str(rng.choice(["valid", "same", "full"])) if rng.integers(0, 2) else int(rng.integers(0, 3)),
+                             str(rng.choice(["zeros", "reflect", "replicate", "circular"])), (int(rng.integers(1, 3)),) * 2,
+                             groups, name=f"conv{index}"))
+        channels = filters
+        layers.append(Activation(str(rng.choice(["relu", "sigmoid", "tanh", "leaky_relu", "none"])), name=f"act{index}"))
+        if rng.integers(0, 2):
+            k = int(rng.integers(1, 4))
+            layers.append(Pool2d(str(rng.choice(["max", "avg"])), (k, k), None, (int(rng.integers(0, k // 2 + 1)),) * 2,
+                                 ceil_mode=bool(rng.integers(0, 2)), name=f"pool{index}"))
+    if rng.integers(0, 2):
+        layers.append(GlobalAvgPool2d())
+    return Network(tuple(layers)), (layers[0].weight.shape[1], int(rng.integers(1, 20)), int(rng.integers(1, 20)))
+
+
+def test_shape_checker_predicts_every_shape_or_refuses():
+    """Over 300 random networks: shapes() equals the forward pass's shapes, or it raises ShapeError first."""
+    rng = np.random.default_rng(1)
+    ran = refused = 0
+    for _ in range(300):
+        network, shape = _network(rng)
+        x = rng.standard_normal(shape)
+        try:
+            predicted = network.shapes(shape)
+        except ShapeError:
+            refused += 1
+            continue
+        assert [s.output.shape for s in network.forward(x)] == predicted
+        ran += 1
+    assert ran > 50 and refused > 20  # both paths were exercised
+
+
+def test_shape_error_names_the_layer_and_its_input():
+    """A dense layer of the wrong width is reported with both shapes before anything runs."""
+    network = Network((Conv2d(np.ones((2, 1, 3, 3)), name="conv1"), Flatten(), Dense(np.ones((3, 10)), name="fc1")))
+    with pytest.raises(ShapeError, match=r"fc1: weight \(3, 10\) takes 10 inputs, but the layer before gives 18"):
+        network.shapes((1, 5, 5))
+
+
+def test_forward_of_a_two_stage_network_matches_the_oracle():
+    """conv -> relu -> maxpool -> conv(stride 2, pad 1) -> avgpool, against loop oracles."""
+    rng = np.random.default_rng(2)
+    w1, b1 = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    w2 = rng.standard_normal((2, 4, 3, 3))
+    network = Network((Conv2d(w1, b1, name="c1"), Activation("relu", name="r1"), Pool2d("max", (2, 2), name="p1"),
+                       Conv2d(w2, None, (2, 2), 1, name="c2"), Pool2d("avg", (2, 2), (1, 1), name="p2")))
+    x = rng.standard_normal((3, 14, 13))
+    expected = oracles.conv2d(x, w1, b1)
+    expected = oracles.pool2d(np.maximum(expected, 0), "max", (2, 2), (2, 2), (0, 0))
+    expected = oracles.conv2d(expected, w2, None, (2, 2), (1, 1, 1, 1))
+    expected = oracles.pool2d(expected, "avg", (2, 2), (1, 1), (0, 0))
+    assert_array(network.forward(x)[-1].output, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_softmax_layer_and_settings_are_plain_data():
+    """Every layer's settings() is JSON-ready and describe() is text."""
+    import json
+
+    layers = (Conv2d(np.ones((1, 1, 3, 3)), padding=(1, 2, 0, 0)), Activation("leaky_relu", 0.2),
+              Pool2d("avg", (2, 2)), GlobalAvgPool2d(), Flatten(), Dense(np.ones((2, 1))), Softmax())
+    for layer in layers:
+        json.dumps(layer.settings())
+        assert isinstance(layer.describe(), str)

@@ -1,0 +1,265 @@
+"""cnncli.ops against hand-worked answers, scipy (signal, ndimage, special) and the loop oracle."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal as signal
+import scipy.special as special
+from conftest import assert_array
+
+import oracles
+from cnncli import ops
+from cnncli.errors import ShapeError
+
+SEED_IMAGE = np.array([[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]],
+                      dtype=np.float32)
+SEED_KERNEL = np.array([[1, 0, -1], [1, 0, -1], [1, 0, -1]], dtype=np.float32)
+METHODS = ["taps", "gemm"]
+
+
+def test_seed_example_reproduces_exactly():
+    """The seed tutorial's 5x5 example: conv, ReLU and 2x2/2 max-pool give its printed numbers."""
+    conv = ops.conv2d(SEED_IMAGE[None], SEED_KERNEL[None, None])
+    assert_array(conv, [[[-6, 12, 12], [-6, 8, 8], [-6, 6, 6]]], dtype=np.float32, rtol=0, atol=0)
+    activated = ops.relu(conv)
+    assert_array(activated, [[[0, 12, 12], [0, 8, 8], [0, 6, 6]]], rtol=0, atol=0)
+    assert_array(ops.max_pool2d(activated, 2, 2), [[[12]]], rtol=0, atol=0)
+
+
+def test_seed_dense_layer_equals_the_tutorials_dot_product():
+    """Dense with 1-D weights is the seed's np.dot(flat, weights) + bias."""
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((2, 3, 3))
+    weights, bias = rng.standard_normal(18), rng.standard_normal()
+    expected = np.dot(features.flatten(), weights) + bias
+    assert_array(ops.linear(ops.flatten(features), weights[None], np.array([bias])), [expected], rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hand_worked_stride_two_with_bias(method):
+    """A 4x4 ramp, 2x2 ones kernel, stride 2, bias 1: each output is its block's sum plus 1."""
+    x = np.arange(16, dtype=np.float64).reshape(1, 4, 4)
+    out = ops.conv2d(x, np.ones((1, 1, 2, 2)), np.array([1.0]), stride=2, method=method)
+    # blocks: [0,1,4,5]=10, [2,3,6,7]=18, [8,9,12,13]=42, [10,11,14,15]=50
+    assert_array(out, [[[11, 19], [43, 51]]], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_identity_kernel_and_zero_input(method):
+    """The identity kernel with same padding returns the input; a zero image gives the bias."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 7, 9)).astype(np.float32)
+    identity = np.zeros((2, 1, 3, 3), np.float32)
+    identity[:, 0, 1, 1] = 1
+    assert_array(ops.conv2d(x, identity, padding="same", groups=2, method=method), x, rtol=0, atol=0)
+    zero = ops.conv2d(np.zeros((1, 5, 5)), np.ones((3, 1, 3, 3)), np.array([1.0, -2.0, 0.5]), method=method)
+    assert_array(zero, np.broadcast_to(np.array([1.0, -2.0, 0.5])[:, None, None], (3, 3, 3)))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["valid", "full", "same"])
+def test_single_channel_matches_scipy_correlate2d(method, mode):
+    """Reference: scipy.signal.correlate2d with the same output-size mode (odd kernels, stride 1)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((23, 31))
+    for size in [(1, 1), (3, 3), (5, 3), (7, 7)]:
+        kernel = rng.standard_normal(size)
+        expected = signal.correlate2d(x, kernel, mode=mode)
+        assert_array(ops.conv2d(x[None], kernel[None, None], padding=mode, method=method)[0], expected, rtol=1e-10,
+                     atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flip_is_true_convolution_as_scipy_convolve2d(method):
+    """Reference: scipy.signal.convolve2d (which flips the kernel) equals flip=True."""
+    rng = np.random.default_rng(2)
+    x, kernel = rng.standard_normal((12, 10)), rng.standard_normal((3, 4))
+    actual = ops.conv2d(x[None], kernel[None, None], flip=True, method=method)[0]
+    assert_array(actual, signal.convolve2d(x, kernel, mode="valid"), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode, scipy_mode", [("zeros", "constant"), ("reflect", "mirror"),
+                                              ("replicate", "nearest"), ("circular", "wrap")])
+def test_padding_modes_match_scipy_ndimage(method, mode, scipy_mode):
+    """Reference: scipy.ndimage.correlate borders; PyTorch's reflect is ndimage's mirror (dcb|abcd)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 11))
+    for size in [(3, 3), (5, 5), (3, 5)]:
+        kernel = rng.standard_normal(size)
+        expected = ndi.correlate(x, kernel, mode=scipy_mode, cval=0.0)
+        actual = ops.conv2d(x[None], kernel[None, None], padding="same", padding_mode=mode, method=method)[0]
+        assert_array(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def _random_case(rng):
+    groups = int(rng.choice([1, 1, 2, 3]))
+    group_channels, per_group = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+    stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+    dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
+    pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+    size = (int(rng.integers(dilation[0] * (kh - 1) + 1, 14)), int(rng.integers(dilation[1] * (kw - 1) + 1, 14)))
+    x = rng.standard_normal((groups * group_channels, *size))
+    weight = rng.standard_normal((groups * per_group, group_channels, kh, kw))
+    return x, weight, rng.standard_normal(groups * per_group), stride, pads, dilation, groups
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_random_settings_match_loop_oracle(method):
+    """Reference: the naive loop oracle, over 60 seeded random shapes, strides, pads, dilations, groups."""
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        x, weight, bias, stride, pads, dilation, groups = _random_case(rng)
+        expected = oracles.conv2d(x, weight, bias, stride, pads, dilation, groups)
+        actual = ops.conv2d(x, weight, bias, stride, pads, dilation, groups, method=method)
+        assert_array(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_batch_equals_images_one_by_one_in_float32():
+    """(N, C, H, W) gives each image's own result; float32 stays float32 (tolerance for float32 sums)."""
+    rng = np.random.default_rng(6)
+    batch = rng.standard_normal((3, 4, 10, 12)).astype(np.float32)
+    weight = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    out = ops.conv2d(batch, weight, stride=2, padding=1)
+    assert out.dtype == np.float32 and out.shape == (3, 5, 5, 6)
+    for n in range(3):
+        expected = oracles.conv2d(batch[n].astype(np.float64), weight.astype(np.float64), stride=(2, 2), pads=(1,) * 4)
+        assert_array(out[n], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_large_image_runs_in_strips_and_threads():
+    """A map big enough for several strips and two threads equals scipy's correlate2d."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1100, 1000)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3)).astype(np.float32)
+    expected = signal.correlate2d(x.astype(np.float64), kernel.astype(np.float64), mode="valid")
+    assert_array(ops.conv2d(x[None], kernel[None, None])[0], expected, dtype=np.float32, rtol=1e-4, atol=1e-4)
+
+
+def test_same_padding_puts_the_odd_cell_after():
+    """Even kernel, stride 1: PyTorch pads (k-1)//2 before and the rest after; stride 2 gives ceil(H/2)."""
+    assert ops.conv_padding("same", (4, 2), in_size=(10, 10)) == (1, 2, 0, 1)
+    pads = ops.conv_padding("same", (3, 3), stride=(2, 2), in_size=(7, 8))
+    out = ops.conv2d(np.ones((1, 7, 8)), np.ones((1, 1, 3, 3)), stride=2, padding="same")
+    assert pads == (1, 1, 0, 1) and out.shape == (1, 4, 4)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"stride": 0}, "stride"),
+    ({"dilation": -1}, "dilation"),
+    ({"padding": -1}, "padding"),
+    ({"padding": "middle"}, "valid, same, full"),
+    ({"padding": 5, "padding_mode": "reflect"}, "reflect padding"),
+    ({"groups": 2}, "groups=2"),
+    ({"padding_mode": "mirror"}, "zeros, reflect"),
+])
+def test_bad_settings_raise_shape_errors(kwargs, words):
+    """Out-of-range settings are ShapeErrors naming the setting, never a NumPy exception."""
+    with pytest.raises(ShapeError, match=words):
+        ops.conv2d(np.ones((3, 5, 5)), np.ones((1, 3, 3, 3)), **kwargs)
+
+
+def test_kernel_larger_than_padded_input_is_an_error():
+    """A 7x7 kernel on a 5x5 image names both sizes."""
+    with pytest.raises(ShapeError, match="7x7 but the padded input is only 5x5"):
+        ops.conv2d(np.ones((1, 5, 5)), np.ones((1, 1, 7, 7)))
+
+
+def test_channel_mismatch_names_both_counts():
+    """A weight for 3 channels on a 1-channel map says so."""
+    with pytest.raises(ShapeError, match="expects 3 input channels, input has 1"):
+        ops.conv2d(np.ones((1, 5, 5)), np.ones((2, 3, 3, 3)))
+
+
+def _random_pool(rng):
+    kernel = tuple(int(v) for v in rng.integers(1, 5, 2))
+    stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
+    size = tuple(int(rng.integers(d * (k - 1) + 1, 14)) for k, d in zip(kernel, dilation))
+    return rng.standard_normal((2, *size)), kernel, stride, padding, dilation, bool(rng.integers(0, 2))
+
+
+def test_max_pool_matches_loop_oracle():
+    """Reference: the loop oracle, over 80 random kernels, strides, paddings, dilations and ceil_mode."""
+    rng = np.random.default_rng(8)
+    for _ in range(80):
+        x, kernel, stride, padding, dilation, ceil = _random_pool(rng)
+        expected = oracles.pool2d(x, "max", kernel, stride, padding, dilation, ceil)
+        assert_array(ops.max_pool2d(x, kernel, stride, padding, dilation, ceil), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_matches_loop_oracle(count_include_pad):
+    """Reference: the loop oracle's PyTorch divisor rule, with and without counting the padding."""
+    rng = np.random.default_rng(9)
+    for _ in range(80):
+        x, kernel, stride, padding, _, ceil = _random_pool(rng)
+        expected = oracles.pool2d(x, "avg", kernel, stride, padding, (1, 1), ceil, count_include_pad)
+        actual = ops.avg_pool2d(x, kernel, stride, padding, ceil, count_include_pad)
+        assert_array(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_max_pool_matches_scipy_maximum_filter():
+    """Reference: scipy.ndimage.maximum_filter sampled every 3rd cell is a 3x3/3 max-pool."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((30, 27))
+    expected = ndi.maximum_filter(x, size=3)[1:-1:3, 1:-1:3]
+    assert_array(ops.max_pool2d(x[None], 3)[0], expected, rtol=0, atol=0)
+
+
+def test_odd_sizes_floor_or_ceil_as_pytorch():
+    """5x5 with 2x2/2: floor gives 2x2, ceil_mode gives 3x3 whose last window holds one cell."""
+    x = np.arange(25, dtype=np.float64).reshape(1, 5, 5)
+    assert ops.max_pool2d(x, 2).shape == (1, 2, 2)
+    ceil = ops.max_pool2d(x, 2, ceil_mode=True)
+    assert ceil.shape == (1, 3, 3) and ceil[0, 2, 2] == 24
+    assert ops.avg_pool2d(x, 2, ceil_mode=True)[0, 2, 2] == 24  # divisor 1, not 4
+
+
+def test_pool_padding_over_half_the_kernel_is_an_error():
+    """PyTorch's rule: pool padding at most half the kernel size."""
+    with pytest.raises(ShapeError, match="half the kernel"):
+        ops.max_pool2d(np.ones((1, 6, 6)), 2, padding=2)
+
+
+def test_global_avg_pool_is_the_mean_of_each_channel():
+    """(C, H, W) -> (C, 1, 1) holding each channel's mean."""
+    x = np.random.default_rng(11).standard_normal((3, 4, 5))
+    assert_array(ops.global_avg_pool2d(x), x.mean(axis=(1, 2))[:, None, None], rtol=1e-12)
+
+
+def test_activations_match_scipy_special():
+    """Reference: scipy.special.expit and softmax; relu, leaky_relu and tanh by definition."""
+    x = np.linspace(-800, 800, 2001)
+    assert_array(ops.sigmoid(x), special.expit(x), rtol=1e-12, atol=1e-300)
+    assert_array(ops.softmax(x), special.softmax(x), rtol=1e-12, atol=1e-300)
+    assert_array(ops.relu(x), np.where(x > 0, x, 0), rtol=0, atol=0)
+    assert_array(ops.leaky_relu(x, 0.1), np.where(x > 0, x, 0.1 * x), rtol=1e-15)
+    assert_array(ops.tanh(x), np.tanh(x), rtol=0, atol=0)
+
+
+def test_sigmoid_and_softmax_never_overflow_in_float32():
+    """Huge inputs give finite float32 results with no overflow or invalid operation."""
+    x = np.array([-1e30, -100, 0, 100, 1e30], dtype=np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        assert np.all(np.isfinite(ops.sigmoid(x))) and ops.sigmoid(x).dtype == np.float32
+        assert np.all(np.isfinite(ops.softmax(x)))
+
+
+def test_flatten_order_is_channel_row_column():
+    """Flatten is C order, as PyTorch's torch.flatten on (C, H, W)."""
+    x = np.arange(24).reshape(2, 3, 4)
+    assert ops.flatten(x).tolist() == list(range(24))
+    assert ops.flatten(x[None], batched=True).shape == (1, 24)
+
+
+def test_linear_is_x_times_w_transposed_plus_b():
+    """y = x W^T + b for one vector and a batch; a wrong input size is a ShapeError."""
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal((4, 6)), rng.standard_normal((3, 6)), rng.standard_normal(3)
+    assert_array(ops.linear(x, w, b), np.einsum("ni,oi->no", x, w) + b, rtol=1e-12)
+    assert_array(ops.linear(x[0], w, b), w @ x[0] + b, rtol=1e-12)
+    with pytest.raises(ShapeError, match="does not take 5 inputs"):
+        ops.linear(np.ones(5), w)

@@ -1,0 +1,50 @@
+"""cnncli.render: tables fit the terminal, elide big maps with a note, and colour by value."""
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from cnncli import render
+
+
+def _text(renderable, width=80):
+    console = Console(width=width, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (40, 300), (300, 40), (1000, 1000)])
+@pytest.mark.parametrize("width", [40, 80, 132])
+def test_map_tables_fit_the_width(shape, width):
+    """Every line of a map's table fits the console width, and no number is cut short."""
+    plane = (np.random.default_rng(0).random(shape) * 2000 - 1000).astype(np.float32)
+    text = _text(render.map_table(plane, "t", width, False, True, (-1000.0, 1000.0)), width)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
+    assert "…" not in text
+
+
+def test_big_map_is_elided_with_a_note_and_full_shows_all():
+    """A 100x100 map shows its first and last rows and says how much it shows; full shows everything."""
+    plane = np.arange(10000, dtype=np.float32).reshape(100, 100)
+    elided = _text(render.map_table(plane, "t", 80, False, False, (0.0, 9999.0)))
+    assert "showing 15 of 100 rows" in elided and "--full" in elided
+    assert " 0 " in elided and "9999" in elided and "5050" not in elided
+    full = _text(render.map_table(plane, "t", 2000, True, False, (0.0, 9999.0)), 2000)
+    assert "5050" in full and "showing" not in full
+
+
+def test_number_format_shows_whole_numbers_plainly():
+    """Integral maps print as integers, others with decimals fitted to their magnitude."""
+    assert render.number_format(np.array([-6.0, 12.0]))(12.0) == "12"
+    assert render.number_format(np.array([0.5, 0.25]))(0.25) == "0.250"
+    assert render.number_format(np.array([150.5]))(150.5) == "150.5"
+    assert render.number_format(np.array([1e-5]))(1e-5) == "1.00e-05"
+
+
+def test_heat_styles_diverge_around_zero():
+    """Signed maps: negative cells blue, positive red, zero near white; unsigned maps go dark to bright."""
+    assert render.heat_style(-1.0, (-1.0, 1.0), True).endswith("rgb(59,76,192)")
+    assert render.heat_style(1.0, (-1.0, 1.0), True).endswith("rgb(180,4,38)")
+    assert render.heat_style(0.0, (-1.0, 1.0), True) == "black on rgb(242,242,242)"
+    assert render.heat_style(0.0, (0.0, 5.0), False).startswith("white on")
+    assert render.heat_style(5.0, (0.0, 5.0), False).startswith("black on")
