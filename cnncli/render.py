@@ -70,12 +70,12 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
     fmt = number_format(plane)
-    # Each column takes its widest cell plus one space; the ellipsis column needs 3.
-    cell = max(3, len(str(cols - 1)), *(len(fmt(float(v))) for v in (plane.min(), plane.max())))
-    label_width = max(3, len(str(height - 1)))
-    fit_cols = max(2, (width - label_width) // (cell + 1) - 1)
     row_idx = _shown_indices(height, height if full else MAX_ROWS)
-    col_idx = _shown_indices(cols, cols if full else fit_cols)
+    rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide column widths
+    widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
+              for j, lo, hi in zip(range(cols), rows.min(axis=0), rows.max(axis=0))]
+    # A column takes its widest cell plus one space; so does the row-label column.
+    col_idx = list(range(cols)) if full else _fit_columns(widths, width - len(str(height - 1)) - 1)
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("", justify="right", style="dim")
     for j in col_idx:
@@ -100,6 +100,28 @@ def _titled(title: str, body: RenderableType, caption: str) -> Group:
     """A title line (if any), the body, and a caption line, as wide as the terminal (not the table)."""
     heading = [Text(title, style="bold")] if title else []
     return Group(*heading, body, Text(caption, style="dim"))
+
+
+def _fit_columns(widths: list[int], budget: int) -> list[int | None]:
+    """All columns if they fit in ``budget``; else as many from both ends as fit beside a "..." column."""
+    if sum(w + 1 for w in widths) <= budget:
+        return list(range(len(widths)))
+    budget -= 4
+    left, right = 0, len(widths) - 1
+    head: list[int] = []
+    tail: list[int] = []
+    while left <= right:
+        index = left if len(head) <= len(tail) else right
+        if widths[index] + 1 > budget:
+            break
+        budget -= widths[index] + 1
+        if index == left:
+            head.append(left)
+            left += 1
+        else:
+            tail.insert(0, right)
+            right -= 1
+    return head + [None] + tail
 
 
 def _shown_indices(size: int, limit: int) -> list[int | None]:

@@ -22,26 +22,26 @@ Kernels = Annotated[Optional[list[str]], typer.Option(
     help="A kernel: a built-in name (see `cnn kernels`), a JSON file, or inline JSON such as "
          "'[[1,0,-1],[1,0,-1],[1,0,-1]]'. Repeat to stack kernels into a filter bank, one output channel each.")]
 Stride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
-                                               help="Conv stride. [default: 1]")]
+                                               help="Conv stride. (default 1)")]
 Padding = Annotated[Optional[str], typer.Option(
     rich_help_panel=CONV, show_default=False, metavar="valid|same|full|N",
     help="Conv padding: valid (none), same (output size = input size / stride), full, N on every side, "
-         "ROWS,COLS, or TOP,BOTTOM,LEFT,RIGHT. [default: valid]")]
+         "ROWS,COLS, or TOP,BOTTOM,LEFT,RIGHT. (default valid)")]
 PaddingMode = Annotated[Optional[Literal["zeros", "reflect", "replicate", "circular"]], typer.Option(
     rich_help_panel=CONV, show_default=False,
     help="What the padding holds, with PyTorch's names: zeros, reflect (dcb|abcd), replicate (aaa|abcd), "
-         "circular (bcd|abcd). [default: zeros]")]
+         "circular (bcd|abcd). (default zeros)")]
 Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
-                                                 help="Gap between kernel taps. [default: 1]")]
+                                                 help="Gap between kernel taps. (default 1)")]
 Flip = Annotated[Optional[bool], typer.Option("--flip/--no-flip", rich_help_panel=CONV, show_default=False,
                                               help="Flip the kernel first: a true convolution, as "
-                                                   "scipy.signal.convolve2d. CNNs correlate. [default: no-flip]")]
+                                                   "scipy.signal.convolve2d. CNNs correlate. (default no-flip)")]
 ActivationOpt = Annotated[Literal["relu", "leaky_relu", "sigmoid", "tanh", "none"], typer.Option(
     rich_help_panel=LAYERS, help="Activation after the convolution.")]
 Pool = Annotated[Literal["max", "avg", "none"], typer.Option(rich_help_panel=LAYERS, help="Pooling after the activation.")]
 PoolSize = Annotated[int, typer.Option(min=1, rich_help_panel=LAYERS, help="Pooling window.")]
 PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default=False,
-                                                   help="Pooling stride. [default: the pool size]")]
+                                                   help="Pooling stride. (default the pool size)")]
 CeilMode = Annotated[bool, typer.Option("--ceil-mode", rich_help_panel=LAYERS,
                                         help="Keep a last, partial pooling window (PyTorch's ceil_mode).")]
 DenseFile = Annotated[Optional[str], typer.Option(
