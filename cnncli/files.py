@@ -7,7 +7,6 @@ a failed or interrupted run never leaves a half-written file where a good one is
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 from pathlib import Path

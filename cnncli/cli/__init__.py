@@ -39,7 +39,7 @@ def _root(
     """Run convolutional-network layers on images and see every intermediate feature map."""
 
 
-from . import inspect as _inspect  # noqa: E402  (commands register themselves on `app`)
+from . import inspect as _inspect  # noqa: E402,F401  (commands register themselves on `app`)
 from . import kernels as _kernels  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
 

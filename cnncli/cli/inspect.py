@@ -18,27 +18,9 @@ Format = Annotated[Literal["table", "json"], typer.Option(
 
 
 @app.command()
+@opt.layer_command
 def inspect(
-    image: opt.Image,
-    kernel: opt.Kernels = None,
-    stride: opt.Stride = None,
-    padding: opt.Padding = None,
-    padding_mode: opt.PaddingMode = None,
-    dilation: opt.Dilation = None,
-    flip: opt.Flip = None,
-    activation: opt.ActivationOpt = "relu",
-    pool: opt.Pool = "max",
-    pool_size: opt.PoolSize = 2,
-    pool_stride: opt.PoolStride = None,
-    ceil_mode: opt.CeilMode = False,
-    dense: opt.DenseFile = None,
-    dense_random: opt.DenseRandom = None,
-    seed: opt.Seed = 0,
-    softmax: opt.SoftmaxOpt = False,
-    color: opt.Color = "gray",
-    scale: opt.Scale = "raw",
-    alpha: opt.AlphaOpt = "drop",
-    dtype: opt.Dtype = "float32",
+    options: opt.LayerOptions,
     save: Save = None,
     format: Format = "table",
 ) -> None:
@@ -48,7 +30,6 @@ def inspect(
     """
     from ..trace import TRACE_VERSION, image_record, layer_record
 
-    options = opt.layer_options(locals())
     loaded = opt.load_image(options)
     steps = opt.build_network(options, loaded).forward(loaded.array)
     if save is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, Callable, Literal, Optional
 
 import typer
 
@@ -88,11 +90,37 @@ class LayerOptions:
     dtype: str = "float32"
 
 
-def layer_options(arguments: dict[str, Any]) -> LayerOptions:
-    """LayerOptions from a command's arguments (its ``locals()``); ``--kernel`` is stored as kernels."""
-    fields = LayerOptions.__dataclass_fields__
-    values = {name: value for name, value in arguments.items() if name in fields}
-    return LayerOptions(kernels=arguments.get("kernel"), **values)
+_SHARED = {
+    "image": Image, "kernel": Kernels, "stride": Stride, "padding": Padding, "padding_mode": PaddingMode,
+    "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "pool": Pool, "pool_size": PoolSize,
+    "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile, "dense_random": DenseRandom,
+    "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
+}
+
+
+def layer_command(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command that takes ``options: LayerOptions`` every shared layer option.
+
+    Typer reads a command's signature; this one shows the shared options (defaults from
+    LayerOptions) followed by the command's own, and the command receives them as one LayerOptions.
+    """
+    defaults = {f.name: f.default for f in fields(LayerOptions)} | {"kernel": None}
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
+                          default=inspect.Parameter.empty if name == "image" else defaults[name])
+        for name, annotation in _SHARED.items()
+    ]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+
+    @functools.wraps(command)
+    def with_options(**arguments: Any) -> Any:
+        values = {name: arguments.pop(name) for name in _SHARED}
+        values["kernels"] = values.pop("kernel")
+        return command(options=LayerOptions(**values), **arguments)
+
+    with_options.__signature__ = inspect.Signature(shared + own)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in shared + own}
+    return with_options
 
 
 def load_image(options: LayerOptions) -> LoadedImage:

@@ -21,27 +21,9 @@ Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
 
 
 @app.command()
+@opt.layer_command
 def run(
-    image: opt.Image,
-    kernel: opt.Kernels = None,
-    stride: opt.Stride = None,
-    padding: opt.Padding = None,
-    padding_mode: opt.PaddingMode = None,
-    dilation: opt.Dilation = None,
-    flip: opt.Flip = None,
-    activation: opt.ActivationOpt = "relu",
-    pool: opt.Pool = "max",
-    pool_size: opt.PoolSize = 2,
-    pool_stride: opt.PoolStride = None,
-    ceil_mode: opt.CeilMode = False,
-    dense: opt.DenseFile = None,
-    dense_random: opt.DenseRandom = None,
-    seed: opt.Seed = 0,
-    softmax: opt.SoftmaxOpt = False,
-    color: opt.Color = "gray",
-    scale: opt.Scale = "raw",
-    alpha: opt.AlphaOpt = "drop",
-    dtype: opt.Dtype = "float32",
+    options: opt.LayerOptions,
     format: Format = "table",
     output: Output = None,
     full: Full = False,
@@ -50,7 +32,6 @@ def run(
 
     Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge
     """
-    options = opt.layer_options(locals())
     loaded = opt.load_image(options)
     network = opt.build_network(options, loaded)
     steps = network.forward(loaded.array)
