@@ -9,6 +9,7 @@ to do with transparency. 16-bit images are scaled to the same 0..255 range rathe
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,23 +77,22 @@ def read_image(
                 raise ImageError(f"has no pixels ({width}x{height})", source=source)
             if width * height > max_pixels:
                 raise ImageError(
-                    f"is {width}x{height} ({width * height / 1e6:.1f} MP), over the limit of "
-                    f"{max_pixels / 1e6:.1f} MP",
+                    f"is {width}x{height} ({width * height:,} pixels), over the limit of {max_pixels:,} pixels",
                     source=source,
                 )
+            orientation = im.getexif().get(0x0112, 1)  # before load(): Pillow's TIFF reader applies it there
             im.load()
+            frames = getattr(im, "n_frames", 1)  # reads every frame header, so a truncated file fails here
         except UnidentifiedImageError:
             raise ImageError(f"not a supported image; expected one of {', '.join(ALLOWED_FORMATS)}", source=source) from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError("claims more pixels than any supported image may have (decompression bomb)", source=source) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as err:
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ImageError(f"claims more pixels than any supported image may have: {err}", source=source) from None
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as err:
             raise ImageError(f"cannot decode the {getattr(im, 'format', None) or 'image'}: {err}", source=source) from None
     notes: list[str] = []
-    frames = getattr(im, "n_frames", 1)
     if frames > 1:
         notes.append(f"first of {frames} frames")
     file_format, file_mode = im.format or "image", im.mode
-    orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
     if orientation in range(2, 9):
         im = ImageOps.exif_transpose(im)
         notes.append(f"EXIF orientation {orientation} applied")
@@ -106,7 +106,7 @@ def read_image(
         notes.append(f"values scaled to 0..1 (divided by {full_scale})")
     elif full_scale != 255:
         array *= dtype(255 / full_scale)
-        notes.append(f"values scaled from 0..{full_scale} to 0..255")
+        notes.append(f"values scaled from 0..{full_scale} to 0..255")  # 16-bit, or 32-bit by its range
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
 
 
@@ -182,8 +182,7 @@ def _deep_planes(im, color: Color, notes: list[str]):
         full_scale = None
         notes.append("32-bit float values used as they are")
     elif im.mode == "I" and (values.min() < 0 or values.max() > 65535):
-        full_scale = int(max(abs(int(values.min())), int(values.max()), 1))
-        notes.append(f"32-bit integer values divided by their largest magnitude {full_scale}")
+        full_scale = int(max(abs(int(values.min())), int(values.max()), 1))  # the note says the scale
     else:
         full_scale = 65535
     planes = [values.astype(np.float64)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import sys
 from typing import Any, Iterable
 
 import numpy as np
@@ -18,17 +19,17 @@ from .errors import SpecError
 MAX_DEPTH = 32
 
 
+class NonFinite(str):
+    """Stands in the parsed document for NaN, Infinity or a number too large for a float, so
+    that the Reader, which knows the field's path, reports it there."""
+
+
 def loads(text: str | bytes, source: str) -> Any:
-    """Parse JSON text, rejecting non-finite numbers, repeated keys and deep nesting."""
+    """Parse JSON text, rejecting repeated keys and deep nesting; non-finite numbers become NonFinite."""
 
-    def reject_constant(name: str) -> Any:
-        raise SpecError(f"{name} is not a number JSON allows; expected a finite number", source=source)
-
-    def parse_float(literal: str) -> float:
+    def parse_float(literal: str) -> float | NonFinite:
         value = float(literal)
-        if not math.isfinite(value):
-            raise SpecError(f"{literal} is too large for a number; expected a finite number", source=source)
-        return value
+        return value if math.isfinite(value) else NonFinite(literal)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -46,11 +47,12 @@ def loads(text: str | bytes, source: str) -> Any:
     if _depth_exceeds(text, MAX_DEPTH):
         raise SpecError(f"nested deeper than {MAX_DEPTH} levels", source=source)
     try:
-        return json.loads(text, parse_constant=reject_constant, parse_float=parse_float, object_pairs_hook=pairs)
+        return json.loads(text, parse_constant=NonFinite, parse_float=parse_float, object_pairs_hook=pairs)
     except json.JSONDecodeError as err:
         raise SpecError(f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}", source=source) from None
-    except ValueError as err:  # e.g. an integer with more digits than Python converts
-        raise SpecError(f"invalid JSON: {err}", source=source) from None
+    except ValueError:  # an integer with more digits than Python converts
+        raise SpecError(f"has an integer over {sys.get_int_max_str_digits()} digits long; expected a number",
+                        source=source) from None
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
@@ -117,6 +119,8 @@ class Reader:
         return value
 
     def number(self, value: Any, path: str) -> float:
+        if isinstance(value, NonFinite):
+            raise self.fail(path, f"{value} is not a finite number; expected a finite number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {_kind(value)}")
         try:
@@ -177,6 +181,8 @@ def _join(path: str, key: str) -> str:
 
 
 def _kind(value: Any) -> str:
+    if isinstance(value, NonFinite):
+        return f"the non-finite number {value}"
     if value is None:
         return "null"
     if isinstance(value, bool):

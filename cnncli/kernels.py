@@ -15,6 +15,7 @@ convolution.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +157,13 @@ def _parse_settings(read: jsonspec.Reader, document: Mapping[str, Any]) -> dict[
         value = document["padding"]
         if isinstance(value, str):
             settings["padding"] = read.string(value, "padding", ("valid", "same", "full"))
-        elif isinstance(value, list) and len(value) == 4:
+        elif isinstance(value, list) and len(value) in (2, 4):
             settings["padding"] = [read.integer(v, f"padding[{i}]", 0, 1 << 16) for i, v in enumerate(value)]
+        elif isinstance(value, list):
+            raise read.fail("padding", "expected valid, same, full, an integer, [rows, cols] or "
+                                       f"[top, bottom, left, right], got {len(value)} values")
         else:
-            settings["padding"] = list(read.pair(value, "padding", minimum=0))
+            settings["padding"] = read.integer(value, "padding", 0, 1 << 16)
     if "padding_mode" in document:
         settings["padding_mode"] = read.string(document["padding_mode"], "padding_mode", PADDING_MODES)
     if "flip" in document:
@@ -185,17 +189,15 @@ def load_kernel_file(path: str | Path) -> Kernel:
 
 
 def resolve_kernel(spec: str) -> Kernel:
-    """Turn one ``--kernel`` value into a Kernel: inline JSON, a file, or a built-in name."""
+    """Turn one ``--kernel`` value into a Kernel: inline JSON (an array or object), a file, or a built-in name."""
     text = spec.strip()
-    if text.startswith("["):
+    if text.startswith(("[", "{")):
         return parse_kernel(jsonspec.loads(text, "--kernel"), "--kernel", default_name="inline")
     if text in LIBRARY and not Path(text).exists():
         return LIBRARY[text]
     path = Path(text)
     if path.exists() or path.suffix.lower() == ".json" or "/" in text:
         return load_kernel_file(path)
-    import difflib
-
     hint = difflib.get_close_matches(text, LIBRARY, n=1)
     suggestion = f" (did you mean {hint[0]}?)" if hint else "; `cnn kernels` lists the built-in ones"
     raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{suggestion}", source="--kernel")
@@ -225,8 +227,8 @@ def build_filter_bank(kernels: Sequence[Kernel], channel_names: Sequence[str]) -
     if any(planar) and not all(planar):
         flat, full = kernels[planar.index(True)], kernels[planar.index(False)]
         raise ShapeError(
-            f"cannot stack the 2-D kernel {flat.name} with the 4-D kernel {full.name} ({full.source}); "
-            "give kernels of one kind",
+            f"cannot stack {flat.name}, which filters each channel on its own (2-D or 3-D weights), with "
+            f"{full.name} ({full.source}), which mixes channels (4-D weights); give kernels of one kind",
             source="--kernel",
         )
     sizes = {k.size for k in kernels}
