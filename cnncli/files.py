@@ -10,15 +10,18 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
 from . import jsonspec
 from .errors import OutputError, SpecError
-from .images import LoadedImage
-from .model import Step
+from .inputs import read_bytes
 from .trace import TRACE_VERSION, image_record, layer_record
+
+if TYPE_CHECKING:
+    from .images import LoadedImage
+    from .model import Step
 
 MAX_WEIGHTS_BYTES = 1 << 30
 
@@ -91,25 +94,22 @@ def read_dense_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]
     path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
+    if suffix not in (".json", ".npy", ".npz"):
+        raise SpecError("expected a .npy, .npz or .json file of dense weights", source=source)
+    data = read_bytes(path, limit=MAX_WEIGHTS_BYTES, error=SpecError, expected="a dense weights file")
     try:
-        if path.stat().st_size > MAX_WEIGHTS_BYTES:
-            raise SpecError(f"is larger than {MAX_WEIGHTS_BYTES >> 30} GiB", source=source)
         if suffix == ".json":
-            weight, bias = _dense_from_json(jsonspec.loads(path.read_bytes(), source), source)
+            weight, bias = _dense_from_json(jsonspec.loads(data, source), source)
         elif suffix == ".npy":
-            weight, bias = np.load(path, allow_pickle=False), None
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
+            weight, bias = np.load(io.BytesIO(data), allow_pickle=False), None
+        else:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 unknown = set(archive.files) - {"weight", "bias"}
                 if "weight" not in archive.files or unknown:
                     raise SpecError(f"holds {sorted(archive.files)}; expected 'weight' and optionally 'bias'",
                                     source=source)
                 weight = archive["weight"]
                 bias = archive["bias"] if "bias" in archive.files else None
-        else:
-            raise SpecError("expected a .npy, .npz or .json file of dense weights", source=source)
-    except FileNotFoundError:
-        raise SpecError("no such file", source=source) from None
     except SpecError:
         raise
     except (OSError, ValueError, EOFError) as err:

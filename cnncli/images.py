@@ -12,12 +12,12 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from .errors import ImageError
+from .inputs import read_bytes
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 DEFAULT_MAX_PIXELS = 1 << 26  # 8192 x 8192
@@ -64,7 +64,7 @@ def read_image(
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if data is None:
-        data = _read_file(source)
+        data = read_bytes(source, limit=MAX_FILE_BYTES, error=ImageError, expected="an image file")
     if not data:
         raise ImageError("is empty; expected an image", source=source)
     im = None
@@ -108,20 +108,6 @@ def read_image(
         array *= dtype(255 / full_scale)
         notes.append(f"values scaled from 0..{full_scale} to 0..255")  # 16-bit, or 32-bit by its range
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
-
-
-def _read_file(source: str) -> bytes:
-    path = Path(source)
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageError(f"is larger than {MAX_FILE_BYTES >> 20} MiB", source=source)
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError("no such file", source=source) from None
-    except IsADirectoryError:
-        raise ImageError("is a folder; expected an image file", source=source) from None
-    except OSError as err:
-        raise ImageError(f"cannot read: {err.strerror or err}", source=source) from None
 
 
 def _to_planes(im, color: Color, alpha: Alpha, notes: list[str]):

@@ -25,6 +25,7 @@ import numpy as np
 
 from . import jsonspec
 from .errors import ShapeError, SpecError
+from .inputs import read_bytes
 from .ops import PADDING_MODES
 
 SETTING_KEYS = ("stride", "padding", "padding_mode", "dilation", "flip")
@@ -175,16 +176,7 @@ def load_kernel_file(path: str | Path) -> Kernel:
     """Read and parse a kernel JSON file."""
     path = Path(path)
     source = str(path)
-    try:
-        if path.stat().st_size > MAX_KERNEL_FILE_BYTES:
-            raise SpecError(f"is larger than {MAX_KERNEL_FILE_BYTES >> 20} MiB; expected a small JSON file", source=source)
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError("no such file", source=source) from None
-    except IsADirectoryError:
-        raise SpecError("is a folder; expected a kernel JSON file", source=source) from None
-    except OSError as err:
-        raise SpecError(f"cannot read: {err.strerror}", source=source) from None
+    text = read_bytes(path, limit=MAX_KERNEL_FILE_BYTES, error=SpecError, expected="a kernel JSON file")
     return parse_kernel(jsonspec.loads(text, source), source, default_name=path.stem)
 
 

@@ -1,0 +1,86 @@
+"""cnncli.files: dense weights in (never unpickled), atomic outputs out."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cnncli.errors import OutputError, SpecError
+from cnncli.files import random_dense, read_dense_weights, save_json, save_npy, write_atomic
+
+
+def test_dense_weights_from_npy_npz_and_json(tmp_path):
+    """(out, in) weights with an optional bias load from each format; 1-D weights are one unit."""
+    weight, bias = np.arange(6.0).reshape(2, 3), np.array([0.5, -0.5])
+    np.save(tmp_path / "w.npy", weight)
+    np.savez(tmp_path / "w.npz", weight=weight, bias=bias)
+    (tmp_path / "w.json").write_text(json.dumps({"weight": weight.tolist(), "bias": bias.tolist()}))
+    (tmp_path / "v.json").write_text("[1, 2, 3]")
+    assert np.array_equal(read_dense_weights(tmp_path / "w.npy")[0], weight)
+    for name in ("w.npz", "w.json"):
+        loaded_weight, loaded_bias = read_dense_weights(tmp_path / name)
+        assert np.array_equal(loaded_weight, weight) and np.array_equal(loaded_bias, bias)
+    assert read_dense_weights(tmp_path / "v.json")[0].shape == (1, 3)
+
+
+def test_pickled_arrays_are_refused_not_loaded(tmp_path):
+    """An object array (which needs pickle) is an error; allow_pickle stays False."""
+    np.save(tmp_path / "evil.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SpecError, match="evil.npy: cannot read the weights: Object arrays cannot be loaded"):
+        read_dense_weights(tmp_path / "evil.npy")
+
+
+@pytest.mark.parametrize("name, make, words", [
+    ("missing.npy", None, "no such file"),
+    ("w.txt", lambda p: p.write_text("1 2 3"), "expected a .npy, .npz or .json"),
+    ("w.npz", lambda p: np.savez(p, W=np.ones((2, 2))), "expected 'weight' and optionally 'bias'"),
+    ("w.npz", lambda p: np.savez(p, weight=np.ones((2, 3)), bias=np.ones(3)), "bias has shape (3,); expected (2,)"),
+    ("w.npy", lambda p: np.save(p, np.ones((2, 2, 2))), "expected (out, in)"),
+    ("w.npy", lambda p: np.save(p, np.array([[1.0, np.nan]])), "NaN or infinite"),
+    ("w.npy", lambda p: np.save(p, np.array([["a"]])), "must be numbers"),
+    ("w.npy", lambda p: p.write_bytes(b"\x93NUMPY garbage"), "cannot read the weights"),
+    ("w.json", lambda p: p.write_text('{"weight": [[1, 2]], "bais": [1]}'), "did you mean 'bias'"),
+])
+def test_bad_weight_files_name_the_file_and_the_problem(tmp_path, name, make, words):
+    """Each malformed weights file is a SpecError naming the file."""
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    with pytest.raises(SpecError) as caught:
+        read_dense_weights(path)
+    assert str(caught.value).startswith(str(path)) and words in str(caught.value)
+
+
+def test_random_dense_is_reproducible_from_its_seed():
+    """The same seed gives the same weights; another seed does not."""
+    first, again, other = random_dense(3, 4, 0), random_dense(3, 4, 0), random_dense(3, 4, 1)
+    assert np.array_equal(first[0], again[0]) and not np.array_equal(first[0], other[0])
+    assert first[0].shape == (3, 4) and first[1].shape == (3,)
+
+
+def test_a_failed_write_leaves_no_file_behind(tmp_path):
+    """When writing fails half-way, neither the target nor a temporary file remains."""
+    def fail(stream):
+        stream.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match="out.npy: cannot write: No space left on device"):
+        write_atomic(tmp_path / "out.npy", fail)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_existing_file_is_replaced_whole(tmp_path):
+    """save_npy replaces a file in one step; save_json writes parseable JSON."""
+    target = tmp_path / "y.npy"
+    save_npy(target, np.zeros(3))
+    save_npy(target, np.ones((2, 2), np.float32))
+    assert np.load(target).tolist() == [[1, 1], [1, 1]] and sorted(os.listdir(tmp_path)) == ["y.npy"]
+    save_json(tmp_path / "m.json", {"a": [[1, 2], [3, 4]]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": [[1, 2], [3, 4]]}
+
+
+def test_a_missing_folder_is_an_output_error(tmp_path):
+    """Writing into a folder that does not exist names the file."""
+    with pytest.raises(OutputError, match="cannot write here"):
+        save_npy(tmp_path / "no" / "such" / "y.npy", np.zeros(1))
