@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -288,6 +289,32 @@ class Step:
     @property
     def labels(self) -> tuple[str, ...]:
         return getattr(self.layer, "labels", ())
+
+    @cached_property
+    def stats(self) -> dict[str, float]:
+        return map_stats(self.output)
+
+
+_STATS_CHUNK = 1 << 20
+
+
+def map_stats(array: np.ndarray) -> dict[str, float]:
+    """min, max, mean, std and the share of exact zeros of an array.
+
+    Sums run in float64 over chunks, so a big float32 map needs no float64 copy of itself.
+    """
+    flat = np.asarray(array).reshape(-1)
+    chunks = [flat[i:i + _STATS_CHUNK] for i in range(0, flat.size, _STATS_CHUNK)]
+    mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
+    squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
+    zeros = sum(flat.size - int(np.count_nonzero(chunk)) for chunk in chunks)
+    return {
+        "min": float(flat.min()),
+        "max": float(flat.max()),
+        "mean": mean,
+        "std": math.sqrt(squares / flat.size),
+        "zeros": zeros / flat.size,
+    }
 
 
 @dataclass(frozen=True, eq=False)

@@ -20,7 +20,7 @@ from rich.text import Text
 from .images import LoadedImage
 from .kernels import Kernel
 from .model import Step
-from .trace import stats
+from .model import map_stats
 
 MAX_ROWS = 16
 MAX_CHANNELS = 8
@@ -53,8 +53,8 @@ def step_view(step: Step, width: int, full: bool = False, color: bool = True) ->
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
     parts: list[RenderableType] = [Text(title, style="bold")]
-    signed = output.min() < 0 < output.max()
-    bounds = (float(output.min()), float(output.max()))
+    bounds = (step.stats["min"], step.stats["max"])
+    signed = bounds[0] < 0 < bounds[1]
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
@@ -69,9 +69,9 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
               bounds: tuple[float, float], color: bool = True) -> Group:
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
-    fmt = number_format(plane)
     row_idx = _shown_indices(height, height if full else MAX_ROWS)
-    rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide column widths
+    rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide formats and widths
+    fmt = number_format(rows)
     widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
               for j, lo, hi in zip(range(cols), rows.min(axis=0), rows.max(axis=0))]
     # A column takes its widest cell plus one space; so does the row-label column.
@@ -134,7 +134,7 @@ def _shown_indices(size: int, limit: int) -> list[int | None]:
 
 
 def _caption(plane: np.ndarray, rows: list, cols: list) -> str:
-    s = stats(plane)
+    s = map_stats(plane)
     text = f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}  std {s['std']:.4g}  zeros {s['zeros']:.0%}"
     if None in rows or None in cols:
         shown = f"{len(rows) - (None in rows)} of {plane.shape[0]} rows, {len(cols) - (None in cols)} of {plane.shape[1]} columns"
@@ -194,7 +194,7 @@ def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bo
 
 
 def _vector_caption(values: np.ndarray) -> str:
-    s = stats(values)
+    s = map_stats(values)
     return f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}"
 
 
@@ -208,7 +208,7 @@ def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
     """Per layer: name, type, settings, output shape, parameters, multiply-adds, statistics, time."""
     rows = []
     for step in steps:
-        s = stats(step.output)
+        s = step.stats
         rows.append({
             "#": str(step.index), "layer": step.name, "type": step.type,
             "settings": step.layer.describe() if step.layer is not None else "",

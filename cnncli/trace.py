@@ -17,18 +17,6 @@ TRACE_FORMAT = "cnn-trace"
 TRACE_VERSION = 1
 
 
-def stats(array: np.ndarray) -> dict[str, float]:
-    """min, max, mean, std and the share of exact zeros, computed in float64."""
-    values = np.asarray(array, dtype=np.float64)
-    return {
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "zeros": float(np.count_nonzero(values == 0) / values.size),
-    }
-
-
 def layer_record(step: Step) -> dict[str, Any]:
     """A layer's name, type, settings, shape, counts, statistics and channel labels."""
     record = {
@@ -40,7 +28,7 @@ def layer_record(step: Step) -> dict[str, Any]:
         "parameters": step.params,
         "macs": step.macs,
         "seconds": round(step.seconds, 6),
-        "stats": stats(step.output),
+        "stats": step.stats,
     }
     if step.labels:
         record["channels"] = list(step.labels)
