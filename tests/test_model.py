@@ -105,3 +105,18 @@ def test_softmax_layer_and_settings_are_plain_data():
     for layer in layers:
         json.dumps(layer.settings())
         assert isinstance(layer.describe(), str)
+
+
+def test_map_stats_match_numpy_across_chunks():
+    """Reference: numpy's min/max/mean/std in float64, on a float32 map spanning three stats chunks."""
+    from cnncli.model import map_stats
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 700, 700)) * 100 + 50).astype(np.float32)
+    x[0, :10] = 0
+    stats = map_stats(x)
+    exact = x.astype(np.float64)
+    assert stats["min"] == exact.min() and stats["max"] == exact.max()
+    assert abs(stats["mean"] - exact.mean()) < 1e-9 * abs(exact.mean()) + 1e-9
+    assert abs(stats["std"] - exact.std()) < 1e-9 * exact.std()
+    assert stats["zeros"] == np.count_nonzero(exact == 0) / exact.size
