@@ -307,7 +307,7 @@ def map_stats(array: np.ndarray) -> dict[str, float]:
     chunks = [flat[i:i + _STATS_CHUNK] for i in range(0, flat.size, _STATS_CHUNK)]
     mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
     squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
-    zeros = sum(flat.size - int(np.count_nonzero(chunk)) for chunk in chunks)
+    zeros = sum(chunk.size - int(np.count_nonzero(chunk)) for chunk in chunks)
     return {
         "min": float(flat.min()),
         "max": float(flat.max()),
