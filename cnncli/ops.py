@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from typing import Literal, Sequence, Union
 
 import numpy as np
@@ -219,25 +220,35 @@ def conv2d(
         if bias.shape != (n_filters,):
             raise ShapeError(f"bias has {bias.size} values, expected one per filter ({n_filters})")
 
-    xpad = pad2d(x, pads, padding_mode)
     per_group = n_filters // groups
     if method == "auto":
-        method = "taps" if group_channels * per_group * kh * kw <= 72 else "gemm"
+        method = _choose_method(x.shape[0], group_channels, per_group, groups, (kh, kw), out_h * out_w)
     geometry = (out_h, out_w, stride_hw, dilation_hw)
     if method == "taps":
-        out = _conv_taps(xpad, weight, groups, geometry)
+        out = _conv_taps(pad2d(x, pads, padding_mode), weight, groups, geometry)
     else:
-        out = np.concatenate(
-            [
-                _conv_gemm(xpad[:, g * group_channels:(g + 1) * group_channels],
-                           weight[g * per_group:(g + 1) * per_group], geometry)
-                for g in range(groups)
-            ],
-            axis=1,
-        ) if groups > 1 else _conv_gemm(xpad, weight, geometry)
+        out = np.empty((x.shape[0], n_filters, out_h, out_w), dtype=dtype)
+        for g in range(groups):
+            _conv_gemm(x[:, g * group_channels:(g + 1) * group_channels], weight[g * per_group:(g + 1) * per_group],
+                       pads, padding_mode, geometry, out[:, g * per_group:(g + 1) * per_group])
     if bias is not None:
         out += bias[:, None, None]
     return out if batched else out[0]
+
+
+def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair, out_pixels: int) -> str:
+    """Shift-and-add or GEMM, by a rule fitted to timings of both on 265 shapes (benchmarks/README.md).
+
+    Shift-and-add makes one pass over the output per tap and input channel, so it wins only when a
+    group has one or two filters over a big output, or for depthwise layers on small maps.
+    """
+    if group_channels == 1 and groups > 1:
+        return "taps" if out_pixels <= 2048 else "gemm"
+    pixels = n * out_pixels
+    few_taps = group_channels * kernel[0] * kernel[1] <= 81
+    if few_taps and ((per_group == 1 and pixels >= 1 << 18) or (per_group == 2 and pixels >= 1 << 20)):
+        return "taps"
+    return "gemm"
 
 
 def _as_batch(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -306,50 +317,104 @@ def _run_strips(total_rows: int, rows: int, work, size: int) -> None:
             future.result()
 
 
-def _conv_gemm(xpad: np.ndarray, weight: np.ndarray, geometry) -> np.ndarray:
-    """One matrix product (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows.
+_scratch = threading.local()
 
-    At stride 1 the columns are read in the padded input's own row layout ("wide" rows: each
-    output row is computed over the padded width and the extra columns dropped), so each column
-    block is a contiguous run of memory and the im2col copy is as cheap as it gets.
+
+def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """A 1-D work buffer of at least ``size`` elements, kept per thread and reused across calls.
+
+    Fresh large arrays cost a page fault per 4 KiB on first touch, which made a 56 x 56 layer up
+    to 5x slower in a new process; reuse pays that once. The buffers never exceed the im2col block.
     """
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    held = buffers.get(name)
+    if held is None or held.size < size or held.dtype != dtype:
+        held = buffers[name] = np.empty(size, dtype=dtype)
+    return held[:size]
+
+
+def _conv_gemm(x: np.ndarray, weight: np.ndarray, pads, padding_mode: str, geometry, out: np.ndarray) -> None:
+    """Matrix products (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows, written to ``out``."""
+    if geometry[2] == (1, 1):
+        _conv_gemm_rows(x, weight, pads, padding_mode, geometry, out)
+    else:
+        _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, geometry, out)
+
+
+def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, pads, padding_mode: str, geometry, out: np.ndarray) -> None:
+    """Stride 1: products over the padded input in its own row layout, one per kernel row.
+
+    Each output row is computed over the whole padded width (the extra columns are dropped), so
+    moving down one kernel row is moving one padded row along the flat buffer. Only the KW
+    column shifts are copied (KW times the input, not KH*KW), and each kernel row's product
+    reads a plain slice of that copy.
+    """
+    out_h, out_w, _, (dh, dw) = geometry
+    n, channels, height, width = x.shape
+    n_filters, _, kh, kw = weight.shape
+    top, bottom, left, right = pads
+    hp, wp = height + top + bottom, width + left + right
+    es = x.itemsize
+    # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
+    row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
+    budget = _IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)
+    rows = max(1, min(out_h, budget - (kh - 1) * dh))
+    flat = _buffer("padded", channels * (hp * wp + (kw - 1) * dw), x.dtype).reshape(channels, -1)
+    flat[:, hp * wp:] = 0  # read only by the dropped columns of the last row
+    for b in range(n):
+        _pad_into(flat[:, :hp * wp].reshape(channels, hp, wp), x[b], pads, padding_mode)
+        for r0 in range(0, out_h, rows):
+            r1 = min(r0 + rows, out_h)
+            length = (r1 - r0) * wp
+            span = length + (kh - 1) * dh * wp
+            shifts = as_strided(flat[:, r0 * wp:], shape=(channels, kw, span),
+                                strides=(flat.strides[0], dw * es, es), writeable=False)  # C, KW, span
+            cols = _buffer("cols", channels * kw * span, x.dtype).reshape(channels * kw, span)
+            np.copyto(cols.reshape(channels, kw, span), shifts)
+            block = _buffer("block", n_filters * length, x.dtype).reshape(n_filters, length)  # F, rows*Wp
+            np.matmul(row_weights[0], cols[:, :length], out=block)
+            if kh > 1:
+                partial = _buffer("partial", n_filters * length, x.dtype).reshape(n_filters, length)
+                for i in range(1, kh):
+                    offset = i * dh * wp
+                    np.matmul(row_weights[i], cols[:, offset:offset + length], out=partial)
+                    block += partial
+            out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
+
+
+def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str) -> None:
+    """Write ``src`` padded by (top, bottom, left, right) into ``dest`` without a padded copy for zeros."""
+    top, bottom, left, right = pads
+    if mode != "zeros":
+        dest[...] = pad2d(src, pads, mode)
+        return
+    height, width = src.shape[-2:]
+    dest[..., :top, :] = 0
+    dest[..., top + height:, :] = 0
+    dest[..., :, :left] = 0
+    dest[..., :, left + width:] = 0
+    dest[..., top:top + height, left:left + width] = src
+
+
+def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, geometry, out: np.ndarray) -> None:
+    """Any stride: im2col of a block of output rows from a strided window view, then one product."""
     out_h, out_w, (sh, sw), (dh, dw) = geometry
-    n, channels, hp, wp = xpad.shape
+    n, channels = xpad.shape[:2]
     n_filters, _, kh, kw = weight.shape
     depth = channels * kh * kw
     flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
-    out = np.empty((n, n_filters, out_h, out_w), dtype=xpad.dtype)
-    wide = sh == 1 and sw == 1
-    row_width = wp if wide else out_w
-    rows = max(1, min(out_h, _IM2COL_ELEMENTS // max(1, depth * row_width)))
-    if wide:
-        # Room after the last row, so the last window's extra columns stay inside the buffer.
-        flat = np.zeros((n, channels, hp * wp + (kw - 1) * dw), dtype=xpad.dtype)
-        flat[:, :, : hp * wp] = xpad.reshape(n, channels, hp * wp)
-        es = flat.itemsize
-        for b in range(n):
-            for r0 in range(0, out_h, rows):
-                r1 = min(r0 + rows, out_h)
-                length = (r1 - r0) * wp
-                cols = as_strided(
-                    flat[b, :, r0 * wp:],
-                    shape=(channels, kh, kw, length),
-                    strides=(flat.strides[1], dh * wp * es, dw * es, es),
-                    writeable=False,
-                )  # C, KH, KW, rows*Wp
-                block = flat_weight @ cols.reshape(depth, length)  # F, rows*Wp
-                out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
-        return out
+    rows = max(1, min(out_h, _IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     # windows: N, C, Ho, Wo, KH, KW
     for b in range(n):
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            cols = windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2)  # C, KH, KW, rows, Wo
-            block = flat_weight @ cols.reshape(depth, -1)  # F, rows*Wo
+            cols = _buffer("cols", depth * (r1 - r0) * out_w, xpad.dtype).reshape(channels, kh, kw, r1 - r0, out_w)
+            np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
+            block = _buffer("block", n_filters * (r1 - r0) * out_w, xpad.dtype).reshape(n_filters, -1)
+            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
             out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, out_w)
-    return out
 
 
 # --- Pooling ---------------------------------------------------------------------------------
