@@ -246,7 +246,7 @@ def crossover_row(size: int, channels: int, filters: int, k: int, groups: int, r
     """Taps vs gemm on one shape; auto counts as right when its pick is within 10% of the best."""
     x, w = random(channels, size, size), random(filters, channels // groups, k, k)
     settings = dict(padding=k // 2, groups=groups)
-    times = {method: best_ms(lambda: ops.conv2d(x, w, method=method, **settings), repeat)[0]
+    times = {method: best_ms(lambda method=method: ops.conv2d(x, w, method=method, **settings), repeat)[0]
              for method in ("taps", "gemm")}
     faster = min(times, key=times.get)
     auto = auto_method(x, w, **settings)
