@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
@@ -28,6 +27,8 @@ MAX_WEIGHTS_BYTES = 1 << 30
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write a file through ``write(stream)`` into a temporary file, then rename it into place."""
+    import tempfile  # only runs that write pay for its import
+
     path = Path(path)
     try:
         handle = tempfile.NamedTemporaryFile(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp",

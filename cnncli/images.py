@@ -29,7 +29,7 @@ Alpha = Literal["drop", "white", "black", "keep"]
 _COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
 class LoadedImage:
     """An image as a (C, H, W) array, and what it was before."""
 
@@ -61,7 +61,7 @@ def read_image(
     Raises ImageError naming ``source`` for a missing, unreadable, unsupported, truncated or
     oversized image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if data is None:
         data = read_bytes(source, limit=MAX_FILE_BYTES, error=ImageError, expected="an image file")
@@ -80,7 +80,10 @@ def read_image(
                     f"is {width}x{height} ({width * height:,} pixels), over the limit of {max_pixels:,} pixels",
                     source=source,
                 )
-            orientation = im.getexif().get(0x0112, 1)  # before load(): Pillow's TIFF reader applies it there
+            # Before load(): Pillow's TIFF reader applies the orientation there. Only files that
+            # carry EXIF pay for parsing it (getexif loads the TIFF plugin).
+            has_exif = im.format == "TIFF" or "exif" in im.info
+            orientation = im.getexif().get(0x0112, 1) if has_exif else 1
             im.load()
             frames = getattr(im, "n_frames", 1)  # reads every frame header, so a truncated file fails here
         except UnidentifiedImageError:
@@ -94,6 +97,8 @@ def read_image(
         notes.append(f"first of {frames} frames")
     file_format, file_mode = im.format or "image", im.mode
     if orientation in range(2, 9):
+        from PIL import ImageOps
+
         im = ImageOps.exif_transpose(im)
         notes.append(f"EXIF orientation {orientation} applied")
     planes, names, full_scale = _to_planes(im, color, alpha, notes)

@@ -6,7 +6,6 @@ file that says any of these is almost surely wrong, so here each is an error.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import sys
@@ -98,6 +97,8 @@ class Reader:
         allowed = list(allowed)
         for key in value:
             if key not in allowed:
+                import difflib  # only errors pay for its import
+
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(allowed)}"
                 raise self.fail(_join(path, key), f"unknown key{suggestion}")

@@ -15,25 +15,26 @@ convolution.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from . import jsonspec
 from .errors import ShapeError, SpecError
 from .inputs import read_bytes
 from .ops import PADDING_MODES
+
+if TYPE_CHECKING:
+    from .jsonspec import Reader
 
 SETTING_KEYS = ("stride", "padding", "padding_mode", "dilation", "flip")
 FILE_KEYS = ("name", "description", "weights", "divisor", "bias") + SETTING_KEYS
 MAX_KERNEL_FILE_BYTES = 16 << 20
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
 class Kernel:
     """Weights as written (``raw``) and divided by ``divisor``, with what the file said about them."""
 
@@ -124,7 +125,9 @@ LIBRARY: dict[str, Kernel] = {
 
 def parse_kernel(document: Any, source: str, default_name: str = "kernel") -> Kernel:
     """Build a Kernel from a parsed kernel file (a bare array or an object); see the module doc."""
-    read = jsonspec.Reader(source)
+    from .jsonspec import Reader  # the built-in kernels need no JSON: keep start-up lean
+
+    read = Reader(source)
     if isinstance(document, list):
         document = {"weights": document}
     read.object(document, "", FILE_KEYS, required=("weights",))
@@ -149,7 +152,7 @@ def parse_kernel(document: Any, source: str, default_name: str = "kernel") -> Ke
     return Kernel(name, raw, divisor, description, bias, _parse_settings(read, document), source)
 
 
-def _parse_settings(read: jsonspec.Reader, document: Mapping[str, Any]) -> dict[str, Any]:
+def _parse_settings(read: Reader, document: Mapping[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key in ("stride", "dilation"):
         if key in document:
@@ -177,25 +180,31 @@ def load_kernel_file(path: str | Path) -> Kernel:
     path = Path(path)
     source = str(path)
     text = read_bytes(path, limit=MAX_KERNEL_FILE_BYTES, error=SpecError, expected="a kernel JSON file")
-    return parse_kernel(jsonspec.loads(text, source), source, default_name=path.stem)
+    from .jsonspec import loads
+
+    return parse_kernel(loads(text, source), source, default_name=path.stem)
 
 
 def resolve_kernel(spec: str) -> Kernel:
     """Turn one ``--kernel`` value into a Kernel: inline JSON (an array or object), a file, or a built-in name."""
     text = spec.strip()
     if text.startswith(("[", "{")):
-        return parse_kernel(jsonspec.loads(text, "--kernel"), "--kernel", default_name="inline")
+        from .jsonspec import loads
+
+        return parse_kernel(loads(text, "--kernel"), "--kernel", default_name="inline")
     if text in LIBRARY and not Path(text).exists():
         return LIBRARY[text]
     path = Path(text)
     if path.exists() or path.suffix.lower() == ".json" or "/" in text:
         return load_kernel_file(path)
+    import difflib  # only errors pay for its import
+
     hint = difflib.get_close_matches(text, LIBRARY, n=1)
     suggestion = f" (did you mean {hint[0]}?)" if hint else "; `cnn kernels` lists the built-in ones"
     raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{suggestion}", source="--kernel")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class FilterBank:
     """Conv weights assembled from kernels for an image with a given number of channels."""
 

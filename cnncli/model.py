@@ -21,7 +21,7 @@ from .errors import CnnError, ShapeError
 Shape = tuple[int, ...]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
 class Conv2d:
     """A conv layer: cross-correlation unless ``flip``; weight (F, C/groups, KH, KW)."""
 
@@ -76,7 +76,7 @@ class Conv2d:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Activation:
     """An element-wise activation: relu, leaky_relu, sigmoid, tanh or none."""
 
@@ -107,7 +107,7 @@ class Activation:
         return f"negative slope {self.negative_slope:g}" if self.kind == "leaky_relu" else ""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Pool2d:
     """Max or average pooling, with PyTorch's settings; ``stride`` None means the kernel size."""
 
@@ -153,7 +153,7 @@ class Pool2d:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class GlobalAvgPool2d:
     """Mean of each channel: (C, H, W) -> (C, 1, 1)."""
 
@@ -174,7 +174,7 @@ class GlobalAvgPool2d:
         return ""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Flatten:
     """(C, H, W) -> (C*H*W,) in C order: channel slowest, then row, then column (as PyTorch)."""
 
@@ -194,7 +194,7 @@ class Flatten:
         return "C, H, W order"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Dense:
     """A fully-connected layer y = x W^T + b with W (out, in)."""
 
@@ -238,7 +238,7 @@ class Dense:
         return f"{text}, {self.origin} weights" if self.origin else text
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Softmax:
     """exp(x) / sum(exp(x)) over a flat vector."""
 
@@ -261,7 +261,7 @@ class Softmax:
 Layer = Union[Conv2d, Activation, Pool2d, GlobalAvgPool2d, Flatten, Dense, Softmax]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Step:
     """One layer's output in a forward pass; index 0 is the input itself."""
 
@@ -317,7 +317,7 @@ def map_stats(array: np.ndarray) -> dict[str, float]:
     }
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class Network:
     layers: tuple[Layer, ...]
 

@@ -6,14 +6,15 @@ import functools
 import inspect
 import sys
 from dataclasses import dataclass, fields
-from typing import Annotated, Any, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Optional
 
 import typer
 
 from ..errors import CnnError
-from ..images import LoadedImage, read_image
-from ..kernels import build_filter_bank, merged_settings, resolve_kernel
-from ..model import Dense, Network, StageOptions, single_stage
+
+if TYPE_CHECKING:  # the core is imported when a command runs, so --help and completion stay fast
+    from ..images import LoadedImage
+    from ..model import Dense, Network, StageOptions
 
 INPUT, CONV, LAYERS, OUTPUT = "Input", "Convolution", "Layers", "Output"
 
@@ -126,6 +127,8 @@ def layer_command(command: Callable[..., Any]) -> Callable[..., Any]:
 def load_image(options: LayerOptions) -> LoadedImage:
     import numpy as np
 
+    from ..images import read_image
+
     data = None
     source = options.image
     if source == "-":
@@ -139,6 +142,9 @@ def load_image(options: LayerOptions) -> LoadedImage:
 
 def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     """The conv stage from the kernels and options; an option given overrides the kernel file's setting."""
+    from ..kernels import build_filter_bank, merged_settings, resolve_kernel
+    from ..model import StageOptions, single_stage
+
     kernels = [resolve_kernel(spec) for spec in options.kernels or []]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
@@ -162,6 +168,7 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
 
 def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOptions) -> Dense | None:
     from ..files import random_dense, read_dense_weights
+    from ..model import Dense, single_stage
 
     if options.dense is not None and options.dense_random is not None:
         raise typer.BadParameter("give either --dense FILE or --dense-random UNITS, not both", param_hint="--dense")

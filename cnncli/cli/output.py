@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     # Rich drops colour when stdout is not a terminal and honours NO_COLOR; highlight would
-    # colour numbers of its own accord, which the heat colours already do.
-    return Console(highlight=False)
+    # colour numbers of its own accord, which the heat colours already do; emoji codes such as
+    # :x: in a file name must stay as written (and their table costs start-up time).
+    return Console(highlight=False, emoji=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, emoji=False)
 
 
 def print_json(document: Any) -> None:

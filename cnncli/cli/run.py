@@ -50,18 +50,17 @@ def run(
 
 
 def _print_tables(loaded, steps, full: bool) -> None:
+    from rich.console import Group
     from rich.text import Text
 
     from .. import render
 
     console = stdout_console()
-    console.print(render.image_header(loaded))
+    parts = [render.image_header(loaded)]
     for step in steps:
         if step is steps[-1]:
-            console.print(Text("Output", style="bold underline"))
-        view = render.step_view(step, console.width, full=full)
-        if full:
-            console.print(view, width=max(console.width, console.measure(view).maximum))
-        else:
-            console.print(view)
-        console.print()
+            parts.append(Text("Output", style="bold underline"))
+        parts += [render.step_view(step, console.width, full=full), Text()]
+    view = Group(*parts)
+    # Elided tables fit the terminal; with --full they take the width they need.
+    console.print(view, width=max(console.width, console.measure(view).maximum) if full else None)
