@@ -71,8 +71,8 @@ class Conv2d:
             parts.append(self.padding_mode)
         if self.dilation != (1, 1):
             parts.append(f"dilation {_pair_text(self.dilation)}")
-        if self.groups > 1:
-            parts.append(f"groups {self.groups}")
+        if self.groups > 1:  # c is the channels each group sees: one means depthwise
+            parts.append(f"groups {self.groups}" + (" (depthwise: each channel on its own)" if c == 1 else ""))
         return ", ".join(parts)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import sys
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Optional
@@ -177,26 +178,17 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
             raise typer.BadParameter("needs a dense layer (--dense or --dense-random) to apply to",
                                      param_hint="--softmax")
         return None
-    # The dense layer's input size is what the conv stage gives this image.
-    conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)
-    try:
-        in_features = _flat_size(conv_only.shapes(image.array.shape)[-1])
-    except CnnError as err:
-        raise err.within(image.source) from None
     if options.dense is not None:
         weight, bias = read_dense_weights(options.dense)
-        origin = options.dense
-    else:
-        weight, bias = random_dense(options.dense_random, in_features, options.seed)
-        origin = f"random (seed {options.seed})"
-    return Dense(weight, bias, "dense1", origin)
-
-
-def _flat_size(shape: tuple[int, ...]) -> int:
-    size = 1
-    for s in shape:
-        size *= s
-    return size
+        return Dense(weight, bias, "dense1", options.dense)
+    # Random weights take as many inputs as the conv stage gives this image.
+    conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)
+    try:
+        in_features = math.prod(conv_only.shapes(image.array.shape)[-1])
+    except CnnError as err:
+        raise err.within(image.source) from None
+    weight, bias = random_dense(options.dense_random, in_features, options.seed)
+    return Dense(weight, bias, "dense1", f"random (seed {options.seed})")
 
 
 def _pair(value: Any) -> tuple[int, int]:
