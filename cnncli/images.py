@@ -111,7 +111,10 @@ def read_image(
         notes.append(f"values scaled to 0..1 (divided by {full_scale})")
     elif full_scale != 255:
         array *= dtype(255 / full_scale)
-        notes.append(f"values scaled from 0..{full_scale} to 0..255")  # 16-bit, or 32-bit by its range
+        if array.min() < 0:  # a signed 32-bit image keeps its sign
+            notes.append(f"values scaled from -{full_scale}..{full_scale} to -255..255")
+        else:
+            notes.append(f"values scaled from 0..{full_scale} to 0..255")
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
 
 

@@ -185,23 +185,23 @@ def load_kernel_file(path: str | Path) -> Kernel:
     return parse_kernel(loads(text, source), source, default_name=path.stem)
 
 
-def resolve_kernel(spec: str) -> Kernel:
+def resolve_kernel(spec: str, option: str = "--kernel") -> Kernel:
     """Turn one ``--kernel`` value into a Kernel: inline JSON (an array or object), a file, or a built-in name."""
     text = spec.strip()
     if text.startswith(("[", "{")):
         from .jsonspec import loads
 
-        return parse_kernel(loads(text, "--kernel"), "--kernel", default_name="inline")
-    if text in LIBRARY and not Path(text).exists():
-        return LIBRARY[text]
+        return parse_kernel(loads(text, option), option, default_name="inline")
+    if text.lower() in LIBRARY and not Path(text).exists():
+        return LIBRARY[text.lower()]
     path = Path(text)
     if path.exists() or path.suffix.lower() == ".json" or "/" in text:
         return load_kernel_file(path)
     import difflib  # only errors pay for its import
 
-    hint = difflib.get_close_matches(text, LIBRARY, n=1)
+    hint = difflib.get_close_matches(text.lower(), LIBRARY, n=1)
     suggestion = f" (did you mean {hint[0]}?)" if hint else "; `cnn kernels` lists the built-in ones"
-    raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{suggestion}", source="--kernel")
+    raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{suggestion}", source=option)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -249,9 +249,10 @@ def build_filter_bank(kernels: Sequence[Kernel], channel_names: Sequence[str]) -
         return FilterBank(weight, bias, channels, tuple(labels))
     for k in kernels:
         if k.raw.shape[1] != channels:
+            hint = "; --color rgb reads the image as R, G, B" if k.raw.shape[1] == 3 and channels == 1 else ""
             raise ShapeError(
-                f"kernel {k.name} has weights {k.raw.shape} for {k.raw.shape[1]} input channels, "
-                f"but the image has {channels} ({', '.join(channel_names)}), shape ({channels}, H, W)",
+                f"kernel {k.name} has weights {k.raw.shape} for {k.raw.shape[1]} input channel(s), "
+                f"but the image has {channels} ({', '.join(channel_names)}){hint}",
                 source=k.source,
             )
     weight = np.concatenate([k.weights for k in kernels])

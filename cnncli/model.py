@@ -207,13 +207,11 @@ class Dense:
 
     def output_shape(self, shape: Shape) -> Shape:
         if len(shape) != 1:
-            raise ShapeError(f"takes a flat vector, got shape {shape}; put a flatten layer first", source=self.name)
+            raise ShapeError(f"takes a flat vector, got shape {shape}; put a flatten layer first")
         if shape[0] != self.weight.shape[1]:
-            raise ShapeError(
-                f"weight {self.weight.shape} takes {self.weight.shape[1]} inputs, but the layer before gives "
-                f"{shape[0]} (shape {shape})",
-                source=self.name,
-            )
+            origin = f" from {self.origin}" if self.origin else ""
+            raise ShapeError(f"weight {self.weight.shape}{origin} takes {self.weight.shape[1]} inputs, "
+                             f"but the layer before gives {shape[0]}")
         return (self.weight.shape[0],)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -272,6 +270,7 @@ class Step:
     seconds: float = 0.0
     layer: Layer | None = None
     in_shape: Shape = ()
+    labels: tuple[str, ...] = ()  # one per channel: kernel names, or the image's channel names
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -285,10 +284,6 @@ class Step:
     def macs(self) -> int:
         macs = getattr(self.layer, "macs", None)
         return 0 if macs is None else macs(self.output.shape)
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return getattr(self.layer, "labels", ())
 
     @cached_property
     def stats(self) -> dict[str, float]:
@@ -305,8 +300,9 @@ def map_stats(array: np.ndarray) -> dict[str, float]:
     """
     flat = np.asarray(array).reshape(-1)
     chunks = [flat[i:i + _STATS_CHUNK] for i in range(0, flat.size, _STATS_CHUNK)]
-    mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
-    squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
+    with np.errstate(all="ignore"):  # a map holding infinities has an infinite or NaN mean: say so, quietly
+        mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
+        squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
     zeros = sum(chunk.size - int(np.count_nonzero(chunk)) for chunk in chunks)
     return {
         "min": float(flat.min()),
@@ -331,24 +327,35 @@ class Network:
             try:
                 shapes.append(tuple(layer.output_shape(shapes[-1])))
             except CnnError as err:
-                raise ShapeError(f"{err} (input {_shape_text(shapes[-1])})", source=layer.name) from None
+                message = err.message if err.source == layer.name else str(err)
+                raise ShapeError(f"{message} (input {_shape_text(shapes[-1])})", source=layer.name) from None
         return shapes
 
-    def forward(self, x: np.ndarray) -> list[Step]:
-        """Run every layer on a (C, H, W) map; return the input and each layer's output, in order."""
+    def forward(self, x: np.ndarray, labels: Sequence[str] = ()) -> list[Step]:
+        """Run every layer on a (C, H, W) map; return the input and each layer's output, in order.
+
+        ``labels`` name the input's channels; a layer that keeps the channels (an activation, a
+        pooling) keeps the labels of the layer before it.
+        """
         self.shapes(x.shape)
-        steps = [Step(0, "input", "input", x)]
+        labels = tuple(labels)
+        steps = [Step(0, "input", "input", x, labels=labels)]
         for index, layer in enumerate(self.layers, start=1):
             started = time.perf_counter()
-            y = layer.forward(x)
-            steps.append(Step(index, layer.name, layer.type, y, time.perf_counter() - started, layer, x.shape))
+            with np.errstate(all="ignore"):  # overflow shows as inf in the maps, and the CLI says so
+                y = layer.forward(x)
+            elapsed = time.perf_counter() - started
+            own = tuple(getattr(layer, "labels", ()))
+            keeps_channels = y.ndim == x.ndim == 3 and y.shape[0] == x.shape[0]
+            labels = own or (labels if keeps_channels else ())
+            steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, x.shape, labels))
             x = y
         return steps
 
 
 def _require_map(shape: Shape, layer: Any) -> None:
     if len(shape) != 3:
-        raise ShapeError(f"takes a (C, H, W) map, got shape {shape}", source=layer.name)
+        raise ShapeError(f"takes a (C, H, W) map, got shape {shape}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -369,7 +376,7 @@ def _padding_text(padding: Any) -> str:
 
 
 def _shape_text(shape: Shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return str(tuple(shape))
 
 
 @dataclass(frozen=True)

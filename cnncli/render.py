@@ -23,6 +23,7 @@ from .model import Step
 from .model import map_stats
 
 MAX_ROWS = 16
+_ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each
 MAX_CHANNELS = 8
 # Diverging (negative, zero, positive) and heat (low, middle, high) colour stops.
 _DIVERGING = ((59, 76, 192), (242, 242, 242), (180, 4, 38))
@@ -37,10 +38,11 @@ def image_header(image: LoadedImage) -> Text:
 
 
 def step_title(step: Step) -> str:
+    """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"."""
     describe = step.layer.describe() if step.layer is not None else ""
-    shape = " x ".join(str(s) for s in step.output.shape)
-    head = f"{step.name}: {step.type}" if step.name != step.type else step.name
-    return f"{head}{f' ({describe})' if describe else ''} -> {shape}"
+    shape = "x".join(str(s) for s in step.output.shape)
+    head = f"{step.name} ({step.type})" if step.name != step.type else step.name
+    return f"{head} -> {shape}{f': {describe}' if describe else ''}"
 
 
 def step_view(step: Step, width: int, full: bool = False, color: bool = True) -> RenderableType:
@@ -74,20 +76,21 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
     fmt = number_format(rows)
     widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
               for j, lo, hi in zip(range(cols), rows.min(axis=0), rows.max(axis=0))]
-    # A column takes its widest cell plus one space; so does the row-label column.
+    # A column takes its widest cell plus one space; so does the row-label column. Elisions are
+    # one character wide, so they never widen a column of one-digit numbers.
     col_idx = list(range(cols)) if full else _fit_columns(widths, width - len(str(height - 1)) - 1)
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    table.add_column("", justify="right", style="dim")
+    table.add_column("", justify="right", style="dim", no_wrap=True)
     for j in col_idx:
-        table.add_column("..." if j is None else str(j), justify="right", no_wrap=True)
+        table.add_column(_ELIDED_COLUMN if j is None else str(j), justify="right", no_wrap=True)
     for i in row_idx:
         if i is None:
-            table.add_row("...", *["..." for _ in col_idx])
+            table.add_row(_ELIDED_ROW, *[_ELIDED_ROW for _ in col_idx])
             continue
         cells = []
         for j in col_idx:
             if j is None:
-                cells.append(Text("..."))
+                cells.append(Text(_ELIDED_COLUMN))
                 continue
             value = float(plane[i, j])
             style = heat_style(value, bounds, signed) if color else ""
@@ -106,7 +109,7 @@ def _fit_columns(widths: list[int], budget: int) -> list[int | None]:
     """All columns if they fit in ``budget``; else as many from both ends as fit beside a "..." column."""
     if sum(w + 1 for w in widths) <= budget:
         return list(range(len(widths)))
-    budget -= 4
+    budget -= 2  # the ellipsis column and its space
     left, right = 0, len(widths) - 1
     head: list[int] = []
     tail: list[int] = []
@@ -186,7 +189,7 @@ def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bo
     table.add_column("value", justify="right")
     for i in _shown_indices(values.size, values.size if full else MAX_ROWS):
         if i is None:
-            table.add_row(*["..."] * (3 if labels else 2))
+            table.add_row(*[_ELIDED_ROW] * (3 if labels else 2))
             continue
         row = [str(i)] + ([labels[i] if i < len(labels) else ""] if labels else []) + [fmt(float(values[i]))]
         table.add_row(*row)
@@ -227,7 +230,7 @@ def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableTyp
     totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
     caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
     whole = _summary_table(rows, SUMMARY_COLUMNS)
-    if _natural_width(whole) <= width:
+    if natural_width(whole) <= width:
         return _titled(title, whole, caption)
     return Group(_titled(title, _summary_table(rows, _LAYOUT_COLUMNS), caption),
                  _titled("Values", _summary_table(rows, _VALUE_COLUMNS), "zeros: share of cells exactly 0"))
@@ -244,7 +247,8 @@ def _summary_table(rows: list[dict[str, str]], columns: Sequence[str]) -> Table:
     return table
 
 
-def _natural_width(table: Table) -> int:
+def natural_width(table: RenderableType) -> int:
+    """The width a renderable takes when nothing constrains it."""
     from rich.console import Console
 
     console = Console(width=10_000)

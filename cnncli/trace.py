@@ -6,6 +6,7 @@ The same record describes a layer in ``cnn run --format json`` and in the manife
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ def layer_record(step: Step) -> dict[str, Any]:
         "parameters": step.params,
         "macs": step.macs,
         "seconds": round(step.seconds, 6),
-        "stats": step.stats,
+        "stats": {key: value if math.isfinite(value) else None for key, value in step.stats.items()},
     }
     if step.labels:
         record["channels"] = list(step.labels)

@@ -45,7 +45,7 @@ def test_run_prints_the_seed_maps():
     result = invoke("run", SEED, "--kernel", "vertical_edge")
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.index("conv1: conv2d") < out.index("relu1: relu") < out.index("maxpool1: maxpool2d")
+    assert out.index("conv1 (conv2d)") < out.index("relu1 (relu)") < out.index("maxpool1 (maxpool2d)")
     assert "0 -6 12 12" in out and "2 -6  6  6" in out and "0 12" in out
     assert result.stderr == ""
 
@@ -181,7 +181,7 @@ def test_version_flag(capsys):
     (["run", SEED, "-k", "sobel_x", "--stride", "0"], 2, "--stride"),
     (["run", SEED, "-k", "sobel_x", "--padding", "lots"], 2, "--padding"),
     (["run", SEED, "-k", "sobel_x", "--strid", "2"], 2, "--strid"),
-    (["run", SEED], 1, "no kernel given"),
+    (["run", SEED], 2, "give at least one kernel"),
     (["run", SEED, "-k", "sobel_x", "--dense", "w.npy", "--dense-random", "2"], 2, "not both"),
 ])
 def test_errors_are_one_line_with_an_exit_code(capsys, args, code, words):

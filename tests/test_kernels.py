@@ -381,7 +381,8 @@ def test_4d_kernel_on_gray_image_is_a_shape_error():
         build_filter_bank([FULL_RGB], ("gray",))
     message = str(caught.value)
     assert message.startswith("mix.json: ")
-    assert "3 input channels" in message and "the image has 1" in message and "(2, 3, 3, 3)" in message
+    assert "3 input channel(s)" in message and "the image has 1" in message and "(2, 3, 3, 3)" in message
+    assert "--color rgb" in message
 
 
 def test_mixing_planar_and_4d_kernels_is_a_shape_error():

@@ -15,12 +15,20 @@ def _text(renderable, width=80):
 
 @pytest.mark.parametrize("shape", [(5, 5), (40, 300), (300, 40), (1000, 1000)])
 @pytest.mark.parametrize("width", [40, 80, 132])
-def test_map_tables_fit_the_width(shape, width):
-    """Every line of a map's table fits the console width, and no number is cut short."""
-    plane = (np.random.default_rng(0).random(shape) * 2000 - 1000).astype(np.float32)
-    text = _text(render.map_table(plane, "t", width, False, True, (-1000.0, 1000.0)), width)
-    assert max(len(line.rstrip()) for line in text.splitlines()) <= width
-    assert "…" not in text
+@pytest.mark.parametrize("scale", [9, 255, 1000])
+def test_map_tables_fit_the_width(shape, width, scale):
+    """Every line of a map's table fits the console width, and no number or label is cut short."""
+    plane = np.round(np.random.default_rng(0).random(shape) * scale).astype(np.float32)
+    text = _text(render.map_table(plane, "t", width, False, False, (0.0, float(scale))), width)
+    lines = text.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= width
+    rule = next(i for i, line in enumerate(lines) if line.startswith("─"))
+    caption = next(i for i, line in enumerate(lines) if line.startswith("min "))
+    for line in lines[rule - 1:caption]:  # the header and every row
+        for token in line.split():
+            assert token in ("…", "⋮") or "…" not in token, f"cut short: {line!r}"
+    row_labels = [line.split()[0] for line in lines[rule + 1:caption]]
+    assert row_labels[0] == "0" and row_labels[-1] == str(shape[0] - 1)
 
 
 def test_big_map_is_elided_with_a_note_and_full_shows_all():

@@ -55,11 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except MemoryError:
+        _fail("out of memory; use a smaller image, stride or layer")
+        return 1
     except BrokenPipeError:
         # The reader went away (`cnn ... | head`): stop quietly, as the Python docs advise.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        _fail(f"stdout: cannot write: {err.strerror or err}")  # e.g. a full disk behind `> file`
+        return 1
     except Exception as err:
         if hasattr(err, "exit_code") and hasattr(err, "format_message"):  # a click usage error
             _fail(err.format_message())

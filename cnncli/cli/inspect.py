@@ -12,6 +12,8 @@ from .output import print_json, stdout_console, tell
 Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
     help="Write DIR/manifest.json and one .npy per layer (the input included).")]
+Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
+                                     help="Let --save replace an earlier inspection in DIR.")]
 Format = Annotated[Literal["table", "json"], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT,
     help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout.")]
@@ -22,6 +24,7 @@ Format = Annotated[Literal["table", "json"], typer.Option(
 def inspect(
     options: opt.LayerOptions,
     save: Save = None,
+    force: Force = False,
     format: Format = "table",
 ) -> None:
     """Summarise every layer: type, settings, shape, parameters, multiply-adds, statistics, time.
@@ -31,14 +34,15 @@ def inspect(
     from ..trace import TRACE_VERSION, image_record, layer_record
 
     loaded = opt.load_image(options)
-    steps = opt.build_network(options, loaded).forward(loaded.array)
+    steps = opt.forward(options, loaded)
+    manifest = None
     if save is not None:
         from ..files import save_inspection
 
-        manifest = save_inspection(save, loaded, steps)
+        manifest = save_inspection(save, loaded, steps, force)
     if format == "json":
-        print_json({"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
-                    "layers": [layer_record(step) for step in steps]})
+        print_json(manifest or {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
+                                "layers": [layer_record(step) for step in steps]})
     else:
         from .. import render
 
@@ -46,4 +50,4 @@ def inspect(
         console.print(render.image_header(loaded))
         console.print(render.summary_view(steps, f"Layers of the forward pass on {loaded.source}", console.width))
     if save is not None:
-        tell(f"saved {len(steps)} layers to {save} ({manifest.name} lists them)")
+        tell(f"saved {len(steps)} layers to {save} (manifest.json lists them)")

@@ -24,7 +24,7 @@ def kernels(
     from ..files import save_json
     from ..kernels import LIBRARY, resolve_kernel
 
-    chosen = [resolve_kernel(name) for name in names] if names else list(LIBRARY.values())
+    chosen = [resolve_kernel(name, "cnn kernels") for name in names] if names else list(LIBRARY.values())
     if export is not None:
         folder = Path(export)
         folder.mkdir(parents=True, exist_ok=True)

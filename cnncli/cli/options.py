@@ -23,29 +23,25 @@ Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIF
                                       show_default=False)]
 Kernels = Annotated[Optional[list[str]], typer.Option(
     "--kernel", "-k", rich_help_panel=CONV, show_default=False,
-    help="A kernel: a built-in name (see `cnn kernels`), a JSON file, or inline JSON such as "
-         "'[[1,0,-1],[1,0,-1],[1,0,-1]]'. Repeat to stack kernels into a filter bank, one output channel each.")]
-Stride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
-                                               help="Conv stride. (default 1)")]
+    help="Built-in name (`cnn kernels`), JSON file, or inline JSON like '[[1,0],[0,1]]'. "
+         "Repeat to stack: one output channel each.")]
+Stride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default="1", help="Conv stride.")]
 Padding = Annotated[Optional[str], typer.Option(
-    rich_help_panel=CONV, show_default=False, metavar="valid|same|full|N",
-    help="Conv padding: valid (none), same (output size = input size / stride), full, N on every side, "
-         "ROWS,COLS, or TOP,BOTTOM,LEFT,RIGHT. (default valid)")]
+    rich_help_panel=CONV, show_default="valid", metavar="MODE|N",
+    help="valid, same, full, N, or per axis ROWS,COLS, or per side TOP,BOTTOM,LEFT,RIGHT.")]
 PaddingMode = Annotated[Optional[Literal["zeros", "reflect", "replicate", "circular"]], typer.Option(
-    rich_help_panel=CONV, show_default=False,
-    help="What the padding holds, with PyTorch's names: zeros, reflect (dcb|abcd), replicate (aaa|abcd), "
-         "circular (bcd|abcd). (default zeros)")]
-Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default=False,
-                                                 help="Gap between kernel taps. (default 1)")]
-Flip = Annotated[Optional[bool], typer.Option("--flip/--no-flip", rich_help_panel=CONV, show_default=False,
-                                              help="Flip the kernel first: a true convolution, as "
-                                                   "scipy.signal.convolve2d. CNNs correlate. (default no-flip)")]
+    rich_help_panel=CONV, show_default="zeros", help="What the padding holds, with PyTorch's names.")]
+Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default="1",
+                                                 help="Gap between kernel taps.")]
+Flip = Annotated[Optional[bool], typer.Option("--flip/--no-flip", rich_help_panel=CONV, show_default="no-flip",
+                                              help="Flip the kernel: true convolution. CNNs correlate.")]
 ActivationOpt = Annotated[Literal["relu", "leaky_relu", "sigmoid", "tanh", "none"], typer.Option(
     rich_help_panel=LAYERS, help="Activation after the convolution.")]
 Pool = Annotated[Literal["max", "avg", "none"], typer.Option(rich_help_panel=LAYERS, help="Pooling after the activation.")]
 PoolSize = Annotated[int, typer.Option(min=1, rich_help_panel=LAYERS, help="Pooling window.")]
-PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default=False,
-                                                   help="Pooling stride. (default the pool size)")]
+PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="pool size",
+                                                   help="Pooling stride.")]
+NegativeSlope = Annotated[float, typer.Option(rich_help_panel=LAYERS, help="Slope of leaky_relu below zero.")]
 CeilMode = Annotated[bool, typer.Option("--ceil-mode", rich_help_panel=LAYERS,
                                         help="Keep a last, partial pooling window (PyTorch's ceil_mode).")]
 DenseFile = Annotated[Optional[str], typer.Option(
@@ -78,6 +74,7 @@ class LayerOptions:
     dilation: int | None = None
     flip: bool | None = None
     activation: str = "relu"
+    negative_slope: float = 0.01
     pool: str = "max"
     pool_size: int = 2
     pool_stride: int | None = None
@@ -94,7 +91,7 @@ class LayerOptions:
 
 _SHARED = {
     "image": Image, "kernel": Kernels, "stride": Stride, "padding": Padding, "padding_mode": PaddingMode,
-    "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "pool": Pool, "pool_size": PoolSize,
+    "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "negative_slope": NegativeSlope, "pool": Pool, "pool_size": PoolSize,
     "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile, "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
 }
@@ -146,7 +143,10 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     from ..kernels import build_filter_bank, merged_settings, resolve_kernel
     from ..model import StageOptions, single_stage
 
-    kernels = [resolve_kernel(spec) for spec in options.kernels or []]
+    if not options.kernels:
+        raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them)",
+                                 param_hint="--kernel")
+    kernels = [resolve_kernel(spec) for spec in options.kernels]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
     given = {"stride": options.stride, "dilation": options.dilation, "padding_mode": options.padding_mode,
@@ -155,16 +155,43 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     stage = StageOptions(
         stride=_pair(settings.get("stride", 1)), padding=settings.get("padding", "valid"),
         padding_mode=settings.get("padding_mode", "zeros"), dilation=_pair(settings.get("dilation", 1)),
-        flip=settings.get("flip", False), activation=options.activation, pool=options.pool,
+        flip=settings.get("flip", False), activation=options.activation, negative_slope=options.negative_slope,
+        pool=options.pool,
         pool_size=_pair(options.pool_size), pool_stride=None if options.pool_stride is None else _pair(options.pool_stride),
         ceil_mode=options.ceil_mode, softmax=options.softmax)
     dense = _dense_layer(options, image, bank, stage)
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
     try:
-        network.shapes(image.array.shape)
+        shapes = network.shapes(image.array.shape)
     except CnnError as err:
         raise err.within(image.source) from None
+    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
     return network
+
+
+MAX_MEMORY = 4 << 30
+
+
+def check_memory(estimate: int, source: str) -> None:
+    """Refuse, before allocating, a run whose maps (all kept) or weights would need over MAX_MEMORY."""
+    if estimate > MAX_MEMORY:
+        raise CnnError(f"the run would need about {estimate / 2**30:.1f} GiB for its maps and weights, over "
+                       f"the limit of {MAX_MEMORY >> 30} GiB; use a smaller image, stride or layer", source=source)
+
+
+def forward(options: LayerOptions, image: LoadedImage) -> list:
+    """Build the network for this image and run it; warn on stderr when a map overflowed."""
+    import numpy as np
+
+    from .output import tell
+
+    steps = build_network(options, image).forward(image.array, image.channel_names)
+    for step in steps[1:]:
+        if not np.all(np.isfinite(step.output)):
+            tell(f"cnn: warning: {step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
+                 "--dtype float64 or smaller weights may help)")
+            break
+    return steps
 
 
 def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOptions) -> Dense | None:
@@ -187,7 +214,8 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
         in_features = math.prod(conv_only.shapes(image.array.shape)[-1])
     except CnnError as err:
         raise err.within(image.source) from None
-    weight, bias = random_dense(options.dense_random, in_features, options.seed)
+    check_memory(options.dense_random * in_features * 8, "--dense-random")
+    weight, bias = random_dense(options.dense_random, in_features, options.seed, image.array.dtype)
     return Dense(weight, bias, "dense1", f"random (seed {options.seed})")
 
 

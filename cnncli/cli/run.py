@@ -15,7 +15,7 @@ Format = Annotated[Literal["table", "json"], typer.Option(
          "statistics and values) as one JSON document.")]
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE.npy",
-    help="Also write the final output array to a .npy file.")]
+    help="Also write the final output array to a .npy file; - writes it to stdout instead of the tables.")]
 Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
                                     help="Print every value and channel of big maps instead of eliding them.")]
 
@@ -33,12 +33,13 @@ def run(
     Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge
     """
     loaded = opt.load_image(options)
-    network = opt.build_network(options, loaded)
-    steps = network.forward(loaded.array)
+    steps = opt.forward(options, loaded)
     if output is not None:
         from ..files import save_npy
 
         save_npy(output, steps[-1].output)
+    if output == "-":
+        return  # stdout carries the array alone
     if format == "json":
         from ..trace import trace_document
 
@@ -49,18 +50,28 @@ def run(
         tell(f"wrote {steps[-1].name} {tuple(steps[-1].output.shape)} to {output}")
 
 
+MAX_FULL_VALUES = 100_000
+
+
 def _print_tables(loaded, steps, full: bool) -> None:
     from rich.console import Group
     from rich.text import Text
 
     from .. import render
+    from ..errors import CnnError
 
     console = stdout_console()
+    if full:
+        values = sum(step.output.size for step in steps)
+        if values > MAX_FULL_VALUES:
+            raise CnnError(f"would print {values:,} values as tables (the limit is {MAX_FULL_VALUES:,}); "
+                           "--format json or -o FILE.npy give every value", source="--full")
     parts = [render.image_header(loaded)]
     for step in steps:
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
         parts += [render.step_view(step, console.width, full=full), Text()]
     view = Group(*parts)
-    # Elided tables fit the terminal; with --full they take the width they need.
-    console.print(view, width=max(console.width, console.measure(view).maximum) if full else None)
+    if full:  # every column, however wide: a console as wide as the widest table
+        console = stdout_console(width=max(console.width, render.natural_width(view)))
+    console.print(view)
