@@ -259,3 +259,65 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci_command in readme
+
+
+def test_inspect_refuses_an_earlier_save_unless_forced(tmp_path, capsys):
+    """A second --save into one folder is refused; --force replaces it and leaves no stale layer."""
+    folder = str(tmp_path / "acts")
+    assert run_main(capsys, "inspect", SEED, "-k", "vertical_edge", "--dense-random", "2", "--save", folder)[0] == 0
+    code, _, err = run_main(capsys, "inspect", SEED, "-k", "vertical_edge", "--save", folder)
+    assert code == 1 and "--force" in err
+    assert run_main(capsys, "inspect", SEED, "-k", "vertical_edge", "--save", folder, "--force")[0] == 0
+    assert sorted(os.listdir(folder)) == ["00_input.npy", "01_conv1.npy", "02_relu1.npy", "03_maxpool1.npy",
+                                          "manifest.json"]
+
+
+def test_overflow_gives_valid_json_and_a_warning(capsys):
+    """Infinite values are null in the JSON, and stderr names the layer that overflowed."""
+    code, out, err = run_main(capsys, "run", SEED, "-k", "[[1e38]]", "-f", "json")
+    trace = json.loads(out)
+    assert code == 0 and trace["layers"][1]["stats"]["max"] is None and None in trace["layers"][1]["values"][0][1]
+    assert err.count("\n") == 1 and "warning: conv1 has infinite or NaN values" in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--padding", "100000"], "would need about"),
+    (["--dense-random", "100000000"], "--dense-random: the run would need"),
+])
+def test_runs_too_big_for_memory_are_refused_before_allocating(capsys, args, words):
+    """The memory a run needs is estimated from its shapes and refused over the limit, one line, exit 1."""
+    code, _, err = run_main(capsys, "run", SHAPES, "-k", "sobel_x", *args)
+    assert code == 1 and words in err and err.count("\n") == 1
+
+
+def test_full_is_refused_for_huge_maps(capsys):
+    """--full on a photo would print 100,000s of cells: refused with the way to get them all."""
+    code, _, err = run_main(capsys, "run", str(ROOT / "sample_images" / "photo_camera.png"), "-k", "sobel_x", "--full")
+    assert code == 1 and "cnn: --full:" in err and "--format json" in err
+
+
+def test_full_prints_every_column_however_narrow_the_terminal():
+    """--full keeps every number whole, in tables wider than the terminal."""
+    out = invoke("run", SHAPES, "-k", "sobel_x", "--pool", "none", "--full").stdout
+    assert "…" not in out and "⋮" not in out and max(len(line) for line in out.splitlines()) > 80
+
+
+def test_channel_labels_follow_activation_and_pooling():
+    """relu and maxpool maps keep the kernel names of the conv before them; the input has its channels."""
+    trace = json.loads(invoke("run", SHAPES, "-k", "sobel_x", "-k", "sobel_y", "-f", "json").stdout)
+    assert [layer.get("channels") for layer in trace["layers"]] == [["gray"]] + [["sobel_x", "sobel_y"]] * 3
+
+
+def test_npy_to_stdout_through_a_pipe():
+    """-o - writes the final array as .npy on stdout and nothing else."""
+    import io
+
+    result = run_process("run", "sample_images/seed_5x5.png", "-k", "vertical_edge", "-o", "-")
+    assert result.returncode == 0 and np.load(io.BytesIO(result.stdout)).tolist() == [[[12]]]
+
+
+def test_closed_stdout_is_an_error():
+    """Started with stdout closed, cnn says so and exits 1 rather than losing its output."""
+    result = subprocess.run(f"{sys.executable} -m cnncli run sample_images/seed_5x5.png -k vertical_edge >&-",
+                            shell=True, capture_output=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1 and b"stdout: is closed" in result.stderr

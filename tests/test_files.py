@@ -84,3 +84,43 @@ def test_a_missing_folder_is_an_output_error(tmp_path):
     """Writing into a folder that does not exist names the file."""
     with pytest.raises(OutputError, match="cannot write here"):
         save_npy(tmp_path / "no" / "such" / "y.npy", np.zeros(1))
+
+
+def test_new_files_get_the_umask_mode_and_keep_an_old_mode(tmp_path):
+    """A new output is 0666 less the umask (not the temporary file's 0600); a replaced one keeps its mode."""
+    old = os.umask(0o022)
+    try:
+        save_npy(tmp_path / "new.npy", np.zeros(1))
+        kept = tmp_path / "kept.npy"
+        kept.write_bytes(b"")
+        kept.chmod(0o640)
+        save_npy(kept, np.zeros(1))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.npy").stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_symlink_has_its_target_replaced(tmp_path):
+    """Writing through a link replaces the file it points to and leaves the link a link."""
+    target, link = tmp_path / "target.npy", tmp_path / "link.npy"
+    link.symlink_to(target)
+    save_npy(link, np.ones(2))
+    assert link.is_symlink() and np.load(target).tolist() == [1, 1]
+
+
+def test_devices_are_written_in_place_not_replaced(tmp_path):
+    """/dev/null stays a device; /dev/full gives a clean error and stays a device."""
+    import stat
+
+    save_npy("/dev/null", np.ones(2))
+    with pytest.raises(OutputError, match="/dev/full: cannot write: No space left on device"):
+        save_npy("/dev/full", np.ones(2))
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_an_output_not_named_npy_is_refused(tmp_path):
+    """-o out.txt would hold .npy bytes under a misleading name: refused, nothing written."""
+    with pytest.raises(OutputError, match="ending in .npy"):
+        save_npy(tmp_path / "out.txt", np.ones(2))
+    assert os.listdir(tmp_path) == []
