@@ -15,7 +15,7 @@ import numpy as np
 
 from . import jsonspec
 from .errors import OutputError, SpecError
-from .inputs import read_bytes
+from .inputs import load_npy, load_npz, read_bytes
 from .trace import TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
@@ -187,15 +187,12 @@ def read_dense_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]
         if suffix == ".json":
             weight, bias = _dense_from_json(jsonspec.loads(data, source), source)
         elif suffix == ".npy":
-            weight, bias = np.load(io.BytesIO(data), allow_pickle=False), None
+            weight, bias = load_npy(data, source, SpecError), None
         else:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                unknown = set(archive.files) - {"weight", "bias"}
-                if "weight" not in archive.files or unknown:
-                    raise SpecError(f"holds {sorted(archive.files)}; expected 'weight' and optionally 'bias'",
-                                    source=source)
-                weight = archive["weight"]
-                bias = archive["bias"] if "bias" in archive.files else None
+            arrays = load_npz(data, source, SpecError, MAX_WEIGHTS_BYTES)
+            if "weight" not in arrays or set(arrays) - {"weight", "bias"}:
+                raise SpecError(f"holds {sorted(arrays)}; expected 'weight' and optionally 'bias'", source=source)
+            weight, bias = arrays["weight"], arrays.get("bias")
     except SpecError:
         raise
     except (OSError, ValueError, EOFError) as err:

@@ -25,3 +25,69 @@ def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected:
         raise error(f"is a folder; expected {expected}", source=source) from None
     except OSError as err:
         raise error(f"cannot read: {err.strerror or err}", source=source) from None
+
+
+MAX_NPZ_MEMBERS = 1024
+
+
+def load_npy(data: bytes, source: str, error: type[CnnError]) -> "np.ndarray":
+    """A .npy array from its bytes, never unpickled, after checking its header against its size.
+
+    A forged header can claim any shape, and NumPy allocates the array before reading it; so the
+    bytes the header promises must be present first.
+    """
+    import io
+
+    import numpy as np
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO(data)
+    try:
+        version = npy_format.read_magic(stream)
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError) as err:
+        raise error(f"not a readable .npy array: {err}", source=source) from None
+    if dtype.hasobject:
+        raise error("holds Python objects, which would need unpickling; expected numbers", source=source)
+    promised = dtype.itemsize
+    for size in shape:
+        promised *= size
+    present = len(data) - stream.tell()
+    if promised > present:
+        raise error(f"its header claims shape {shape} of {dtype} ({promised:,} bytes) but only {present:,} "
+                    "bytes follow", source=source)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise error(f"not a readable .npy array: {err}", source=source) from None
+
+
+def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, "np.ndarray"]:
+    """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all.
+
+    Sizes are read from the zip's directory before anything is inflated, so a small archive that
+    would inflate to gigabytes (a zip bomb) is refused; reading stops at each member's stated size.
+    """
+    import io
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise error(f"not a readable .npz archive: {err}", source=source) from None
+    if len(members) > MAX_NPZ_MEMBERS:
+        raise error(f"holds {len(members):,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}", source=source)
+    inflated = sum(member.file_size for member in members)
+    if inflated > limit:
+        raise error(f"would inflate to {inflated:,} bytes, over the limit of {limit:,}", source=source)
+    arrays = {}
+    for member in members:
+        name = member.filename.removesuffix(".npy")
+        try:
+            content = archive.read(member)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as err:
+            raise error(f"{name}: cannot inflate: {err}", source=source) from None
+        arrays[name] = load_npy(content, f"{source}: {name}", error)
+    return arrays

@@ -27,7 +27,7 @@ def test_dense_weights_from_npy_npz_and_json(tmp_path):
 def test_pickled_arrays_are_refused_not_loaded(tmp_path):
     """An object array (which needs pickle) is an error; allow_pickle stays False."""
     np.save(tmp_path / "evil.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(SpecError, match="evil.npy: cannot read the weights: Object arrays cannot be loaded"):
+    with pytest.raises(SpecError, match="evil.npy: holds Python objects, which would need unpickling"):
         read_dense_weights(tmp_path / "evil.npy")
 
 
@@ -39,7 +39,8 @@ def test_pickled_arrays_are_refused_not_loaded(tmp_path):
     ("w.npy", lambda p: np.save(p, np.ones((2, 2, 2))), "expected (out, in)"),
     ("w.npy", lambda p: np.save(p, np.array([[1.0, np.nan]])), "NaN or infinite"),
     ("w.npy", lambda p: np.save(p, np.array([["a"]])), "must be numbers"),
-    ("w.npy", lambda p: p.write_bytes(b"\x93NUMPY garbage"), "cannot read the weights"),
+    ("w.npy", lambda p: p.write_bytes(b"\x93NUMPY garbage"), "not a readable .npy array"),
+    ("w.npz", lambda p: p.write_bytes(b"PK not really a zip"), "not a readable .npz archive"),
     ("w.json", lambda p: p.write_text('{"weight": [[1, 2]], "bais": [1]}'), "did you mean 'bias'"),
 ])
 def test_bad_weight_files_name_the_file_and_the_problem(tmp_path, name, make, words):
@@ -124,3 +125,55 @@ def test_an_output_not_named_npy_is_refused(tmp_path):
     with pytest.raises(OutputError, match="ending in .npy"):
         save_npy(tmp_path / "out.txt", np.ones(2))
     assert os.listdir(tmp_path) == []
+
+
+def _npy_claiming(shape) -> bytes:
+    """A .npy whose header claims ``shape`` of float64 but which holds 16 bytes of data."""
+    import io
+
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO()
+    npy_format.write_array_header_1_0(stream, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return stream.getvalue() + bytes(16)
+
+
+def test_a_forged_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
+    """A 100-byte .npy claiming 10^6 x 10^6 float64 (8 TB) is refused from its header, at once."""
+    path = tmp_path / "forged.npy"
+    path.write_bytes(_npy_claiming((10**6, 10**6)))
+    with pytest.raises(SpecError, match=r"header claims shape \(1000000, 1000000\) of float64"):
+        read_dense_weights(path)
+
+
+def test_npz_bombs_and_crowds_are_refused(tmp_path, monkeypatch):
+    """An archive inflating past the limit, one with too many members, or a forged member, is a SpecError."""
+    import zipfile
+
+    import cnncli.files as files
+    import cnncli.inputs as inputs
+
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("weight.npy", bytes(1 << 24))  # 16 MiB of zeros deflates to a few KiB
+    monkeypatch.setattr(files, "MAX_WEIGHTS_BYTES", 1 << 20)
+    with pytest.raises(SpecError, match="would inflate to 16,777,216 bytes, over the limit"):
+        read_dense_weights(bomb)
+    crowd = tmp_path / "crowd.npz"
+    np.savez(crowd, **{f"a{i}": np.zeros(1) for i in range(5)})
+    monkeypatch.setattr(inputs, "MAX_NPZ_MEMBERS", 4)
+    with pytest.raises(SpecError, match="holds 5 arrays, over the limit of 4"):
+        read_dense_weights(crowd)
+    forged = tmp_path / "forged.npz"
+    with zipfile.ZipFile(forged, "w") as archive:
+        archive.writestr("weight.npy", _npy_claiming((10**9,)))
+    with pytest.raises(SpecError, match="forged.npz: weight: its header claims"):
+        read_dense_weights(forged)
+
+
+def test_pickled_member_of_an_npz_is_refused(tmp_path):
+    """An object array inside an .npz is refused like a pickled .npy."""
+    path = tmp_path / "evil.npz"
+    np.savez(path, weight=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(SpecError, match="weight: holds Python objects"):
+        read_dense_weights(path)
