@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import CnnError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected: str) -> bytes:
@@ -30,7 +34,7 @@ def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected:
 MAX_NPZ_MEMBERS = 1024
 
 
-def load_npy(data: bytes, source: str, error: type[CnnError]) -> "np.ndarray":
+def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
     """A .npy array from its bytes, never unpickled, after checking its header against its size.
 
     A forged header can claim any shape, and NumPy allocates the array before reading it; so the
@@ -63,7 +67,7 @@ def load_npy(data: bytes, source: str, error: type[CnnError]) -> "np.ndarray":
         raise error(f"not a readable .npy array: {err}", source=source) from None
 
 
-def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, "np.ndarray"]:
+def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, np.ndarray]:
     """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all.
 
     Sizes are read from the zip's directory before anything is inflated, so a small archive that
