@@ -28,6 +28,10 @@ MAX_CHANNELS = 8
 # Diverging (negative, zero, positive) and heat (low, middle, high) colour stops.
 _DIVERGING = ((59, 76, 192), (242, 242, 242), (180, 4, 38))
 _HEAT = ((0, 0, 4), (187, 55, 84), (252, 255, 164))
+# The same scales in named colours, for terminals that have only 8 or 16: strong and weak
+# negative, about zero, weak and strong positive; and four steps from low to high.
+_BASIC_DIVERGING = ("white on blue", "black on cyan", "", "black on yellow", "white on red")
+_BASIC_HEAT = ("", "white on blue", "white on magenta", "black on yellow")
 
 
 def image_header(image: LoadedImage) -> Text:
@@ -45,8 +49,12 @@ def step_title(step: Step) -> str:
     return f"{head} -> {shape}{f': {describe}' if describe else ''}"
 
 
-def step_view(step: Step, width: int, full: bool = False, color: bool = True) -> RenderableType:
-    """Every channel of a step's output as a table, or a vector as a one-column table."""
+def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") -> RenderableType:
+    """Every channel of a step's output as a table, or a vector as a one-column table.
+
+    ``palette`` is "rgb" (blended colours), "basic" (named colours for 8/16-colour terminals,
+    where blended ones would be rounded to the same grey) or "none".
+    """
     output = step.output
     title = step_title(step)
     if output.ndim == 1:
@@ -60,7 +68,7 @@ def step_view(step: Step, width: int, full: bool = False, color: bool = True) ->
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
-        parts.append(map_table(output[c], heading, width, full, signed, bounds, color))
+        parts.append(map_table(output[c], heading, width, full, signed, bounds, palette))
     if shown < channels:
         parts.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
                           "--format json gives every value", style="dim"))
@@ -68,7 +76,7 @@ def step_view(step: Step, width: int, full: bool = False, color: bool = True) ->
 
 
 def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: bool,
-              bounds: tuple[float, float], color: bool = True) -> Group:
+              bounds: tuple[float, float], palette: str = "rgb") -> Group:
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
     row_idx = _shown_indices(height, height if full else MAX_ROWS)
@@ -93,7 +101,7 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
                 cells.append(Text(_ELIDED_COLUMN))
                 continue
             value = float(plane[i, j])
-            style = heat_style(value, bounds, signed) if color else ""
+            style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
             cells.append(Text(fmt(value), style=style))
         table.add_row(str(i), *cells)
     return _titled(title, table, _caption(plane, row_idx, col_idx))
@@ -157,7 +165,7 @@ def number_format(values: np.ndarray):
     return lambda v: f"{v:.{decimals}f}"
 
 
-def heat_style(value: float, bounds: tuple[float, float], signed: bool) -> str:
+def heat_style(value: float, bounds: tuple[float, float], signed: bool, palette: str = "rgb") -> str:
     """A background colour for ``value`` within ``bounds``, and black or white text to read on it."""
     low, high = bounds
     if not math.isfinite(value):
@@ -165,9 +173,13 @@ def heat_style(value: float, bounds: tuple[float, float], signed: bool) -> str:
     if signed:
         limit = max(-low, high) or 1.0
         t = value / limit
+        if palette == "basic":
+            return _BASIC_DIVERGING[min(4, int((t + 1) * 2.5))]
         rgb = _blend(_DIVERGING[1], _DIVERGING[2] if t > 0 else _DIVERGING[0], abs(t))
     else:
         t = 0.0 if high == low else (value - low) / (high - low)
+        if palette == "basic":
+            return _BASIC_HEAT[min(3, int(t * 4))]
         rgb = _blend(_HEAT[0], _HEAT[1], t * 2) if t < 0.5 else _blend(_HEAT[1], _HEAT[2], t * 2 - 1)
     luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
     ink = "black" if luma > 140 else "white"

@@ -56,3 +56,11 @@ def test_heat_styles_diverge_around_zero():
     assert render.heat_style(0.0, (-1.0, 1.0), True) == "black on rgb(242,242,242)"
     assert render.heat_style(0.0, (0.0, 5.0), False).startswith("white on")
     assert render.heat_style(5.0, (0.0, 5.0), False).startswith("black on")
+
+
+def test_basic_palette_keeps_the_sign_visible():
+    """On 8/16-colour terminals negative and positive cells get different named colours, zero none."""
+    styles = [render.heat_style(v, (-6.0, 6.0), True, "basic") for v in (-6.0, -2.0, 0.0, 2.0, 6.0)]
+    assert styles == ["white on blue", "black on cyan", "", "black on yellow", "white on red"]
+    assert render.heat_style(0.0, (0.0, 9.0), False, "basic") == ""
+    assert render.heat_style(9.0, (0.0, 9.0), False, "basic") == "black on yellow"

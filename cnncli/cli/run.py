@@ -70,8 +70,15 @@ def _print_tables(loaded, steps, full: bool) -> None:
     for step in steps:
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
-        parts += [render.step_view(step, console.width, full=full), Text()]
+        parts += [render.step_view(step, console.width, full, _palette(console)), Text()]
     view = Group(*parts)
     if full:  # every column, however wide: a console as wide as the widest table
         console = stdout_console(width=max(console.width, render.natural_width(view)))
     console.print(view)
+
+
+def _palette(console) -> str:
+    """Blended colours where the terminal has them, named ones where it has only 8 or 16."""
+    if console.color_system is None:
+        return "none"
+    return "basic" if console.color_system in ("standard", "windows") else "rgb"
