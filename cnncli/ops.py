@@ -210,7 +210,8 @@ def conv2d(
     x, batched = _as_batch(x)
     dtype = x.dtype
     weight = np.asarray(weight, dtype=dtype)
-    pads, (n_filters, out_h, out_w) = conv_geometry(x.shape[1:], weight.shape, stride, padding, dilation, groups, padding_mode)
+    pads, (n_filters, out_h, out_w) = conv_geometry(x.shape[1:], weight.shape, stride, padding, dilation, groups,
+                                                    padding_mode)
     _, group_channels, kh, kw = weight.shape
     stride_hw, dilation_hw = pair(stride, "stride"), pair(dilation, "dilation")
     if flip:
@@ -324,8 +325,11 @@ def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
     """A 1-D work buffer of at least ``size`` elements, kept per thread and reused across calls.
 
     Fresh large arrays cost a page fault per 4 KiB on first touch, which made a 56 x 56 layer up
-    to 5x slower in a new process; reuse pays that once. The buffers never exceed the im2col block.
+    to 5x slower in a new process; reuse pays that once. Only buffers up to the im2col block are
+    kept, so a huge image does not leave its padded copy held after the call.
     """
+    if size > _IM2COL_ELEMENTS:
+        return np.empty(size, dtype=dtype)
     buffers = _scratch.__dict__.setdefault("buffers", {})
     held = buffers.get(name)
     if held is None or held.size < size or held.dtype != dtype:

@@ -58,7 +58,7 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") 
     output = step.output
     title = step_title(step)
     if output.ndim == 1:
-        return vector_table(output, title, step.labels, full)
+        return vector_table(output, title, step.labels, full, step.stats)
     channels = output.shape[0]
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
@@ -68,7 +68,8 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") 
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
-        parts.append(map_table(output[c], heading, width, full, signed, bounds, palette))
+        plane_stats = step.stats if channels == 1 else None  # a lone channel's stats are the map's
+        parts.append(map_table(output[c], heading, width, full, signed, bounds, palette, plane_stats))
     if shown < channels:
         parts.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
                           "--format json gives every value", style="dim"))
@@ -76,7 +77,7 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") 
 
 
 def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: bool,
-              bounds: tuple[float, float], palette: str = "rgb") -> Group:
+              bounds: tuple[float, float], palette: str = "rgb", stats: dict | None = None) -> Group:
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
     row_idx = _shown_indices(height, height if full else MAX_ROWS)
@@ -104,7 +105,7 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
             style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
             cells.append(Text(fmt(value), style=style))
         table.add_row(str(i), *cells)
-    return _titled(title, table, _caption(plane, row_idx, col_idx))
+    return _titled(title, table, _caption(plane, row_idx, col_idx, stats))
 
 
 def _titled(title: str, body: RenderableType, caption: str) -> Group:
@@ -114,7 +115,7 @@ def _titled(title: str, body: RenderableType, caption: str) -> Group:
 
 
 def _fit_columns(widths: list[int], budget: int) -> list[int | None]:
-    """All columns if they fit in ``budget``; else as many from both ends as fit beside a "..." column."""
+    """All columns if they fit in ``budget``; else as many from both ends as fit beside an ellipsis column."""
     if sum(w + 1 for w in widths) <= budget:
         return list(range(len(widths)))
     budget -= 2  # the ellipsis column and its space
@@ -144,11 +145,12 @@ def _shown_indices(size: int, limit: int) -> list[int | None]:
     return list(range(head)) + [None] + list(range(size - tail, size))
 
 
-def _caption(plane: np.ndarray, rows: list, cols: list) -> str:
-    s = map_stats(plane)
+def _caption(plane: np.ndarray, rows: list, cols: list, stats: dict | None = None) -> str:
+    s = stats or map_stats(plane)
     text = f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}  std {s['std']:.4g}  zeros {s['zeros']:.0%}"
     if None in rows or None in cols:
-        shown = f"{len(rows) - (None in rows)} of {plane.shape[0]} rows, {len(cols) - (None in cols)} of {plane.shape[1]} columns"
+        shown_rows, shown_cols = len(rows) - (None in rows), len(cols) - (None in cols)
+        shown = f"{shown_rows} of {plane.shape[0]} rows, {shown_cols} of {plane.shape[1]} columns"
         text += f"\nshowing {shown}; --full prints every value"
     return text
 
@@ -191,7 +193,7 @@ def _blend(a: Sequence[int], b: Sequence[int], t: float) -> tuple[int, int, int]
     return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
-def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bool) -> Group:
+def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bool, stats: dict | None = None) -> Group:
     """A 1-D output (a dense layer's units) as rows of index, label and value."""
     fmt = number_format(values)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
@@ -205,11 +207,10 @@ def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bo
             continue
         row = [str(i)] + ([labels[i] if i < len(labels) else ""] if labels else []) + [fmt(float(values[i]))]
         table.add_row(*row)
-    return _titled(title, table, _vector_caption(values))
+    return _titled(title, table, _vector_caption(stats or map_stats(values)))
 
 
-def _vector_caption(values: np.ndarray) -> str:
-    s = map_stats(values)
+def _vector_caption(s: dict) -> str:
     return f"min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}"
 
 

@@ -91,8 +91,9 @@ class LayerOptions:
 
 _SHARED = {
     "image": Image, "kernel": Kernels, "stride": Stride, "padding": Padding, "padding_mode": PaddingMode,
-    "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "negative_slope": NegativeSlope, "pool": Pool, "pool_size": PoolSize,
-    "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile, "dense_random": DenseRandom,
+    "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "negative_slope": NegativeSlope,
+    "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
+    "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
 }
 
@@ -181,13 +182,12 @@ def check_memory(estimate: int, source: str) -> None:
 
 def forward(options: LayerOptions, image: LoadedImage) -> list:
     """Build the network for this image and run it; warn on stderr when a map overflowed."""
-    import numpy as np
-
     from .output import tell
 
     steps = build_network(options, image).forward(image.array, image.channel_names)
     for step in steps[1:]:
-        if not np.all(np.isfinite(step.output)):
+        # An infinity or NaN anywhere makes the max or mean non-finite; the stats are reused later.
+        if not all(math.isfinite(step.stats[key]) for key in ("min", "max", "mean")):
             tell(f"cnn: warning: {step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
                  "--dtype float64 or smaller weights may help)")
             break
@@ -214,7 +214,7 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
         in_features = math.prod(conv_only.shapes(image.array.shape)[-1])
     except CnnError as err:
         raise err.within(image.source) from None
-    check_memory(options.dense_random * in_features * 8, "--dense-random")
+    check_memory(options.dense_random * in_features * image.array.itemsize, "--dense-random")
     weight, bias = random_dense(options.dense_random, in_features, options.seed, image.array.dtype)
     return Dense(weight, bias, "dense1", f"random (seed {options.seed})")
 
