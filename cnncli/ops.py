@@ -227,14 +227,28 @@ def conv2d(
     geometry = (out_h, out_w, stride_hw, dilation_hw)
     if method == "taps":
         out = _conv_taps(pad2d(x, pads, padding_mode), weight, groups, geometry)
-    else:
+        if bias is not None:
+            out += bias[:, None, None]
+    else:  # the bias is added to each product's block, where rows are long and contiguous
         out = np.empty((x.shape[0], n_filters, out_h, out_w), dtype=dtype)
         for g in range(groups):
-            _conv_gemm(x[:, g * group_channels:(g + 1) * group_channels], weight[g * per_group:(g + 1) * per_group],
-                       pads, padding_mode, geometry, out[:, g * per_group:(g + 1) * per_group])
-    if bias is not None:
-        out += bias[:, None, None]
+            part = slice(g * per_group, (g + 1) * per_group)
+            _conv_gemm(x[:, g * group_channels:(g + 1) * group_channels], weight[part],
+                       None if bias is None else bias[part], pads, padding_mode, geometry, out[:, part])
     return out if batched else out[0]
+
+
+def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, padding: Padding = 0, dilation=1,
+                         groups: int = 1, padding_mode: str = "zeros") -> np.ndarray:
+    """The convolution of one (C, H, W) map as a matrix M (C*H*W, F*H_out*W_out): conv(x) = x.ravel() @ M.
+
+    Built by convolving each one-hot input, so every setting (padding modes included) carries over.
+    For a batch of small maps, one product with M beats any window copying: (N, C*H*W) @ M is a
+    single large, well-shaped BLAS call, although M holds mostly zeros.
+    """
+    size = math.prod(in_shape)
+    basis = np.eye(size, dtype=weight.dtype).reshape(size, *in_shape)
+    return conv2d(basis, weight, None, stride, padding, dilation, groups, padding_mode, method="gemm").reshape(size, -1)
 
 
 def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair, out_pixels: int) -> str:
@@ -337,53 +351,82 @@ def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
     return held[:size]
 
 
-def _conv_gemm(x: np.ndarray, weight: np.ndarray, pads, padding_mode: str, geometry, out: np.ndarray) -> None:
+def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
+               out: np.ndarray) -> None:
     """Matrix products (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows, written to ``out``."""
     if geometry[2] == (1, 1):
-        _conv_gemm_rows(x, weight, pads, padding_mode, geometry, out)
+        _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
     else:
-        _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, geometry, out)
+        _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
 
 
-def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, pads, padding_mode: str, geometry, out: np.ndarray) -> None:
+def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
+                    out: np.ndarray) -> None:
     """Stride 1: products over the padded input in its own row layout, one per kernel row.
 
     Each output row is computed over the whole padded width (the extra columns are dropped), so
     moving down one kernel row is moving one padded row along the flat buffer. Only the KW
     column shifts are copied (KW times the input, not KH*KW), and each kernel row's product
-    reads a plain slice of that copy.
+    reads a plain slice of that copy. Small images of a batch are stacked in the buffer, one
+    under the other, so that one product serves many of them (the rows that straddle two
+    images are computed and dropped); a big image is done in blocks of rows instead.
     """
     out_h, out_w, _, (dh, dw) = geometry
     n, channels, height, width = x.shape
     n_filters, _, kh, kw = weight.shape
     top, bottom, left, right = pads
     hp, wp = height + top + bottom, width + left + right
-    es = x.itemsize
+    reach = (kh - 1) * dh  # rows below an output row that its kernel reads
+    tail = reach * wp + (kw - 1) * dw  # read past the last row only by dropped cells
     # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
     row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
-    budget = _IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)
-    rows = max(1, min(out_h, budget - (kh - 1) * dh))
-    flat = _buffer("padded", channels * (hp * wp + (kw - 1) * dw), x.dtype).reshape(channels, -1)
-    flat[:, hp * wp:] = 0  # read only by the dropped columns of the last row
+    budget = _IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
+    images = min(n, max(1, (budget - reach) // hp))
+    if images > 1 or budget - reach >= hp:  # whole images per product
+        flat = _buffer("padded", channels * (images * hp * wp + tail), x.dtype).reshape(channels, -1)
+        flat[:, images * hp * wp:] = 0
+        for b0 in range(0, n, images):
+            k = min(images, n - b0)
+            _pad_into(flat[:, :k * hp * wp].reshape(channels, k, hp, wp), x[b0:b0 + k].transpose(1, 0, 2, 3),
+                      pads, padding_mode)
+            if k < images:  # rows after the last image are read by dropped cells only; keep them finite
+                flat[:, k * hp * wp:images * hp * wp] = 0
+            block = _row_products(flat, 0, k * hp * wp, row_weights, kw, dh, dw, wp, bias)
+            out[b0:b0 + k] = block.reshape(n_filters, k, hp, wp)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3)
+        return
+    rows = max(1, min(out_h, budget - reach))
+    flat = _buffer("padded", channels * (hp * wp + tail), x.dtype).reshape(channels, -1)
+    flat[:, hp * wp:] = 0
     for b in range(n):
         _pad_into(flat[:, :hp * wp].reshape(channels, hp, wp), x[b], pads, padding_mode)
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            length = (r1 - r0) * wp
-            span = length + (kh - 1) * dh * wp
-            shifts = as_strided(flat[:, r0 * wp:], shape=(channels, kw, span),
-                                strides=(flat.strides[0], dw * es, es), writeable=False)  # C, KW, span
-            cols = _buffer("cols", channels * kw * span, x.dtype).reshape(channels * kw, span)
-            np.copyto(cols.reshape(channels, kw, span), shifts)
-            block = _buffer("block", n_filters * length, x.dtype).reshape(n_filters, length)  # F, rows*Wp
-            np.matmul(row_weights[0], cols[:, :length], out=block)
-            if kh > 1:
-                partial = _buffer("partial", n_filters * length, x.dtype).reshape(n_filters, length)
-                for i in range(1, kh):
-                    offset = i * dh * wp
-                    np.matmul(row_weights[i], cols[:, offset:offset + length], out=partial)
-                    block += partial
+            block = _row_products(flat, r0 * wp, (r1 - r0) * wp, row_weights, kw, dh, dw, wp, bias)
             out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
+
+
+def _row_products(flat: np.ndarray, start: int, length: int, row_weights: np.ndarray, kw: int, dh: int, dw: int,
+                  wp: int, bias: np.ndarray | None) -> np.ndarray:
+    """(F, length): output cells start..start+length of the flat padded rows, summed over kernel rows."""
+    channels = flat.shape[0]
+    kh, n_filters, _ = row_weights.shape
+    es = flat.itemsize
+    span = length + (kh - 1) * dh * wp
+    shifts = as_strided(flat[:, start:], shape=(channels, kw, span), strides=(flat.strides[0], dw * es, es),
+                        writeable=False)  # C, KW, span
+    cols = _buffer("cols", channels * kw * span, flat.dtype).reshape(channels * kw, span)
+    np.copyto(cols.reshape(channels, kw, span), shifts)
+    block = _buffer("block", n_filters * length, flat.dtype).reshape(n_filters, length)
+    np.matmul(row_weights[0], cols[:, :length], out=block)
+    if kh > 1:
+        partial = _buffer("partial", n_filters * length, flat.dtype).reshape(n_filters, length)
+        for i in range(1, kh):
+            offset = i * dh * wp
+            np.matmul(row_weights[i], cols[:, offset:offset + length], out=partial)
+            block += partial
+    if bias is not None:
+        block += bias[:, None]
+    return block
 
 
 def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str) -> None:
@@ -400,7 +443,7 @@ def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str) -> None:
     dest[..., top:top + height, left:left + width] = src
 
 
-def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, geometry, out: np.ndarray) -> None:
+def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry, out: np.ndarray) -> None:
     """Any stride: im2col of a block of output rows from a strided window view, then one product."""
     out_h, out_w, (sh, sw), (dh, dw) = geometry
     n, channels = xpad.shape[:2]
@@ -418,6 +461,8 @@ def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, geometry, out: np.n
             np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
             block = _buffer("block", n_filters * (r1 - r0) * out_w, xpad.dtype).reshape(n_filters, -1)
             np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
+            if bias is not None:
+                block += bias[:, None]
             out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, out_w)
 
 
@@ -471,6 +516,9 @@ def max_pool2d(
     """
     x, batched = _as_batch(x)
     k, s, d, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
+    if k == s == (2, 2) and d == (1, 1) and not any(p) and not any(after):
+        result = _max_pool_2x2(x[..., :2 * out[0], :2 * out[1]])
+        return result if batched else result[0]
     xpad = pad2d(x, (p[0], after[0], p[1], after[1]), value=-np.inf)
     result = None
     for i in range(k[0]):
@@ -505,6 +553,15 @@ def avg_pool2d(
     return total if batched else total[0]
 
 
+def _max_pool_2x2(x: np.ndarray) -> np.ndarray:
+    """The common 2x2, stride-2 max-pool of even-sized maps in two long passes instead of four short
+    ones: pairs of rows first (whole rows at a time), then pairs of neighbours along the flat result."""
+    *lead, height, width = x.shape
+    rows = np.ascontiguousarray(x).reshape(-1, 2, width)
+    pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
+    return np.maximum(pairs[0::2], pairs[1::2]).reshape(*lead, height // 2, width // 2)
+
+
 def _tap_slice(xpad: np.ndarray, top: int, left: int, out: Pair, stride: Pair) -> np.ndarray:
     """The strided view of ``xpad`` that tap (top, left) of every window reads."""
     return xpad[..., top:top + (out[0] - 1) * stride[0] + 1:stride[0], left:left + (out[1] - 1) * stride[1] + 1:stride[1]]
@@ -525,12 +582,57 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)
 
 
+def batch_norm(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
+               bias: np.ndarray | None = None, eps: float = 1e-5, axis: int = 0) -> np.ndarray:
+    """Inference batch normalisation along ``axis`` (the channels), as PyTorch in eval mode.
+
+    Folded as PyTorch folds it on CPU: y = x * a + b with a = weight / sqrt(var + eps) and
+    b = bias - mean * a, the two computed in float64 and then cast to x's dtype.
+    """
+    x = np.asarray(x)
+    mean = np.asarray(running_mean, dtype=np.float64)
+    scale = 1 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
+    if weight is not None:
+        scale = scale * np.asarray(weight, dtype=np.float64)
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + np.asarray(bias, dtype=np.float64)
+    where = (-1,) + (1,) * (x.ndim - axis - 1)
+    y = x * scale.astype(x.dtype).reshape(where)
+    y += shift.astype(x.dtype).reshape(where)
+    return y
+
+
 # --- Activations, flatten, dense -------------------------------------------------------------
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0)."""
-    return np.maximum(x, 0)
+    """max(x, 0), NaN kept.
+
+    np.maximum against a scalar misses NumPy's SIMD loop (3x slower than against an array), so
+    the maximum is taken against a cached block of zeros, one cache-sized chunk at a time.
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64) or x.size < _RELU_CHUNK:
+        return np.maximum(x, 0)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty_like(flat)
+    zeros = _zeros(_RELU_CHUNK, x.dtype)
+    for start in range(0, flat.size, _RELU_CHUNK):
+        stop = min(start + _RELU_CHUNK, flat.size)
+        np.maximum(flat[start:stop], zeros[:stop - start], out=out[start:stop])
+    return out.reshape(x.shape)
+
+
+_RELU_CHUNK = 1 << 15
+
+
+def _zeros(size: int, dtype: np.dtype) -> np.ndarray:
+    held = _scratch.__dict__.setdefault("zeros", {})
+    key = np.dtype(dtype).str
+    if key not in held or held[key].size < size:
+        held[key] = np.zeros(size, dtype=dtype)
+    return held[key]
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:

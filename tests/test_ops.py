@@ -128,6 +128,24 @@ def test_batch_equals_images_one_by_one_in_float32():
         assert_array(out[n], expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("budget", [1 << 23, 2000, 300])
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_stacked_batch_equals_images_one_by_one(monkeypatch, budget, mode):
+    """The GEMM path stacks small images of a batch into one product; a small block budget forces
+    several stacks, a partial last stack, and one image per product. Reference: the same
+    convolution image by image with method "taps" (float64, so the comparison is tight)."""
+    monkeypatch.setattr(ops, "_IM2COL_ELEMENTS", budget)
+    rng = np.random.default_rng(16)
+    batch = rng.standard_normal((7, 3, 9, 11))
+    weight = rng.standard_normal((4, 3, 3, 2))
+    bias = rng.standard_normal(4)
+    out = ops.conv2d(batch, weight, bias, padding=(2, 1), dilation=(1, 2), padding_mode=mode, method="gemm")
+    for n in range(7):
+        expected = ops.conv2d(batch[n], weight, bias, padding=(2, 1), dilation=(1, 2), padding_mode=mode,
+                              method="taps")
+        assert_array(out[n], expected, rtol=1e-12, atol=1e-12)
+
+
 def test_large_image_runs_in_strips_and_threads():
     """A map big enough for several strips and two threads equals scipy's correlate2d."""
     rng = np.random.default_rng(7)
@@ -238,6 +256,52 @@ def test_activations_match_scipy_special():
     assert_array(ops.relu(x), np.where(x > 0, x, 0), rtol=0, atol=0)
     assert_array(ops.leaky_relu(x, 0.1), np.where(x > 0, x, 0.1 * x), rtol=1e-15)
     assert_array(ops.tanh(x), np.tanh(x), rtol=0, atol=0)
+
+
+def test_relu_in_chunks_equals_the_plain_maximum():
+    """A map bigger than one chunk, with NaN, infinities and -0.0: the same bits as np.maximum(x, 0)."""
+    rng = np.random.default_rng(17)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((3, 150, 170)).astype(dtype)
+        x.flat[[0, 5, 70_000]] = [np.nan, -np.inf, np.inf]
+        x.flat[9] = -0.0
+        expected = np.maximum(x, 0)
+        actual = ops.relu(x)
+        assert actual.dtype == dtype and actual.shape == x.shape
+        assert np.array_equal(actual.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 2, 7, 9), (4, 1, 2, 2), (1, 1, 3, 2)])
+def test_two_by_two_max_pool_fast_path_matches_loop_oracle(shape):
+    """2x2 stride 2 runs in two long passes; odd sides drop their last row or column as PyTorch does."""
+    x = np.random.default_rng(18).standard_normal(shape)
+    actual = ops.max_pool2d(x, 2)
+    for n in range(shape[0]):
+        expected = oracles.pool2d(x[n], "max", (2, 2), (2, 2), (0, 0))
+        np.testing.assert_array_equal(actual[n], expected)
+    x.flat[0] = np.nan  # a NaN in a window makes its maximum NaN, as in PyTorch
+    assert np.isnan(ops.max_pool2d(x, 2).flat[0])
+
+
+@pytest.mark.parametrize("settings", [
+    {}, {"padding": 1}, {"stride": 2, "padding": (1, 0)}, {"dilation": 2, "padding": 2},
+    {"groups": 2}, {"padding": 1, "padding_mode": "reflect"}, {"padding": 1, "padding_mode": "circular"},
+])
+def test_unrolled_matrix_is_the_same_convolution(settings):
+    """x.ravel() @ M equals conv2d(x) for every setting; reference: the loop oracle for zero padding,
+    conv2d itself (checked against scipy.ndimage elsewhere) for the other modes."""
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((2, 6, 5))
+    weight = rng.standard_normal((4, 2 // settings.get("groups", 1), 3, 3))
+    matrix = ops.unrolled_conv_matrix(x.shape, weight, **settings)
+    expected = ops.conv2d(x, weight, **settings)
+    assert matrix.shape == (x.size, expected.size)
+    assert_array((x.reshape(-1) @ matrix).reshape(expected.shape), expected, rtol=1e-12, atol=1e-12)
+    if settings.get("padding_mode", "zeros") == "zeros":
+        stride, dilation = ops.pair(settings.get("stride", 1), "stride"), ops.pair(settings.get("dilation", 1), "dilation")
+        pads = ops.conv_padding(settings.get("padding", 0), (3, 3), stride, dilation, x.shape[1:])
+        oracle = oracles.conv2d(x, weight, None, stride, pads, dilation, settings.get("groups", 1))
+        assert_array(expected, oracle, rtol=1e-12, atol=1e-12)
 
 
 def test_sigmoid_and_softmax_never_overflow_in_float32():
