@@ -5,6 +5,7 @@ import pytest
 from conftest import assert_array
 
 import oracles
+from cnncli import model as model_module
 from cnncli.errors import ShapeError
 from cnncli.model import (Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Network, Pool2d, Softmax,
                           StageOptions, single_stage)
@@ -120,3 +121,28 @@ def test_map_stats_match_numpy_across_chunks():
     assert abs(stats["mean"] - exact.mean()) < 1e-9 * abs(exact.mean()) + 1e-9
     assert abs(stats["std"] - exact.std()) < 1e-9 * exact.std()
     assert stats["zeros"] == np.count_nonzero(exact == 0) / exact.size
+
+
+@pytest.mark.parametrize("unrolled_limit", [0, 1 << 18])
+def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_limit):
+    """predict folds batch norm into the conv, drops dropout, moves ReLU after a max-pool and may run a
+    conv as one matrix product; reference: forward, one image at a time, which runs every layer as written."""
+    from cnncli.model import BatchNorm, Dropout
+
+    monkeypatch.setattr(model_module, "UNROLLED_MAX_ELEMENTS", unrolled_limit)
+    rng = np.random.default_rng(21)
+    net = Network((
+        Conv2d(rng.standard_normal((4, 2, 3, 3)), None, padding=1, name="c1"),
+        BatchNorm(rng.standard_normal(4), rng.uniform(0.5, 2, 4), None, None, 1e-3, "bn1"),
+        Activation("relu", name="r1"), Pool2d("max", (2, 2), name="p1"),
+        Conv2d(rng.standard_normal((3, 4, 3, 3)), rng.standard_normal(3), name="c2"),
+        BatchNorm(rng.standard_normal(3), rng.uniform(0.5, 2, 3), rng.standard_normal(3), rng.standard_normal(3),
+                  1e-5, "bn2"),
+        Activation("relu", name="r2"), Dropout(0.5), Flatten(), Dense(rng.standard_normal((5, 18)), rng.standard_normal(5)),
+    ))
+    assert [layer.type for layer in net.inference_layers] == ["conv2d", "maxpool2d", "relu", "conv2d", "relu",
+                                                              "flatten", "dense"]
+    batch = rng.standard_normal((6, 2, 8, 10))
+    together = net.predict(batch)
+    for i in range(6):
+        assert_array(together[i], net.forward(batch[i])[-1].output, rtol=1e-10, atol=1e-10)
