@@ -10,6 +10,8 @@ zlib / libjpeg versions).  The synthetic images need only NumPy and Pillow.
 The two photographs are converted from files bundled with scikit-image; if
 scikit-image is not installed they are skipped and the committed copies are
 left untouched.  See README.md in this folder for provenance and licences.
+The handwritten digits ``digit_0.png`` .. ``digit_9.png`` are not made here: they
+are written by ``training/train_digits.py`` (see README.md in this folder).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 OUT_DIR = Path(__file__).resolve().parent
 
@@ -112,38 +114,6 @@ def make_rgb_bars(size: int = 48) -> Path:
     return _save_png(arr, "rgb_bars.png", "RGB")
 
 
-def make_digit_7(size: int = 28) -> Path:
-    """MNIST-style hand-drawn '7': white strokes on black, 28x28.
-
-    Drawn at 4x resolution with thick ImageDraw lines (slightly tilted top bar,
-    slanted and gently bent down-stroke, small cross-bar), then downsampled
-    with LANCZOS and softened with a small Gaussian blur, like MNIST digits.
-    """
-    scale = 4
-    big = Image.new("L", (size * scale, size * scale), 0)
-    d = ImageDraw.Draw(big)
-    s = scale
-    w = 9 * s // 4  # stroke width ~2.25 px at 28x28 -> ~3 px after blur
-    # top bar, rising slightly to the right
-    d.line([(6 * s, 7 * s), (14 * s, 6 * s), (21 * s, 5.5 * s)], fill=255, width=w, joint="curve")
-    # down-stroke from the top-right corner, bending slightly
-    d.line(
-        [(21 * s, 5.5 * s), (18 * s, 12 * s), (15 * s, 18 * s), (13 * s, 23 * s)],
-        fill=255,
-        width=w,
-        joint="curve",
-    )
-    # short cross-bar (European style)
-    d.line([(13 * s, 14 * s), (21 * s, 13.5 * s)], fill=255, width=w * 3 // 4)
-    # round stroke ends
-    r = w / 2
-    for x, y in [(6 * s, 7 * s), (13 * s, 23 * s)]:
-        d.ellipse([x - r, y - r, x + r, y + r], fill=255)
-    small = big.resize((size, size), Image.Resampling.LANCZOS)
-    small = small.filter(ImageFilter.GaussianBlur(radius=0.5))
-    return _save_png(np.asarray(small), "digit_7.png", "L")
-
-
 # --------------------------------------------------------------------------
 # Photographs (need scikit-image's bundled data files)
 # --------------------------------------------------------------------------
@@ -187,7 +157,7 @@ def make_photo_chelsea() -> Path | None:
     return path
 
 
-SYNTHETIC = [make_seed_5x5, make_shapes, make_checkerboard, make_gradient, make_rgb_bars, make_digit_7]
+SYNTHETIC = [make_seed_5x5, make_shapes, make_checkerboard, make_gradient, make_rgb_bars]
 PHOTOS = [make_photo_camera, make_photo_chelsea]
 
 
