@@ -184,3 +184,29 @@ def _deep_planes(im, color: Color, notes: list[str]):
         notes.append("gray repeated in R, G and B")
         return planes * 3, ("R", "G", "B"), full_scale
     return planes, ("gray",), full_scale
+
+
+def resize(array: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Resize a (C, H, W) float array to ``size`` (H, W) with Pillow, channel by channel, in float.
+
+    The rule: area averaging (Pillow's BOX filter) when the image shrinks or keeps its size on both
+    axes, which is how scikit-learn's 8x8 digits were made from 32x32 bitmaps; bilinear when it
+    grows on either axis. The aspect ratio is not kept: the image is stretched to the size.
+    Returns the array and the rule's name.
+    """
+    from PIL import Image
+
+    height, width = size
+    shrinks = height <= array.shape[1] and width <= array.shape[2]
+    method = Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR
+    planes = [np.asarray(Image.fromarray(np.asarray(plane, dtype=np.float32)).resize((width, height), method))
+              for plane in array]
+    how = "area average" if shrinks else "bilinear"
+    if array.shape[1] * width != array.shape[2] * height:
+        how += ", aspect ratio not kept"
+    return np.stack(planes).astype(array.dtype, copy=False), how
+
+
+def array_size(array: np.ndarray) -> str:
+    """W x H of a (C, H, W) array, as images are sized."""
+    return f"{array.shape[2]}x{array.shape[1]}"

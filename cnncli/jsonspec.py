@@ -84,10 +84,16 @@ def _depth_exceeds(text: str, limit: int) -> bool:
 class Reader:
     """Typed access to the fields of one JSON document, raising SpecError with the field's path."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, prefix: str = "") -> None:
         self.source = source
+        self.prefix = prefix  # the path of the part being read, e.g. "layers[2]"
+
+    def within(self, prefix: str) -> Reader:
+        """A reader of one part of the document, whose errors give the whole path: ``layers[2].stride``."""
+        return Reader(self.source, _join(self.prefix, prefix) if not prefix.startswith("[") else self.prefix + prefix)
 
     def fail(self, path: str, message: str) -> SpecError:
+        path = (_join(self.prefix, path) if not path.startswith("[") else self.prefix + path) if path else self.prefix
         return SpecError(f"{path}: {message}" if path else message, source=self.source)
 
     def object(self, value: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Any]:

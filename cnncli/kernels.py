@@ -149,10 +149,10 @@ def parse_kernel(document: Any, source: str, default_name: str = "kernel") -> Ke
                 raise read.fail("bias", f"has {bias.size} values, expected one per filter ({filters})")
         else:
             bias = np.full(filters, read.number(value, "bias"))
-    return Kernel(name, raw, divisor, description, bias, _parse_settings(read, document), source)
+    return Kernel(name, raw, divisor, description, bias, parse_conv_settings(read, document), source)
 
 
-def _parse_settings(read: Reader, document: Mapping[str, Any]) -> dict[str, Any]:
+def parse_conv_settings(read: Reader, document: Mapping[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key in ("stride", "dilation"):
         if key in document:
