@@ -128,7 +128,8 @@ def save_json(path: str | Path, document: Any) -> None:
     write_atomic(path, lambda stream: stream.write(text.encode()))
 
 
-def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False) -> dict:
+def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
+                    extras: dict | None = None) -> dict:
     """Write one .npy per layer and DIR/manifest.json (written last) listing them; return the manifest.
 
     A folder that holds an earlier manifest is refused unless ``force``; then the files that the
@@ -150,7 +151,8 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
         record["file"] = f"{step.index:02d}_{step.name}.npy"
         save_npy(directory / record["file"], step.output)
         layers.append(record)
-    manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image), "layers": layers}
+    manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image), "layers": layers,
+                **(extras or {})}
     save_json(manifest_path, manifest)
     return manifest
 

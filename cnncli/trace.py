@@ -7,12 +7,16 @@ The same record describes a layer in ``cnn run --format json`` and in the manife
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .images import LoadedImage
 from .model import Step
+
+if TYPE_CHECKING:
+    from .modelfile import Model
+    from .predictions import Prediction
 
 TRACE_FORMAT = "cnn-trace"
 TRACE_VERSION = 1
@@ -48,7 +52,27 @@ def image_record(image: LoadedImage) -> dict[str, Any]:
     }
 
 
-def trace_document(image: LoadedImage, steps: Sequence[Step]) -> dict[str, Any]:
+def model_record(model: Model | None) -> dict[str, Any] | None:
+    if model is None:
+        return None
+    spec = model.input
+    return {"name": model.name, "source": model.source, "weights": model.weights_source,
+            "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
+                      "mean": list(spec.mean), "std": list(spec.std)},
+            "labels": list(model.labels)}
+
+
+def run_extras(model: Model | None, predictions: Sequence[Prediction] | None) -> dict[str, Any]:
+    """The keys a model run adds to a trace or a manifest: ``model`` and ``predictions``."""
+    extras: dict[str, Any] = {}
+    if model is not None:
+        extras["model"] = model_record(model)
+    if predictions is not None:
+        extras["predictions"] = [p.record() for p in predictions]
+    return extras
+
+
+def trace_document(image: LoadedImage, steps: Sequence[Step], extras: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole forward pass with every layer's values: the layout of ``--format json``."""
     layers = []
     for step in steps:
@@ -61,6 +85,7 @@ def trace_document(image: LoadedImage, steps: Sequence[Step]) -> dict[str, Any]:
         "image": image_record(image),
         "layers": layers,
         "output": {"name": steps[-1].name, "shape": list(steps[-1].output.shape)},
+        **(extras or {}),
     }
 
 

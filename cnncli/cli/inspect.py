@@ -29,25 +29,37 @@ def inspect(
 ) -> None:
     """Summarise every layer: type, settings, shape, parameters, multiply-adds, statistics, time.
 
-    Example: cnn inspect sample_images/shapes.png --kernel sobel_x --save out/
+    Examples: cnn inspect sample_images/shapes.png --kernel sobel_x --save out/;
+    cnn inspect sample_images/digit_3.png --model digits --save acts/
     """
-    from ..trace import TRACE_VERSION, image_record, layer_record
+    from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
 
-    loaded = opt.load_image(options)
-    steps = opt.forward(options, loaded)
+    prepared = opt.prepare(options)
+    loaded = prepared.image
+    steps = opt.forward(prepared)
+    predictions = opt.predictions(options, prepared, steps)
+    extras = run_extras(prepared.model, predictions)
     manifest = None
     if save is not None:
         from ..files import save_inspection
 
-        manifest = save_inspection(save, loaded, steps, force)
+        manifest = save_inspection(save, loaded, steps, force, extras)
     if format == "json":
         print_json(manifest or {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
-                                "layers": [layer_record(step) for step in steps]})
+                                "layers": [layer_record(step) for step in steps], **extras})
     else:
         from .. import render
 
         console = stdout_console()
+        if prepared.model is not None:
+            from ..render_model import model_header
+
+            console.print(model_header(prepared.model))
         console.print(render.image_header(loaded))
         console.print(render.summary_view(steps, f"Layers of the forward pass on {loaded.source}", console.width))
+        if predictions:
+            from ..render_model import prediction_view
+
+            console.print(prediction_view(predictions, color=console.color_system is not None))
     if save is not None:
         tell(f"saved {len(steps)} layers to {save} (manifest.json lists them)")

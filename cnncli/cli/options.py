@@ -16,8 +16,9 @@ from ..errors import CnnError
 if TYPE_CHECKING:  # the core is imported when a command runs, so --help and completion stay fast
     from ..images import LoadedImage
     from ..model import Dense, Network, StageOptions
+    from ..modelfile import Model
 
-INPUT, CONV, LAYERS, OUTPUT = "Input", "Convolution", "Layers", "Output"
+INPUT, MODEL, CONV, LAYERS, OUTPUT = "Input", "Model", "Convolution", "Layers", "Output"
 
 Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIFF, WebP), or - for stdin.",
                                       show_default=False)]
@@ -35,13 +36,15 @@ Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, sh
                                                  help="Gap between kernel taps.")]
 Flip = Annotated[Optional[bool], typer.Option("--flip/--no-flip", rich_help_panel=CONV, show_default="no-flip",
                                               help="Flip the kernel: true convolution. CNNs correlate.")]
-ActivationOpt = Annotated[Literal["relu", "leaky_relu", "sigmoid", "tanh", "none"], typer.Option(
-    rich_help_panel=LAYERS, help="Activation after the convolution.")]
-Pool = Annotated[Literal["max", "avg", "none"], typer.Option(rich_help_panel=LAYERS, help="Pooling after the activation.")]
-PoolSize = Annotated[int, typer.Option(min=1, rich_help_panel=LAYERS, help="Pooling window.")]
+ActivationOpt = Annotated[Optional[Literal["relu", "leaky_relu", "sigmoid", "tanh", "none"]], typer.Option(
+    rich_help_panel=LAYERS, show_default="relu", help="Activation after the convolution.")]
+Pool = Annotated[Optional[Literal["max", "avg", "none"]], typer.Option(
+    rich_help_panel=LAYERS, show_default="max", help="Pooling after the activation.")]
+PoolSize = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="2", help="Pooling window.")]
 PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="pool size",
                                                    help="Pooling stride.")]
-NegativeSlope = Annotated[float, typer.Option(rich_help_panel=LAYERS, help="Slope of leaky_relu below zero.")]
+NegativeSlope = Annotated[Optional[float], typer.Option(rich_help_panel=LAYERS, show_default="0.01",
+                                                        help="Slope of leaky_relu below zero.")]
 CeilMode = Annotated[bool, typer.Option("--ceil-mode", rich_help_panel=LAYERS,
                                         help="Keep a last, partial pooling window (PyTorch's ceil_mode).")]
 DenseFile = Annotated[Optional[str], typer.Option(
@@ -50,13 +53,23 @@ DenseFile = Annotated[Optional[str], typer.Option(
 DenseRandom = Annotated[Optional[int], typer.Option(
     "--dense-random", min=1, rich_help_panel=LAYERS, show_default=False, metavar="UNITS",
     help="Add a dense layer of UNITS units with random weights from --seed, as the seed tutorial does.")]
-Seed = Annotated[int, typer.Option(rich_help_panel=LAYERS, help="Seed of --dense-random's weights.")]
+Seed = Annotated[Optional[int], typer.Option(rich_help_panel=LAYERS, show_default="0",
+                                             help="Seed of --dense-random's weights.")]
 SoftmaxOpt = Annotated[bool, typer.Option("--softmax", rich_help_panel=LAYERS,
                                           help="Softmax after the dense layer.")]
-Color = Annotated[Literal["gray", "rgb"], typer.Option(
-    rich_help_panel=INPUT, help="gray: one channel, Pillow's L luma. rgb: three channels.")]
-Scale = Annotated[Literal["raw", "unit"], typer.Option(
-    rich_help_panel=INPUT, help="raw: pixel values 0..255 (16-bit images scaled to it). unit: 0..1.")]
+Color = Annotated[Optional[Literal["gray", "rgb"]], typer.Option(
+    rich_help_panel=INPUT, show_default="gray; a model sets its own",
+    help="gray: one channel, Pillow's L luma. rgb: three channels.")]
+Scale = Annotated[Optional[Literal["raw", "unit"]], typer.Option(
+    rich_help_panel=INPUT, show_default="raw; a model sets its own",
+    help="raw: pixel values 0..255 (16-bit images scaled to it). unit: 0..1.")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", rich_help_panel=MODEL, show_default=False, metavar="NAME|FILE",
+    help="A whole network instead of --kernel: a bundled model (`cnn models`) or a model JSON file. "
+         "The image is resized and scaled as the model expects.")]
+Top = Annotated[Optional[int], typer.Option(
+    "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",
+    help="Show the K most probable classes of the output vector.")]
 AlphaOpt = Annotated[Literal["drop", "white", "black", "keep"], typer.Option(
     rich_help_panel=INPUT, help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
 Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT, help="Precision of the computation.")]
@@ -73,20 +86,26 @@ class LayerOptions:
     padding_mode: str | None = None
     dilation: int | None = None
     flip: bool | None = None
-    activation: str = "relu"
-    negative_slope: float = 0.01
-    pool: str = "max"
-    pool_size: int = 2
+    activation: str | None = None
+    negative_slope: float | None = None
+    pool: str | None = None
+    pool_size: int | None = None
     pool_stride: int | None = None
     ceil_mode: bool = False
     dense: str | None = None
     dense_random: int | None = None
-    seed: int = 0
+    seed: int | None = None
     softmax: bool = False
-    color: str = "gray"
-    scale: str = "raw"
+    color: str | None = None
+    scale: str | None = None
     alpha: str = "drop"
     dtype: str = "float32"
+    model: str | None = None
+    top: int | None = None
+
+    def given(self, names: tuple[str, ...]) -> list[str]:
+        """Which of these options were given on the command line (None and False mean not given)."""
+        return [name for name in names if getattr(self, name) not in (None, False, [])]
 
 
 _SHARED = {
@@ -95,7 +114,11 @@ _SHARED = {
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
+    "model": ModelOpt, "top": Top,
 }
+# The options that describe a --kernel run's layers; a model file describes its own.
+KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip", "activation", "negative_slope",
+               "pool", "pool_size", "pool_stride", "ceil_mode", "dense", "dense_random", "seed", "softmax")
 
 
 def layer_command(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,7 +146,44 @@ def layer_command(command: Callable[..., Any]) -> Callable[..., Any]:
     return with_options
 
 
-def load_image(options: LayerOptions) -> LoadedImage:
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """An image ready for a network, the network, and the model file it came from (if any)."""
+
+    image: LoadedImage
+    network: Network
+    model: Model | None = None
+
+
+def prepare(options: LayerOptions) -> Prepared:
+    """Load the image and build the network, from --model or from --kernel and the layer options.
+
+    Both give a Network; everything after this point is one code path.
+    """
+    if options.model is None:
+        if options.top is not None and not (options.dense or options.dense_random):
+            raise typer.BadParameter("needs an output vector of class scores: a --model, or --dense/--dense-random",
+                                     param_hint="--top")
+        image = load_image(options, options.color or "gray", options.scale or "raw")
+        return Prepared(image, build_network(options, image))
+    clashes = options.given(KERNEL_ONLY)
+    if clashes:
+        name = "--" + clashes[0].replace("_", "-").replace("kernels", "kernel")
+        raise typer.BadParameter("describes a --kernel run's layers; --model brings its own, so leave it out",
+                                 param_hint=name)
+    from ..modelfile import load_model
+
+    model = load_model(options.model)
+    for name in options.given(("color", "scale")):
+        raise typer.BadParameter(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
+                                 param_hint=f"--{name}")
+    image = model.input.apply(load_image(options, model.input.color, model.input.scale))
+    shapes = model.network.shapes(image.array.shape)
+    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
+    return Prepared(image, model.network, model)
+
+
+def load_image(options: LayerOptions, color: str, scale: str) -> LoadedImage:
     import numpy as np
 
     from ..images import read_image
@@ -135,7 +195,7 @@ def load_image(options: LayerOptions) -> LoadedImage:
         if sys.stdin is None or sys.stdin.isatty():
             raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
         data = sys.stdin.buffer.read()
-    return read_image(source, data, color=options.color, scale=options.scale, alpha=options.alpha,
+    return read_image(source, data, color=color, scale=scale, alpha=options.alpha,
                       dtype=np.float32 if options.dtype == "float32" else np.float64)
 
 
@@ -145,8 +205,8 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     from ..model import StageOptions, single_stage
 
     if not options.kernels:
-        raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them)",
-                                 param_hint="--kernel")
+        raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them), "
+                                 "or a whole network with --model (`cnn models` lists them)", param_hint="--kernel")
     kernels = [resolve_kernel(spec) for spec in options.kernels]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
@@ -156,9 +216,10 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     stage = StageOptions(
         stride=_pair(settings.get("stride", 1)), padding=settings.get("padding", "valid"),
         padding_mode=settings.get("padding_mode", "zeros"), dilation=_pair(settings.get("dilation", 1)),
-        flip=settings.get("flip", False), activation=options.activation, negative_slope=options.negative_slope,
-        pool=options.pool,
-        pool_size=_pair(options.pool_size), pool_stride=None if options.pool_stride is None else _pair(options.pool_stride),
+        flip=settings.get("flip", False), activation=options.activation or "relu",
+        negative_slope=0.01 if options.negative_slope is None else options.negative_slope,
+        pool=options.pool or "max", pool_size=_pair(options.pool_size or 2),
+        pool_stride=None if options.pool_stride is None else _pair(options.pool_stride),
         ceil_mode=options.ceil_mode, softmax=options.softmax)
     dense = _dense_layer(options, image, bank, stage)
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
@@ -180,11 +241,11 @@ def check_memory(estimate: int, source: str) -> None:
                        f"the limit of {MAX_MEMORY >> 30} GiB; use a smaller image, stride or layer", source=source)
 
 
-def forward(options: LayerOptions, image: LoadedImage) -> list:
-    """Build the network for this image and run it; warn on stderr when a map overflowed."""
+def forward(prepared: Prepared) -> list:
+    """Run the network on the image; warn on stderr when a map overflowed."""
     from .output import tell
 
-    steps = build_network(options, image).forward(image.array, image.channel_names)
+    steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
     for step in steps[1:]:
         # An infinity or NaN anywhere makes the max or mean non-finite; the stats are reused later.
         if not all(math.isfinite(step.stats[key]) for key in ("min", "max", "mean")):
@@ -192,6 +253,27 @@ def forward(options: LayerOptions, image: LoadedImage) -> list:
                  "--dtype float64 or smaller weights may help)")
             break
     return steps
+
+
+DEFAULT_TOP = 5
+
+
+def predictions(options: LayerOptions, prepared: Prepared, steps: list) -> list | None:
+    """The top classes of the output vector: always for a model, with --top for a --kernel run."""
+    from ..model import Softmax
+    from ..predictions import top_k
+
+    if prepared.model is None and options.top is None:
+        return None
+    output = steps[-1].output
+    if output.ndim != 1:
+        if options.top is None:
+            return None  # a model whose output is a map: nothing to rank
+        raise typer.BadParameter(f"the network ends in a map of shape {output.shape}, not a vector of class scores",
+                                 param_hint="--top")
+    labels = prepared.model.labels if prepared.model is not None else ()
+    is_probability = isinstance(prepared.network.layers[-1], Softmax)
+    return top_k(output, labels, options.top or DEFAULT_TOP, is_probability)
 
 
 def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOptions) -> Dense | None:
@@ -215,8 +297,9 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
     except CnnError as err:
         raise err.within(image.source) from None
     check_memory(options.dense_random * in_features * image.array.itemsize, "--dense-random")
-    weight, bias = random_dense(options.dense_random, in_features, options.seed, image.array.dtype)
-    return Dense(weight, bias, "dense1", f"random (seed {options.seed})")
+    seed = options.seed or 0
+    weight, bias = random_dense(options.dense_random, in_features, seed, image.array.dtype)
+    return Dense(weight, bias, "dense1", f"random (seed {seed})")
 
 
 def _pair(value: Any) -> tuple[int, int]:

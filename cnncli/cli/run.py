@@ -28,12 +28,15 @@ def run(
     output: Output = None,
     full: Full = False,
 ) -> None:
-    """Run conv -> activation -> pooling (-> dense) on an image and print every feature map.
+    """Run conv -> activation -> pooling (-> dense), or a whole model, on an image; print every feature map.
 
-    Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge
+    Examples: cnn run sample_images/seed_5x5.png --kernel vertical_edge;
+    cnn run sample_images/digit_7.png --model digits
     """
-    loaded = opt.load_image(options)
-    steps = opt.forward(options, loaded)
+    prepared = opt.prepare(options)
+    loaded = prepared.image
+    steps = opt.forward(prepared)
+    predictions = opt.predictions(options, prepared, steps)
     if output is not None:
         from ..files import save_npy
 
@@ -41,11 +44,11 @@ def run(
     if output == "-":
         return  # stdout carries the array alone
     if format == "json":
-        from ..trace import trace_document
+        from ..trace import run_extras, trace_document
 
-        print_json(trace_document(loaded, steps))
+        print_json(trace_document(loaded, steps, run_extras(prepared.model, predictions)))
     else:
-        _print_tables(loaded, steps, full)
+        _print_tables(prepared, steps, predictions, full)
     if output is not None:
         tell(f"wrote {steps[-1].name} {tuple(steps[-1].output.shape)} to {output}")
 
@@ -53,7 +56,7 @@ def run(
 MAX_FULL_VALUES = 100_000
 
 
-def _print_tables(loaded, steps, full: bool) -> None:
+def _print_tables(prepared, steps, predictions, full: bool) -> None:
     from rich.console import Group
     from rich.text import Text
 
@@ -66,11 +69,19 @@ def _print_tables(loaded, steps, full: bool) -> None:
         if values > MAX_FULL_VALUES:
             raise CnnError(f"would print {values:,} values as tables (the limit is {MAX_FULL_VALUES:,}); "
                            "--format json or -o FILE.npy give every value", source="--full")
-    parts = [render.image_header(loaded)]
+    parts = [render.image_header(prepared.image)]
+    if prepared.model is not None:
+        from ..render_model import model_header
+
+        parts.insert(0, model_header(prepared.model))
     for step in steps:
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
         parts += [render.step_view(step, console.width, full, _palette(console)), Text()]
+    if predictions:
+        from ..render_model import prediction_view
+
+        parts.append(prediction_view(predictions, color=console.color_system is not None))
     view = Group(*parts)
     if full:  # every column, however wide: a console as wide as the widest table
         console = stdout_console(width=max(console.width, render.natural_width(view)))

@@ -1,0 +1,56 @@
+"""`cnn summary` (a model's layers, shapes, parameters and multiply-adds) and `cnn models`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from . import app
+from .output import print_json, stdout_console
+
+Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
+
+
+@app.command()
+def summary(
+    model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
+                                         show_default=False)],
+    format: Format = "table",
+) -> None:
+    """Print a model's layers: type, settings, output shape, parameters and multiply-adds, with totals.
+
+    Example: cnn summary digits
+    """
+    from ..modelfile import load_model
+    from ..trace import model_record
+
+    loaded = load_model(model, "cnn summary")
+    shape = loaded.input.shape
+    rows = loaded.network.table(shape)
+    if format == "json":
+        print_json({"format": "cnn-summary", "version": 1, "model": model_record(loaded), "input_shape": list(shape),
+                    "layers": [{"name": row["name"], "type": row["type"], "params": row["settings"],
+                                "shape": list(row["shape"]), "parameters": row["params"], "macs": row["macs"]}
+                               for row in rows],
+                    "total": {"parameters": loaded.params, "macs": sum(row["macs"] for row in rows)}})
+        return
+    from ..render_model import model_summary
+
+    stdout_console().print(model_summary(loaded, rows, shape))
+
+
+@app.command()
+def models(format: Format = "table") -> None:
+    """List the bundled models: cnn run IMAGE --model NAME runs one, cnn summary NAME shows its layers."""
+    from ..modelfile import bundled_models, load_model
+    from ..trace import model_record
+
+    found = [load_model(str(path), "cnn models") for path in bundled_models()]
+    if format == "json":
+        print_json([{**model_record(m), "description": m.description, "parameters": m.params,
+                     "metadata": m.metadata} for m in found])
+        return
+    from ..render_model import models_table
+
+    stdout_console().print(models_table(found))

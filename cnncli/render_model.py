@@ -1,0 +1,116 @@
+"""Rich renderables for whole models: the header of a run, the prediction chart, `cnn summary`
+and `cnn models`. Never prints, never exits."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .modelfile import Model
+from .predictions import Prediction
+
+BAR_WIDTH = 30
+_EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar shows a share to 1/8 of a cell
+
+
+def model_header(model: Model) -> Text:
+    where = "bundled" if model.source == model.name else model.source
+    text = Text.assemble(("Model ", "bold"), (model.name, "bold"), f" ({where}): ")
+    text.append(f"input {model.input.describe()}; {len(model.network.layers)} layers; {model.params:,} parameters")
+    if model.labels:
+        text.append(f"; {len(model.labels)} classes")
+    return text
+
+
+def bar(share: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar ``share`` (0..1) of ``width`` cells long, in eighths of a cell."""
+    eighths = round(min(max(share, 0.0), 1.0) * width * 8) if math.isfinite(share) else 0
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (_EIGHTHS[part] if part else "")).ljust(width)
+
+
+def prediction_view(predictions: Sequence[Prediction], color: bool = True) -> RenderableType:
+    """'Prediction: 7 (98.9%)' and a bar per class, the most probable first."""
+    best = predictions[0]
+    title = Text.assemble(("Prediction: ", "bold"), (best.label, "bold green" if color else "bold"),
+                          f" ({percent(best.probability)})")
+    table = Table(box=None, show_header=False, padding=(0, 1, 0, 0))
+    table.add_column("label", justify="right", style="bold")
+    table.add_column("bar", no_wrap=True)
+    table.add_column("probability", justify="right")
+    for p in predictions:
+        table.add_row(p.label, Text(bar(p.probability), style=("green" if p.rank == 1 else "cyan") if color else ""),
+                      percent(p.probability))
+    return Group(title, table)
+
+
+def percent(probability: float) -> str:
+    if not math.isfinite(probability):
+        return "nan"
+    if 0 < probability < 0.0005:
+        return "<0.1%"
+    digits = 1
+    while digits < 6 and probability < 1 and f"{probability:.{digits}%}" == f"{1:.{digits}%}":
+        digits += 1  # 0.9995 is not 100.0%: show as many decimals as it takes
+    return f"{probability:.{digits}%}"
+
+
+SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-adds")
+
+
+def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], itemsize: int = 4) -> RenderableType:
+    """A per-layer table (as torchinfo or Keras' summary) with totals and the memory of one image."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, show_footer=True)
+    total_params = sum(row["params"] for row in rows)
+    total_macs = sum(row["macs"] for row in rows)
+    footers = {"layer": "total", "params": f"{total_params:,}", "mult-adds": f"{total_macs:,}"}
+    for name in SUMMARY_COLUMNS:
+        left = name in ("layer", "type", "settings", "output")
+        table.add_column(name, footer=footers.get(name, ""), justify="left" if left else "right",
+                         no_wrap=name != "settings", overflow="fold")
+    table.add_row("0", "input", "input", model.input.describe(), _shape(input_shape), "0", "0")
+    for index, row in enumerate(rows, start=1):
+        table.add_row(str(index), row["name"], row["type"], row["describe"], _shape(row["shape"]),
+                      f"{row['params']:,}", f"{row['macs']:,}")
+    activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
+    lines = [
+        f"parameters: {total_params:,} ({_bytes(total_params * itemsize)} in float32)",
+        f"multiply-adds per image: {total_macs:,}",
+        f"activations of one image, every layer kept (as cnn run does): {_bytes(activations)}",
+    ]
+    if model.labels:
+        shown = ", ".join(model.labels[:12]) + (f", … ({len(model.labels)} in all)" if len(model.labels) > 12 else "")
+        lines.append(f"classes: {shown}")
+    return Group(model_header(model), table, Text("\n".join(lines)))
+
+
+def models_table(models: Sequence[Model]) -> Table:
+    table = Table(title="Bundled models (use by name: --model NAME)", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("input", no_wrap=True)
+    table.add_column("classes", justify="right")
+    table.add_column("params", justify="right")
+    table.add_column("description", ratio=1)
+    for model in models:
+        accuracy = model.metadata.get("held_out_accuracy")
+        about = model.description
+        if isinstance(accuracy, (int, float)):
+            about += f" Held-out accuracy {accuracy:.1%}."
+        table.add_row(model.name, model.input.describe(), str(len(model.labels) or ""), f"{model.params:,}", about)
+    return table
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def _bytes(count: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
