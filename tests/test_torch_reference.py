@@ -81,3 +81,87 @@ def test_float32_conv_is_within_float32_rounding_of_torch():
     actual = ops.conv2d(x, w, padding=1)
     assert actual.dtype == np.float32
     assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def _load_training_script():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("train_digits", ROOT / "training" / "train_digits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_digits_model_logits_equal_the_training_networks():
+    """Reference: training/train_digits.py's DigitsNet with the shipped state_dict, in eval mode, live
+    (the stored-logits test in test_modelfile.py checks the same without torch). 1e-5 relative."""
+    from conftest import ROOT
+
+    from cnncli.modelfile import load_model
+
+    net = _load_training_script().DigitsNet()
+    weights = np.load(ROOT / "cnncli" / "models" / "digits.npz", allow_pickle=False)
+    net.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
+    net.eval()
+    inputs = np.load(ROOT / "tests" / "data" / "digits_heldout.npz", allow_pickle=False)["inputs"]
+    with torch.inference_mode():
+        expected = torch.softmax(net(torch.from_numpy(inputs)), dim=1).numpy()
+    model = load_model("digits")
+    assert_array(model.network.predict(inputs), expected, rtol=1e-5, atol=1e-6)
+    for i in range(0, len(inputs), 50):  # the forward pass that keeps every map, one image at a time
+        assert_array(model.network.forward(inputs[i])[-1].output, expected[i], rtol=1e-5, atol=1e-6)
+
+
+def test_a_pytorch_state_dict_runs_as_a_model_file(tmp_path):
+    """Every layer type with non-default settings, exported with numpy.savez(**state_dict) as the
+    README says, gives PyTorch's output (float64, 1e-10)."""
+    import json
+
+    from cnncli.modelfile import load_model
+
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    layers = [
+        ("conv1", nn.Conv2d(3, 6, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1), padding_mode="reflect"),
+         {"type": "conv2d", "out_channels": 6, "kernel_size": [3, 2], "stride": [1, 2], "padding": [2, 1],
+          "dilation": [2, 1], "padding_mode": "reflect"}),
+        ("bn1", nn.BatchNorm2d(6, eps=1e-3), {"type": "batchnorm2d", "eps": 1e-3}),
+        ("act1", nn.LeakyReLU(0.2), {"type": "leaky_relu", "negative_slope": 0.2}),
+        ("conv2", nn.Conv2d(6, 4, 3, groups=2, bias=False, padding="same"),
+         {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "groups": 2, "bias": False, "padding": "same"}),
+        ("pool1", nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False),
+         {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+          "count_include_pad": False}),
+        ("act2", nn.Tanh(), {"type": "tanh"}),
+        ("pool2", nn.MaxPool2d(2, 1, dilation=2), {"type": "maxpool2d", "kernel_size": 2, "stride": 1, "dilation": 2}),
+        ("flatten", nn.Flatten(), {"type": "flatten"}),
+        ("drop", nn.Dropout(0.3), {"type": "dropout", "p": 0.3}),
+        ("fc1", nn.Linear(4 * 3 * 2, 7), {"type": "linear", "out_features": 7}),
+        ("bn2", nn.BatchNorm1d(7), {"type": "batchnorm1d"}),
+        ("act3", nn.Sigmoid(), {"type": "sigmoid"}),
+        ("fc2", nn.Linear(7, 3), {"type": "dense", "out_features": 3}),
+        ("softmax", nn.Softmax(dim=1), {"type": "softmax"}),
+    ]
+    for name, module, _ in layers:
+        net.add_module(name, module)
+    with torch.no_grad():  # running statistics that are not the defaults 0 and 1
+        for bn in (net.bn1, net.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    net = net.double().eval()
+    np.savez(tmp_path / "w.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+    document = {"format": "cnn-model", "version": 1, "name": "everything", "weights": "w.npz",
+                "input": {"size": [9, 12], "color": "rgb"},
+                "layers": [{"name": name, **spec} for name, _, spec in layers]}
+    (tmp_path / "net.json").write_text(json.dumps(document))
+    model = load_model(str(tmp_path / "net.json"))
+    x = np.random.default_rng(4).standard_normal((5, 3, 9, 12))
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(x)).numpy()
+    assert_array(model.network.predict(x), expected, rtol=1e-10, atol=1e-12)
+    assert_array(model.network.forward(x[0])[-1].output, expected[0], rtol=1e-10, atol=1e-12)
