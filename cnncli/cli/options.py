@@ -277,9 +277,6 @@ def predictions(options: LayerOptions, prepared: Prepared, steps: list) -> list 
 
 
 def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOptions) -> Dense | None:
-    from ..files import random_dense, read_dense_weights
-    from ..model import Dense, single_stage
-
     if options.dense is not None and options.dense_random is not None:
         raise typer.BadParameter("give either --dense FILE or --dense-random UNITS, not both", param_hint="--dense")
     if options.dense is None and options.dense_random is None:
@@ -287,6 +284,9 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
             raise typer.BadParameter("needs a dense layer (--dense or --dense-random) to apply to",
                                      param_hint="--softmax")
         return None
+    from ..files import random_dense, read_dense_weights  # only runs with a dense layer pay for these
+    from ..model import Dense, single_stage
+
     if options.dense is not None:
         weight, bias = read_dense_weights(options.dense)
         return Dense(weight, bias, "dense1", options.dense)
