@@ -39,10 +39,12 @@ class LoadedImage:
     mode: str  # Pillow's mode of the file, before any conversion
     channel_names: tuple[str, ...]
     notes: tuple[str, ...]  # every conversion made, in words
+    file_size: tuple[int, int] | None = None  # (W, H) in the file, when the array was resized since
 
     @property
     def description(self) -> str:
         c, h, w = self.array.shape
+        w, h = self.file_size or (w, h)
         return f"{self.format} {w}x{h} {self.mode} -> {'/'.join(self.channel_names)} {self.array.dtype}"
 
 

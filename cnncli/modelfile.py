@@ -61,20 +61,21 @@ class InputSpec:
 
     def apply(self, image: LoadedImage) -> LoadedImage:
         """The image as the network takes it: resized, inverted and normalised, each step noted."""
-        array, notes = image.array, list(image.notes)
+        array, notes, file_size = image.array, list(image.notes), None
         if array.shape[1:] != self.size:
             array, how = resize(array, self.size)
-            notes.append(f"resized {array_size(image.array)} -> {self.size[1]}x{self.size[0]} ({how}), "
-                         "as the model expects")
+            file_size = image.array.shape[2], image.array.shape[1]
+            notes.append(f"resized {array_size(image.array)} -> {self.size[1]}x{self.size[0]} ({how})")
         if self.invert:
             array = (1 if self.scale == "unit" else 255) - array
-            notes.append(f"inverted ({'1' if self.scale == 'unit' else '255'} - x), as the model expects")
+            notes.append(f"inverted ({'1' if self.scale == 'unit' else '255'} - x)")
         if any(self.mean) or any(s != 1 for s in self.std):
             mean = np.asarray(self.mean, dtype=array.dtype)[:, None, None]
             std = np.asarray(self.std, dtype=array.dtype)[:, None, None]
             array = (array - mean) / std
             notes.append(f"normalised (x - {_numbers(self.mean)}) / {_numbers(self.std)}")
-        return replace(image, array=np.ascontiguousarray(array, dtype=image.array.dtype), notes=tuple(notes))
+        return replace(image, array=np.ascontiguousarray(array, dtype=image.array.dtype), notes=tuple(notes),
+                       file_size=file_size or image.file_size)
 
     def describe(self) -> str:
         parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]
@@ -150,7 +151,10 @@ def parse_model(document: Any, source: str, folder: Path) -> Model:
     if "weights" in document:
         weights_path = folder / read.string(document["weights"], "weights")
         weights_source = str(weights_path) if folder != BUNDLED else weights_path.name
-        data = read_bytes(weights_path, limit=MAX_WEIGHTS_BYTES, error=SpecError, expected="a .npz weights file")
+        try:
+            data = read_bytes(weights_path, limit=MAX_WEIGHTS_BYTES, error=SpecError, expected="a .npz weights file")
+        except SpecError as err:  # say which model asked for the file
+            raise read.fail("weights", f"{weights_source}: {err.message}") from None
         stored = load_npz(data, weights_source, SpecError, MAX_WEIGHTS_BYTES)
     weights = _Weights(stored, weights_source)
     network = _build_network(read, document["layers"], spec, weights)
@@ -178,7 +182,8 @@ def _per_channel(read: Reader, value: Any, path: str, channels: int) -> tuple[fl
     if not isinstance(value, list):
         return (read.number(value, path),) * channels
     if len(value) not in (1, channels):
-        raise read.fail(path, f"expected 1 or {channels} values (one per channel), got {len(value)}")
+        expected = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+        raise read.fail(path, f"expected {expected}, got {len(value)}")
     numbers = tuple(read.number(v, f"{path}[{i}]") for i, v in enumerate(value))
     return numbers * channels if len(numbers) == 1 else numbers
 
@@ -189,6 +194,9 @@ def _labels(read: Reader, value: Any, out_shape: tuple[int, ...]) -> tuple[str, 
     if not isinstance(value, list) or not value:
         raise read.fail("labels", "expected a list of class names")
     labels = tuple(read.string(v, f"labels[{i}]") for i, v in enumerate(value))
+    for i, label in enumerate(labels):
+        if label in labels[:i]:
+            raise read.fail(f"labels[{i}]", f"{label!r} is also labels[{labels.index(label)}]; names must be unique")
     if len(out_shape) != 1 or out_shape[0] != len(labels):
         raise read.fail("labels", f"has {len(labels)} names but the network's output has shape {out_shape}; "
                                   "expected one name per output value")
@@ -331,9 +339,16 @@ def _batch_norm(kind: str) -> Callable[..., layers.BatchNorm]:
         if "momentum" in item:
             r.number(item["momentum"], "momentum")  # a training setting, read only to check it
         affine = r.boolean(item.get("affine", True), "affine")
+        for key in ("weight", "bias"):
+            if not affine and key in item:
+                raise r.fail(key, "is given but affine is false; a layer without a learned scale takes no weight "
+                                  "or bias")
         stats = [weights.take(r, item, name, key, (features,)) for key in ("running_mean", "running_var")]
         if np.any(stats[1] < 0):
-            raise r.fail("running_var", "has negative variances")
+            message = "has negative values; expected variances, which are at least 0"
+            if "running_var" in item:
+                raise r.fail("running_var", message)
+            raise SpecError(f"{name}.running_var: {message}", source=weights.source)
         scale = [weights.take(r, item, name, key, (features,)) if affine else None for key in ("weight", "bias")]
         return layers.BatchNorm(stats[0], stats[1], scale[0], scale[1], eps, name, kind)
 

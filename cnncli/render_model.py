@@ -54,10 +54,9 @@ def percent(probability: float) -> str:
         return "nan"
     if 0 < probability < 0.0005:
         return "<0.1%"
-    digits = 1
-    while digits < 6 and probability < 1 and f"{probability:.{digits}%}" == f"{1:.{digits}%}":
-        digits += 1  # 0.9995 is not 100.0%: show as many decimals as it takes
-    return f"{probability:.{digits}%}"
+    if 0.9995 <= probability < 1:
+        return ">99.9%"  # not 100.0%: the model is not certain
+    return f"{probability:.1%}"
 
 
 SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-adds")

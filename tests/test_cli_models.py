@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ROOT
+from PIL import Image
 from test_cli import invoke, run_main
 
 DIGIT_7 = str(ROOT / "sample_images" / "digit_7.png")
@@ -17,7 +18,7 @@ def test_run_model_shows_every_map_then_the_prediction():
     out = result.stdout
     assert out.startswith("Model digits (bundled)")
     assert out.index("conv1 (conv2d)") < out.index("bn1 (batchnorm2d)") < out.index("fc2 (dense)")
-    assert "inverted (1 - x), as the model expects" in out
+    assert "inverted (1 - x)" in out
     prediction = out[out.index("Prediction: "):]
     assert prediction.startswith("Prediction: 7 (")
     assert len([line for line in prediction.splitlines()[1:] if line.strip()]) == 5  # the default top 5
@@ -68,6 +69,7 @@ def test_kernel_run_with_a_dense_layer_can_rank_its_outputs():
     (["--model", "digits", "--pool", "avg"], "--pool"),
     (["--model", "digits", "--color", "rgb"], "--color"),
     (["-k", "sobel_x", "--top", "3"], "--top"),
+    (["--model", "digits", "--alpha", "keep"], "--alpha"),
 ])
 def test_options_that_clash_with_a_model_are_usage_errors(capsys, args, option):
     code, out, err = run_main(capsys, "run", DIGIT_7, *args)
@@ -100,4 +102,43 @@ def test_models_lists_the_bundled_ones():
     result = invoke("models")
     assert result.exit_code == 0 and "digits" in result.stdout and "13,802" in result.stdout
     listing = json.loads(invoke("models", "--format", "json").stdout)
-    assert [m["name"] for m in listing] == ["digits"] and listing[0]["metadata"]["held_out_accuracy"] >= 0.97
+    assert listing["format"] == "cnn-models" and listing["version"] == 1
+    models = listing["models"]
+    assert [m["name"] for m in models] == ["digits"] and models[0]["metadata"]["held_out_accuracy"] >= 0.97
+
+
+def _seven_drawn(tmp_path, name, size, ink, paper, mode="L"):
+    """The sample 7, each pixel a block, with ``ink`` strokes on ``paper`` (RGBA paper may be transparent)."""
+    small = np.asarray(Image.open(DIGIT_7), dtype=np.float64) / 255  # 1 is paper, 0 is ink
+    blocks = np.kron(small, np.ones((size // 8, size // 8)))
+    ink, paper = np.array(ink, dtype=np.float64), np.array(paper, dtype=np.float64)
+    pixels = blocks[..., None] * paper + (1 - blocks[..., None]) * ink
+    path = tmp_path / name
+    Image.fromarray(np.round(pixels.squeeze()).astype(np.uint8), mode).save(path)
+    return str(path)
+
+
+def test_a_big_drawing_is_resized_and_the_header_gives_the_file_size(tmp_path):
+    result = invoke("run", _seven_drawn(tmp_path, "big.png", 64, 0, 255), "--model", "digits", "--format", "json")
+    trace = json.loads(result.stdout)
+    assert trace["predictions"][0]["label"] == "7"
+    assert "resized 64x64 -> 8x8 (area average)" in trace["image"]["notes"]
+    table = invoke("run", _seven_drawn(tmp_path, "big.png", 64, 0, 255), "--model", "digits").stdout
+    assert "PNG 64x64 L -> gray" in " ".join(table.split())  # however the header wraps
+
+
+def test_transparent_paper_counts_as_white_for_a_model_that_inverts(tmp_path):
+    """Black ink on transparent paper (RGBA (0,0,0,0)): dropping alpha would make it all ink."""
+    path = _seven_drawn(tmp_path, "clear.png", 32, (0, 0, 0, 255), (0, 0, 0, 0), "RGBA")
+    trace = json.loads(invoke("run", path, "--model", "digits", "--format", "json").stdout)
+    assert trace["predictions"][0]["label"] == "7"
+    assert any("white" in note for note in trace["image"]["notes"])
+
+
+def test_light_ink_on_dark_paper_is_warned_about(capsys, tmp_path):
+    code, out, err = run_main(capsys, "run", _seven_drawn(tmp_path, "negative.png", 32, 255, 0), "-m", "digits",
+                              "-f", "json")
+    assert code == 0 and json.loads(out)["predictions"]
+    assert err.startswith("cnn: warning: ") and "dark ink on a light background" in err
+    code, out, err = run_main(capsys, "run", DIGIT_7, "-m", "digits", "-f", "json")
+    assert err == ""

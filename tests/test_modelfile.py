@@ -202,6 +202,10 @@ def test_pickled_weights_are_never_loaded(tmp_path):
     ([{"type": "maxpool2d", "kernel_size": 2}] * 3, ["layers[2]", "(input (1, 1, 1))"]),
     ([{"type": "batchnorm2d", "num_features": 3}], ["layers[0].num_features", "gives 1"]),
     ([{"type": "dropout", "p": 1.5}], ["layers[0].p", "between 0 and 1"]),
+    ([{"type": "batchnorm2d", "affine": False, "weight": [1], "running_mean": [0], "running_var": [1]}],
+     ["layers[0].weight", "affine is false"]),
+    ([{"type": "batchnorm2d", "affine": False, "running_mean": [0], "running_var": [-1]}],
+     ["layers[0].running_var", "at least 0"]),
     ([{"type": "relu", "name": "a"}, {"type": "relu", "name": "a"}], ["layers[1].name", "unique"]),
     ([], ["layers", "expected a list of layers"]),
 ])
@@ -221,7 +225,9 @@ def test_missing_weights_without_a_file_say_how_to_give_them(tmp_path):
     ({"format": "keras"}, ["format", "cnn-model"]),
     ({"version": 2}, ["version", "reads version 1"]),
     ({"input": {"size": [4, 4], "std": [0]}}, ["input.std[0]", "above 0"]),
-    ({"input": {"size": [4, 4], "mean": [1, 2]}}, ["input.mean", "1 or 1 values"]),
+    ({"input": {"size": [4, 4], "mean": [1, 2]}}, ["input.mean", "expected 1 value, got 2"]),
+    ({"input": {"size": [4, 4], "color": "rgb", "std": [1, 2]}}, ["input.std", "1 or 3 values (one per channel)"]),
+    ({"labels": ["a"] * 16}, ["labels[1]", "'a' is also labels[0]"]),
     ({"input": {"sise": [4, 4]}}, ["input.sise", "did you mean 'size'"]),
     ({"labels": ["a", "b"]}, ["labels", "2 names", "(16,)"]),
     ({"metadata": [1]}, ["metadata", "object"]),
@@ -230,6 +236,13 @@ def test_bad_top_level_fields(tmp_path, top, words):
     message = error_of(write_model(tmp_path, [{"type": "flatten"}], **top))
     for word in words:
         assert word in message, message
+
+
+def test_a_missing_weights_file_is_named_with_the_key_that_asks_for_it(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"format": "cnn-model", "version": 1, "input": {"size": [2, 2]}, "weights": "gone.npz",
+                                "layers": [{"type": "flatten"}]}))
+    assert error_of(str(path)) == f"{path}: weights: {tmp_path / 'gone.npz'}: no such file"
 
 
 def test_unknown_bundled_name_suggests_the_closest():

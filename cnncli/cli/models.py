@@ -48,8 +48,9 @@ def models(format: Format = "table") -> None:
 
     found = [load_model(str(path), "cnn models") for path in bundled_models()]
     if format == "json":
-        print_json([{**model_record(m), "description": m.description, "parameters": m.params,
-                     "metadata": m.metadata} for m in found])
+        print_json({"format": "cnn-models", "version": 1,
+                    "models": [{**model_record(m), "description": m.description, "parameters": m.params,
+                                "metadata": m.metadata} for m in found]})
         return
     from ..render_model import models_table
 

@@ -70,8 +70,9 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 Top = Annotated[Optional[int], typer.Option(
     "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",
     help="Show the K most probable classes of the output vector.")]
-AlphaOpt = Annotated[Literal["drop", "white", "black", "keep"], typer.Option(
-    rich_help_panel=INPUT, help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
+AlphaOpt = Annotated[Optional[Literal["drop", "white", "black", "keep"]], typer.Option(
+    rich_help_panel=INPUT, show_default="drop; white for a model that inverts",
+    help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
 Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT, help="Precision of the computation.")]
 
 
@@ -98,7 +99,7 @@ class LayerOptions:
     softmax: bool = False
     color: str | None = None
     scale: str | None = None
-    alpha: str = "drop"
+    alpha: str | None = None
     dtype: str = "float32"
     model: str | None = None
     top: int | None = None
@@ -164,7 +165,7 @@ def prepare(options: LayerOptions) -> Prepared:
         if options.top is not None and not (options.dense or options.dense_random):
             raise typer.BadParameter("needs an output vector of class scores: a --model, or --dense/--dense-random",
                                      param_hint="--top")
-        image = load_image(options, options.color or "gray", options.scale or "raw")
+        image = load_image(options, options.color or "gray", options.scale or "raw", options.alpha or "drop")
         return Prepared(image, build_network(options, image))
     clashes = options.given(KERNEL_ONLY)
     if clashes:
@@ -177,13 +178,34 @@ def prepare(options: LayerOptions) -> Prepared:
     for name in options.given(("color", "scale")):
         raise typer.BadParameter(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
                                  param_hint=f"--{name}")
-    image = model.input.apply(load_image(options, model.input.color, model.input.scale))
+    if options.alpha == "keep":
+        raise typer.BadParameter(f"keep would add a channel that the model {model.name} does not take; use drop, "
+                                 "white or black", param_hint="--alpha")
+    # Paper is white: a transparent background under dark ink must not become ink once inverted.
+    alpha = options.alpha or ("white" if model.input.invert else "drop")
+    image = model.input.apply(load_image(options, model.input.color, model.input.scale, alpha))
+    _warn_if_looks_inverted(model, image)
     shapes = model.network.shapes(image.array.shape)
     check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
     return Prepared(image, model.network, model)
 
 
-def load_image(options: LayerOptions, color: str, scale: str) -> LoadedImage:
+def _warn_if_looks_inverted(model: Model, image: LoadedImage) -> None:
+    """A model that inverts expects dark ink on light paper; after inverting, most cells are then low."""
+    if not model.input.invert:
+        return
+    from .output import tell
+
+    half = 0.5 if model.input.scale == "unit" else 127.5
+    mean = float(image.array.mean())
+    if any(model.input.mean) or any(s != 1 for s in model.input.std):
+        return  # normalised values have no fixed middle to compare with
+    if mean > half:
+        tell(f"cnn: warning: {image.source}: mostly dark ({mean:.2f} on average once inverted); the model "
+             f"{model.name} expects dark ink on a light background, so its prediction may be wrong")
+
+
+def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> LoadedImage:
     import numpy as np
 
     from ..images import read_image
@@ -195,7 +217,7 @@ def load_image(options: LayerOptions, color: str, scale: str) -> LoadedImage:
         if sys.stdin is None or sys.stdin.isatty():
             raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
         data = sys.stdin.buffer.read()
-    return read_image(source, data, color=color, scale=scale, alpha=options.alpha,
+    return read_image(source, data, color=color, scale=scale, alpha=alpha,
                       dtype=np.float32 if options.dtype == "float32" else np.float64)
 
 
