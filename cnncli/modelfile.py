@@ -260,12 +260,12 @@ def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights)
         r = read.within(f"layers[{index}]")
         if not isinstance(item, dict):
             raise r.fail("", "expected an object with a 'type'")
-        kind = r.string(item.get("type"), "type", LAYER_TYPES) if "type" in item else None
-        if kind is None:
+        if "type" not in item:
             raise r.fail("", "missing key 'type'")
+        kind = r.string(item["type"], "type", LAYER_TYPES)
         kind = ALIASES.get(kind, kind)
-        allowed, builder = _BUILDERS[kind]
-        r.object(item, "", ("name", "type") + allowed)
+        allowed, required, builder = _BUILDERS[kind]
+        r.object(item, "", ("name", "type") + allowed, required)
         name = r.string(item.get("name", f"{kind}{index}"), "name")
         if name in names:
             raise r.fail("name", f"{name!r} is also the name of layers[{names[name]}]; names must be unique")
@@ -363,9 +363,7 @@ def _channels(r: Reader, shape: tuple, name: str) -> int:
 
 def _pool(kind: str) -> Callable[..., layers.Pool2d]:
     def build(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Pool2d:
-        size = r.pair(item["kernel_size"], "kernel_size") if "kernel_size" in item else None
-        if size is None:
-            raise r.fail("", "missing key 'kernel_size'")
+        size = r.pair(item["kernel_size"], "kernel_size")
         stride = r.pair(item["stride"], "stride") if item.get("stride") is not None else None
         padding = r.pair(item.get("padding", 0), "padding", minimum=0)
         dilation = r.pair(item.get("dilation", 1), "dilation")
@@ -398,21 +396,22 @@ _CONV_KEYS = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
               "groups", "bias", "weight")
 _POOL_KEYS = ("kernel_size", "stride", "padding", "ceil_mode")
 _BN_KEYS = ("num_features", "eps", "momentum", "affine", "weight", "bias", "running_mean", "running_var")
-_BUILDERS: dict[str, tuple[tuple[str, ...], Callable[..., Any]]] = {
-    "conv2d": (_CONV_KEYS, _conv),
-    "relu": ((), _activation("relu")),
-    "leaky_relu": (("negative_slope",), _activation("leaky_relu")),
-    "sigmoid": ((), _activation("sigmoid")),
-    "tanh": ((), _activation("tanh")),
-    "maxpool2d": (_POOL_KEYS + ("dilation",), _pool("max")),
-    "avgpool2d": (_POOL_KEYS + ("count_include_pad",), _pool("avg")),
-    "globalavgpool2d": ((), _plain(layers.GlobalAvgPool2d)),
-    "flatten": ((), _plain(layers.Flatten)),
-    "dense": (("in_features", "out_features", "bias", "weight"), _dense),
-    "batchnorm2d": (_BN_KEYS, _batch_norm("batchnorm2d")),
-    "batchnorm1d": (_BN_KEYS, _batch_norm("batchnorm1d")),
-    "dropout": (("p",), _dropout),
-    "softmax": ((), _plain(layers.Softmax)),
+# type: (allowed keys, required keys, builder)
+_BUILDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]]] = {
+    "conv2d": (_CONV_KEYS, ("out_channels", "kernel_size"), _conv),
+    "relu": ((), (), _activation("relu")),
+    "leaky_relu": (("negative_slope",), (), _activation("leaky_relu")),
+    "sigmoid": ((), (), _activation("sigmoid")),
+    "tanh": ((), (), _activation("tanh")),
+    "maxpool2d": (_POOL_KEYS + ("dilation",), ("kernel_size",), _pool("max")),
+    "avgpool2d": (_POOL_KEYS + ("count_include_pad",), ("kernel_size",), _pool("avg")),
+    "globalavgpool2d": ((), (), _plain(layers.GlobalAvgPool2d)),
+    "flatten": ((), (), _plain(layers.Flatten)),
+    "dense": (("in_features", "out_features", "bias", "weight"), ("out_features",), _dense),
+    "batchnorm2d": (_BN_KEYS, (), _batch_norm("batchnorm2d")),
+    "batchnorm1d": (_BN_KEYS, (), _batch_norm("batchnorm1d")),
+    "dropout": (("p",), (), _dropout),
+    "softmax": ((), (), _plain(layers.Softmax)),
 }
 ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
 LAYER_TYPES = tuple(_BUILDERS) + tuple(ALIASES)

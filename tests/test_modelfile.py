@@ -208,6 +208,10 @@ def test_pickled_weights_are_never_loaded(tmp_path):
      ["layers[0].running_var", "at least 0"]),
     ([{"type": "relu", "name": "a"}, {"type": "relu", "name": "a"}], ["layers[1].name", "unique"]),
     ([], ["layers", "expected a list of layers"]),
+    ([{"type": "conv2d", "kernel_size": 3}], ["layers[0]", "missing key 'out_channels'"]),
+    ([{"type": "flatten"}, {"type": "dense"}], ["layers[1]", "missing key 'out_features'"]),
+    ([{"type": "avgpool2d"}], ["layers[0]", "missing key 'kernel_size'"]),
+    ([{"name": "x"}], ["layers[0]", "missing key 'type'"]),
 ])
 def test_bad_layers_name_the_json_path(tmp_path, layers, words):
     message = error_of(write_model(tmp_path, layers))
