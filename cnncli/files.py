@@ -15,14 +15,13 @@ import numpy as np
 
 from . import jsonspec
 from .errors import OutputError, SpecError
-from .inputs import load_npy, load_npz, read_bytes
+from .inputs import MAX_WEIGHTS_BYTES, load_npy, load_npz, read_bytes
 from .trace import TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
     from .images import LoadedImage
     from .model import Step
 
-MAX_WEIGHTS_BYTES = 1 << 30
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:

@@ -32,6 +32,7 @@ def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected:
 
 
 MAX_NPZ_MEMBERS = 1024
+MAX_WEIGHTS_BYTES = 1 << 30  # a weights file (.npy, .npz) and what its arrays inflate to
 
 
 def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:

@@ -90,10 +90,10 @@ class Reader:
 
     def within(self, prefix: str) -> Reader:
         """A reader of one part of the document, whose errors give the whole path: ``layers[2].stride``."""
-        return Reader(self.source, _join(self.prefix, prefix) if not prefix.startswith("[") else self.prefix + prefix)
+        return Reader(self.source, _join(self.prefix, prefix))
 
     def fail(self, path: str, message: str) -> SpecError:
-        path = (_join(self.prefix, path) if not path.startswith("[") else self.prefix + path) if path else self.prefix
+        path = _join(self.prefix, path)
         return SpecError(f"{path}: {message}" if path else message, source=self.source)
 
     def object(self, value: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -183,8 +183,11 @@ class Reader:
         return (len(value),) + inner[0]
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _join(path: str, part: str) -> str:
+    """``layers[2]`` + ``stride`` is ``layers[2].stride``; + ``[0]`` is ``layers[2][0]``."""
+    if not path or not part:
+        return path or part
+    return path + part if part.startswith("[") else f"{path}.{part}"
 
 
 def _kind(value: Any) -> str:

@@ -450,7 +450,6 @@ class Network:
             x = y
         return steps
 
-
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch (N, C, H, W) through every layer at once and return only the last output.
 
@@ -494,12 +493,10 @@ class Network:
                          "macs": 0 if macs is None else macs(shape)})
         return rows
 
+
 def _fold_batch_norm(conv: Conv2d, norm: BatchNorm) -> Conv2d:
     """One conv equal to conv then batch norm: weights scaled per filter, the shift added to the bias."""
-    scale = 1 / np.sqrt(norm.running_var.astype(np.float64) + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale + (0 if norm.bias is None else norm.bias)
+    scale, shift = ops.batch_norm_terms(norm.running_mean, norm.running_var, norm.weight, norm.bias, norm.eps)
     bias = shift if conv.bias is None else conv.bias * scale + shift
     dtype = conv.weight.dtype
     return Conv2d((conv.weight * scale[:, None, None, None]).astype(dtype), bias.astype(dtype), conv.stride,

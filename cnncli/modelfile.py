@@ -25,7 +25,7 @@ import numpy as np
 from . import model as layers, ops
 from .errors import ShapeError, SpecError
 from .images import LoadedImage, array_size, resize
-from .inputs import load_npz, read_bytes
+from .inputs import MAX_WEIGHTS_BYTES, load_npz, read_bytes
 from .jsonspec import Reader, loads
 from .kernels import parse_conv_settings
 
@@ -33,7 +33,6 @@ MODEL_FORMAT = "cnn-model"
 MODEL_VERSION = 1
 BUNDLED = Path(__file__).parent / "models"
 MAX_MODEL_FILE_BYTES = 64 << 20
-MAX_WEIGHTS_BYTES = 1 << 30
 TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "metadata")
 INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std")
 MAX_SIDE = 1 << 14
@@ -59,6 +58,10 @@ class InputSpec:
     def shape(self) -> tuple[int, int, int]:
         return (self.channels, *self.size)
 
+    @property
+    def normalises(self) -> bool:
+        return any(self.mean) or any(s != 1 for s in self.std)
+
     def apply(self, image: LoadedImage) -> LoadedImage:
         """The image as the network takes it: resized, inverted and normalised, each step noted."""
         array, notes, file_size = image.array, list(image.notes), None
@@ -69,7 +72,7 @@ class InputSpec:
         if self.invert:
             array = (1 if self.scale == "unit" else 255) - array
             notes.append(f"inverted ({'1' if self.scale == 'unit' else '255'} - x)")
-        if any(self.mean) or any(s != 1 for s in self.std):
+        if self.normalises:
             mean = np.asarray(self.mean, dtype=array.dtype)[:, None, None]
             std = np.asarray(self.std, dtype=array.dtype)[:, None, None]
             array = (array - mean) / std
@@ -81,7 +84,7 @@ class InputSpec:
         parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]
         if self.invert:
             parts.append("inverted")
-        if any(self.mean) or any(s != 1 for s in self.std):
+        if self.normalises:
             parts.append(f"(x - {_numbers(self.mean)}) / {_numbers(self.std)}")
         return ", ".join(parts)
 
@@ -157,10 +160,9 @@ def parse_model(document: Any, source: str, folder: Path) -> Model:
             raise read.fail("weights", f"{weights_source}: {err.message}") from None
         stored = load_npz(data, weights_source, SpecError, MAX_WEIGHTS_BYTES)
     weights = _Weights(stored, weights_source)
-    network = _build_network(read, document["layers"], spec, weights)
+    network, out_shape = _build_network(read, document["layers"], spec, weights)
     weights.check_all_used()
-    shapes = network.shapes(spec.shape)
-    labels = _labels(read, document.get("labels"), shapes[-1])
+    labels = _labels(read, document.get("labels"), out_shape)
     return Model(name, spec, labels, network, source, description, weights_source, metadata)
 
 
@@ -220,11 +222,10 @@ class _Weights:
         if key in layer and not isinstance(layer[key], bool):
             if full in self.stored:
                 raise read.fail(key, f"given both inline and as {full!r} in {self.source}; give it once")
-            array, where, origin = read.array(layer[key], key, ndims=(len(expected),)), read, "inline"
+            array, where, path = read.array(layer[key], key, ndims=(len(expected),)), read, key
         elif full in self.stored:
             self.used.add(full)
-            array, origin = self.stored[full], f"{full!r} in {self.source}"
-            where = Reader(self.source)
+            array, where, path = self.stored[full], Reader(self.source), full
             if array.dtype.kind not in "iuf":
                 raise SpecError(f"{full}: expected real numbers, got {array.dtype}", source=self.source)
             if not np.all(np.isfinite(array)):
@@ -238,7 +239,6 @@ class _Weights:
             raise SpecError(f"no array {full!r} for layer {layer_name} ({read.prefix}), which needs shape "
                             f"{expected}; name the layer as in the state_dict", source=self.source)
         if tuple(array.shape) != tuple(expected):
-            path = key if origin == "inline" else full
             raise where.fail(path, f"has shape {tuple(array.shape)}, but layer {layer_name} needs {tuple(expected)} "
                                    "from the layers before it")
         return np.asarray(array, dtype=np.float32 if array.dtype.kind in "iu" else array.dtype)
@@ -250,7 +250,8 @@ class _Weights:
             raise SpecError(f"holds arrays that no layer uses: {shown}; check the layer names", source=self.source)
 
 
-def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights) -> layers.Network:
+def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights) -> tuple[layers.Network, tuple]:
+    """The network, each layer built for the shape the one before gives; and its output shape."""
     if not isinstance(value, list) or not value:
         raise read.fail("layers", "expected a list of layers")
     built: list[Any] = []
@@ -276,7 +277,7 @@ def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights)
         except ShapeError as err:
             raise ShapeError(f"layer {name} ({r.prefix}): {err} (input {shape})", source=read.source) from None
         built.append(layer)
-    return layers.Network(tuple(built))
+    return layers.Network(tuple(built)), shape
 
 
 def _conv(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Conv2d:
@@ -284,21 +285,18 @@ def _conv(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> 
     groups = r.integer(item.get("groups", 1), "groups", 1, 1 << 16)
     out_channels = r.integer(item["out_channels"], "out_channels", 1, 1 << 16)
     kh, kw = r.pair(item["kernel_size"], "kernel_size")
-    channels = _channels(r, shape, name)
+    channels = _channels(shape)
     if "in_channels" in item and r.integer(item["in_channels"], "in_channels", 1) != channels:
         raise r.fail("in_channels", f"is {item['in_channels']}, but the layer before gives {channels} channels")
     if channels % groups or out_channels % groups:
         raise r.fail("groups", f"must divide in_channels ({channels}) and out_channels ({out_channels}), got {groups}")
     weight_shape = (out_channels, channels // groups, kh, kw)
-    ops.conv_geometry(shape, weight_shape, settings.get("stride", 1), _padding(settings.get("padding", 0)),
-                      settings.get("dilation", 1), groups, settings.get("padding_mode", "zeros"))  # before weights
+    stride, dilation = tuple(settings.get("stride", (1, 1))), tuple(settings.get("dilation", (1, 1)))
+    padding, mode = _padding(settings.get("padding", 0)), settings.get("padding_mode", "zeros")
+    ops.conv_geometry(shape, weight_shape, stride, padding, dilation, groups, mode)  # before the weights
     weight = weights.take(r, item, name, "weight", weight_shape)
     bias = weights.take(r, item, name, "bias", (out_channels,)) if _has_bias(r, item) else None
-    if settings.get("flip"):
-        raise r.fail("flip", "is for kernel files; a model's convolutions are cross-correlations, as in PyTorch")
-    return layers.Conv2d(weight, bias, tuple(settings.get("stride", (1, 1))), _padding(settings.get("padding", 0)),
-                         settings.get("padding_mode", "zeros"), tuple(settings.get("dilation", (1, 1))), groups,
-                         name=name)
+    return layers.Conv2d(weight, bias, stride, padding, mode, dilation, groups, name=name)
 
 
 def _has_bias(r: Reader, item: dict) -> bool:
@@ -325,7 +323,7 @@ def _dense(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) ->
 def _batch_norm(kind: str) -> Callable[..., layers.BatchNorm]:
     def build(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.BatchNorm:
         if kind == "batchnorm2d":
-            features = _channels(r, shape, name)
+            features = _channels(shape)
         elif len(shape) != 1:
             raise ShapeError(f"batchnorm1d takes a flat vector, but the layer before gives shape {shape}; "
                              "use batchnorm2d on maps")
@@ -355,7 +353,7 @@ def _batch_norm(kind: str) -> Callable[..., layers.BatchNorm]:
     return build
 
 
-def _channels(r: Reader, shape: tuple, name: str) -> int:
+def _channels(shape: tuple) -> int:
     if len(shape) != 3:
         raise ShapeError(f"takes a (C, H, W) map, but the layer before gives a vector of shape {shape}")
     return shape[0]

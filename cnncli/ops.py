@@ -381,8 +381,8 @@ def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
     row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
     budget = _IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
-    images = min(n, max(1, (budget - reach) // hp))
-    if images > 1 or budget - reach >= hp:  # whole images per product
+    if budget - reach >= hp:  # whole images per product
+        images = min(n, (budget - reach) // hp)
         flat = _buffer("padded", channels * (images * hp * wp + tail), x.dtype).reshape(channels, -1)
         flat[:, images * hp * wp:] = 0
         for b0 in range(0, n, images):
@@ -582,21 +582,25 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)
 
 
-def batch_norm(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
-               bias: np.ndarray | None = None, eps: float = 1e-5, axis: int = 0) -> np.ndarray:
-    """Inference batch normalisation along ``axis`` (the channels), as PyTorch in eval mode.
-
-    Folded as PyTorch folds it on CPU: y = x * a + b with a = weight / sqrt(var + eps) and
-    b = bias - mean * a, the two computed in float64 and then cast to x's dtype.
-    """
-    x = np.asarray(x)
-    mean = np.asarray(running_mean, dtype=np.float64)
+def batch_norm_terms(running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
+                     bias: np.ndarray | None = None, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """Inference batch norm as y = x * scale + shift per channel, as PyTorch folds it on CPU:
+    scale = weight / sqrt(var + eps), shift = bias - mean * scale; both in float64."""
     scale = 1 / np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
     if weight is not None:
         scale = scale * np.asarray(weight, dtype=np.float64)
-    shift = -mean * scale
+    shift = -np.asarray(running_mean, dtype=np.float64) * scale
     if bias is not None:
         shift = shift + np.asarray(bias, dtype=np.float64)
+    return scale, shift
+
+
+def batch_norm(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
+               bias: np.ndarray | None = None, eps: float = 1e-5, axis: int = 0) -> np.ndarray:
+    """Inference batch normalisation along ``axis`` (the channels), as PyTorch in eval mode
+    (``batch_norm_terms``; the terms are cast to x's dtype)."""
+    x = np.asarray(x)
+    scale, shift = batch_norm_terms(running_mean, running_var, weight, bias, eps)
     where = (-1,) + (1,) * (x.ndim - axis - 1)
     y = x * scale.astype(x.dtype).reshape(where)
     y += shift.astype(x.dtype).reshape(where)

@@ -52,9 +52,7 @@ def image_record(image: LoadedImage) -> dict[str, Any]:
     }
 
 
-def model_record(model: Model | None) -> dict[str, Any] | None:
-    if model is None:
-        return None
+def model_record(model: Model) -> dict[str, Any]:
     spec = model.input
     return {"name": model.name, "source": model.source, "weights": model.weights_source,
             "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,

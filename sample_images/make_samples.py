@@ -133,23 +133,28 @@ def _skimage_data_file(name: str) -> Path | None:
     return path
 
 
-def make_photo_camera() -> Path | None:
-    """skimage 'camera' (512x512, L) -> 192x192 grayscale PNG (LANCZOS)."""
-    src = _skimage_data_file("camera.png")
+def _resized_photo(name: str, mode: str, size: tuple[int, int]) -> Image.Image | None:
+    """A scikit-image photo converted to ``mode`` and resized (LANCZOS); None without scikit-image."""
+    src = _skimage_data_file(name)
     if src is None:
         return None
     with Image.open(src) as im:
-        img = im.convert("L").resize(PHOTO_GRAY_SIZE, Image.Resampling.LANCZOS)
+        return im.convert(mode).resize(size, Image.Resampling.LANCZOS)
+
+
+def make_photo_camera() -> Path | None:
+    """skimage 'camera' (512x512, L) -> 192x192 grayscale PNG (LANCZOS)."""
+    img = _resized_photo("camera.png", "L", PHOTO_GRAY_SIZE)
+    if img is None:
+        return None
     return _save_png(np.asarray(img), "photo_camera.png", "L")
 
 
 def make_photo_chelsea() -> Path | None:
     """skimage 'chelsea' (451x300, RGB) -> 192x128 colour JPEG (LANCZOS, q=85)."""
-    src = _skimage_data_file("chelsea.png")
-    if src is None:
+    img = _resized_photo("chelsea.png", "RGB", PHOTO_COLOR_SIZE)
+    if img is None:
         return None
-    with Image.open(src) as im:
-        img = im.convert("RGB").resize(PHOTO_COLOR_SIZE, Image.Resampling.LANCZOS)
     # Rebuild from the pixel array so no ICC profile / XMP / EXIF is carried over.
     clean = Image.fromarray(np.asarray(img, dtype=np.uint8))
     path = OUT_DIR / "photo_chelsea.jpg"

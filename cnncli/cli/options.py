@@ -185,8 +185,7 @@ def prepare(options: LayerOptions) -> Prepared:
     alpha = options.alpha or ("white" if model.input.invert else "drop")
     image = model.input.apply(load_image(options, model.input.color, model.input.scale, alpha))
     _warn_if_looks_inverted(model, image)
-    shapes = model.network.shapes(image.array.shape)
-    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
+    check_maps_memory(model.network.shapes(image.array.shape), image)
     return Prepared(image, model.network, model)
 
 
@@ -196,10 +195,10 @@ def _warn_if_looks_inverted(model: Model, image: LoadedImage) -> None:
         return
     from .output import tell
 
+    if model.input.normalises:
+        return  # normalised values have no fixed middle to compare with
     half = 0.5 if model.input.scale == "unit" else 127.5
     mean = float(image.array.mean())
-    if any(model.input.mean) or any(s != 1 for s in model.input.std):
-        return  # normalised values have no fixed middle to compare with
     if mean > half:
         tell(f"cnn: warning: {image.source}: mostly dark ({mean:.2f} on average once inverted); the model "
              f"{model.name} expects dark ink on a light background, so its prediction may be wrong")
@@ -249,11 +248,16 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
         shapes = network.shapes(image.array.shape)
     except CnnError as err:
         raise err.within(image.source) from None
-    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
+    check_maps_memory(shapes, image)
     return network
 
 
 MAX_MEMORY = 4 << 30
+
+
+def check_maps_memory(shapes: list, image: LoadedImage) -> None:
+    """Refuse a run whose maps, all kept (shapes from Network.shapes), would need over MAX_MEMORY."""
+    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
 
 
 def check_memory(estimate: int, source: str) -> None:
