@@ -14,7 +14,7 @@ from PIL import Image
 
 from cnncli import ops
 from cnncli.errors import CnnError, ShapeError, SpecError
-from cnncli.images import read_image
+from cnncli.images import LoadedImage, read_image
 from cnncli.model import Softmax
 from cnncli.modelfile import load_model, parse_model
 from cnncli.predictions import top_k
@@ -41,9 +41,9 @@ def error_of(path):
 
 
 def test_inline_model_worked_by_hand(tmp_path):
-    """A 2x2 conv, ReLU, flatten and a dense layer on a 3x3 input, computed by hand:
-    conv [[1,0],[0,-1]] + 1 on [[1,2,3],[4,5,6],[7,8,9]] gives 1-5+1=-3 everywhere -> ReLU 0,
-    except it is -3 for every window (x[i][j] - x[i+1][j+1] = -4, +1) -> all zero; dense bias 0.5, 2."""
+    """A 2x2 conv, ReLU, flatten and a dense layer on a 3x3 input, computed by hand: the conv
+    [[1,0],[0,-1]] with bias 1 on [[1,2,3],[4,5,6],[7,8,9]] gives x[i][j] - x[i+1][j+1] + 1 = -4 + 1
+    = -3 in every window; ReLU makes them 0, so the dense layer gives its bias, 0.5 and 2."""
     layers = [
         {"name": "c", "type": "conv2d", "out_channels": 1, "kernel_size": 2,
          "weight": [[[[1, 0], [0, -1]]]], "bias": [1]},
@@ -97,8 +97,9 @@ def test_digits_logits_equal_pytorchs_on_the_same_weights():
 def test_digits_held_out_accuracy_from_the_pixels():
     """At least 97% on the held-out digits, from their 8-bit pixels through the model's own input rule."""
     model = load_model("digits")
-    pixels = HELD_OUT["pixels"].astype(np.float32)[:, None] / np.float32(255)
-    x = 1 - pixels  # unit scale, inverted: what InputSpec.apply does to each image
+    unit = HELD_OUT["pixels"].astype(np.float32)[:, None] / np.float32(255)  # as read_image's unit scale
+    x = np.stack([model.input.apply(LoadedImage(image, "held-out", "PNG", "L", ("gray",), ())).array
+                  for image in unit])
     probabilities = model.network.predict(x)
     accuracy = float(np.mean(probabilities.argmax(axis=1) == HELD_OUT["labels"]))
     assert len(HELD_OUT["labels"]) >= 300 and accuracy >= 0.97
