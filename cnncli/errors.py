@@ -38,3 +38,15 @@ class ShapeError(CnnError):
 
 class OutputError(CnnError):
     """An output file or folder that cannot be written."""
+
+
+class LimitError(CnnError):
+    """Input or work over a resource limit; ``limit`` names the Limits field (and flag) that sets it."""
+
+    def __init__(self, message: str, *, source: str | None = None, limit: str) -> None:
+        super().__init__(message, source=source)
+        self.limit = limit
+
+    def within(self, source: str) -> LimitError:
+        inner = f"{self.source}: {self.message}" if self.source else self.message
+        return LimitError(inner, source=source, limit=self.limit)

@@ -18,10 +18,9 @@ import numpy as np
 
 from .errors import ImageError
 from .inputs import read_bytes
+from .limits import DEFAULT_LIMITS, Limits
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
-DEFAULT_MAX_PIXELS = 1 << 26  # 8192 x 8192
-MAX_FILE_BYTES = 256 << 20
 
 Color = Literal["gray", "rgb"]
 Scale = Literal["raw", "unit"]
@@ -56,32 +55,37 @@ def read_image(
     scale: Scale = "raw",
     alpha: Alpha = "drop",
     dtype: type = np.float32,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LoadedImage:
     """Read an image file (or ``data``, the bytes of one, named ``source``) as a (C, H, W) array.
 
-    Raises ImageError naming ``source`` for a missing, unreadable, unsupported, truncated or
-    oversized image.
+    Raises ImageError naming ``source`` for a missing, unreadable, unsupported or truncated
+    image, and LimitError for a file, an image or a decoding over ``limits``, checked from the
+    file's header before any pixel is decoded.
     """
     from PIL import Image, UnidentifiedImageError
 
     if data is None:
-        data = read_bytes(source, limit=MAX_FILE_BYTES, error=ImageError, expected="an image file")
+        data = read_bytes(source, kind="image", error=ImageError, expected="an image file", limits=limits)
     if not data:
         raise ImageError("is empty; expected an image", source=source)
     im = None
+    pillow_cap = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
+            # Our pixel limit is checked first, with its own message; Pillow's (set to the same
+            # number after) then guards what we do not see, such as later frames of a GIF.
+            Image.MAX_IMAGE_PIXELS = None
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = im.size
             if width < 1 or height < 1:
                 raise ImageError(f"has no pixels ({width}x{height})", source=source)
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"is {width}x{height} ({width * height:,} pixels), over the limit of {max_pixels:,} pixels",
-                    source=source,
-                )
+            limits.check_pixels(width, height, source)
+            channels = 1 if color == "gray" else 3
+            limits.check_memory(decoding_bytes(width, height, channels + (alpha == "keep"), np.dtype(dtype)),
+                                source, f"decoding {width}x{height} pixels")
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels
             # Before load(): Pillow's TIFF reader applies the orientation there. Only files that
             # carry EXIF pay for parsing it (getexif loads the TIFF plugin).
             has_exif = im.format == "TIFF" or "exif" in im.info
@@ -94,6 +98,8 @@ def read_image(
             raise ImageError(f"claims more pixels than any supported image may have: {err}", source=source) from None
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as err:
             raise ImageError(f"cannot decode the {getattr(im, 'format', None) or 'image'}: {err}", source=source) from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = pillow_cap
     notes: list[str] = []
     if frames > 1:
         notes.append(f"first of {frames} frames")
@@ -118,6 +124,15 @@ def read_image(
         else:
             notes.append(f"values scaled from 0..{full_scale} to 0..255")
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
+
+
+def decoding_bytes(width: int, height: int, channels: int, dtype: np.dtype) -> int:
+    """An upper estimate of the memory alive at once while an image becomes a (C, H, W) array.
+
+    Pillow holds up to 4 bytes a pixel, and a converted copy as large; the planes are then stacked
+    (as float64 for deep images) and cast to ``dtype``.
+    """
+    return width * height * (2 * 4 + channels * (8 + dtype.itemsize))
 
 
 def _to_planes(im, color: Color, alpha: Alpha, notes: list[str]):

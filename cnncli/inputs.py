@@ -6,23 +6,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CnnError
+from .limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected: str) -> bytes:
-    """The bytes of ``path``; ``error`` names the file when it is missing, a folder, unreadable or over ``limit``.
+def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: str,
+               limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of ``path``; ``error`` names the file when it is missing, a folder or unreadable.
 
-    ``expected`` says what the file should have been, e.g. "an image file".
+    ``kind`` picks the size limit (see Limits.file_size); ``expected`` says what the file should
+    have been, e.g. "an image file". A FIFO or a device (``<(cmd)``, /dev/stdin) has no size to
+    check first, so it is read up to the limit and refused if there is more.
     """
     source = str(path)
     path = Path(path)
     try:
         size = path.stat().st_size
-        if size > limit:
-            raise error(f"is {size:,} bytes, over the limit of {limit:,} for {expected}", source=source)
-        return path.read_bytes()
+        if path.is_dir():
+            raise IsADirectoryError
+        limits.check_file_size(size, kind, source, expected)
+        with open(path, "rb") as stream:
+            return read_stream(stream, source, kind, expected, limits)
     except FileNotFoundError:
         raise error("no such file", source=source) from None
     except IsADirectoryError:
@@ -31,8 +37,16 @@ def read_bytes(path: str | Path, *, limit: int, error: type[CnnError], expected:
         raise error(f"cannot read: {err.strerror or err}", source=source) from None
 
 
+def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Everything ``stream`` holds, refusing (before reading it all) more than the size limit allows."""
+    limit = limits.file_size(kind)
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        limits.check_file_size(len(data), kind, source, expected)  # raises; says "over the limit"
+    return data
+
+
 MAX_NPZ_MEMBERS = 1024
-MAX_WEIGHTS_BYTES = 1 << 30  # a weights file (.npy, .npz) and what its arrays inflate to
 
 
 def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
@@ -69,7 +83,8 @@ def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
 
 
 def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, np.ndarray]:
-    """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all.
+    """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all
+    (the memory limit: they are all held at once).
 
     Sizes are read from the zip's directory before anything is inflated, so a small archive that
     would inflate to gigabytes (a zip bomb) is refused; reading stops at each member's stated size.
@@ -85,8 +100,7 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     if len(members) > MAX_NPZ_MEMBERS:
         raise error(f"holds {len(members):,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}", source=source)
     inflated = sum(member.file_size for member in members)
-    if inflated > limit:
-        raise error(f"would inflate to {inflated:,} bytes, over the limit of {limit:,}", source=source)
+    Limits(max_memory=limit).check_memory(inflated, source, f"its {len(members)} arrays (inflated)")
     arrays = {}
     for member in members:
         name = member.filename.removesuffix(".npy")

@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import ShapeError, SpecError
 from .inputs import read_bytes
+from .limits import DEFAULT_LIMITS, Limits
 from .ops import PADDING_MODES
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 SETTING_KEYS = ("stride", "padding", "padding_mode", "dilation", "flip")
 FILE_KEYS = ("name", "description", "weights", "divisor", "bias") + SETTING_KEYS
-MAX_KERNEL_FILE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
@@ -175,17 +175,17 @@ def parse_conv_settings(read: Reader, document: Mapping[str, Any]) -> dict[str, 
     return settings
 
 
-def load_kernel_file(path: str | Path) -> Kernel:
+def load_kernel_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Kernel:
     """Read and parse a kernel JSON file."""
     path = Path(path)
     source = str(path)
-    text = read_bytes(path, limit=MAX_KERNEL_FILE_BYTES, error=SpecError, expected="a kernel JSON file")
+    text = read_bytes(path, kind="kernel", error=SpecError, expected="a kernel JSON file", limits=limits)
     from .jsonspec import loads
 
     return parse_kernel(loads(text, source), source, default_name=path.stem)
 
 
-def resolve_kernel(spec: str, option: str = "--kernel") -> Kernel:
+def resolve_kernel(spec: str, option: str = "--kernel", limits: Limits = DEFAULT_LIMITS) -> Kernel:
     """Turn one ``--kernel`` value into a Kernel: inline JSON (an array or object), a file, or a built-in name."""
     text = spec.strip()
     if text.startswith(("[", "{")):
@@ -196,7 +196,7 @@ def resolve_kernel(spec: str, option: str = "--kernel") -> Kernel:
         return LIBRARY[text.lower()]
     path = Path(text)
     if path.exists() or path.suffix.lower() == ".json" or "/" in text:
-        return load_kernel_file(path)
+        return load_kernel_file(path, limits)
     import difflib  # only errors pay for its import
 
     hint = difflib.get_close_matches(text.lower(), LIBRARY, n=1)

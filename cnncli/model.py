@@ -481,6 +481,26 @@ class Network:
                 result.append(layer)
         return tuple(result)
 
+    def memory_estimate(self, input_shape: Shape, itemsize: int) -> int:
+        """Bytes that ``forward`` holds at once for one input, from shapes alone, an upper estimate.
+
+        Every map is kept (they are all shown), and the layer at work holds a padded or converted
+        copy of its input and, for a convolution, a block of unrolled windows and one of products
+        (each at most ops.IM2COL_ELEMENTS); the weights are counted too.
+        """
+        shapes = self.shapes(input_shape)
+        maps = sum(math.prod(shape) for shape in shapes)
+        working = 0
+        for layer, before, after in zip(self.layers, shapes, shapes[1:]):
+            size = math.prod(before)
+            if isinstance(layer, Conv2d):
+                f, c, kh, kw = layer.weight.shape
+                out = math.prod(after[1:])
+                size += min(ops.IM2COL_ELEMENTS, c * layer.groups * kh * kw * out) + min(ops.IM2COL_ELEMENTS, f * out)
+            working = max(working, size)
+        weights = sum(getattr(layer, "params", 0) for layer in self.layers)
+        return (maps + working + weights) * itemsize
+
     def table(self, input_shape: Shape) -> list[dict[str, Any]]:
         """One row per layer for one input (name, type, description, output shape, parameters,
         multiply-adds), computed from shapes alone: what ``cnn summary`` prints."""

@@ -25,14 +25,14 @@ import numpy as np
 from . import model as layers, ops
 from .errors import ShapeError, SpecError
 from .images import LoadedImage, array_size, resize
-from .inputs import MAX_WEIGHTS_BYTES, load_npz, read_bytes
+from .inputs import load_npz, read_bytes
+from .limits import DEFAULT_LIMITS, Limits
 from .jsonspec import Reader, loads
 from .kernels import parse_conv_settings
 
 MODEL_FORMAT = "cnn-model"
 MODEL_VERSION = 1
 BUNDLED = Path(__file__).parent / "models"
-MAX_MODEL_FILE_BYTES = 64 << 20
 TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "metadata")
 INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std")
 MAX_SIDE = 1 << 14
@@ -99,6 +99,7 @@ class Model:
     description: str = ""
     weights_source: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    paths: tuple[Path, ...] = ()  # the files read: the model's own and its weights
 
     @property
     def params(self) -> int:
@@ -126,15 +127,16 @@ def resolve_model(spec: str, option: str = "--model") -> Path:
     raise SpecError(f"{text!r} is neither a model file nor a bundled model{suggestion}", source=option)
 
 
-def load_model(spec: str, option: str = "--model") -> Model:
+def load_model(spec: str, option: str = "--model", limits: Limits = DEFAULT_LIMITS) -> Model:
     """Read, build and check a model from a bundled name or a file."""
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem
-    data = read_bytes(path, limit=MAX_MODEL_FILE_BYTES, error=SpecError, expected="a model JSON file")
-    return parse_model(loads(data, source), source, path.parent)
+    data = read_bytes(path, kind="model", error=SpecError, expected="a model JSON file", limits=limits)
+    model = parse_model(loads(data, source), source, path.parent, limits)
+    return replace(model, paths=(path, *model.paths))
 
 
-def parse_model(document: Any, source: str, folder: Path) -> Model:
+def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS) -> Model:
     """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for."""
     read = Reader(source)
     read.object(document, "", TOP_KEYS, required=("format", "version", "input", "layers"))
@@ -150,20 +152,22 @@ def parse_model(document: Any, source: str, folder: Path) -> Model:
     metadata = document.get("metadata", {})
     if not isinstance(metadata, dict):
         raise read.fail("metadata", "expected an object (free-form: data set, accuracy, ...)")
-    weights_source, stored = None, {}
+    weights_source, stored, paths = None, {}, ()
     if "weights" in document:
         weights_path = folder / read.string(document["weights"], "weights")
         weights_source = str(weights_path) if folder != BUNDLED else weights_path.name
         try:
-            data = read_bytes(weights_path, limit=MAX_WEIGHTS_BYTES, error=SpecError, expected="a .npz weights file")
+            data = read_bytes(weights_path, kind="weights", error=SpecError, expected="a .npz weights file",
+                              limits=limits)
         except SpecError as err:  # say which model asked for the file
             raise read.fail("weights", f"{weights_source}: {err.message}") from None
-        stored = load_npz(data, weights_source, SpecError, MAX_WEIGHTS_BYTES)
+        stored = load_npz(data, weights_source, SpecError, limits.max_memory)
+        paths = (weights_path,)
     weights = _Weights(stored, weights_source)
     network, out_shape = _build_network(read, document["layers"], spec, weights)
     weights.check_all_used()
     labels = _labels(read, document.get("labels"), out_shape)
-    return Model(name, spec, labels, network, source, description, weights_source, metadata)
+    return Model(name, spec, labels, network, source, description, weights_source, metadata, paths)
 
 
 def _input_spec(read: Reader, value: Any) -> InputSpec:

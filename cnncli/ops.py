@@ -27,7 +27,7 @@ _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"
 # Strip sizes: a shift-and-add strip of output stays in L2 cache; an im2col block stays small
 # enough that a huge image never needs more than a few tens of MB on top of its output.
 _STRIP_ELEMENTS = 1 << 16
-_IM2COL_ELEMENTS = 1 << 23
+IM2COL_ELEMENTS = 1 << 23
 _THREADED_ELEMENTS = 1 << 20
 
 
@@ -342,7 +342,7 @@ def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
     to 5x slower in a new process; reuse pays that once. Only buffers up to the im2col block are
     kept, so a huge image does not leave its padded copy held after the call.
     """
-    if size > _IM2COL_ELEMENTS:
+    if size > IM2COL_ELEMENTS:
         return np.empty(size, dtype=dtype)
     buffers = _scratch.__dict__.setdefault("buffers", {})
     held = buffers.get(name)
@@ -380,7 +380,7 @@ def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     tail = reach * wp + (kw - 1) * dw  # read past the last row only by dropped cells
     # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
     row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
-    budget = _IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
+    budget = IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
     if budget - reach >= hp:  # whole images per product
         images = min(n, (budget - reach) // hp)
         flat = _buffer("padded", channels * (images * hp * wp + tail), x.dtype).reshape(channels, -1)
@@ -450,7 +450,7 @@ def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     n_filters, _, kh, kw = weight.shape
     depth = channels * kh * kw
     flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
-    rows = max(1, min(out_h, _IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
+    rows = max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     # windows: N, C, Ho, Wo, KH, KW

@@ -282,7 +282,7 @@ def test_overflow_gives_valid_json_and_a_warning(capsys):
 
 @pytest.mark.parametrize("args, words", [
     (["--padding", "100000"], "would need about"),
-    (["--dense-random", "100000000"], "--dense-random: the run would need"),
+    (["--dense-random", "100000000"], "--dense-random: its weights would need"),
 ])
 def test_runs_too_big_for_memory_are_refused_before_allocating(capsys, args, words):
     """The memory a run needs is estimated from its shapes and refused over the limit, one line, exit 1."""

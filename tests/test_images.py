@@ -17,8 +17,9 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
-from cnncli.errors import ImageError
+from cnncli.errors import ImageError, LimitError
 from cnncli.images import read_image
+from cnncli.limits import Limits
 
 SEED = Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png"
 SEED_VALUES = [[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]
@@ -420,9 +421,9 @@ def test_every_truncation_of_an_animated_gif_is_an_image_error():
 # --- errors -------------------------------------------------------------------------------------
 
 
-def raises_image_error(source: str, *words: str, data: bytes | None = None, **options) -> str:
-    """Read and expect ImageError whose message names ``source`` and contains each of ``words``."""
-    with pytest.raises(ImageError) as caught:
+def raises_image_error(source: str, *words: str, data: bytes | None = None, error=ImageError, **options) -> str:
+    """Read and expect ``error`` whose message names ``source`` and contains each of ``words``."""
+    with pytest.raises(error) as caught:
         read_image(source, data, **options)
     message = str(caught.value)
     assert source in message
@@ -477,7 +478,7 @@ def test_decompression_bomb_is_refused_without_allocating():
     data = png_claiming(20000, 20000)
     assert len(data) < 100
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    message = raises_image_error("bomb.png", "400000000 pixels", "limit", data=data)
+    message = raises_image_error("bomb.png", "400,000,000 pixels", "limit", data=data, error=LimitError)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown < 64 * 1024, message  # the image would take 400 MB
 
@@ -485,13 +486,15 @@ def test_decompression_bomb_is_refused_without_allocating():
 def test_over_max_pixels_is_refused():
     """Lowering max_pixels below an image's size gives the "over the limit" error; at the size it reads."""
     data = encode(Image.new("L", (10, 10), 5), "PNG")
-    raises_image_error("small.png", "10x10", "over the limit", data=data, max_pixels=99)
-    check(read_image("small.png", data, max_pixels=100).array, np.full((1, 10, 10), 5))
+    raises_image_error("small.png", "10x10", "over the limit", data=data, error=LimitError,
+                       limits=Limits(max_pixels=99))
+    check(read_image("small.png", data, limits=Limits(max_pixels=100)).array, np.full((1, 10, 10), 5))
 
 
 def test_image_over_default_limit_but_under_pillows_is_refused():
     """A PNG claiming 9000x9000 (81 MP) is over the default limit of 8192 x 8192 pixels."""
-    raises_image_error("big.png", "9000x9000", "over the limit of 67,108,864 pixels", data=png_claiming(9000, 9000))
+    raises_image_error("big.png", "9000x9000", "over the limit of 67,108,864 pixels", data=png_claiming(9000, 9000),
+                       error=LimitError)
 
 
 # --- bytes from stdin ---------------------------------------------------------------------------

@@ -134,7 +134,7 @@ def test_stacked_batch_equals_images_one_by_one(monkeypatch, budget, mode):
     """The GEMM path stacks small images of a batch into one product; a small block budget forces
     several stacks, a partial last stack, and one image per product. Reference: the same
     convolution image by image with method "taps" (float64, so the comparison is tight)."""
-    monkeypatch.setattr(ops, "_IM2COL_ELEMENTS", budget)
+    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
     rng = np.random.default_rng(16)
     batch = rng.standard_normal((7, 3, 9, 11))
     weight = rng.standard_normal((4, 3, 3, 2))

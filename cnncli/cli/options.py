@@ -15,10 +15,11 @@ from ..errors import CnnError
 
 if TYPE_CHECKING:  # the core is imported when a command runs, so --help and completion stay fast
     from ..images import LoadedImage
+    from ..limits import Limits
     from ..model import Dense, Network, StageOptions
     from ..modelfile import Model
 
-INPUT, MODEL, CONV, LAYERS, OUTPUT = "Input", "Model", "Convolution", "Layers", "Output"
+INPUT, MODEL, CONV, LAYERS, OUTPUT, LIMITS = "Input", "Model", "Convolution", "Layers", "Output", "Limits"
 
 Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIFF, WebP), or - for stdin.",
                                       show_default=False)]
@@ -73,6 +74,26 @@ Top = Annotated[Optional[int], typer.Option(
 AlphaOpt = Annotated[Optional[Literal["drop", "white", "black", "keep"]], typer.Option(
     rich_help_panel=INPUT, show_default="drop; white for a model that inverts",
     help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
+
+
+def _size(text: str) -> int:
+    from ..limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+MaxPixels = Annotated[Optional[int], typer.Option(
+    min=1, rich_help_panel=LIMITS, show_default="67108864 (8192 x 8192)", metavar="N",
+    help="Refuse an image with more pixels, read from its header before decoding.")]
+MaxMemory = Annotated[Optional[int], typer.Option(
+    parser=_size, rich_help_panel=LIMITS, show_default="4G", metavar="SIZE",
+    help="Refuse a run whose arrays would need more memory, estimated from shapes before allocating.")]
+MaxFileSize = Annotated[Optional[int], typer.Option(
+    parser=_size, rich_help_panel=LIMITS, show_default="256M image, 16M kernel, 64M model, 1G weights",
+    metavar="SIZE", help="Refuse a larger input file (image, kernel, model or weights).")]
 Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT, help="Precision of the computation.")]
 
 
@@ -103,6 +124,16 @@ class LayerOptions:
     dtype: str = "float32"
     model: str | None = None
     top: int | None = None
+    max_pixels: int | None = None
+    max_memory: int | None = None
+    max_file_size: int | None = None
+
+    @property
+    def limits(self) -> Limits:
+        from ..limits import Limits
+
+        given = {name: getattr(self, name) for name in ("max_pixels", "max_memory", "max_file_size")}
+        return Limits(**{name: value for name, value in given.items() if value is not None})
 
     def given(self, names: tuple[str, ...]) -> list[str]:
         """Which of these options were given on the command line (None and False mean not given)."""
@@ -115,7 +146,7 @@ _SHARED = {
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
-    "model": ModelOpt, "top": Top,
+    "model": ModelOpt, "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
 }
 # The options that describe a --kernel run's layers; a model file describes its own.
 KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip", "activation", "negative_slope",
@@ -174,7 +205,7 @@ def prepare(options: LayerOptions) -> Prepared:
                                  param_hint=name)
     from ..modelfile import load_model
 
-    model = load_model(options.model)
+    model = load_model(options.model, limits=options.limits)
     for name in options.given(("color", "scale")):
         raise typer.BadParameter(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
                                  param_hint=f"--{name}")
@@ -185,8 +216,16 @@ def prepare(options: LayerOptions) -> Prepared:
     alpha = options.alpha or ("white" if model.input.invert else "drop")
     image = model.input.apply(load_image(options, model.input.color, model.input.scale, alpha))
     _warn_if_looks_inverted(model, image)
-    check_maps_memory(model.network.shapes(image.array.shape), image)
+    check_run_memory(model.network, image, options.limits)
     return Prepared(image, model.network, model)
+
+
+def input_files(options: LayerOptions, prepared: Prepared) -> list[str]:
+    """Every file this run reads, which no output may overwrite."""
+    names = [options.image, *(options.kernels or ()), options.dense]
+    if prepared.model is not None:
+        names += [str(path) for path in prepared.model.paths]
+    return [name for name in names if name and name != "-"]
 
 
 def _warn_if_looks_inverted(model: Model, image: LoadedImage) -> None:
@@ -215,9 +254,11 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
         source = "stdin"
         if sys.stdin is None or sys.stdin.isatty():
             raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
-        data = sys.stdin.buffer.read()
+        from ..inputs import read_stream
+
+        data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
     return read_image(source, data, color=color, scale=scale, alpha=alpha,
-                      dtype=np.float32 if options.dtype == "float32" else np.float64)
+                      dtype=np.float32 if options.dtype == "float32" else np.float64, limits=options.limits)
 
 
 def build_network(options: LayerOptions, image: LoadedImage) -> Network:
@@ -228,7 +269,7 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     if not options.kernels:
         raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them), "
                                  "or a whole network with --model (`cnn models` lists them)", param_hint="--kernel")
-    kernels = [resolve_kernel(spec) for spec in options.kernels]
+    kernels = [resolve_kernel(spec, limits=options.limits) for spec in options.kernels]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
     given = {"stride": options.stride, "dilation": options.dilation, "padding_mode": options.padding_mode,
@@ -244,27 +285,17 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
         ceil_mode=options.ceil_mode, softmax=options.softmax)
     dense = _dense_layer(options, image, bank, stage)
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
-    try:
-        shapes = network.shapes(image.array.shape)
-    except CnnError as err:
-        raise err.within(image.source) from None
-    check_maps_memory(shapes, image)
+    check_run_memory(network, image, options.limits)
     return network
 
 
-MAX_MEMORY = 4 << 30
-
-
-def check_maps_memory(shapes: list, image: LoadedImage) -> None:
-    """Refuse a run whose maps, all kept (shapes from Network.shapes), would need over MAX_MEMORY."""
-    check_memory(sum(math.prod(shape) for shape in shapes) * image.array.itemsize, image.source)
-
-
-def check_memory(estimate: int, source: str) -> None:
-    """Refuse, before allocating, a run whose maps (all kept) or weights would need over MAX_MEMORY."""
-    if estimate > MAX_MEMORY:
-        raise CnnError(f"the run would need about {estimate / 2**30:.1f} GiB for its maps and weights, over "
-                       f"the limit of {MAX_MEMORY >> 30} GiB; use a smaller image, stride or layer", source=source)
+def check_run_memory(network: Network, image: LoadedImage, limits: Limits) -> None:
+    """Check the network's shapes on the image, then refuse a run over the memory limit before it starts."""
+    try:
+        estimate = network.memory_estimate(image.array.shape, image.array.itemsize)
+    except CnnError as err:
+        raise err.within(image.source) from None
+    limits.check_memory(estimate, image.source, "the run's maps and weights")
 
 
 def forward(prepared: Prepared) -> list:
@@ -314,7 +345,7 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
     from ..model import Dense, single_stage
 
     if options.dense is not None:
-        weight, bias = read_dense_weights(options.dense)
+        weight, bias = read_dense_weights(options.dense, options.limits)
         return Dense(weight, bias, "dense1", options.dense)
     # Random weights take as many inputs as the conv stage gives this image.
     conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)
@@ -322,7 +353,8 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
         in_features = math.prod(conv_only.shapes(image.array.shape)[-1])
     except CnnError as err:
         raise err.within(image.source) from None
-    check_memory(options.dense_random * in_features * image.array.itemsize, "--dense-random")
+    options.limits.check_memory(options.dense_random * in_features * image.array.itemsize, "--dense-random",
+                                "its weights")
     seed = options.seed or 0
     weight, bias = random_dense(options.dense_random, in_features, seed, image.array.dtype)
     return Dense(weight, bias, "dense1", f"random (seed {seed})")
