@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
 from . import jsonspec
 from .errors import OutputError, SpecError
-from .inputs import MAX_WEIGHTS_BYTES, load_npy, load_npz, read_bytes
+from .inputs import load_npy, load_npz, read_bytes
+from .limits import DEFAULT_LIMITS, Limits
 from .trace import TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
@@ -24,12 +25,44 @@ if TYPE_CHECKING:
 
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+def check_output(path: str | Path, force: bool = False, inputs: Iterable[str | Path] = ()) -> None:
+    """Refuse, before any work, an output that is a folder, that exists (unless ``force``) or that
+    is one of the run's ``inputs`` under any name or link (``cnn run x.png -o x.png``), even with
+    ``force``. Devices and FIFOs (/dev/null, a named pipe) are written in place and always allowed.
+    """
+    import stat
+
+    source = str(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
+    if stat.S_ISDIR(mode):
+        raise OutputError("is a folder; expected a file name", source=source)
+    if not stat.S_ISREG(mode):
+        return
+    for name in inputs:
+        try:
+            same = os.path.samefile(path, name)
+        except OSError:  # an input that is not a file: a built-in name, inline JSON, stdin
+            same = False
+        if same:
+            alias = f" (as {name})" if str(name) != source else ""
+            raise OutputError(f"is also an input of this run{alias}; write the output elsewhere", source=source)
+    if not force:
+        raise OutputError("already exists; --force replaces it", source=source)
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], force: bool = False) -> None:
     """Write a file through ``write(stream)`` so that it is never seen half-written.
 
     A regular file (or one that does not exist yet) is written to a temporary file beside it and
-    renamed into place; a symbolic link has its target replaced, not the link. A device or a FIFO
-    (/dev/null, /dev/stdout, a named pipe) cannot be renamed over: it is written in place.
+    moved into place; an existing file is replaced only with ``force``, and a symbolic link has
+    its target replaced, not the link. A device or a FIFO (/dev/null, /dev/stdout, a named pipe)
+    cannot be renamed over: it is written in place. On any failure, Ctrl-C included, the
+    temporary file is removed and the destination is as it was.
     """
     import stat
 
@@ -45,6 +78,8 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         raise OutputError("is a folder; expected a file name", source=source)
     if mode is not None and not stat.S_ISREG(mode):
         _write_in_place(path, write, source)
+    elif mode is not None and not force:
+        raise OutputError("already exists; --force replaces it", source=source)
     else:
         _write_and_rename(path, write, source, None if mode is None else stat.S_IMODE(mode))
 
@@ -68,6 +103,29 @@ def _write_in_place(path: Path, write: Callable[[BinaryIO], None], source: str) 
 
 
 def _write_and_rename(path: Path, write: Callable[[BinaryIO], None], source: str, mode: int | None) -> None:
+    """Write beside ``path`` and move into place: replacing the file of ``mode``, or creating it
+    when ``mode`` is None, by a hard link that fails if another process made the file meanwhile."""
+    temporary = _stage(path, write, source, mode)
+    try:
+        if mode is not None:
+            os.replace(temporary, path)
+        else:
+            _create_from(temporary, path)
+    except FileExistsError:
+        raise OutputError("already exists (made while this run was writing); --force replaces it",
+                          source=source) from None
+    except OSError as err:
+        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _stage(path: Path, write: Callable[[BinaryIO], None], source: str, mode: int | None = None) -> str:
+    """Write a hidden temporary file beside ``path``, flushed to disk, and return its name.
+
+    It gets ``mode``, or the mode a new file would get. On any failure, Ctrl-C included, it is
+    removed before the error goes on.
+    """
     import tempfile  # only runs that write pay for its import
 
     try:
@@ -81,12 +139,24 @@ def _write_and_rename(path: Path, write: Callable[[BinaryIO], None], source: str
             os.fsync(handle.fileno())
         # A temporary file is private (0600); the result gets the old file's mode, or the umask's.
         os.chmod(handle.name, _default_mode() if mode is None else mode)
-        os.replace(handle.name, path)
+        return handle.name
     except BaseException as err:
         Path(handle.name).unlink(missing_ok=True)
         if isinstance(err, OSError):
             raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
         raise
+
+
+def _create_from(temporary: str, path: Path) -> None:
+    """Give ``temporary``'s content the new name ``path``, failing with FileExistsError if it exists."""
+    try:
+        os.link(temporary, path)  # atomic, and never replaces
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links
+        if path.exists():
+            raise FileExistsError(path) from None
+        os.replace(temporary, path)
 
 
 def _default_mode() -> int:
@@ -102,8 +172,11 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def save_npy(path: str | Path, array: np.ndarray) -> None:
-    """Write ``array`` as a .npy file, atomically; ``-`` is standard output (never a terminal)."""
+def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
+    """Write ``array`` as a .npy file, atomically; ``-`` is standard output (never a terminal).
+
+    An existing file is replaced only with ``force``.
+    """
     import sys
 
     data = npy_bytes(array)
@@ -118,60 +191,95 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     if Path(path).suffix.lower() != ".npy" and not _is_special(path):
         raise OutputError("expected a file name ending in .npy (the array is written in NumPy's .npy format)",
                           source=str(path))
-    write_atomic(path, lambda stream: stream.write(data))
+    write_atomic(path, lambda stream: stream.write(data), force)
 
 
-def save_json(path: str | Path, document: Any) -> None:
+def save_json(path: str | Path, document: Any, force: bool = False) -> None:
     """Write a JSON document laid out for people (rows of numbers on one line), atomically."""
     text = jsonspec.dumps(document) + "\n"
-    write_atomic(path, lambda stream: stream.write(text.encode()))
+    write_atomic(path, lambda stream: stream.write(text.encode()), force)
+
+
+def layer_file_name(step: Step) -> str:
+    """``03_conv2.npy``: the index keeps the files in order; a name from a model file is reduced to
+    safe characters, so that ``../x`` cannot write outside the folder."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", step.name).lstrip(".") or "layer"
+    return f"{step.index:02d}_{safe}.npy"
 
 
 def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
-                    extras: dict | None = None) -> dict:
-    """Write one .npy per layer and DIR/manifest.json (written last) listing them; return the manifest.
+                    extras: dict | None = None, inputs: Iterable[str | Path] = ()) -> dict:
+    """Write one .npy per layer and DIR/manifest.json listing them; return the manifest.
 
-    A folder that holds an earlier manifest is refused unless ``force``; then the files that the
-    old manifest lists are removed first, so no stale layer is left beside the new ones.
+    Nothing is left half-done: every file is first written beside its place as a hidden temporary
+    file, and only when all are written are they renamed into place, the manifest last. A folder
+    with an earlier inspection, or any file of the same name, is refused unless ``force``; then
+    the files the old manifest lists and the new one does not are removed at the end.
     """
     directory = Path(directory)
+    source = str(directory)
     manifest_path = directory / "manifest.json"
-    if manifest_path.exists():
-        if not force:
-            raise OutputError("holds an earlier inspection (manifest.json); --force replaces it", source=str(directory))
-        _remove_listed_files(directory, manifest_path)
+    if manifest_path.exists() and not force:
+        raise OutputError("holds an earlier inspection (manifest.json); --force replaces it", source=source)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError("is a file; expected a folder for the layer files", source=source)
+    names = [layer_file_name(step) for step in steps]
+    for name in (*names, "manifest.json"):
+        check_output(directory / name, force, inputs)
+    stale = [name for name in _listed_files(manifest_path) if name not in names]
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create the folder: {err.strerror or err}", source=str(directory)) from None
-    layers = []
-    for step in steps:
-        record = layer_record(step)
-        record["file"] = f"{step.index:02d}_{step.name}.npy"
-        save_npy(directory / record["file"], step.output)
-        layers.append(record)
-    manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image), "layers": layers,
-                **(extras or {})}
-    save_json(manifest_path, manifest)
+        raise OutputError(f"cannot create the folder: {err.strerror or err}", source=source) from None
+    staged: list[tuple[str, Path]] = []
+    try:
+        layers = []
+        for step, name in zip(steps, names):
+            data = npy_bytes(step.output)
+            staged.append((_stage(directory / name, lambda stream: stream.write(data), source), directory / name))
+            layers.append({**layer_record(step), "file": name})
+        manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image),
+                    "layers": layers, **(extras or {})}
+        text = (jsonspec.dumps(manifest) + "\n").encode()
+        staged.append((_stage(manifest_path, lambda stream: stream.write(text), source), manifest_path))
+        for temporary, target in staged:
+            os.replace(temporary, target)
+    except BaseException as err:
+        for temporary, _ in staged:
+            Path(temporary).unlink(missing_ok=True)
+        if created:
+            _remove_if_empty(directory)
+        if isinstance(err, OSError):
+            raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
+        raise
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
     return manifest
 
 
-def _remove_listed_files(directory: Path, manifest_path: Path) -> None:
-    """Remove the layer files an old manifest lists (only plain names inside ``directory``), then it."""
+def _remove_if_empty(directory: Path) -> None:
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _listed_files(manifest_path: Path) -> list[str]:
+    """The layer files an earlier manifest lists: only plain .npy names, so a forged one cannot point outside."""
     import json
 
     try:
         old = json.loads(manifest_path.read_text())
         names = [layer["file"] for layer in old["layers"]]
     except (OSError, ValueError, KeyError, TypeError):
-        names = []
-    for name in names:
-        if isinstance(name, str) and Path(name).name == name and name.endswith(".npy"):
-            (directory / name).unlink(missing_ok=True)
-    manifest_path.unlink(missing_ok=True)
+        return []
+    return [name for name in names if isinstance(name, str) and Path(name).name == name and name.endswith(".npy")]
 
 
-def read_dense_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+def read_dense_weights(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray | None]:
     """Read dense weights (out, in) and an optional bias (out,) from .npy, .npz or .json.
 
     A .npy holds the weight alone; a 1-D weight (in,) is one output unit, as in the seed tutorial.
@@ -183,14 +291,14 @@ def read_dense_weights(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]
     suffix = path.suffix.lower()
     if suffix not in (".json", ".npy", ".npz"):
         raise SpecError("expected a .npy, .npz or .json file of dense weights", source=source)
-    data = read_bytes(path, limit=MAX_WEIGHTS_BYTES, error=SpecError, expected="a dense weights file")
+    data = read_bytes(path, kind="weights", error=SpecError, expected="a dense weights file", limits=limits)
     try:
         if suffix == ".json":
             weight, bias = _dense_from_json(jsonspec.loads(data, source), source)
         elif suffix == ".npy":
             weight, bias = load_npy(data, source, SpecError), None
         else:
-            arrays = load_npz(data, source, SpecError, MAX_WEIGHTS_BYTES)
+            arrays = load_npz(data, source, SpecError, limits.max_memory)
             if "weight" not in arrays or set(arrays) - {"weight", "bias"}:
                 raise SpecError(f"holds {sorted(arrays)}; expected 'weight' and optionally 'bias'", source=source)
             weight, bias = arrays["weight"], arrays.get("bias")

@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from cnncli.errors import OutputError, SpecError
+from cnncli.errors import LimitError, OutputError, SpecError
 from cnncli.files import random_dense, read_dense_weights, save_json, save_npy, write_atomic
+from cnncli.limits import Limits
 
 
 def test_dense_weights_from_npy_npz_and_json(tmp_path):
@@ -71,11 +72,14 @@ def test_a_failed_write_leaves_no_file_behind(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_an_existing_file_is_replaced_whole(tmp_path):
-    """save_npy replaces a file in one step; save_json writes parseable JSON."""
+def test_an_existing_file_is_kept_unless_forced_then_replaced_whole(tmp_path):
+    """save_npy refuses an existing file, and with force replaces it in one step; save_json writes parseable JSON."""
     target = tmp_path / "y.npy"
     save_npy(target, np.zeros(3))
-    save_npy(target, np.ones((2, 2), np.float32))
+    with pytest.raises(OutputError, match="y.npy: already exists; --force replaces it"):
+        save_npy(target, np.ones(3))
+    assert np.load(target).tolist() == [0, 0, 0]
+    save_npy(target, np.ones((2, 2), np.float32), force=True)
     assert np.load(target).tolist() == [[1, 1], [1, 1]] and sorted(os.listdir(tmp_path)) == ["y.npy"]
     save_json(tmp_path / "m.json", {"a": [[1, 2], [3, 4]]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": [[1, 2], [3, 4]]}
@@ -95,7 +99,7 @@ def test_new_files_get_the_umask_mode_and_keep_an_old_mode(tmp_path):
         kept = tmp_path / "kept.npy"
         kept.write_bytes(b"")
         kept.chmod(0o640)
-        save_npy(kept, np.zeros(1))
+        save_npy(kept, np.zeros(1), force=True)
     finally:
         os.umask(old)
     assert (tmp_path / "new.npy").stat().st_mode & 0o777 == 0o644
@@ -150,15 +154,13 @@ def test_npz_bombs_and_crowds_are_refused(tmp_path, monkeypatch):
     """An archive inflating past the limit, one with too many members, or a forged member, is a SpecError."""
     import zipfile
 
-    import cnncli.files as files
     import cnncli.inputs as inputs
 
     bomb = tmp_path / "bomb.npz"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("weight.npy", bytes(1 << 24))  # 16 MiB of zeros deflates to a few KiB
-    monkeypatch.setattr(files, "MAX_WEIGHTS_BYTES", 1 << 20)
-    with pytest.raises(SpecError, match="would inflate to 16,777,216 bytes, over the limit"):
-        read_dense_weights(bomb)
+    with pytest.raises(LimitError, match=r"its 1 arrays \(inflated\) would need about 16.0 MiB, over the memory limit"):
+        read_dense_weights(bomb, Limits(max_memory=1 << 20))
     crowd = tmp_path / "crowd.npz"
     np.savez(crowd, **{f"a{i}": np.zeros(1) for i in range(5)})
     monkeypatch.setattr(inputs, "MAX_NPZ_MEMBERS", 4)

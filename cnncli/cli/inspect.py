@@ -13,7 +13,7 @@ Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
     help="Write DIR/manifest.json and one .npy per layer (the input included).")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
-                                     help="Let --save replace an earlier inspection in DIR.")]
+                                     help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
 Format = Annotated[Literal["table", "json"], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT,
     help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout.")]
@@ -43,7 +43,7 @@ def inspect(
     if save is not None:
         from ..files import save_inspection
 
-        manifest = save_inspection(save, loaded, steps, force, extras)
+        manifest = save_inspection(save, loaded, steps, force, extras, opt.input_files(options, prepared))
     if format == "json":
         print_json(manifest or {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
                                 "layers": [layer_record(step) for step in steps], **extras})

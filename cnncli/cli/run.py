@@ -16,6 +16,8 @@ Format = Annotated[Literal["table", "json"], typer.Option(
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE.npy",
     help="Also write the final output array to a .npy file; - writes it to stdout instead of the tables.")]
+Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
+                                     help="Let -o replace an existing file.")]
 Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
                                     help="Print every value and channel of big maps instead of eliding them.")]
 
@@ -27,6 +29,7 @@ def run(
     format: Format = "table",
     output: Output = None,
     full: Full = False,
+    force: Force = False,
 ) -> None:
     """Run conv -> activation -> pooling (-> dense), or a whole model, on an image; print every feature map.
 
@@ -34,13 +37,17 @@ def run(
     cnn run sample_images/digit_7.png --model digits
     """
     prepared = opt.prepare(options)
+    if output is not None and output != "-":
+        from ..files import check_output
+
+        check_output(output, force, opt.input_files(options, prepared))  # before the work, not after
     loaded = prepared.image
     steps = opt.forward(prepared)
     predictions = opt.predictions(options, prepared, steps)
     if output is not None:
         from ..files import save_npy
 
-        save_npy(output, steps[-1].output)
+        save_npy(output, steps[-1].output, force)
     if output == "-":
         return  # stdout carries the array alone
     if format == "json":
