@@ -31,10 +31,20 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_debug = False  # set by --debug: errors show their traceback too
+
+
+def _set_debug(value: bool) -> None:
+    global _debug
+    _debug = _debug or value
+
+
 @app.callback()
 def _root(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, is_eager=True,
+                                        help="Show the traceback of an error (also CNN_DEBUG=1).")] = False,
 ) -> None:
     """Run convolutional-network layers on images and see every intermediate feature map."""
 
@@ -45,41 +55,87 @@ from . import models as _models  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C so that temporary files are removed on the way out."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code (the console script passes it to sys.exit)."""
+    """Run the CLI; return the exit code (the console script passes it to sys.exit).
+
+    Every failure is one line on stderr: ``cnn: SOURCE: what is wrong``. Exit 1 for bad data, a
+    limit or a failed write; 2 for bad usage; 130 for Ctrl-C; 143 for SIGTERM.
+    """
+    global _debug
+    _debug = os.environ.get("CNN_DEBUG", "") not in ("", "0")
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="cnn", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except CnnError as err:
-        _fail(str(err))
-        return 1
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return 130
-    except MemoryError:
-        _fail("out of memory; use a smaller image, stride or layer")
-        return 1
     except BrokenPipeError:
         # The reader went away (`cnn ... | head`): stop quietly, as the Python docs advise.
+        _drop_stdout()
+        return 141
+    except BaseException as err:  # noqa: B036  (every way out becomes one line and an exit code)
+        message, code = _explain(err)
+        if isinstance(err, OSError) and err.filename is None:
+            _drop_stdout()  # a full disk behind `> file`: the exit's flush would fail again, with a traceback
+        if code is None:
+            raise
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        _fail(message)
+        return code
+
+
+def _explain(err: BaseException) -> tuple[str, int | None]:
+    """The line to print for an error and the exit code; code None lets it through (SystemExit)."""
+    from ..errors import LimitError
+
+    if isinstance(err, LimitError):
+        return f"{err} (--{err.limit.replace('_', '-')} raises it)", 1
+    if isinstance(err, CnnError):
+        return str(err), 1
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(err, Terminated):
+        return "terminated", 143
+    if isinstance(err, MemoryError):
+        return "out of memory; use a smaller image, stride or layer, or a lower --max-memory", 1
+    if hasattr(err, "exit_code") and hasattr(err, "format_message"):  # a click usage error
+        return err.format_message(), err.exit_code
+    if isinstance(err, OSError):
+        where = err.filename if err.filename is not None else "stdout"  # e.g. a full disk behind `> file`
+        return f"{where}: {err.strerror or err}", 1
+    if isinstance(err, (SystemExit, GeneratorExit)):
+        return "", None
+    detail = str(err)
+    detail = detail if len(detail) <= 200 else detail[:200] + "..."
+    return (f"internal error: {type(err).__name__}: {detail} (a bug in cnn; rerun with --debug for the "
+            "traceback and report it)"), 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that what is left in its buffer is not flushed to a dead end at exit."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141
-    except OSError as err:
-        if err.filename is not None:
-            raise
-        _fail(f"stdout: cannot write: {err.strerror or err}")  # e.g. a full disk behind `> file`
-        return 1
-    except Exception as err:
-        if hasattr(err, "exit_code") and hasattr(err, "format_message"):  # a click usage error
-            _fail(err.format_message())
-            return err.exit_code
-        raise
+    except (OSError, AttributeError, ValueError):  # no stdout at all
+        pass
 
 
 def _fail(message: str) -> None:
-    print(f"cnn: {message}", file=sys.stderr)
+    """One line, whatever a file name or a library's message holds: newlines and escapes are shown, not obeyed."""
+    line = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+    print(f"cnn: {line}", file=sys.stderr)
 
 
 def run_main() -> None:
     """The `cnn` console script."""
+    import signal
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
     sys.exit(main())
