@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, LimitError
 from .inputs import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -70,8 +70,10 @@ def read_image(
     if not data:
         raise ImageError("is empty; expected an image", source=source)
     im = None
+    notes: list[str] = []
     pillow_cap = Image.MAX_IMAGE_PIXELS
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")  # Pillow's warnings (a corrupt EXIF block) become notes
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             # Our pixel limit is checked first, with its own message; Pillow's (set to the same
@@ -86,29 +88,27 @@ def read_image(
             limits.check_memory(decoding_bytes(width, height, channels + (alpha == "keep"), np.dtype(dtype)),
                                 source, f"decoding {width}x{height} pixels")
             Image.MAX_IMAGE_PIXELS = limits.max_pixels
-            # Before load(): Pillow's TIFF reader applies the orientation there. Only files that
-            # carry EXIF pay for parsing it (getexif loads the TIFF plugin).
-            has_exif = im.format == "TIFF" or "exif" in im.info
-            orientation = im.getexif().get(0x0112, 1) if has_exif else 1
+            # Before load(): Pillow's TIFF reader applies the orientation there.
+            orientation = _orientation(im, notes)
             im.load()
             frames = getattr(im, "n_frames", 1)  # reads every frame header, so a truncated file fails here
+            file_format, file_mode = im.format or "image", im.mode
+            if orientation in range(2, 9):
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+                notes.append(f"EXIF orientation {orientation} applied")
         except UnidentifiedImageError:
             raise ImageError(f"not a supported image; expected one of {', '.join(ALLOWED_FORMATS)}", source=source) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageError(f"claims more pixels than any supported image may have: {err}", source=source) from None
+            raise LimitError(f"has a frame over the pixel limit: {err}", source=source, limit="max_pixels") from None
         except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as err:
             raise ImageError(f"cannot decode the {getattr(im, 'format', None) or 'image'}: {err}", source=source) from None
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_cap
-    notes: list[str] = []
+    notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned]
     if frames > 1:
-        notes.append(f"first of {frames} frames")
-    file_format, file_mode = im.format or "image", im.mode
-    if orientation in range(2, 9):
-        from PIL import ImageOps
-
-        im = ImageOps.exif_transpose(im)
-        notes.append(f"EXIF orientation {orientation} applied")
+        notes.insert(0, f"first of {frames} frames")
     planes, names, full_scale = _to_planes(im, color, alpha, notes)
     array = np.stack(planes).astype(dtype)  # C, H, W
     if full_scale is None:
@@ -124,6 +124,22 @@ def read_image(
         else:
             notes.append(f"values scaled from 0..{full_scale} to 0..255")
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
+
+
+def _orientation(im, notes: list[str]) -> int:
+    """The EXIF orientation (1 to 8), or 1 when there is none or it cannot be read.
+
+    EXIF is metadata: a broken block gets a note, not an error that would refuse the pixels.
+    Only files that carry EXIF pay for parsing it (getexif loads the TIFF plugin).
+    """
+    if im.format != "TIFF" and "exif" not in im.info:
+        return 1
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception as err:  # noqa: BLE001  (any parser failure in metadata)
+        notes.append(f"EXIF unreadable, orientation not applied ({type(err).__name__})")
+        return 1
+    return orientation if isinstance(orientation, int) else 1
 
 
 def decoding_bytes(width: int, height: int, channels: int, dtype: np.dtype) -> int:
