@@ -10,6 +10,30 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+# What the tables' few non-ASCII characters become on a stream that cannot encode them
+# (PYTHONIOENCODING=ascii, an old locale); Rich already draws ASCII boxes there.
+_ASCII = {"\u22ee": ":", "\u2026": "~", "\u2588": "#", "\u258f": "|", "\u258e": "|", "\u258d": "|",
+          "\u258c": "|", "\u258b": "|", "\u258a": "|", "\u2589": "|"}
+
+
+def _ascii_fallback(err: UnicodeEncodeError) -> tuple[str, int]:
+    text = err.object[err.start:err.end]
+    return "".join(_ASCII.get(char, "?") for char in text), err.end
+
+
+def _encodable(stream) -> None:
+    """Let ``stream`` print any text: characters its encoding lacks get an ASCII stand-in."""
+    import codecs
+
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+    if encoding not in ("utf8", "utf16", "utf32") and hasattr(stream, "reconfigure"):
+        try:
+            codecs.lookup_error("cnn-ascii")
+        except LookupError:
+            codecs.register_error("cnn-ascii", _ascii_fallback)
+        stream.reconfigure(errors="cnn-ascii")
+
+
 def stdout_console(width: int | None = None) -> Console:
     from rich.console import Console
 
@@ -17,6 +41,7 @@ def stdout_console(width: int | None = None) -> Console:
 
     if sys.stdout is None:  # started with stdout closed (`cnn ... >&-`)
         raise OutputError("is closed; nothing can be printed", source="stdout")
+    _encodable(sys.stdout)
     # Rich drops colour when stdout is not a terminal and honours NO_COLOR; highlight would
     # colour numbers of its own accord, which the heat colours already do; emoji codes such as
     # :x: in a file name must stay as written (and their table costs start-up time).
@@ -26,6 +51,7 @@ def stdout_console(width: int | None = None) -> Console:
 def stderr_console() -> Console:
     from rich.console import Console
 
+    _encodable(sys.stderr)
     return Console(stderr=True, highlight=False, emoji=False)
 
 
