@@ -5,9 +5,16 @@ import os
 
 import numpy as np
 import pytest
+from badfiles import npy_claiming
 
 from cnncli.errors import LimitError, OutputError, SpecError
-from cnncli.files import random_dense, read_dense_weights, save_json, save_npy, write_atomic
+from cnncli.files import (
+    random_dense,
+    read_dense_weights,
+    save_json,
+    save_npy,
+    write_atomic,
+)
 from cnncli.limits import Limits
 
 
@@ -131,21 +138,10 @@ def test_an_output_not_named_npy_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def _npy_claiming(shape) -> bytes:
-    """A .npy whose header claims ``shape`` of float64 but which holds 16 bytes of data."""
-    import io
-
-    from numpy.lib import format as npy_format
-
-    stream = io.BytesIO()
-    npy_format.write_array_header_1_0(stream, {"descr": "<f8", "fortran_order": False, "shape": shape})
-    return stream.getvalue() + bytes(16)
-
-
 def test_a_forged_header_claiming_a_huge_shape_is_refused_before_allocating(tmp_path):
     """A 100-byte .npy claiming 10^6 x 10^6 float64 (8 TB) is refused from its header, at once."""
     path = tmp_path / "forged.npy"
-    path.write_bytes(_npy_claiming((10**6, 10**6)))
+    path.write_bytes(npy_claiming((10**6, 10**6)))
     with pytest.raises(SpecError, match=r"header claims shape \(1000000, 1000000\) of float64"):
         read_dense_weights(path)
 
@@ -168,7 +164,7 @@ def test_npz_bombs_and_crowds_are_refused(tmp_path, monkeypatch):
         read_dense_weights(crowd)
     forged = tmp_path / "forged.npz"
     with zipfile.ZipFile(forged, "w") as archive:
-        archive.writestr("weight.npy", _npy_claiming((10**9,)))
+        archive.writestr("weight.npy", npy_claiming((10**9,)))
     with pytest.raises(SpecError, match="forged.npz: weight: its header claims"):
         read_dense_weights(forged)
 

@@ -6,14 +6,12 @@ repository. Expected values come from hand arithmetic or from Pillow's own decod
 
 from __future__ import annotations
 
-import io
 import resource
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from badfiles import encode, png_claiming
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
@@ -23,13 +21,6 @@ from cnncli.limits import Limits
 
 SEED = Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png"
 SEED_VALUES = [[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]
-
-
-def encode(image: Image.Image, format: str, **params) -> bytes:
-    """The bytes of ``image`` saved in ``format``."""
-    buffer = io.BytesIO()
-    image.save(buffer, format, **params)
-    return buffer.getvalue()
 
 
 def save(tmp_path: Path, image: Image.Image, name: str, **params) -> Path:
@@ -57,15 +48,6 @@ def smooth_rgb(height: int = 6, width: int = 8) -> np.ndarray:
     """A smooth (H, W, 3) uint8 colour ramp with fewer than 256 colours, so GIF keeps it exactly."""
     y, x = np.mgrid[0:height, 0:width]
     return np.stack([x * 30, y * 40, np.full_like(x, 100)], axis=-1).astype(np.uint8)  # H, W, 3
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose IHDR is patched to claim width x height, with the chunk's CRC recomputed."""
-    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    assert data[12:16] == b"IHDR"
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 # --- the shipped sample -------------------------------------------------------------------------

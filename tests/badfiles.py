@@ -1,0 +1,93 @@
+"""Makers of bad input files, built in the tests rather than committed as binaries."""
+
+import io
+import json
+import pickle
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def encode(image: Image.Image, format: str, **params) -> bytes:
+    """The bytes of ``image`` saved in ``format``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format, **params)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose IHDR is patched to claim width x height, with the chunk's CRC recomputed."""
+    data = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def noise(size=(16, 16), mode="L", seed=0) -> Image.Image:
+    """An image of random pixels, so that compressed files are not all-zero and truncation bites."""
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    values = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(values.squeeze(-1) if bands == 1 else values[..., :3]).convert(mode)
+
+
+def animated_gif(frames: int = 3) -> bytes:
+    images = [noise(seed=i).convert("P") for i in range(frames)]
+    return encode(images[0], "GIF", save_all=True, append_images=images[1:])
+
+
+def npy_claiming(shape, descr: str = "<f8", data: bytes = bytes(16)) -> bytes:
+    """A .npy whose header claims ``shape`` of ``descr`` but which holds only ``data``."""
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO()
+    npy_format.write_array_header_1_0(stream, {"descr": descr, "fortran_order": False, "shape": shape})
+    return stream.getvalue() + data
+
+
+def npy(array) -> bytes:
+    stream = io.BytesIO()
+    np.save(stream, np.asarray(array), allow_pickle=True)
+    return stream.getvalue()
+
+
+def pickled_npy() -> bytes:
+    """A .npy of an object array: loading it with allow_pickle would run pickle."""
+    return npy(np.array([{"a": 1}, None], dtype=object))
+
+
+def npz(**arrays) -> bytes:
+    """A .npz of ``arrays``; a bytes value is stored as the member's raw .npy content."""
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, value in arrays.items():
+            archive.writestr(f"{name}.npy", value if isinstance(value, bytes) else npy(value))
+    return stream.getvalue()
+
+
+def zip_bomb(name: str = "weight", size: int = 1 << 24) -> bytes:
+    """A .npz of a few KiB whose one member inflates to ``size`` bytes."""
+    return npz(**{name: npy_claiming((size // 8,), data=bytes(size))})
+
+
+def pickle_bytes() -> bytes:
+    return pickle.dumps({"weight": [1, 2]})
+
+
+def model(layers, weights: str | None = None, size=(8, 8), **top) -> str:
+    """The text of a cnn-model v1 file with ``layers``."""
+    document = {"format": "cnn-model", "version": 1, "name": "bad", "input": {"size": list(size)}, "layers": layers}
+    if weights is not None:
+        document["weights"] = weights
+    document.update(top)
+    return json.dumps(document)
+
+
+def conv(out_channels=1, kernel_size=3, in_channels=1, **settings) -> dict:
+    """A conv2d layer with inline weights of the right shape (bias off), plus ``settings``."""
+    weight = np.ones((out_channels, in_channels, kernel_size, kernel_size)).tolist()
+    return {"type": "conv2d", "out_channels": out_channels, "kernel_size": kernel_size, "weight": weight,
+            "bias": False, **settings}
