@@ -185,13 +185,21 @@ def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
             raise OutputError("is a terminal; binary .npy output needs a file or a pipe, e.g. -o - > y.npy",
                               source="stdout")
         sys.stdout.flush()
-        sys.stdout.buffer.write(data)
+        _write_all(sys.stdout.buffer, data)
         sys.stdout.flush()
         return
     if Path(path).suffix.lower() != ".npy" and not _is_special(path):
         raise OutputError("expected a file name ending in .npy (the array is written in NumPy's .npy format)",
                           source=str(path))
     write_atomic(path, lambda stream: stream.write(data), force)
+
+
+def _write_all(stream: BinaryIO, data: bytes) -> None:
+    """Write every byte: when a pipe's reader leaves mid-write, the write that was cut short
+    reports fewer bytes rather than an error, and only the next one raises BrokenPipeError."""
+    view = memoryview(data)
+    while view:
+        view = view[stream.write(view):]
 
 
 def save_json(path: str | Path, document: Any, force: bool = False) -> None:
@@ -239,7 +247,8 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
         layers = []
         for step, name in zip(steps, names):
             data = npy_bytes(step.output)
-            staged.append((_stage(directory / name, lambda stream: stream.write(data), source), directory / name))
+            staged.append((_stage(directory / name, lambda stream, data=data: stream.write(data), source),
+                           directory / name))
             layers.append({**layer_record(step), "file": name})
         manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image),
                     "layers": layers, **(extras or {})}

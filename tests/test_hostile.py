@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,3 +338,134 @@ def test_broken_exif_and_rotated_images_run(tmp_path, capsys):
     code = main(["run", str(tmp_path / "broken.jpg"), "-k", "identity", "-o", str(tmp_path / "b.npy")])
     assert code == 0, capsys.readouterr().err
     assert os.path.exists(tmp_path / "b.npy")
+
+
+# --- faults of the system, in real processes ---------------------------------------------------
+
+
+def _process(*args, **popen):
+    """Start `python -m cnncli` with ``args``; stderr is captured."""
+    env = {**os.environ, "COLUMNS": "80"}
+    env.pop("CNN_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "cnncli", *args], stderr=subprocess.PIPE, env=env, **popen)
+
+
+@pytest.mark.parametrize("signal_number, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                                       (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_while_waiting_for_input_exits_cleanly(signal_number, code, word, tmp_path):
+    """Ctrl-C (or SIGTERM) while reading a FIFO that no one writes: the signal's exit code, one line, no files."""
+    fifo, out = tmp_path / "image.png", tmp_path / "out"
+    os.mkfifo(fifo)
+    out.mkdir()
+    process = _process("run", str(fifo), "-k", "sobel_x", "-o", str(out / "y.npy"), stdout=subprocess.PIPE)
+    time.sleep(1.0)  # start-up, then blocked in open()
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == code
+    assert err.decode() == f"cnn: {word}\n"
+    assert os.listdir(out) == []
+
+
+def test_ctrl_c_while_saving_an_inspection_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the third layer file is being written: exit 130, and no folder or temporary file is left."""
+    from cnncli import files
+
+    written = []
+
+    def interrupted_after_two(array):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(array)
+        return npy(array)
+
+    monkeypatch.setattr(files, "npy_bytes", interrupted_after_two)
+    seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
+    code = main(["inspect", seed, "-k", "vertical_edge", "--save", str(tmp_path / "saved")])
+    assert code == 130 and capsys.readouterr().err == "cnn: interrupted\n"
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("output", [["--full"], ["-o", "-", "--pool", "none", "--dtype", "float64"]],
+                         ids=["tables", "npy"])
+def test_a_closed_pipe_ends_quietly(output, tmp_path):
+    """`cnn ... | head -c 10` on megabytes of output: the reader leaves, cnn stops with 1 and says nothing."""
+    path = tmp_path / "big.png"
+    noise((150, 150) if "--full" in output else (1000, 1000)).save(path)
+    process = _process("run", str(path), "-k", "identity", *output, stdout=subprocess.PIPE)
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert err == b""
+    # Python's text layer does not report a write cut short by the reader leaving, so the tables
+    # may end with 0; the .npy bytes are written until the pipe refuses them.
+    assert process.returncode == 1 or (process.returncode == 0 and "--full" in output)
+
+
+def test_a_terminal_is_never_read_as_an_image_nor_given_binary_output(tmp_path):
+    """stdin that is a terminal is refused for `-`; .npy bytes are refused for a terminal stdout."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
+        reading = _process("run", "-", "-k", "sobel_x", stdin=follower, stdout=subprocess.DEVNULL)
+        writing = _process("run", seed, "-k", "sobel_x", "-o", "-", stdout=follower)
+        for process, words in ((reading, "cnn: stdin: is a terminal"), (writing, "cnn: stdout: is a terminal")):
+            _, err = process.communicate(timeout=30)
+            assert process.returncode == 1 and err.decode().startswith(words) and err.count(b"\n") == 1
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_debug_shows_the_traceback_then_the_line(tmp_path):
+    """--debug (or CNN_DEBUG=1) adds the traceback before the usual one line; the exit code is the same."""
+    for args, env in ((["--debug"], {}), ([], {"CNN_DEBUG": "1"})):
+        process = subprocess.run([sys.executable, "-m", "cnncli", *args, "run", str(tmp_path / "no.png"), "-k",
+                                  "sobel_x"], capture_output=True, env={**os.environ, **env}, timeout=30)
+        err = process.stderr.decode()
+        assert process.returncode == 1 and "Traceback" in err and err.endswith("no.png: no such file\n")
+
+
+def test_an_unexpected_error_is_one_line_naming_a_bug(capsys, monkeypatch):
+    """A bug (here a ZeroDivisionError planted in the engine) is one `internal error` line and exit 1."""
+    from cnncli import ops
+
+    def broken(*args, **kwargs):
+        return 1 / 0
+
+    monkeypatch.setattr(ops, "conv2d", broken)
+    seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
+    code = main(["run", seed, "-k", "sobel_x"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("cnn: internal error: ZeroDivisionError: division by zero") and "--debug" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_folder_is_an_error_and_stays_empty(tmp_path, capsys):
+    """-o into a folder without write permission: 'Permission denied', exit 1, nothing left."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
+        code = main(["run", seed, "-k", "sobel_x", "-o", str(folder / "y.npy")])
+        assert code == 1 and "Permission denied" in capsys.readouterr().err
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_folder_that_refuses_files_is_an_error_and_stays_empty(tmp_path, capsys, monkeypatch):
+    """The read-only case as root sees it: creating the temporary file fails with EACCES; exit 1, nothing left."""
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
+    code = main(["run", seed, "-k", "sobel_x", "-o", str(tmp_path / "y.npy")])
+    assert code == 1 and capsys.readouterr().err.endswith("y.npy: cannot write here: Permission denied\n")
+    assert os.listdir(tmp_path) == []

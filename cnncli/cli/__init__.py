@@ -63,17 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script passes it to sys.exit).
 
     Every failure is one line on stderr: ``cnn: SOURCE: what is wrong``. Exit 1 for bad data, a
-    limit or a failed write; 2 for bad usage; 130 for Ctrl-C; 143 for SIGTERM.
+    limit or a failed write; 2 for bad usage; 130 for Ctrl-C; 143 for SIGTERM. A reader that
+    leaves a pipe early is no error to report: exit 1, quietly.
     """
     global _debug
     _debug = os.environ.get("CNN_DEBUG", "") not in ("", "0")
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="cnn", standalone_mode=False)
+        if result == 130:  # Typer turns Ctrl-C into Exit(130) and says nothing
+            _fail("interrupted")
         return result if isinstance(result, int) else 0
     except BrokenPipeError:
-        # The reader went away (`cnn ... | head`): stop quietly, as the Python docs advise.
+        # The reader went away (`cnn ... | head`): stop quietly with 1, as the Python docs advise
+        # and as Typer does when the pipe breaks inside a command.
         _drop_stdout()
-        return 141
+        return 1
     except BaseException as err:  # noqa: B036  (every way out becomes one line and an exit code)
         message, code = _explain(err)
         if isinstance(err, OSError) and err.filename is None:

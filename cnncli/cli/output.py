@@ -45,7 +45,12 @@ def stdout_console(width: int | None = None) -> Console:
     # Rich drops colour when stdout is not a terminal and honours NO_COLOR; highlight would
     # colour numbers of its own accord, which the heat colours already do; emoji codes such as
     # :x: in a file name must stay as written (and their table costs start-up time).
-    return Console(highlight=False, emoji=False, width=width)
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError  # main() then stops quietly, with the same exit code for every output
+
+    return StdoutConsole(highlight=False, emoji=False, width=width)
 
 
 def stderr_console() -> Console:
