@@ -148,7 +148,7 @@ def decoding_bytes(width: int, height: int, channels: int, dtype: np.dtype) -> i
     Pillow holds up to 4 bytes a pixel, and a converted copy as large; the planes are then stacked
     (as float64 for deep images) and cast to ``dtype``.
     """
-    return width * height * (2 * 4 + channels * (8 + dtype.itemsize))
+    return width * height * (2 * 4 + channels * (8 + dtype.itemsize)) + (1 << 20)
 
 
 def _to_planes(im, color: Color, alpha: Alpha, notes: list[str]):

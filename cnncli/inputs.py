@@ -28,6 +28,8 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
             raise IsADirectoryError
         limits.check_file_size(size, kind, source, expected)
         with open(path, "rb") as stream:
+            if path.is_file():
+                return stream.read()
             return read_stream(stream, source, kind, expected, limits)
     except FileNotFoundError:
         raise error("no such file", source=source) from None
@@ -40,10 +42,13 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
 def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Everything ``stream`` holds, refusing (before reading it all) more than the size limit allows."""
     limit = limits.file_size(kind)
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        limits.check_file_size(len(data), kind, source, expected)  # raises; says "over the limit"
-    return data
+    chunks, size = [], 0
+    while chunk := stream.read(min(1 << 20, limit + 1 - size)):  # read(n) would allocate n bytes at once
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            limits.check_file_size(size, kind, source, expected)  # raises; says "over the limit"
+    return b"".join(chunks)
 
 
 MAX_NPZ_MEMBERS = 1024

@@ -23,6 +23,7 @@ Shape = tuple[int, ...]
 # unrolled matrix: 2-3x faster than window copies for the digits model's 8x8 and 4x4 maps, slower
 # for LeNet-5's 28x28 and 14x14 maps, whose matrices are 3.7M and 1.9M elements (benchmarks/).
 UNROLLED_MAX_ELEMENTS = 1 << 18
+SMALL_THINGS_BYTES = 1 << 20  # statistics, records and Python objects beside the maps
 
 
 @dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
@@ -499,7 +500,7 @@ class Network:
                 size += min(ops.IM2COL_ELEMENTS, c * layer.groups * kh * kw * out) + min(ops.IM2COL_ELEMENTS, f * out)
             working = max(working, size)
         weights = sum(getattr(layer, "params", 0) for layer in self.layers)
-        return (maps + working + weights) * itemsize
+        return (maps + working + weights) * itemsize + SMALL_THINGS_BYTES
 
     def table(self, input_shape: Shape) -> list[dict[str, Any]]:
         """One row per layer for one input (name, type, description, output shape, parameters,
