@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CnnError
-from .limits import DEFAULT_LIMITS, Limits
+from .errors import CnnError, LimitError
+from .limits import DEFAULT_LIMITS, Limits, format_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,7 +47,8 @@ def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = 
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            limits.check_file_size(size, kind, source, expected)  # raises; says "over the limit"
+            raise LimitError(f"holds more than the limit of {format_bytes(limit)} for {expected}", source=source,
+                             limit="max_file_size")
     return b"".join(chunks)
 
 

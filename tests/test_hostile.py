@@ -118,6 +118,8 @@ CASES = [
          ("big.png", "decoding 3000x3000 pixels", "memory limit", "--max-memory"), {"big.png": png_claiming(3000, 3000)}),
     Case("image-over-max-file-size", RUN + " --max-file-size 100", 1,
          ("img.png", "over the limit of 100 bytes", "--max-file-size"), IMG),
+    Case("image-endless-device", "run /dev/zero -k sobel_x --max-file-size 1M", 1,
+         ("/dev/zero", "holds more than the limit of 1.0 MiB", "--max-file-size")),
     Case("image-missing", "run {d}/nope.png -k sobel_x", 1, ("nope.png", "no such file")),
     Case("image-is-a-folder", "run {d} -k sobel_x", 1, ("is a folder",)),
     Case("image-float-nan", "run {d}/f.tif -k sobel_x", 1, ("f.tif", "NaN"),
@@ -416,6 +418,16 @@ def test_a_terminal_is_never_read_as_an_image_nor_given_binary_output(tmp_path):
     finally:
         os.close(leader)
         os.close(follower)
+
+
+def test_stdin_is_read_only_up_to_the_file_size_limit(tmp_path):
+    """An image piped in is refused once it passes --max-file-size, as a file would be; empty stdin too."""
+    data = png(noise((64, 64)))
+    for stdin, words in ((data, "cnn: stdin: holds more than the limit of 1.0 KiB for an image"), (b"", "cnn: stdin: is empty")):
+        process = subprocess.run([sys.executable, "-m", "cnncli", "run", "-", "-k", "sobel_x", "--max-file-size",
+                                  "1K"], input=stdin, capture_output=True, timeout=30)
+        err = process.stderr.decode()
+        assert process.returncode == 1 and err.startswith(words) and err.count("\n") == 1, err
 
 
 def test_debug_shows_the_traceback_then_the_line(tmp_path):
