@@ -228,9 +228,10 @@ def _readme_examples():
     text = (ROOT / "README.md").read_text()
     examples = []
     for lang, body in re.findall(r"```(sh|console)\n(.*?)```", text, flags=re.S):
-        if lang == "console":
-            command, *expected = body.rstrip("\n").split("\n")
-            examples.append((command.removeprefix("$ "), expected))
+        if lang == "console":  # one or more `$ command` lines, each followed by what it prints
+            for part in re.split(r"^\$ ", body.rstrip("\n"), flags=re.M)[1:]:
+                command, *expected = part.rstrip("\n").split("\n")
+                examples.append((command, expected))
         else:
             for line in body.splitlines():
                 command = line.split("#")[0].strip() if " #" in line else line.strip()
@@ -240,13 +241,18 @@ def _readme_examples():
 
 
 @pytest.mark.parametrize("command, expected", _readme_examples(), ids=lambda v: v if isinstance(v, str) else "")
-def test_readme_examples_run_and_show_what_readme_says(command, expected, tmp_path, monkeypatch):
-    """Every README example exits 0, and a shown output is what the command prints (no staleness)."""
-    for folder in ("sample_images", "kernels"):
-        (tmp_path / folder).symlink_to(ROOT / folder)
+def test_readme_examples_run_and_show_what_readme_says(command, expected, tmp_path, monkeypatch, capsys):
+    """Every README example exits 0, and a shown output is what the command prints (no staleness);
+    an example that shows a `cnn:` error line fails with exactly that line."""
+    for name in ("sample_images", "kernels", "README.md"):
+        (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
     words = shlex.split(command)
     words = words[3:] if words[:3] == ["python", "-m", "cnncli"] else words[1:]
+    if expected and expected[0].startswith("cnn: "):
+        code, _, err = run_main(capsys, *words)
+        assert code != 0 and err.splitlines() == expected
+        return
     result = invoke(*words)
     assert result.exit_code == 0, result.stderr
     if expected is not None:
