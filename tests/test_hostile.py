@@ -208,6 +208,8 @@ CASES = [
     model_case("model-missing-weights-file", model(good_layers(), weights="nope.npz"), "weights", "nope.npz",
                "no such file"),
     model_case("model-over-max-file-size", model(good_layers()), "m.json"),
+    Case("model-summary-over-max-file-size", "summary {d}/m.json --max-file-size 64", 1,
+         ("m.json", "over the limit of 64 bytes", "--max-file-size"), {"m.json": model(good_layers())}),
     # --- weights ----------------------------------------------------------------------------------
     model_case("weights-not-a-zip", model(good_layers(), weights="weights.npz"), "weights.npz", "not a readable .npz",
                weights=b"PK\x03\x04 but not really a zip"),

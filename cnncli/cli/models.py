@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from . import app
+from .options import MaxFileSize, MaxMemory
 from .output import print_json, stdout_console
 
 Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
@@ -17,15 +18,20 @@ def summary(
     model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
                                          show_default=False)],
     format: Format = "table",
+    max_memory: MaxMemory = None,
+    max_file_size: MaxFileSize = None,
 ) -> None:
     """Print a model's layers: type, settings, output shape, parameters and multiply-adds, with totals.
 
     Example: cnn summary digits
     """
+    from ..limits import Limits
     from ..modelfile import load_model
     from ..trace import model_record
 
-    loaded = load_model(model, "cnn summary")
+    given = {"max_memory": max_memory, "max_file_size": max_file_size}
+    limits = Limits(**{name: value for name, value in given.items() if value is not None})
+    loaded = load_model(model, "cnn summary", limits)
     shape = loaded.input.shape
     rows = loaded.network.table(shape)
     if format == "json":
