@@ -394,7 +394,7 @@ def test_ctrl_c_while_saving_an_inspection_leaves_nothing(tmp_path, capsys, monk
 def test_a_closed_pipe_ends_quietly(output, tmp_path):
     """`cnn ... | head -c 10` on megabytes of output: the reader leaves, cnn stops with 1 and says nothing."""
     path = tmp_path / "big.png"
-    noise((150, 150) if "--full" in output else (1000, 1000)).save(path)
+    noise((100, 100) if "--full" in output else (1000, 1000)).save(path)
     process = _process("run", str(path), "-k", "identity", *output, stdout=subprocess.PIPE)
     assert len(process.stdout.read(10)) == 10
     process.stdout.close()
