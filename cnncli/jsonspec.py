@@ -107,7 +107,7 @@ class Reader:
 
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(allowed)}"
-                raise self.fail(_join(path, key), f"unknown key{suggestion}")
+                raise self.fail(_join(path, _key_text(key)), f"unknown key{suggestion}")
         for key in required:
             if key not in value:
                 raise self.fail(path, f"missing key {key!r}")
@@ -181,6 +181,12 @@ class Reader:
                     f"{path}[{i}]", f"has shape {list(shape)} but {path}[0] has {list(inner[0])} (rows must match)"
                 )
         return (len(value),) + inner[0]
+
+
+def _key_text(key: str) -> str:
+    """A key as it goes in a path: ``stride``, or ``['in\\nplace']`` when it is not a plain name,
+    so that a key holding a newline or an escape sequence cannot break the one-line message."""
+    return key if key.isidentifier() else f"[{key!r}]"
 
 
 def _join(path: str, part: str) -> str:

@@ -272,6 +272,8 @@ def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights)
         allowed, required, builder = _BUILDERS[kind]
         r.object(item, "", ("name", "type") + allowed, required)
         name = r.string(item.get("name", f"{kind}{index}"), "name")
+        if not name or not name.isprintable():  # it is shown in tables and messages, and names files
+            raise r.fail("name", f"expected a name of printable characters, got {name!r}")
         if name in names:
             raise r.fail("name", f"{name!r} is also the name of layers[{names[name]}]; names must be unique")
         names[name] = index
