@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from functools import partial
 import tracemalloc
 from pathlib import Path
 
@@ -63,14 +64,14 @@ def main() -> None:
         for title, spec, kernels, settings in CASES:
             options = LayerOptions(image=image_file(spec, Path(folder)), kernels=kernels, **settings)
             dtype = np.float64 if options.dtype == "float64" else np.float32
-            loaded, decode_peak = peak_of(lambda: read_image(options.image, color=options.color or "gray",
-                                                             dtype=dtype))
+            loaded, decode_peak = peak_of(partial(read_image, options.image, color=options.color or "gray",
+                                                  dtype=dtype))
             _, h, w = loaded.array.shape
             decode_estimate = decoding_bytes(w, h, loaded.array.shape[0], np.dtype(dtype))
             prepared = prepare(options)
             image = prepared.image
             run_estimate = prepared.network.memory_estimate(image.array.shape, image.array.itemsize)
-            _, run_peak = peak_of(lambda: forward(prepared))
+            _, run_peak = peak_of(partial(forward, prepared))
             run_peak += image.array.nbytes  # the input map, allocated before the forward pass and kept
             rows.append((title, decode_peak, decode_estimate, run_peak, run_estimate))
     print(f"{'case':48} {'decode peak':>12} {'estimate':>10} {'ratio':>6}   {'run peak':>10} {'estimate':>10} "
