@@ -50,3 +50,10 @@ class LimitError(CnnError):
     def within(self, source: str) -> LimitError:
         inner = f"{self.source}: {self.message}" if self.source else self.message
         return LimitError(inner, source=source, limit=self.limit)
+
+
+def describe(err: Exception) -> str:
+    """A library's exception on bad input in a few words, for a CnnError; its type is named unless it
+    is a ValueError or OSError with a message (which read as plain words)."""
+    text = " ".join(str(err).split())[:200]
+    return text if isinstance(err, (ValueError, OSError)) and text else f"{type(err).__name__}: {text}".rstrip(": ")

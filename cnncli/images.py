@@ -9,14 +9,14 @@ to do with transparency. 16-bit images are scaled to the same 0..255 range rathe
 from __future__ import annotations
 
 import io
-import struct
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from .errors import ImageError, LimitError
+from .errors import CnnError, ImageError, LimitError, describe
 from .inputs import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -76,9 +76,9 @@ def read_image(
         warnings.simplefilter("always")  # Pillow's warnings (a corrupt EXIF block) become notes
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            # Our pixel limit is checked first, with its own message; Pillow's (set to the same
-            # number after) then guards what we do not see, such as later frames of a GIF.
-            Image.MAX_IMAGE_PIXELS = None
+            # Pillow's cap guards what happens inside open(): a GIF frame may grow the canvas
+            # there, and its disposal buffer is allocated at once.
+            Image.MAX_IMAGE_PIXELS = limits.max_pixels
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = im.size
             if width < 1 or height < 1:
@@ -87,7 +87,6 @@ def read_image(
             channels = 1 if color == "gray" else 3
             limits.check_memory(decoding_bytes(width, height, channels + (alpha == "keep"), np.dtype(dtype)),
                                 source, f"decoding {width}x{height} pixels")
-            Image.MAX_IMAGE_PIXELS = limits.max_pixels
             # Before load(): Pillow's TIFF reader applies the orientation there.
             orientation = _orientation(im, notes)
             im.load()
@@ -98,18 +97,24 @@ def read_image(
 
                 im = ImageOps.exif_transpose(im)
                 notes.append(f"EXIF orientation {orientation} applied")
+            planes, names, full_scale = _to_planes(im, color, alpha, notes)
+        except CnnError as err:
+            raise err if err.source else err.within(source) from None
         except UnidentifiedImageError:
             raise ImageError(f"not a supported image; expected one of {', '.join(ALLOWED_FORMATS)}", source=source) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise LimitError(f"has a frame over the pixel limit: {err}", source=source, limit="max_pixels") from None
-        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as err:
-            raise ImageError(f"cannot decode the {getattr(im, 'format', None) or 'image'}: {err}", source=source) from None
+            raise _over_pixel_cap(err, source, limits) from None
+        except Exception as err:  # noqa: BLE001
+            # A crafted file makes Pillow raise more than its documented OSError and ValueError:
+            # KeyError and AttributeError from TIFF tags, OverflowError from sizes, found by
+            # tests/fuzz. Inside these calls, any exception means the bytes are not a good image.
+            what = getattr(im, "format", None) or "image"
+            raise ImageError(f"cannot decode the {what}: {describe(err)}", source=source) from None
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_cap
     notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned]
     if frames > 1:
         notes.insert(0, f"first of {frames} frames")
-    planes, names, full_scale = _to_planes(im, color, alpha, notes)
     array = np.stack(planes).astype(dtype)  # C, H, W
     if full_scale is None:
         if not np.all(np.isfinite(array)):
@@ -124,6 +129,14 @@ def read_image(
         else:
             notes.append(f"values scaled from 0..{full_scale} to 0..255")
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
+
+
+def _over_pixel_cap(err: Exception, source: str, limits: Limits) -> LimitError:
+    """Pillow's decompression-bomb check, which fired inside open() or on a later frame, as our limit."""
+    claimed = re.search(r"\((\d+) pixels\)", str(err))  # Pillow names the count, not the sides
+    size = f"{int(claimed[1]):,} pixels" if claimed else "more pixels"
+    return LimitError(f"claims {size}, over the limit of {limits.max_pixels:,} pixels", source=source,
+                      limit="max_pixels")
 
 
 def _orientation(im, notes: list[str]) -> int:

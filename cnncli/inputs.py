@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CnnError, LimitError
+from .errors import CnnError, LimitError, describe
 from .limits import DEFAULT_LIMITS, Limits, format_bytes
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
         raise error(f"is a folder; expected {expected}", source=source) from None
     except OSError as err:
         raise error(f"cannot read: {err.strerror or err}", source=source) from None
+    except ValueError:  # a name from a file, holding a NUL byte, which no file system allows
+        raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
 
 
 def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -53,6 +55,7 @@ def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = 
 
 
 MAX_NPZ_MEMBERS = 1024
+NPZ_METHODS = (0, 8)  # zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
 
 
 def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
@@ -71,10 +74,14 @@ def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
         version = npy_format.read_magic(stream)
         read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError) as err:
-        raise error(f"not a readable .npy array: {err}", source=source) from None
+    except Exception as err:  # noqa: BLE001
+        # NumPy parses the header (at most 10,000 bytes) with ast.literal_eval, which a forged one
+        # makes raise SyntaxError, RecursionError, MemoryError and more: all mean a bad header.
+        raise error(f"not a readable .npy array: {describe(err)}", source=source) from None
     if dtype.hasobject:
         raise error("holds Python objects, which would need unpickling; expected numbers", source=source)
+    if not all(type(size) is int and 0 <= size < 1 << 62 for size in shape):
+        raise error(f"its header claims shape {shape}; expected sizes that are whole numbers from 0", source=source)
     promised = dtype.itemsize
     for size in shape:
         promised *= size
@@ -84,8 +91,9 @@ def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
                     "bytes follow", source=source)
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise error(f"not a readable .npy array: {err}", source=source) from None
+    except (ValueError, OSError, EOFError, TypeError, OverflowError) as err:
+        raise error(f"not a readable .npy array: {describe(err)}", source=source) from None
+
 
 
 def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, np.ndarray]:
@@ -101,18 +109,25 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise error(f"not a readable .npz archive: {err}", source=source) from None
+    except Exception as err:  # noqa: BLE001  (zipfile raises IndexError, struct.error... on forged directories)
+        raise error(f"not a readable .npz archive: {describe(err)}", source=source) from None
     if len(members) > MAX_NPZ_MEMBERS:
         raise error(f"holds {len(members):,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}", source=source)
     inflated = sum(member.file_size for member in members)
     Limits(max_memory=limit).check_memory(inflated, source, f"its {len(members)} arrays (inflated)")
     arrays = {}
     for member in members:
-        name = member.filename.removesuffix(".npy")
+        name = member.filename.removesuffix(".npy") or "''"
+        # numpy.savez writes stored or deflated members, never encrypted ones; other methods (LZMA's
+        # dictionary is sized by the file) are refused before a decompressor allocates anything.
+        if member.compress_type not in NPZ_METHODS:
+            raise error(f"{name}: compressed with zip method {member.compress_type}; expected stored or deflated "
+                        "(as numpy.savez writes)", source=source)
+        if member.flag_bits & 0x1:
+            raise error(f"{name}: is encrypted; expected a plain .npz", source=source)
         try:
             content = archive.read(member)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as err:
-            raise error(f"{name}: cannot inflate: {err}", source=source) from None
+        except Exception as err:  # noqa: BLE001  (zlib.error, BadZipFile, EOFError... on corrupt data)
+            raise error(f"{name}: cannot inflate: {describe(err)}", source=source) from None
         arrays[name] = load_npy(content, f"{source}: {name}", error)
     return arrays

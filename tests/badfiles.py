@@ -59,10 +59,26 @@ def pickled_npy() -> bytes:
     return npy(np.array([{"a": 1}, None], dtype=object))
 
 
-def npz(**arrays) -> bytes:
-    """A .npz of ``arrays``; a bytes value is stored as the member's raw .npy content."""
+def npy_header(text: str) -> bytes:
+    """A .npy whose header dictionary is ``text``, whatever it says, followed by 16 bytes."""
+    header = text.encode("latin1")
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(16)
+
+
+def gif_growing_frame(width: int = 0xFFFF, height: int = 0xFFFF) -> bytes:
+    """A 1x1 GIF of 43 bytes whose one frame, disposed to the background, spans ``width`` x ``height``:
+    Pillow grows the canvas to the frame inside Image.open (found by tests/fuzz)."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + bytes(3) + b"\xff\xff\xff"
+    control = b"\x21\xf9\x04\x08\x00\x00\x00\x00"  # disposal method 2: restore to background
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + control + frame + b"\x3b"
+
+
+def npz(method: int = zipfile.ZIP_DEFLATED, **arrays) -> bytes:
+    """A .npz of ``arrays``, compressed with ``method``; a bytes value is stored as the member's raw .npy content."""
     stream = io.BytesIO()
-    with zipfile.ZipFile(stream, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(stream, "w", method) as archive:
         for name, value in arrays.items():
             archive.writestr(f"{name}.npy", value if isinstance(value, bytes) else npy(value))
     return stream.getvalue()

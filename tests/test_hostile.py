@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-from badfiles import (animated_gif, conv, encode, model, noise, npy, npy_claiming, npz, pickle_bytes, pickled_npy,
-                      png_claiming, zip_bomb)
+from badfiles import (animated_gif, conv, encode, gif_growing_frame, model, noise, npy, npy_claiming, npy_header, npz,
+                      pickle_bytes, pickled_npy, png_claiming, zip_bomb)
 from PIL import Image
 
 from cnncli.cli import main
@@ -111,9 +112,11 @@ CASES = [
     Case("image-format-eps-named-png", "run {d}/e.png -k sobel_x", 1, ("e.png", "not a supported image"),
          {"e.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"}),
     Case("image-decompression-bomb", "run {d}/bomb.png -k sobel_x", 1,
-         ("bomb.png", "20000x20000", "over the limit", "--max-pixels"), {"bomb.png": png_claiming(20000, 20000)}),
+         ("bomb.png", "400,000,000 pixels", "over the limit", "--max-pixels"), {"bomb.png": png_claiming(20000, 20000)}),
+    Case("image-gif-frame-grows-canvas", "run {d}/g.gif -k sobel_x", 1, ("g.gif", "4,294,836,225 pixels", "--max-pixels"),
+         {"g.gif": gif_growing_frame()}),
     Case("image-zero-width", "run {d}/zero.png -k sobel_x", 1, ("zero.png",), {"zero.png": png_claiming(0, 5)}),
-    Case("image-over-max-pixels-flag", RUN + " --max-pixels 255", 1, ("img.png", "16x16", "--max-pixels"), IMG),
+    Case("image-over-max-pixels-flag", RUN + " --max-pixels 255", 1, ("img.png", "claims 256 pixels", "over the limit of 255", "--max-pixels"), IMG),
     Case("image-under-pixel-cap-too-big-in-floats", "run {d}/big.png -k sobel_x --color rgb --max-memory 50M", 1,
          ("big.png", "decoding 3000x3000 pixels", "memory limit", "--max-memory"), {"big.png": png_claiming(3000, 3000)}),
     Case("image-over-max-file-size", RUN + " --max-file-size 100", 1,
@@ -233,6 +236,14 @@ CASES = [
          {**IMG, "w.npy": npy_claiming((10**6, 10**6))}),
     Case("weights-dense-garbage", RUN + " --dense {d}/w.npy", 1, ("w.npy", "not a readable .npy"),
          {**IMG, "w.npy": b"\x93NUMPY garbage"}),
+    Case("weights-dense-header-syntax", RUN + " --dense {d}/w.npy", 1, ("w.npy", "not a readable .npy"),
+         {**IMG, "w.npy": npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (3,")}),
+    Case("weights-dense-header-deep", RUN + " --dense {d}/w.npy", 1, ("w.npy", "not a readable .npy"),
+         {**IMG, "w.npy": npy_header("[" * 3000)}),
+    Case("weights-dense-negative-shape", RUN + " --dense {d}/w.npy", 1, ("w.npy", "shape (-2, 3)", "whole numbers"),
+         {**IMG, "w.npy": npy_header("{'descr': '<f8', 'fortran_order': False, 'shape': (-2, 3)}")}),
+    Case("weights-lzma-member", RUN + " --dense {d}/w.npz", 1, ("w.npz", "zip method 14", "stored or deflated"),
+         {**IMG, "w.npz": npz(zipfile.ZIP_LZMA, weight=DENSE_OK)}),
     Case("weights-dense-over-max-file-size", RUN + " --dense {d}/w.npy --max-file-size 500", 1,
          ("w.npy", "--max-file-size"), {**IMG, "w.npy": npy(DENSE_OK)}),
     # --- outputs ----------------------------------------------------------------------------------
