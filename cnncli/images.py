@@ -9,7 +9,10 @@ to do with transparency. 16-bit images are scaled to the same 0..255 range rathe
 from __future__ import annotations
 
 import io
+import os
 import re
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +24,8 @@ from .inputs import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
+MAX_DECODER_TEXT = 1 << 16  # bytes of libtiff's messages kept
 
 Color = Literal["gray", "rgb"]
 Scale = Literal["raw", "unit"]
@@ -72,7 +77,7 @@ def read_image(
     im = None
     notes: list[str] = []
     pillow_cap = Image.MAX_IMAGE_PIXELS
-    with warnings.catch_warnings(record=True) as warned:
+    with warnings.catch_warnings(record=True) as warned, _DecoderMessages(data.startswith(TIFF_MAGIC)) as decoders:
         warnings.simplefilter("always")  # Pillow's warnings (a corrupt EXIF block) become notes
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -101,7 +106,8 @@ def read_image(
         except CnnError as err:
             raise err if err.source else err.within(source) from None
         except UnidentifiedImageError:
-            raise ImageError(f"not a supported image; expected one of {', '.join(ALLOWED_FORMATS)}", source=source) from None
+            raise ImageError(f"not a supported image{decoders.last()}; expected one of {', '.join(ALLOWED_FORMATS)}",
+                             source=source) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise _over_pixel_cap(err, source, limits) from None
         except Exception as err:  # noqa: BLE001
@@ -109,10 +115,10 @@ def read_image(
             # KeyError and AttributeError from TIFF tags, OverflowError from sizes, found by
             # tests/fuzz. Inside these calls, any exception means the bytes are not a good image.
             what = getattr(im, "format", None) or "image"
-            raise ImageError(f"cannot decode the {what}: {describe(err)}", source=source) from None
+            raise ImageError(f"cannot decode the {what}: {describe(err)}{decoders.last()}", source=source) from None
         finally:
             Image.MAX_IMAGE_PIXELS = pillow_cap
-    notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned]
+    notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned] + decoders.said()
     if frames > 1:
         notes.insert(0, f"first of {frames} frames")
     array = np.stack(planes).astype(dtype)  # C, H, W
@@ -129,6 +135,61 @@ def read_image(
         else:
             notes.append(f"values scaled from 0..{full_scale} to 0..255")
     return LoadedImage(array, source, file_format, file_mode, names, tuple(notes))
+
+
+class _DecoderMessages:
+    """What the decoders say while they run, kept for notes and error messages instead of reaching
+    stderr ahead of cnn's one line: Pillow's log records and, with ``c_library`` (for TIFF), what
+    libtiff writes straight to file descriptor 2, which Python cannot intercept otherwise."""
+
+    def __init__(self, c_library: bool) -> None:
+        import logging
+
+        self._log: list[str] = []
+        self._c_library = c_library
+        self._sink = self._saved_fd = None
+        self._c_lines: list[str] = []
+        log = self._log
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                log.append(f"Pillow: {' '.join(record.getMessage().split())}")
+
+        self._handler = Collect(logging.WARNING)
+        self._pillow = logging.getLogger("PIL")
+
+    def __enter__(self) -> _DecoderMessages:
+        self._pillow.addHandler(self._handler)
+        if self._c_library:
+            sys.stderr.flush()
+            self._sink, self._saved_fd = tempfile.TemporaryFile(), os.dup(2)
+            os.dup2(self._sink.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pillow.removeHandler(self._handler)
+        if self._sink is not None:
+            os.dup2(self._saved_fd, 2)
+            os.close(self._saved_fd)
+            self._c_lines = self._read_sink()
+            self._sink.close()
+            self._sink = None
+
+    def _read_sink(self) -> list[str]:
+        self._sink.seek(0)
+        text = self._sink.read(MAX_DECODER_TEXT).decode("utf-8", "replace")
+        self._sink.seek(0, os.SEEK_END)  # fd 2 shares this offset while it points here
+        return [f"libtiff: {' '.join(line.split())}" for line in text.splitlines() if line.strip()]
+
+    def said(self) -> list[str]:
+        """Every message so far, each once, in order."""
+        lines = self._log + (self._read_sink() if self._sink is not None else self._c_lines)
+        return list(dict.fromkeys(lines))
+
+    def last(self) -> str:
+        """The decoders' last word, to end an error message with."""
+        said = self.said()
+        return f" ({said[-1]})" if said else ""
 
 
 def _over_pixel_cap(err: Exception, source: str, limits: Limits) -> LimitError:

@@ -7,11 +7,12 @@ repository. Expected values come from hand arithmetic or from Pillow's own decod
 from __future__ import annotations
 
 import resource
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
-from badfiles import encode, png_claiming
+from badfiles import encode, noise, png_claiming
 from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
@@ -412,6 +413,38 @@ def raises_image_error(source: str, *words: str, data: bytes | None = None, erro
     for word in words:
         assert word in message
     return message
+
+
+def _tiff_with(samples_per_pixel: int | None = None, corrupt_strip: bool = False) -> bytes:
+    """A 64x64 RGB LZW TIFF (Pillow writes it little-endian), its SamplesPerPixel entry rewritten or its
+    strip's first bytes zeroed."""
+    data = bytearray(encode(noise((64, 64), "RGB"), "TIFF", compression="tiff_lzw"))
+    directory = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, directory)[0]):
+        entry = directory + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag == 273 and corrupt_strip:  # StripOffsets: one strip, its offset in the entry
+            offset = struct.unpack_from("<H" if kind == 3 else "<I", data, entry + 8)[0]
+            data[offset:offset + 64] = bytes(64)
+        if tag == 277 and samples_per_pixel is not None:  # SamplesPerPixel, a SHORT
+            struct.pack_into("<H", data, entry + 8, samples_per_pixel)
+    return bytes(data)
+
+
+def test_libtiff_messages_go_into_the_error_not_on_stderr(capfd):
+    """libtiff prints its complaints on file descriptor 2 from C; they end the error message instead,
+    so that stderr holds cnn's one line (found by tests/fuzz)."""
+    data = _tiff_with(corrupt_strip=True)
+    message = raises_image_error("bad.tif", "cannot decode the TIFF", "(libtiff: ", data=data)
+    assert capfd.readouterr().err == "", message
+
+
+def test_pillow_log_records_go_into_the_error_not_on_stderr(capfd):
+    """Pillow logs an absurd SamplesPerPixel as an error record, which Python's last-resort handler
+    would print; it ends the error message instead."""
+    raises_image_error("spp.tif", "(Pillow: More samples per pixel than can be decoded: 1694)",
+                       data=_tiff_with(samples_per_pixel=1694))
+    assert capfd.readouterr().err == ""
 
 
 def test_missing_file(tmp_path):
