@@ -12,7 +12,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -161,6 +160,8 @@ class _DecoderMessages:
     def __enter__(self) -> _DecoderMessages:
         self._pillow.addHandler(self._handler)
         if self._c_library:
+            import tempfile  # only TIFF needs it; start-up does not pay for it
+
             sys.stderr.flush()
             self._sink, self._saved_fd = tempfile.TemporaryFile(), os.dup(2)
             os.dup2(self._sink.fileno(), 2)
