@@ -95,3 +95,37 @@ def json_values(array: np.ndarray) -> Any:
     objects = values.astype(object)
     objects[~np.isfinite(values)] = None
     return objects.tolist()
+
+
+CSV_HEADER = ("source", "layer", "channel", "label", "row", "column", "value")
+
+
+def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
+    """A map's values as CSV rows in long form (one value a row, columns CSV_HEADER), row-major
+    per channel; a 1-D output has its index as the channel and blank row and column.
+
+    ``labels`` name the channels (or a vector's entries, e.g. a model's classes) when the step has none.
+    Values are written as JSON writes them: the float64 number equal to each value.
+    """
+    import csv
+    import io
+
+    output = step.output
+    planes = output.reshape(output.shape[0], -1) if output.ndim > 1 else output.reshape(-1, 1)  # (C, H*W)
+    width = output.shape[-1] if output.ndim > 1 else 1
+    values = json_values(planes)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    labels = step.labels or labels
+    for channel, plane in enumerate(values):
+        label = labels[channel] if channel < len(labels) else ""
+        if output.ndim == 1:
+            writer.writerow((source, step.name, channel, label, "", "", _csv_value(plane[0])))
+            continue
+        writer.writerows((source, step.name, channel, label, i // width, i % width, _csv_value(value))
+                         for i, value in enumerate(plane))
+    return buffer.getvalue()
+
+
+def _csv_value(value: float | None) -> str:
+    return "" if value is None else repr(value)

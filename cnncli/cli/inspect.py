@@ -1,65 +1,153 @@
-"""`cnn inspect`: a per-layer summary, and every layer saved as .npy with a JSON manifest."""
+"""`cnn inspect`: a per-layer summary, and every layer saved as .npy and PNG with a JSON manifest,
+for one image or many."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+import dataclasses
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from . import app, options as opt
-from .output import print_json, stdout_console, tell
+from .output import Look, set_no_color, tell
+from .run import FailFast, NoColor, Workers
 
 Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
-    help="Write DIR/manifest.json and one .npy per layer (the input included).")]
+    help="Write DIR/manifest.json and one .npy and one .png per layer (the input included); for several "
+         "images, one folder per image inside DIR.")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
                                      help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
-Format = Annotated[Literal["table", "json"], typer.Option(
+Format = Annotated[Literal["table", "json", "jsonl"], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT,
-    help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout.")]
+    help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout; "
+         "jsonl: one line per image.")]
 
 
 @app.command()
-@opt.layer_command
+@opt.layer_command(many=True)
 def inspect(
     options: opt.LayerOptions,
+    images: list[str],
     save: Save = None,
     force: Force = False,
     format: Format = "table",
+    no_color: NoColor = False,
+    workers: Workers = 1,
+    fail_fast: FailFast = False,
 ) -> None:
     """Summarise every layer: type, settings, shape, parameters, multiply-adds, statistics, time.
 
     Examples: cnn inspect sample_images/shapes.png --kernel sobel_x --save out/;
-    cnn inspect sample_images/digit_3.png --model digits --save acts/
+    cnn inspect sample_images/digit_3.png --model digits --save acts/;
+    cnn inspect 'sample_images/digit_*.png' --model digits --save acts/ -f jsonl
     """
-    from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
+    from .batch import expand_images, unique_names
 
-    prepared = opt.prepare(options)
-    loaded = prepared.image
-    steps = opt.forward(prepared)
-    predictions = opt.predictions(options, prepared, steps)
-    extras = run_extras(prepared.model, predictions)
-    manifest = None
+    set_no_color(no_color)
+    paths, batch = expand_images(images)
+    look = Look.of_stdout() if format == "table" else Look(80, None)
+    folders = None
     if save is not None:
-        from ..files import save_inspection
+        from pathlib import Path
 
-        manifest = save_inspection(save, loaded, steps, force, extras, opt.input_files(options, prepared))
-    if format == "json":
-        print_json(manifest or {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(loaded),
-                                "layers": [layer_record(step) for step in steps], **extras})
-    else:
+        names = unique_names(paths)
+        folders = {path: str(Path(save) / names[path]) if batch else save for path in paths}
+    job = InspectJob(options, format, look, folders, force, tuple(paths))
+    if not batch:
+        result = job(paths[0])
+        _print(format, result["text"], first=True, batch=False)
+        if save is not None:
+            tell(f"saved {result['layers']} layers to {save} (manifest.json lists them)")
+        return
+    _inspect_batch(job, paths, format, save, workers, fail_fast)
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectJob:
+    options: opt.LayerOptions
+    format: str
+    look: Look
+    folders: dict[str, str] | None
+    force: bool
+    paths: tuple[str, ...]  # every image of the command: no layer file may overwrite one
+
+    def __call__(self, source: str) -> dict[str, Any]:
+        from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
+
+        options = dataclasses.replace(self.options, image=source)
+        prepared = opt.prepare(options)
+        steps = opt.forward(prepared)
+        predictions = opt.predictions(options, prepared, steps)
+        extras = run_extras(prepared.model, predictions)
+        manifest = None
+        if self.folders is not None:
+            from ..files import save_inspection
+
+            inputs = opt.input_files(options, prepared, images=list(self.paths))
+            manifest = save_inspection(self.folders[source], prepared.image, steps, self.force, extras, inputs)
+        if self.format in ("json", "jsonl"):
+            import json
+
+            document = manifest or {"format": "cnn-inspect", "version": TRACE_VERSION,
+                                    "image": image_record(prepared.image),
+                                    "layers": [layer_record(step) for step in steps], **extras}
+            return {"text": json.dumps(document, allow_nan=False), "layers": len(steps)}
+        return {"text": self._tables(prepared, steps, predictions), "layers": len(steps)}
+
+    def _tables(self, prepared, steps, predictions) -> str:
+        from rich.console import Group
+
         from .. import render
 
-        console = stdout_console()
+        parts = [render.image_header(prepared.image),
+                 render.summary_view(steps, f"Layers of the forward pass on {prepared.image.source}", self.look.width)]
         if prepared.model is not None:
             from ..render_model import model_header
 
-            console.print(model_header(prepared.model))
-        console.print(render.image_header(loaded))
-        console.print(render.summary_view(steps, f"Layers of the forward pass on {loaded.source}", console.width))
+            parts.insert(0, model_header(prepared.model))
         if predictions:
             from ..render_model import prediction_view
 
-            console.print(prediction_view(predictions, color=console.color_system is not None))
-    if save is not None:
-        tell(f"saved {len(steps)} layers to {save} (manifest.json lists them)")
+            parts.append(prediction_view(predictions, color=self.look.color_system is not None))
+        return self.look.render(Group(*parts))
+
+
+def _print(format: str, text: str, first: bool, batch: bool) -> None:
+    from .output import write_text
+
+    if format == "json" and batch:
+        write_text(("[\n" if first else ",\n") + text)
+    elif format in ("json", "jsonl"):
+        write_text(text + "\n")
+    else:
+        write_text(text if first else "\n" + text)
+
+
+def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
+                   fail_fast: bool) -> None:
+    import sys
+
+    from . import _fail
+    from .batch import run_all
+
+    failed = written = 0
+    for result in run_all(job, paths, workers, fail_fast, progress=True):
+        if result.error is not None:
+            failed += 1
+            _fail(result.error)
+            continue
+        _print(format, result.outputs["text"], first=not written, batch=True)
+        written += 1
+        sys.stdout.flush()
+    if format == "json":
+        from .output import write_text
+
+        write_text("\n]\n" if written else "[]\n")
+    if save is not None and written:
+        tell(f"saved {written} inspections to {save}, one folder per image")
+    if failed:
+        from ..errors import CnnError
+
+        how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
+        raise CnnError(f"{failed} of {len(paths)} images failed; {how}", source="batch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import os
 import sys
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Optional
@@ -19,10 +20,14 @@ if TYPE_CHECKING:  # the core is imported when a command runs, so --help and com
     from ..model import Dense, Network, StageOptions
     from ..modelfile import Model
 
-INPUT, MODEL, CONV, LAYERS, OUTPUT, LIMITS = "Input", "Model", "Convolution", "Layers", "Output", "Limits"
+INPUT, MODEL, CONV, LAYERS, OUTPUT, BATCH, LIMITS = ("Input", "Model", "Convolution", "Layers", "Output",
+                                                    "Many images", "Limits")
 
 Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIFF, WebP), or - for stdin.",
                                       show_default=False)]
+Images = Annotated[list[str], typer.Argument(
+    help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, quoted globs such as 'photos/**/*.jpg', "
+         "or - for stdin.", show_default=False)]
 Kernels = Annotated[Optional[list[str]], typer.Option(
     "--kernel", "-k", rich_help_panel=CONV, show_default=False,
     help="Built-in name (`cnn kernels`), JSON file, or inline JSON like '[[1,0],[0,1]]'. "
@@ -153,24 +158,33 @@ KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip
                "pool", "pool_size", "pool_stride", "ceil_mode", "dense", "dense_random", "seed", "softmax")
 
 
-def layer_command(command: Callable[..., Any]) -> Callable[..., Any]:
+def layer_command(command: Callable[..., Any] | None = None, *, many: bool = False) -> Callable[..., Any]:
     """Give a command that takes ``options: LayerOptions`` every shared layer option.
 
     Typer reads a command's signature; this one shows the shared options (defaults from
     LayerOptions) followed by the command's own, and the command receives them as one LayerOptions.
+    With ``many``, the command takes several images: it receives ``images`` (the arguments as
+    given) and ``options.image`` is the first of them.
     """
+    if command is None:
+        return functools.partial(layer_command, many=many)
     defaults = {f.name: f.default for f in fields(LayerOptions)} | {"kernel": None}
+    annotations = _SHARED | {"image": Images} if many else _SHARED
     shared = [
         inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation,
                           default=inspect.Parameter.empty if name == "image" else defaults[name])
-        for name, annotation in _SHARED.items()
+        for name, annotation in annotations.items()
     ]
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+           if p.name not in ("options", "images")]
 
     @functools.wraps(command)
     def with_options(**arguments: Any) -> Any:
         values = {name: arguments.pop(name) for name in _SHARED}
         values["kernels"] = values.pop("kernel")
+        if many:
+            arguments["images"] = list(values["image"])
+            values["image"] = arguments["images"][0]
         return command(options=LayerOptions(**values), **arguments)
 
     with_options.__signature__ = inspect.Signature(shared + own)  # type: ignore[attr-defined]
@@ -203,9 +217,7 @@ def prepare(options: LayerOptions) -> Prepared:
         name = "--" + clashes[0].replace("_", "-").replace("kernels", "kernel")
         raise typer.BadParameter("describes a --kernel run's layers; --model brings its own, so leave it out",
                                  param_hint=name)
-    from ..modelfile import load_model
-
-    model = load_model(options.model, limits=options.limits)
+    model = _load_model(options.model, options.limits)
     for name in options.given(("color", "scale")):
         raise typer.BadParameter(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
                                  param_hint=f"--{name}")
@@ -220,12 +232,40 @@ def prepare(options: LayerOptions) -> Prepared:
     return Prepared(image, model.network, model)
 
 
-def input_files(options: LayerOptions, prepared: Prepared) -> list[str]:
-    """Every file this run reads, which no output may overwrite."""
-    names = [options.image, *(options.kernels or ()), options.dense]
-    if prepared.model is not None:
-        names += [str(path) for path in prepared.model.paths]
+def input_files(options: LayerOptions, prepared: Prepared | None = None, images: list[str] | None = None) -> list[str]:
+    """Every file this run reads (``images`` instead of options.image for a batch), which no output may overwrite."""
+    names = [*(images or [options.image]), *(options.kernels or ()), options.dense]
+    model = prepared.model if prepared is not None else None
+    if model is None and options.model is not None:
+        model = _load_model(options.model, options.limits)
+    if model is not None:
+        names += [str(path) for path in model.paths]
     return [name for name in names if name and name != "-"]
+
+
+def _load_model(spec: str, limits: Limits) -> Model:
+    """A model file, read once per process however many images a batch runs it on."""
+    from ..modelfile import load_model
+
+    return _once(load_model, spec, limits)
+
+
+def _once(read: Callable[..., Any], spec: str, limits: Limits) -> Any:
+    """``read(spec, limits=limits)``, remembered while the file ``spec`` names (if any) is unchanged."""
+    try:
+        status = os.stat(spec)
+        stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
+    except (OSError, ValueError):  # a built-in name, inline JSON, a missing file
+        stamp = None
+    key = (read.__module__, read.__name__, spec, limits, stamp)
+    if key not in _READ:
+        if len(_READ) > 64:
+            _READ.clear()
+        _READ[key] = read(spec, limits=limits)
+    return _READ[key]
+
+
+_READ: dict[tuple, Any] = {}
 
 
 def _warn_if_looks_inverted(model: Model, image: LoadedImage) -> None:
@@ -263,13 +303,13 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
 
 def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     """The conv stage from the kernels and options; an option given overrides the kernel file's setting."""
-    from ..kernels import build_filter_bank, merged_settings, resolve_kernel
+    from ..kernels import build_filter_bank, merged_settings
     from ..model import StageOptions, single_stage
 
     if not options.kernels:
         raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them), "
                                  "or a whole network with --model (`cnn models` lists them)", param_hint="--kernel")
-    kernels = [resolve_kernel(spec, limits=options.limits) for spec in options.kernels]
+    kernels = [_resolve_kernel(spec, options.limits) for spec in options.kernels]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
     given = {"stride": options.stride, "dilation": options.dilation, "padding_mode": options.padding_mode,
@@ -287,6 +327,19 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
     check_run_memory(network, image, options.limits)
     return network
+
+
+def _resolve_kernel(spec: str, limits: Limits):
+    """A kernel (built-in, file or inline JSON), read once per process for a whole batch."""
+    from ..kernels import resolve_kernel
+
+    return _once(resolve_kernel, spec, limits)
+
+
+def _dense_weights(path: str, limits: Limits):
+    from ..files import read_dense_weights
+
+    return _once(read_dense_weights, path, limits)
 
 
 def check_run_memory(network: Network, image: LoadedImage, limits: Limits) -> None:
@@ -341,11 +394,11 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
             raise typer.BadParameter("needs a dense layer (--dense or --dense-random) to apply to",
                                      param_hint="--softmax")
         return None
-    from ..files import random_dense, read_dense_weights  # only runs with a dense layer pay for these
+    from ..files import random_dense  # only runs with a dense layer pay for this
     from ..model import Dense, single_stage
 
     if options.dense is not None:
-        weight, bias = read_dense_weights(options.dense, options.limits)
+        weight, bias = _dense_weights(options.dense, options.limits)
         return Dense(weight, bias, "dense1", options.dense)
     # Random weights take as many inputs as the conv stage gives this image.
     conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,14 @@ def _encodable(stream) -> None:
         stream.reconfigure(errors="cnn-ascii")
 
 
+_no_color = False  # set by --no-color; NO_COLOR in the environment does the same through Rich
+
+
+def set_no_color(value: bool) -> None:
+    global _no_color
+    _no_color = _no_color or value
+
+
 def stdout_console(width: int | None = None) -> Console:
     from rich.console import Console
 
@@ -50,7 +59,64 @@ def stdout_console(width: int | None = None) -> Console:
             self.quiet = True
             raise BrokenPipeError  # main() then stops quietly, with the same exit code for every output
 
-    return StdoutConsole(highlight=False, emoji=False, width=width)
+    return StdoutConsole(highlight=False, emoji=False, width=width, no_color=_no_color or None)
+
+
+@dataclass(frozen=True)
+class Look:
+    """How stdout shows text, decided once in the parent: a worker renders to a string with it."""
+
+    width: int
+    color_system: str | None  # None: plain text, no escape codes (a pipe, a file, NO_COLOR, --no-color)
+
+    @classmethod
+    def of_stdout(cls) -> Look:
+        console = stdout_console()
+        return cls(console.width, None if console.no_color else console.color_system)
+
+    def render(self, renderable, width: int | None = None) -> str:
+        """``renderable`` as the text stdout would show."""
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=width or self.width, color_system=self.color_system,
+                          force_terminal=self.color_system is not None, highlight=False, emoji=False,
+                          legacy_windows=False)
+        console.print(renderable)
+        return buffer.getvalue()
+
+    @property
+    def palette(self) -> str:
+        """Blended heat colours where the terminal has them, named ones where it has only 8 or 16."""
+        if self.color_system is None:
+            return "none"
+        return "basic" if self.color_system in ("standard", "windows") else "rgb"
+
+
+def write_text(text: str) -> None:
+    """Text on stdout as it is; a reader that leaves early raises BrokenPipeError for main()."""
+    sys.stdout.write(text)
+
+
+def write_binary(path: str, data: bytes, force: bool, what: str) -> None:
+    """Binary output (``what``: npy, npz or png) to a file, atomically, or to stdout for ``-``,
+    never to a terminal."""
+    from ..errors import OutputError
+    from ..files import _write_all, write_atomic
+
+    if path != "-":
+        write_atomic(path, lambda stream: stream.write(data), force)
+        return
+    if sys.stdout is None:
+        raise OutputError("is closed; nothing can be written", source="stdout")
+    if sys.stdout.isatty():
+        raise OutputError(f"is a terminal; binary .{what} output needs a file or a pipe, e.g. > out.{what} "
+                          "or -o FILE", source="stdout")
+    sys.stdout.flush()
+    _write_all(sys.stdout.buffer, data)
+    sys.stdout.flush()
 
 
 def stderr_console() -> Console:

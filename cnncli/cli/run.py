@@ -1,76 +1,307 @@
-"""`cnn run`: every feature map of a forward pass, as tables, JSON or a .npy file."""
+"""`cnn run`: every feature map of a forward pass, on one image or many, as tables, heatmaps,
+JSON, CSV, .npy/.npz arrays or PNG pictures."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+import dataclasses
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from . import app, options as opt
-from .output import print_json, stdout_console, tell
+from .output import Look, set_no_color, tell
 
-Format = Annotated[Literal["table", "json"], typer.Option(
-    "--format", "-f", rich_help_panel=opt.OUTPUT,
-    help="table: a coloured table per map. json: the whole trace (every layer's settings, shape, "
-         "statistics and values) as one JSON document.")]
+Format = Annotated[Optional[Literal["table", "json", "jsonl", "csv", "npy", "npz", "png"]], typer.Option(
+    "--format", "-f", rich_help_panel=opt.OUTPUT, show_default="table",
+    help="What stdout gets. table: every map for people (see --view). json: the whole trace (settings, shapes, "
+         "statistics, values) as one document; jsonl: one per line, one line per image. csv: the final map, "
+         "one value a row. npy: the final array; npz: every layer's array; png: the final map as a picture.")]
+View = Annotated[Literal["table", "heatmap"], typer.Option(
+    "--view", rich_help_panel=opt.OUTPUT,
+    help="How --format table shows maps: numbers in tables, or heatmap: coloured blocks at terminal width, "
+         "big maps whole.")]
 Output = Annotated[Optional[str], typer.Option(
-    "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE.npy",
-    help="Also write the final output array to a .npy file; - writes it to stdout instead of the tables.")]
+    "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE",
+    help="Also write the output to FILE, in the format its extension names (.npy .npz .png .json .jsonl .csv); "
+         "- is stdout (in --format, npy if none). For several images, .png needs a folder: -o DIR/.")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
                                      help="Let -o replace an existing file.")]
 Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
                                     help="Print every value and channel of big maps instead of eliding them.")]
+NoColor = Annotated[bool, typer.Option("--no-color", rich_help_panel=opt.OUTPUT,
+                                       help="Plain text, no colours (also NO_COLOR=1; piped output has none).")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, rich_help_panel=opt.BATCH,
+                                      help="Run images in this many processes.")]
+FailFast = Annotated[bool, typer.Option("--fail-fast", rich_help_panel=opt.BATCH,
+                                        help="Stop at the first image that fails (by default it is reported and "
+                                             "the batch goes on).")]
+
+FILE_KINDS = {".npy": "npy", ".npz": "npz", ".png": "png", ".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
+BINARY = ("npy", "npz", "png")
 
 
 @app.command()
-@opt.layer_command
+@opt.layer_command(many=True)
 def run(
     options: opt.LayerOptions,
-    format: Format = "table",
+    images: list[str],
+    format: Format = None,
+    view: View = "table",
     output: Output = None,
     full: Full = False,
     force: Force = False,
+    no_color: NoColor = False,
+    workers: Workers = 1,
+    fail_fast: FailFast = False,
 ) -> None:
-    """Run conv -> activation -> pooling (-> dense), or a whole model, on an image; print every feature map.
+    """Run conv -> activation -> pooling (-> dense), or a whole model, on images; print every feature map.
 
     Examples: cnn run sample_images/seed_5x5.png --kernel vertical_edge;
-    cnn run sample_images/digit_7.png --model digits
+    cnn run sample_images/digit_7.png --model digits;
+    cnn run sample_images/ --model digits -f jsonl --workers 2
     """
-    prepared = opt.prepare(options)
-    if output is not None and output != "-":
+    from .batch import expand_images
+
+    set_no_color(no_color)
+    paths, batch = expand_images(images)
+    to_stdout = format or ("npy" if output == "-" else "table")
+    to_file = None if output in (None, "-") else _file_kind(output, format)
+    if to_stdout == "png" and batch:
+        raise typer.BadParameter("gives one picture per image; for several, write them with -o FOLDER/",
+                                 param_hint="--format")
+    look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
+    job = RunJob(options, tuple(kind for kind in (to_stdout, to_file) if kind), look, view, full)
+    if not batch:
+        _run_one(job, paths[0], to_stdout, output, to_file, force)
+    else:
+        _run_batch(job, paths, to_stdout, output, to_file, force, workers, fail_fast)
+
+
+def _file_kind(output: str, format: str | None) -> str:
+    from pathlib import Path
+
+    kind = FILE_KINDS.get(Path(output).suffix.lower())
+    if kind is None and (output.endswith(("/", "\\")) or Path(output).is_dir()):
+        kind = "png"  # a folder takes one picture per image
+    if kind is None:
+        if format not in (None, "table"):
+            return format
+        if Path(output).exists() and not Path(output).is_file():
+            return "npy"  # a device or a FIFO (/dev/null, a named pipe): the array, as -o always wrote
+        raise typer.BadParameter(f"{output}: cannot tell what to write from its name; end it in "
+                                 f"{', '.join(FILE_KINDS)}, or give --format", param_hint="--output")
+    return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class RunJob:
+    """One image in, every requested kind of output out (rendered here, so that workers do the work)."""
+
+    options: opt.LayerOptions
+    kinds: tuple[str, ...]
+    look: Look
+    view: str
+    full: bool
+
+    def __call__(self, source: str) -> dict[str, Any]:
+        options = dataclasses.replace(self.options, image=source)
+        prepared = opt.prepare(options)
+        steps = opt.forward(prepared)
+        predictions = opt.predictions(options, prepared, steps)
+        outputs = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
+        final = steps[-1]
+        outputs["what"] = {"npz": f"{len(steps)} layers", "json": "the trace", "jsonl": "the trace"}
+        outputs["what"] = {kind: outputs["what"].get(kind, f"{final.name} {tuple(final.output.shape)}")
+                           for kind in self.kinds}
+        return outputs
+
+    def _render(self, kind: str, prepared, steps, predictions) -> Any:
+        if kind == "table":
+            return _tables(prepared, steps, predictions, self.look, self.view, self.full)
+        if kind in ("json", "jsonl"):
+            import json
+
+            from ..trace import run_extras, trace_document
+
+            document = trace_document(prepared.image, steps, run_extras(prepared.model, predictions))
+            return json.dumps(document, allow_nan=False)
+        if kind == "csv":
+            from ..trace import csv_rows
+
+            return csv_rows(prepared.image.source, steps[-1], prepared.model.labels if prepared.model else ())
+        if kind == "npy":
+            return steps[-1].output
+        if kind == "npz":
+            return {step.name: step.output for step in steps}
+        from ..pictures import layer_montage, png_bytes
+
+        step = steps[-1]
+        return png_bytes(layer_montage(step.output, step.labels, _picture_title(prepared, step)))
+
+
+def _picture_title(prepared, step) -> str:
+    shape = "x".join(map(str, step.output.shape))
+    return f"{prepared.image.source}: {step.name} ({step.type}) {shape}"
+
+
+def _run_one(job: RunJob, source: str, to_stdout: str, output: str | None, to_file: str | None,
+             force: bool) -> None:
+    """One image: errors end the command, as they always have."""
+    from .output import write_text
+
+    if to_file is not None:
         from ..files import check_output
 
-        check_output(output, force, opt.input_files(options, prepared))  # before the work, not after
-    loaded = prepared.image
-    steps = opt.forward(prepared)
-    predictions = opt.predictions(options, prepared, steps)
-    if output is not None:
-        from ..files import save_npy
-
-        save_npy(output, steps[-1].output, force)
-    if output == "-":
-        return  # stdout carries the array alone
-    if format == "json":
-        from ..trace import run_extras, trace_document
-
-        print_json(trace_document(loaded, steps, run_extras(prepared.model, predictions)))
+        check_output(output, force, opt.input_files(job.options, images=[source]))  # before the work
+    result = job(source)
+    if to_file is not None:
+        _write_file(output, to_file, [(source, result[to_file])], force)
+        tell(f"wrote {result['what'][to_file]} to {output}")
+    if to_stdout in BINARY:
+        _write_binary_outputs("-", to_stdout, [(source, result[to_stdout])], False)
+    elif to_stdout in ("json", "jsonl"):
+        write_text(result[to_stdout] + "\n")
+    elif to_stdout == "csv":
+        write_text(_csv_header() + result["csv"])
     else:
-        _print_tables(prepared, steps, predictions, full)
-    if output is not None:
-        tell(f"wrote {steps[-1].name} {tuple(steps[-1].output.shape)} to {output}")
+        write_text(result["table"])
 
 
-MAX_FULL_VALUES = 100_000
+def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None, to_file: str | None,
+               force: bool, workers: int, fail_fast: bool) -> None:
+    """Many images: each failure is one line naming the image and the batch goes on; the exit code
+    is 1 when any image failed. Text goes to stdout as each image is done, in the given order."""
+    import sys
+
+    from . import _fail
+    from .batch import run_all, unique_names
+    from .output import write_text
+
+    folder_pictures = to_file == "png"
+    if to_file is not None:
+        from ..files import check_output
+
+        if folder_pictures:
+            _make_folder(output)
+        else:
+            check_output(output, force, opt.input_files(job.options, images=paths))
+    names = unique_names(paths)
+    kept_for_stdout: list[tuple[str, Any]] = []
+    kept_for_file: list[tuple[str, Any]] = []
+    failed, written = 0, 0
+    if to_stdout == "json":
+        write_text("[")
+    elif to_stdout == "csv":
+        write_text(_csv_header())
+    for result in run_all(job, paths, workers, fail_fast, progress=True):
+        if result.error is not None:
+            failed += 1
+            _fail(result.error)
+            continue
+        if folder_pictures:
+            from pathlib import Path
+
+            _write_binary_outputs(str(Path(output) / f"{names[result.source]}.png"), "png",
+                                  [(result.source, result.outputs["png"])], force)
+        elif to_file is not None:
+            kept_for_file.append((names[result.source], result.outputs[to_file]))
+        payload = result.outputs[to_stdout]
+        if to_stdout == "json":
+            write_text(("\n" if not written else ",\n") + payload)
+        elif to_stdout == "jsonl":
+            write_text(payload + "\n")
+        elif to_stdout in BINARY:
+            kept_for_stdout.append((names[result.source], payload))
+        else:
+            write_text(payload)
+        written += 1
+        sys.stdout.flush()  # a reader of the pipe sees each image as it is done
+    if to_stdout == "json":
+        write_text("\n]\n" if written else "]\n")
+    if kept_for_stdout:
+        _write_binary_outputs("-", to_stdout, kept_for_stdout, False)
+    if kept_for_file:
+        _write_file(output, to_file, kept_for_file, force)
+    if to_file is not None and written:
+        tell(f"wrote {to_file} of {written} images to {output}")
+    if failed:
+        from ..errors import CnnError
+
+        how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
+        raise CnnError(f"{failed} of {len(paths)} images failed; {how}", source="batch")
 
 
-def _print_tables(prepared, steps, predictions, full: bool) -> None:
+def _make_folder(path: str) -> None:
+    import os
+
+    from ..errors import OutputError
+
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create the folder: {err.strerror or err}", source=path) from None
+
+
+def _csv_header() -> str:
+    from ..trace import CSV_HEADER
+
+    return ",".join(CSV_HEADER) + "\n"
+
+
+def _write_file(path: str, kind: str, items: list[tuple[str, Any]], force: bool) -> None:
+    """Every image's output of ``kind`` in one file: text kinds joined, arrays stacked or keyed."""
+    from ..files import write_atomic
+
+    if kind in BINARY:
+        _write_binary_outputs(path, kind, items, force)
+        return
+    if kind == "json":
+        text = items[0][1] + "\n" if len(items) == 1 else "[\n" + ",\n".join(text for _, text in items) + "\n]\n"
+    elif kind == "jsonl":
+        text = "".join(text + "\n" for _, text in items)
+    else:
+        text = _csv_header() + "".join(text for _, text in items)
+    write_atomic(path, lambda stream: stream.write(text.encode()), force)
+
+
+def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], force: bool) -> None:
+    """npy: the final array, stacked (N, ...) for several images of one shape; npz: every layer's
+    array, keyed IMAGE/LAYER for several images; png: one picture."""
+    import io
+
+    import numpy as np
+
+    from ..errors import CnnError
+    from .output import write_binary
+
+    if kind == "npy":
+        arrays = [array for _, array in items]
+        if len(arrays) > 1 and len({array.shape for array in arrays}) > 1:
+            shapes = sorted({str(array.shape) for array in arrays})
+            raise CnnError(f"the images gave outputs of different shapes ({', '.join(shapes[:3])}), which one "
+                           ".npy cannot stack; use --format npz, or resize the images", source=path)
+        array = arrays[0] if len(arrays) == 1 else np.stack(arrays)  # (N, C, H, W) for a batch
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        data = buffer.getvalue()
+    elif kind == "npz":
+        buffer = io.BytesIO()
+        members = (items[0][1] if len(items) == 1 else
+                   {f"{name}/{layer}": array for name, layers in items for layer, array in layers.items()})
+        np.savez(buffer, **members)
+        data = buffer.getvalue()
+    else:
+        data = items[0][1]
+    write_binary(path, data, force, kind)
+
+
+def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> str:
     from rich.console import Group
     from rich.text import Text
 
     from .. import render
     from ..errors import CnnError
 
-    console = stdout_console()
     if full:
         values = sum(step.output.size for step in steps)
         if values > MAX_FULL_VALUES:
@@ -84,19 +315,19 @@ def _print_tables(prepared, steps, predictions, full: bool) -> None:
     for step in steps:
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
-        parts += [render.step_view(step, console.width, full, _palette(console)), Text()]
+        if view == "heatmap":
+            from ..render_heatmap import heatmap_view
+
+            parts += [heatmap_view(step, look.width, look.color_system), Text()]
+        else:
+            parts += [render.step_view(step, look.width, full, look.palette), Text()]
     if predictions:
         from ..render_model import prediction_view
 
-        parts.append(prediction_view(predictions, color=console.color_system is not None))
-    view = Group(*parts)
-    if full:  # every column, however wide: a console as wide as the widest table
-        console = stdout_console(width=max(console.width, render.natural_width(view)))
-    console.print(view)
+        parts.append(prediction_view(predictions, color=look.color_system is not None))
+    group = Group(*parts)
+    # --full: every column, however wide: a console as wide as the widest table
+    return look.render(group, max(look.width, render.natural_width(group)) if full else None)
 
 
-def _palette(console) -> str:
-    """Blended colours where the terminal has them, named ones where it has only 8 or 16."""
-    if console.color_system is None:
-        return "none"
-    return "basic" if console.color_system in ("standard", "windows") else "rgb"
+MAX_FULL_VALUES = 100_000

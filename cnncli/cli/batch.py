@@ -1,0 +1,180 @@
+"""Many images in one command: folders and globs expanded, each image run on its own (in worker
+processes with --workers), failures reported with their path while the batch goes on, and a
+progress bar on stderr.
+
+A job turns one image into a Result holding what the command prints or writes for it, already
+rendered; the parent writes results in the order the images were given, so a batch prints the
+same with one worker or eight.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..errors import CnnError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_GLOB_CHARACTERS = set("*?[")
+
+
+def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
+    """The image paths the arguments name, in order, and whether they make a batch.
+
+    A folder gives its image files (by suffix, sorted, not descending into sub-folders); an
+    argument that is not a file and holds * ? or [ is a glob (** descends); anything else is kept
+    as given, so that a missing file is reported in its turn. Several arguments, a folder or a glob
+    make a batch; one file alone (or -) does not.
+    """
+    paths: list[str] = []
+    batch = len(arguments) > 1
+    for argument in arguments:
+        if argument == "-":
+            if "-" in paths:
+                raise CnnError("stdin can be read once; give - at most once", source="-")
+            paths.append(argument)
+        elif os.path.isdir(argument):
+            batch = True
+            found = sorted(entry.path for entry in os.scandir(argument)
+                           if entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file())
+            if not found:
+                raise CnnError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)})", source=argument)
+            paths += found
+        elif not os.path.lexists(argument) and _GLOB_CHARACTERS & set(argument):
+            batch = True
+            found = sorted(path for path in glob.glob(argument, recursive=True) if os.path.isfile(path))
+            if not found:
+                raise CnnError("no file matches this pattern", source=argument)
+            paths += found
+        else:
+            paths.append(argument)
+    return paths, batch
+
+
+@dataclass
+class Result:
+    """What one image gave: its outputs by kind, or the error line and exit code."""
+
+    source: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    code: int = 0
+
+
+def guarded(job: Callable[[str], dict[str, Any]], source: str) -> Result:
+    """Run ``job`` on one image; a CnnError (or an OS or memory error) becomes the result's error line.
+
+    A usage error (a click exception) and Ctrl-C are not about this image: they pass through
+    and end the whole batch.
+    """
+    from . import _explain
+
+    try:
+        return Result(source, job(source))
+    except (CnnError, OSError, MemoryError) as err:
+        message, code = _explain(err)
+        return Result(source, error=message, code=code)
+
+
+def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
+            progress: bool) -> Iterator[Result]:
+    """Results in the order of ``sources``; with ``fail_fast`` stop after the first failure.
+
+    ``workers`` > 1 runs images in that many forked processes; each gets images in chunks, and
+    the results come back in order as they are ready.
+    """
+    bar = _progress(len(sources)) if progress else None
+    try:
+        for result in _results(job, sources, workers):
+            if bar is not None:
+                bar.advance()
+            yield result
+            if result.error is not None and fail_fast:
+                return
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _results(job: Callable, sources: list[str], workers: int) -> Iterator[Result]:
+    if workers <= 1 or len(sources) < 2:
+        for source in sources:
+            yield guarded(job, source)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    # fork: the workers start with the parent's modules, model and kernels already loaded.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    chunk = max(1, min(32, len(sources) // (workers * 8)))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
+    try:
+        yield from pool.map(partial(guarded, job), sources, chunksize=chunk)
+    finally:
+        # On an early stop (--fail-fast, a closed pipe, Ctrl-C) drop the images not yet started.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start() -> None:
+    """In a worker: Ctrl-C is the parent's to handle; it stops the pool."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Bar:
+    """A Rich progress bar on stderr: images done, rate, elapsed and remaining time."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        from .output import stderr_console
+
+        self._progress = Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"),
+                                  TimeRemainingColumn(), console=stderr_console(), transient=True)
+        self._task = self._progress.add_task("images", total=total, rate="")
+        self._progress.start()
+
+    def advance(self) -> None:
+        task = self._progress.tasks[0]
+        speed = task.speed
+        self._progress.update(self._task, advance=1, rate=f"{speed:.1f}/s" if speed else "")
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def _progress(total: int) -> _Bar | None:
+    """A bar for a batch when stderr is a terminal; nothing in a pipe, a log or a test."""
+    if total < 2 or sys.stderr is None or not sys.stderr.isatty():
+        return None
+    return _Bar(total)
+
+
+def unique_names(sources: Iterable[str]) -> dict[str, str]:
+    """A short, distinct folder or file name for each image: its stem, with the parent folder's
+    name (and then a number) added where two images would share one."""
+    sources = list(sources)
+    names = {source: ("stdin" if source == "-" else Path(source).stem or "image") for source in sources}
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    taken: set[str] = set()
+    for source in sources:
+        name = names[source]
+        if counts[name] > 1 and source != "-":
+            parent = Path(source).parent.name
+            name = f"{parent}_{name}" if parent else name
+        base, number = name, 2
+        while name in taken:
+            name, number = f"{base}_{number}", number + 1
+        taken.add(name)
+        names[source] = name
+    return names

@@ -1,0 +1,241 @@
+"""Many images and pipelines: folders and globs, one record per image, a broken image reported while
+the batch goes on, --workers giving the same output, machine formats alone on stdout, plain text in
+pipes, and the exit codes scripts rely on."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnncli.cli import main
+from cnncli.cli.batch import expand_images, unique_names
+from cnncli.errors import CnnError
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_images"
+DIGITS = sorted(str(p) for p in SAMPLES.glob("digit_*.png"))
+
+
+def cnn(capsysbinary, *args: str) -> tuple[int, bytes, str]:
+    code = main([str(arg) for arg in args])
+    captured = capsysbinary.readouterr()
+    return code, captured.out, captured.err.decode()
+
+
+def process(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnncli", *map(str, args)], capture_output=True, cwd=ROOT,
+                          timeout=120, **kwargs)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """Three digits and one file that is not an image, sorted so that the broken one is in the middle."""
+    for name, source in (("a.png", "digit_1.png"), ("b.png", "digit_2.png"), ("d.png", "digit_3.png")):
+        shutil.copy(SAMPLES / source, tmp_path / name)
+    (tmp_path / "c.png").write_bytes(b"not a picture")
+    (tmp_path / "notes.txt").write_text("not an image suffix: skipped")
+    return tmp_path
+
+
+def records(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+# --- which files a command reads ------------------------------------------------------------------
+
+
+def test_a_folder_gives_its_images_sorted_and_makes_a_batch(folder):
+    paths, batch = expand_images([str(folder)])
+    assert batch and [Path(p).name for p in paths] == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_a_glob_a_file_and_a_missing_file_keep_their_order():
+    paths, batch = expand_images([str(SAMPLES / "digit_[12].png"), str(SAMPLES / "shapes.png"), "nope.png"])
+    assert batch and [Path(p).name for p in paths] == ["digit_1.png", "digit_2.png", "shapes.png", "nope.png"]
+
+
+def test_one_file_is_not_a_batch():
+    assert expand_images([DIGITS[0]]) == ([DIGITS[0]], False)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["-", "-"], "stdin can be read once"),
+    (["{empty}"], "holds no image files"),
+    (["{empty}/*.png"], "no file matches"),
+])
+def test_inputs_that_name_nothing_are_errors(tmp_path, arguments, words):
+    with pytest.raises(CnnError, match=words):
+        expand_images([argument.format(empty=tmp_path) for argument in arguments])
+
+
+def test_unique_names_add_the_folder_then_a_number():
+    names = unique_names(["x/a.png", "y/a.png", "y/a.jpg", "b.png", "-"])
+    assert names == {"x/a.png": "x_a", "y/a.png": "y_a", "y/a.jpg": "y_a_2", "b.png": "b", "-": "stdin"}
+
+
+# --- a batch ------------------------------------------------------------------------------------
+
+
+def test_jsonl_is_one_record_per_image_in_order(capsysbinary):
+    code, out, err = cnn(capsysbinary, "run", *DIGITS, "--model", "digits", "-f", "jsonl")
+    assert code == 0 and err == ""
+    got = records(out)
+    assert [r["image"]["source"] for r in got] == DIGITS
+    assert [r["predictions"][0]["label"] for r in got] == [Path(p).stem[-1] for p in DIGITS]
+    assert all(r["format"] == "cnn-trace" and r["version"] == 1 for r in got)
+
+
+def test_a_broken_image_is_named_and_the_batch_goes_on(capsysbinary, folder):
+    code, out, err = cnn(capsysbinary, "run", folder, "--model", "digits", "-f", "jsonl")
+    assert code == 1
+    assert [Path(r["image"]["source"]).name for r in records(out)] == ["a.png", "b.png", "d.png"]
+    lines = err.splitlines()
+    assert len(lines) == 2 and "c.png: not a supported image" in lines[0]
+    assert lines[1] == "cnn: batch: 1 of 4 images failed; each is named above"
+
+
+def test_fail_fast_stops_at_the_broken_image(capsysbinary, folder):
+    code, out, err = cnn(capsysbinary, "run", folder, "--model", "digits", "-f", "jsonl", "--fail-fast")
+    assert code == 1 and len(records(out)) == 2 and "--fail-fast" in err
+
+
+def test_two_workers_print_what_one_prints(capsysbinary, folder):
+    """The same records in the same order; only the measured seconds differ."""
+    def without_seconds(stdout):
+        got = records(stdout)
+        for record in got:
+            for layer in record["layers"]:
+                layer.pop("seconds")
+        return got
+
+    one = cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-f", "jsonl")
+    two = cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-f", "jsonl", "--workers", "2")
+    assert one[0] == two[0] == 1 and one[2] == two[2]
+    assert without_seconds(one[1]) == without_seconds(two[1])
+
+
+def test_json_for_a_batch_is_one_list(capsysbinary):
+    code, out, _ = cnn(capsysbinary, "run", *DIGITS[:3], "--model", "digits", "-f", "json")
+    documents = json.loads(out)
+    assert code == 0 and [d["image"]["source"] for d in documents] == DIGITS[:3]
+
+
+def test_csv_is_the_final_map_one_value_a_row(capsysbinary):
+    """Header once; rows in channel, row, column order; values equal to the .npy's."""
+    code, out, _ = cnn(capsysbinary, "run", SAMPLES / "shapes.png", SAMPLES / "checkerboard.png",
+                       "-k", "sobel_x", "-k", "sobel_y", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    code_npy, npy, _ = cnn(capsysbinary, "run", SAMPLES / "shapes.png", "-k", "sobel_x", "-k", "sobel_y",
+                           "-f", "npy")
+    final = np.load(io.BytesIO(npy))  # (2, 31, 31)
+    shapes = [r for r in rows if r["source"].endswith("shapes.png")]
+    assert code == code_npy == 0 and len(shapes) == final.size
+    assert [float(r["value"]) for r in shapes] == final.reshape(-1).tolist()
+    assert shapes[final.shape[2]]["row"] == "1" and shapes[0]["label"] == "sobel_x"
+    assert {r["layer"] for r in rows} == {"maxpool1"}
+
+
+def test_csv_of_a_model_labels_its_classes(capsysbinary):
+    code, out, _ = cnn(capsysbinary, "run", DIGITS[3], "--model", "digits", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    assert [r["label"] for r in rows] == [str(i) for i in range(10)] and rows[0]["row"] == ""
+    assert max(rows, key=lambda r: float(r["value"]))["label"] == "3"
+
+
+def test_npy_of_a_batch_is_stacked_and_npz_keeps_every_layer(capsysbinary):
+    code, out, _ = cnn(capsysbinary, "run", *DIGITS[:4], "--model", "digits", "-f", "npy")
+    assert code == 0 and np.load(io.BytesIO(out)).shape == (4, 10)
+    code, out, _ = cnn(capsysbinary, "run", *DIGITS[:2], "--model", "digits", "-f", "npz")
+    with np.load(io.BytesIO(out)) as archive:
+        assert "digit_0/softmax" in archive.files and "digit_1/input" in archive.files
+
+
+def test_npy_of_images_of_different_shapes_says_to_use_npz(capsysbinary):
+    code, out, err = cnn(capsysbinary, "run", SAMPLES / "shapes.png", SAMPLES / "seed_5x5.png", "-k", "sobel_x",
+                         "--pool", "none", "-f", "npy")
+    assert code == 1 and out == b"" and "different shapes" in err and "npz" in err
+
+
+def test_output_file_of_a_batch_holds_every_image(capsysbinary, tmp_path):
+    target = tmp_path / "all.jsonl"
+    code, out, err = cnn(capsysbinary, "run", *DIGITS[:3], "--model", "digits", "-o", target, "-f", "jsonl")
+    assert code == 0 and len(records(target.read_bytes())) == 3 and len(records(out)) == 3
+
+
+def test_inspect_saves_one_folder_per_image(capsysbinary, tmp_path):
+    code, out, err = cnn(capsysbinary, "inspect", *DIGITS[:2], "--model", "digits", "--save", tmp_path / "acts",
+                         "-f", "jsonl")
+    assert code == 0 and len(records(out)) == 2
+    for name in ("digit_0", "digit_1"):
+        manifest = json.loads((tmp_path / "acts" / name / "manifest.json").read_text())
+        assert manifest["image"]["source"].endswith(f"{name}.png")
+
+
+# --- pipes --------------------------------------------------------------------------------------
+
+
+def test_stdin_image_to_npy_on_stdout():
+    """The issue's pipeline: cat x.png | cnn run - -k sobel_x --format npy -o - > y.npy."""
+    data = (SAMPLES / "seed_5x5.png").read_bytes()
+    result = process("run", "-", "-k", "vertical_edge", "--format", "npy", "-o", "-", input=data)
+    assert result.returncode == 0 and result.stderr == b""
+    assert np.load(io.BytesIO(result.stdout)).tolist() == [[[12]]]
+
+
+def test_head_ends_a_batch_quietly():
+    result = subprocess.run(f"{sys.executable} -m cnncli run sample_images -k sobel_x -f jsonl | head -1",
+                            shell=True, capture_output=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stderr == b"" and len(result.stdout.splitlines()) == 1
+
+
+def test_piped_tables_have_no_escape_codes():
+    result = process("run", SAMPLES / "shapes.png", "-k", "sobel_x", env=dict(os.environ, FORCE_COLOR=""))
+    assert result.returncode == 0 and b"\x1b" not in result.stdout and b"channel 0: sobel_x" in result.stdout
+
+
+def _on_a_terminal(*args: str, env: dict | None = None) -> bytes:
+    """stdout of cnn run with stdout a pseudo-terminal."""
+    leader, follower = pty.openpty()
+    child = subprocess.Popen([sys.executable, "-m", "cnncli", *args], stdout=follower, stderr=subprocess.PIPE,
+                             cwd=ROOT, env={**os.environ, "COLUMNS": "100", **(env or {})})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    child.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("flag, env", [((), {"NO_COLOR": "1"}), (("--no-color",), {})])
+def test_no_color_and_NO_COLOR_drop_colours_on_a_terminal(flag, env):
+    args = ("run", "sample_images/shapes.png", "-k", "sobel_x")
+    coloured = _on_a_terminal(*args)
+    plain = _on_a_terminal(*args, *flag, env=env)
+    assert b"\x1b[38;" in coloured or b"\x1b[3" in coloured
+    assert b"\x1b[38;" not in plain and b"\x1b[48;" not in plain and b"channel 0: sobel_x" in plain
+
+
+def test_binary_format_to_a_terminal_is_refused():
+    leader, follower = pty.openpty()
+    result = subprocess.run([sys.executable, "-m", "cnncli", "run", "sample_images/seed_5x5.png", "-k", "sobel_x",
+                             "-f", "npz"], stdout=follower, stderr=subprocess.PIPE, cwd=ROOT, timeout=60)
+    os.close(follower)
+    os.close(leader)
+    assert result.returncode == 1 and b"cnn: stdout: is a terminal" in result.stderr and b"npz" in result.stderr
