@@ -50,6 +50,7 @@ def _root(
 
 
 from . import inspect as _inspect  # noqa: E402,F401  (commands register themselves on `app`)
+from . import explain as _explain_command  # noqa: E402,F401
 from . import kernels as _kernels  # noqa: E402,F401
 from . import models as _models  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
