@@ -239,3 +239,25 @@ def test_binary_format_to_a_terminal_is_refused():
     os.close(follower)
     os.close(leader)
     assert result.returncode == 1 and b"cnn: stdout: is a terminal" in result.stderr and b"npz" in result.stderr
+
+
+def _keys(value, path="") -> set[str]:
+    """Every key path of a JSON value, lists seen through their first item: {"layers[].name", ...}."""
+    if isinstance(value, dict):
+        return {p for key, item in value.items() for p in {f"{path}.{key}"} | _keys(item, f"{path}.{key}")}
+    if isinstance(value, list) and value and isinstance(value[0], (dict, list)):
+        return _keys(value[0], f"{path}[]")
+    return set()
+
+
+def test_json_has_the_layout_readme_documents(capsysbinary):
+    """The example under README's "Output for scripts" has exactly the keys a real trace has (a
+    conv layer's record standing for every layer), so scripts can trust the documented layout."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Output for scripts"):]
+    example = json.loads(section[section.index("```json") + 7:section.index("```", section.index("```json") + 7)])
+    code, out, _ = cnn(capsysbinary, "run", SAMPLES / "seed_5x5.png", "-k", "vertical_edge", "-f", "json")
+    trace = json.loads(out)
+    trace["layers"] = [layer for layer in trace["layers"] if layer["type"] == "conv2d"]
+    assert code == 0 and _keys(trace) == _keys(example)
+    assert (trace["format"], trace["version"]) == (example["format"], example["version"])
