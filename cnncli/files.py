@@ -217,14 +217,21 @@ def layer_file_name(step: Step) -> str:
     return f"{step.index:02d}_{safe}.npy"
 
 
-def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
-                    extras: dict | None = None, inputs: Iterable[str | Path] = ()) -> dict:
-    """Write one .npy per layer and DIR/manifest.json listing them; return the manifest.
+def layer_picture_name(step: Step) -> str:
+    """``03_conv2.png``: the name of a layer's picture, beside its ``layer_file_name``."""
+    return layer_file_name(step)[:-len(".npy")] + ".png"
 
-    Nothing is left half-done: every file is first written beside its place as a hidden temporary
-    file, and only when all are written are they renamed into place, the manifest last. A folder
-    with an earlier inspection, or any file of the same name, is refused unless ``force``; then
-    the files the old manifest lists and the new one does not are removed at the end.
+
+def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
+                    extras: dict | None = None, inputs: Iterable[str | Path] = (), pictures: bool = True) -> dict:
+    """Write one .npy and one .png per layer and DIR/manifest.json listing them; return the manifest.
+
+    A layer's record names its array (``"file": "03_relu1.npy"``) and, with ``pictures``, its
+    montage (``"picture": "03_relu1.png"``, see cnncli.pictures.step_picture). Nothing is left
+    half-done: every file is first written beside its place as a hidden temporary file, and only
+    when all are written are they renamed into place, the manifest last. A folder with an earlier
+    inspection, or any file of the same name, is refused unless ``force``; then the files the old
+    manifest lists and the new one does not are removed at the end.
     """
     directory = Path(directory)
     source = str(directory)
@@ -234,9 +241,10 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     if directory.exists() and not directory.is_dir():
         raise OutputError("is a file; expected a folder for the layer files", source=source)
     names = [layer_file_name(step) for step in steps]
-    for name in (*names, "manifest.json"):
+    picture_names = [layer_picture_name(step) for step in steps] if pictures else []
+    for name in (*names, *picture_names, "manifest.json"):
         check_output(directory / name, force, inputs)
-    stale = [name for name in _listed_files(manifest_path) if name not in names]
+    stale = [name for name in _listed_files(manifest_path) if name not in names and name not in picture_names]
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -245,11 +253,19 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     staged: list[tuple[str, Path]] = []
     try:
         layers = []
-        for step, name in zip(steps, names):
+        for i, (step, name) in enumerate(zip(steps, names)):
             data = npy_bytes(step.output)
             staged.append((_stage(directory / name, lambda stream, data=data: stream.write(data), source),
                            directory / name))
-            layers.append({**layer_record(step), "file": name})
+            record = {**layer_record(step), "file": name}
+            if pictures:
+                from .pictures import png_bytes, step_picture  # Pillow's drawing code only when saving
+
+                png = png_bytes(step_picture(step))
+                target = directory / picture_names[i]
+                staged.append((_stage(target, lambda stream, png=png: stream.write(png), source), target))
+                record["picture"] = picture_names[i]
+            layers.append(record)
         manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image),
                     "layers": layers, **(extras or {})}
         text = (jsonspec.dumps(manifest) + "\n").encode()
@@ -277,15 +293,17 @@ def _remove_if_empty(directory: Path) -> None:
 
 
 def _listed_files(manifest_path: Path) -> list[str]:
-    """The layer files an earlier manifest lists: only plain .npy names, so a forged one cannot point outside."""
+    """The layer files an earlier manifest lists: only plain .npy and .png names, so a forged one
+    cannot point outside."""
     import json
 
     try:
         old = json.loads(manifest_path.read_text())
-        names = [layer["file"] for layer in old["layers"]]
+        names = [layer[key] for layer in old["layers"] for key in ("file", "picture") if key in layer]
     except (OSError, ValueError, KeyError, TypeError):
         return []
-    return [name for name in names if isinstance(name, str) and Path(name).name == name and name.endswith(".npy")]
+    return [name for name in names
+            if isinstance(name, str) and Path(name).name == name and name.endswith((".npy", ".png"))]
 
 
 def read_dense_weights(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray | None]:

@@ -274,8 +274,9 @@ def test_inspect_refuses_an_earlier_save_unless_forced(tmp_path, capsys):
     code, _, err = run_main(capsys, "inspect", SEED, "-k", "vertical_edge", "--save", folder)
     assert code == 1 and "--force" in err
     assert run_main(capsys, "inspect", SEED, "-k", "vertical_edge", "--save", folder, "--force")[0] == 0
-    assert sorted(os.listdir(folder)) == ["00_input.npy", "01_conv1.npy", "02_relu1.npy", "03_maxpool1.npy",
-                                          "manifest.json"]
+    layers = ["00_input", "01_conv1", "02_relu1", "03_maxpool1"]
+    assert sorted(os.listdir(folder)) == sorted([f"{name}.{kind}" for name in layers for kind in ("npy", "png")]
+                                                + ["manifest.json"])
 
 
 def test_overflow_gives_valid_json_and_a_warning(capsys):

@@ -1,0 +1,470 @@
+"""Feature maps as pictures: two colour maps, coloured planes, and one labelled montage per layer.
+
+Every channel of a layer shares one colour scale, so channels compare at a glance. A layer with no
+negative value uses a sequential dark-to-bright scale (viridis-like); a layer with any negative
+value a diverging blue-white-red scale symmetric about 0 (-m..m, m the largest magnitude), so that
+white is exactly 0. NaN is grey; -inf and +inf take the two ends.
+
+Only NumPy is imported with this module; Pillow is imported when a picture is drawn, so ``cnn``
+starts no slower. Nothing here prints or imports Typer or Rich.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .model import Step
+
+# Anchor colours, equally spaced, interpolated linearly into 256 entries. Sequential: viridis
+# sampled at every eighth. Diverging: ColorBrewer's RdBu reversed, with its near-white middle made
+# pure white.
+_SEQUENTIAL_ANCHORS = ((68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
+                       (31, 158, 137), (53, 183, 121), (109, 205, 89), (253, 231, 37))
+_DIVERGING_ANCHORS = ((5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
+                      (255, 255, 255),
+                      (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31))
+NAN_COLOR = (128, 128, 128)  # in neither table, so a NaN never reads as a value
+BACKGROUND = (255, 255, 255)
+INK = (0, 0, 0)
+FRAME = (190, 190, 190)
+
+MAX_SIDE = 4096  # pixels: no montage is wider or taller
+TILE_TARGET = 192  # pixels: the side a small map (5x5, 8x8) is blown up to, by a whole factor
+MARGIN = 16
+GAP = 10  # between tiles
+BAR_WIDTH, BAR_HEIGHT = 256, 14
+FONT_SIZE, TITLE_SIZE = 13, 16
+VECTOR_CELL = 48  # pixels: the side of one unit's cell in a strip
+_CHUNK = 1 << 20  # values coloured at a time: bounds the float64 temporaries
+
+
+def _ramp(anchors: Sequence[tuple[int, int, int]], size: int) -> np.ndarray:
+    """``size`` colours from the first anchor to the last, linear between equally spaced anchors."""
+    stops = np.asarray(anchors, dtype=np.float64)  # (K, 3)
+    at = np.linspace(0, len(stops) - 1, size)  # (size,) position of each entry among the anchors
+    ramp = np.stack([np.interp(at, np.arange(len(stops)), stops[:, c]) for c in range(3)], axis=1)  # (size, 3)
+    return np.round(ramp).astype(np.uint8)
+
+
+SEQUENTIAL = _ramp(_SEQUENTIAL_ANCHORS, 256)  # (256, 3) uint8, dark to bright
+# Each half is built on its own so that entries 127 and 128 are both pure white: a value of 0
+# lands on one of them whichever way it rounds.
+DIVERGING = np.concatenate([_ramp(_DIVERGING_ANCHORS[:6], 128), _ramp(_DIVERGING_ANCHORS[5:], 128)])  # (256, 3)
+# The same tables with NaN's grey appended, so that index -1 picks it.
+_TABLES = {False: np.vstack([SEQUENTIAL, NAN_COLOR]).astype(np.uint8),
+           True: np.vstack([DIVERGING, NAN_COLOR]).astype(np.uint8)}
+
+
+def color_table(diverging: bool) -> np.ndarray:
+    """The (257, 3) uint8 table: 256 colours of the scale, then NaN's grey (index -1)."""
+    return _TABLES[bool(diverging)]
+
+
+def value_range(values: np.ndarray) -> tuple[float, float, bool]:
+    """The finite minimum and maximum of ``values``, and whether a diverging scale suits them.
+
+    Diverging means some finite value is negative. With no finite value at all the range is (0, 0).
+    """
+    values = np.asarray(values)
+    if values.size == 0:
+        return 0.0, 0.0, False
+    low, high = float(values.min()), float(values.max())
+    if not (math.isfinite(low) and math.isfinite(high)):  # the rare map with NaN or inf: look closer
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return low, high, low < 0
+
+
+def scale_bounds(vmin: float, vmax: float, diverging: bool) -> tuple[float, float]:
+    """The ends of the colour scale: (vmin, vmax), or (-m, m) with m = max(|vmin|, |vmax|) if diverging."""
+    if not (math.isfinite(vmin) and math.isfinite(vmax)):
+        raise ValueError(f"vmin and vmax must be finite, got {vmin} and {vmax}")
+    if diverging:
+        m = max(abs(vmin), abs(vmax))
+        return -m, m
+    return float(vmin), float(vmax)
+
+
+def color_indices(plane: np.ndarray, vmin: float, vmax: float, diverging: bool) -> np.ndarray:
+    """Each value's entry in the 256-colour table: int16 of the plane's shape, -1 for NaN.
+
+    With t = (value - low) / (high - low) over the scale's ends (``scale_bounds``), the entry is
+    floor(256 t) clipped to 0..255: low is 0, high is 255, and a diverging 0 is 128 (white).
+    Infinities clip to the ends. A constant map (high == low) takes entry 0, or 128 if diverging.
+    """
+    low, high = scale_bounds(vmin, vmax, diverging)
+    values = np.asarray(plane)
+    flat = values.reshape(-1)  # (N,)
+    out = np.empty(flat.shape, dtype=np.int16)
+    # 128 / (high/2 - low/2) rather than 256 / (high - low): finite for any finite ends, even +-1e308.
+    half_span = high * 0.5 - low * 0.5
+    slope = 128.0 / half_span if half_span > 0 else 0.0
+    middle = 128.0 if diverging else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, and is reported as NaN
+        for start in range(0, flat.size, _CHUNK):
+            chunk = flat[start:start + _CHUNK].astype(np.float64)
+            if slope:
+                t = np.floor(chunk * slope - low * slope)
+            else:  # one value: everything at it is the middle (or the bottom), anything else an end
+                t = np.where(chunk > low, 255.0, np.where(chunk < low, 0.0, middle))
+                t[np.isnan(chunk)] = np.nan
+            nan = np.isnan(t)
+            np.clip(t, 0, 255, out=t)
+            t[nan] = -1
+            out[start:start + chunk.size] = t
+    return out.reshape(values.shape)
+
+
+def colorize(plane: np.ndarray, vmin: float, vmax: float, diverging: bool) -> np.ndarray:
+    """An (H, W) plane as (H, W, 3) uint8 RGB on the sequential or diverging scale.
+
+    Parameters
+    ----------
+    plane : (H, W) array (any shape works; the colour axis is appended)
+    vmin, vmax : finite ends of the scale; a diverging scale widens them to -m..m about 0
+    diverging : blue-white-red about 0, else dark-to-bright
+
+    NaN is grey; -inf and +inf take the ends; a constant map never divides by zero.
+    """
+    return color_table(diverging)[color_indices(plane, vmin, vmax, diverging)]
+
+
+def area_resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Shrink an (H, W) plane to (height, width) <= (H, W): each cell the mean of the block it covers.
+
+    Blocks split the rows and columns as evenly as whole pixels allow (H // height or one more).
+    Sums run in float64; NaN spreads to its block, which then shows as NaN.
+    """
+    rows, cols = plane.shape
+    if not (0 < height <= rows and 0 < width <= cols):
+        raise ValueError(f"cannot shrink {rows}x{cols} to {height}x{width}")
+    row_starts = np.arange(height) * rows // height  # (height,) first row of each block
+    col_starts = np.arange(width) * cols // width  # (width,)
+    with np.errstate(invalid="ignore", over="ignore"):
+        sums = np.add.reduceat(plane, col_starts, axis=1, dtype=np.float64)  # (H, width)
+        sums = np.add.reduceat(sums, row_starts, axis=0)  # (height, width)
+        counts = np.diff(row_starts, append=rows)[:, None] * np.diff(col_starts, append=cols)[None, :]
+        return sums / counts
+
+
+def group_means(values: np.ndarray, groups: int) -> np.ndarray:
+    """A vector shrunk to ``groups`` cells, each the mean of a run of consecutive values."""
+    return area_resize(np.asarray(values).reshape(1, -1), 1, groups)[0]
+
+
+# --- drawing -------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _font(size: int):
+    """Pillow's built-in font (Aileron) at ``size``; the bitmap font where Pillow has no FreeType."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size)
+    except (ImportError, OSError, TypeError):
+        return ImageFont.load_default()
+
+
+def _line_height(font) -> int:
+    return int(font.getbbox("Hg|0")[3]) + 3
+
+
+def _printable(text: str) -> str:
+    """Printable ASCII only: the built-in font has no other glyphs, and a newline would break a label."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
+
+
+def _fit_text(text: str, font, width: float) -> str:
+    """``text``, or its longest start ending in ".." that fits ``width`` pixels, or "" if not even that."""
+    if font.getlength(text) <= width:
+        return text
+    low, high = 0, len(text)  # the longest prefix that fits, by bisection
+    while low < high:
+        mid = (low + high + 1) // 2
+        if font.getlength(text[:mid] + "..") <= width:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low] + ".." if low else ""
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _short_number(value: float, font, width: float) -> str:
+    """``value`` with as many significant digits (3 to 1) as fit ``width`` pixels."""
+    for spec in (".3g", ".2g", ".1g", ".0e"):
+        text = f"{value:{spec}}"
+        if font.getlength(text) <= width:
+            return text
+    return text
+
+
+class _Layout:
+    """Text lines of a montage: measured before the canvas exists, drawn after."""
+
+    def __init__(self) -> None:
+        self.font, self.title_font = _font(FONT_SIZE), _font(TITLE_SIZE)
+        self.line, self.title_line = _line_height(self.font), _line_height(self.title_font)
+
+
+def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "") -> Image.Image:
+    """One layer's output as a labelled RGB picture on a white ground.
+
+    Parameters
+    ----------
+    output : (C, H, W) map, (H, W) plane or (N,) vector
+    labels : a name per channel (per unit for a vector), shown after its index: "0 sobel_x"
+    title : drawn at the top; a newline starts a second line
+
+    A map gives a grid of every channel, ceil(sqrt(C)) columns, each tile blown up by a whole
+    factor to about ``TILE_TARGET`` pixels (NEAREST), or averaged down to fit; a vector gives a
+    strip of cells, wrapped into rows when long. One colour scale for the whole layer, drawn as a
+    bar with its ends (and 0 when diverging) and the values' actual min and max. The picture is at
+    most ``MAX_SIDE`` pixels each way.
+    """
+    from PIL import Image, ImageDraw
+
+    output = np.asarray(output)
+    if output.ndim == 0:
+        output = output.reshape(1)
+    elif output.ndim == 2:
+        output = output[None]  # (1, H, W)
+    elif output.ndim > 3:
+        output = output.reshape(-1, *output.shape[-2:])  # (C, H, W)
+    low, high, diverging = value_range(output)
+    lay = _Layout()
+    titles = [_printable(line) for line in str(title).split("\n") if line.strip()]
+    header = len(titles) * lay.title_line + (6 if titles else 0)
+    footer = 8 + BAR_HEIGHT + 4 + 2 * lay.line
+    # The body's own one-pixel border (for the tiles' frames) comes out of the budget too.
+    body_budget = (MAX_SIDE - 2 * MARGIN - 2, MAX_SIDE - 2 * MARGIN - header - footer - 2)
+    if output.ndim == 1:
+        body, draw_labels, note = _vector_body(output, labels, low, high, diverging, lay, body_budget)
+    else:
+        body, draw_labels, note = _grid_body(output, labels, low, high, diverging, lay, body_budget)
+    info = [f"values {_fmt(low)} .. {_fmt(high)}" if output.size else "no values", note,
+            *_nonfinite_notes(output)]
+    info_text = "; ".join(part for part in info if part)
+    text_width = max([lay.title_font.getlength(t) for t in titles] + [lay.font.getlength(info_text)])
+    width = int(min(MAX_SIDE, max(body.shape[1], BAR_WIDTH, 320, math.ceil(text_width)) + 2 * MARGIN))
+    height = MARGIN + header + body.shape[0] + footer + MARGIN
+    canvas = np.empty((height, width, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND
+    top = MARGIN + header
+    canvas[top:top + body.shape[0], MARGIN:MARGIN + body.shape[1]] = body
+    bar_top = top + body.shape[0] + 8
+    _paste_bar(canvas, bar_top, MARGIN, diverging)
+
+    image = Image.fromarray(canvas, "RGB")
+    draw = ImageDraw.Draw(image)
+    inner = width - 2 * MARGIN
+    for i, line in enumerate(titles):
+        draw.text((MARGIN, MARGIN + i * lay.title_line), _fit_text(line, lay.title_font, inner), fill=INK,
+                  font=lay.title_font)
+    for x, y, text in draw_labels:
+        draw.text((MARGIN + x, top + y), text, fill=INK, font=lay.font)
+    lo_end, hi_end = scale_bounds(low, high, diverging)
+    ticks_y = bar_top + BAR_HEIGHT + 3
+    ticks = [(_fmt(lo_end), 0.0), (_fmt(hi_end), 1.0)] + ([("0", 0.5)] if diverging else [])
+    for text, at in ticks:
+        length = lay.font.getlength(text)
+        x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
+        draw.text((x, ticks_y), text, fill=INK, font=lay.font)
+    draw.text((MARGIN, ticks_y + lay.line), _fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
+    return image
+
+
+def _nonfinite_notes(output: np.ndarray) -> list[str]:
+    if output.size == 0 or np.isfinite(output.min()) and np.isfinite(output.max()):
+        return []
+    nan = int(np.count_nonzero(np.isnan(output)))
+    inf = int(np.count_nonzero(np.isinf(output)))
+    return [f"{nan:,} NaN (grey)" if nan else "", f"{inf:,} infinite (at the ends)" if inf else ""]
+
+
+def _paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool) -> None:
+    """The colour scale, low to high, framed, at (top, left)."""
+    entries = np.arange(BAR_WIDTH) * 256 // BAR_WIDTH  # (BAR_WIDTH,)
+    canvas[top:top + BAR_HEIGHT, left:left + BAR_WIDTH] = color_table(diverging)[entries][None]
+    _frame(canvas, top, left, BAR_HEIGHT, BAR_WIDTH)
+
+
+def _frame(canvas: np.ndarray, top: int, left: int, height: int, width: int) -> None:
+    """A one-pixel grey line just outside the box, where it is inside the canvas: a white tile
+    (zero on a diverging scale) must not melt into the white ground."""
+    y0, y1 = max(top - 1, 0), min(top + height, canvas.shape[0] - 1)
+    x0, x1 = max(left - 1, 0), min(left + width, canvas.shape[1] - 1)
+    canvas[y0, x0:x1 + 1] = FRAME
+    canvas[y1, x0:x1 + 1] = FRAME
+    canvas[y0:y1 + 1, x0] = FRAME
+    canvas[y0:y1 + 1, x1] = FRAME
+
+
+def _tile(plane: np.ndarray, size: tuple[int, int], factor: int, low: float, high: float,
+          diverging: bool) -> np.ndarray:
+    """A plane coloured at ``size`` (height, width): averaged down to it, or blown up by ``factor``."""
+    if factor:
+        rgb = colorize(plane, low, high, diverging)  # (H, W, 3)
+        return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)  # (H*f, W*f, 3)
+    return colorize(area_resize(plane, *size), low, high, diverging)  # (height, width, 3)
+
+
+def _tile_size(rows: int, cols: int, max_height: int, max_width: int, target: int) -> tuple[int, int, int]:
+    """(height, width, factor) of a rows x cols map blown up by a whole factor toward ``target``
+    pixels within the bounds; factor 0 means averaged down to (height, width) instead."""
+    factor = min(max(1, target // max(rows, cols)), max_height // rows, max_width // cols)
+    if factor >= 1:
+        return rows * factor, cols * factor, factor
+    scale = min(max_height / rows, max_width / cols)
+    return max(1, min(rows, math.floor(rows * scale))), max(1, min(cols, math.floor(cols * scale))), 0
+
+
+def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
+               lay: _Layout, budget: tuple[int, int]):
+    """Every channel of a (C, H, W) map as a grid of tiles, each under its index and label."""
+    channels, rows, cols = output.shape
+    grid_cols = math.ceil(math.sqrt(channels))
+    grid_rows = math.ceil(channels / grid_cols)
+    gap = GAP if channels > 1 else 0
+    label = lay.line
+    max_w = (budget[0] + gap) // grid_cols - gap
+    max_h = (budget[1] + gap) // grid_rows - gap - label
+    if max_h < 2 * label or max_w < 2 * label:  # thousands of channels: tiles before labels
+        gap, label = min(gap, 2), 0
+        max_w = max(1, (budget[0] + gap) // grid_cols - gap)
+        max_h = max(1, (budget[1] + gap) // grid_rows - gap)
+    height, width, factor = _tile_size(rows, cols, max_h, max_w, TILE_TARGET)
+    cell_w, cell_h = width + gap, label + height + gap
+    # One pixel of ground around the grid, for the frames of the tiles at its edges.
+    body = np.empty((grid_rows * cell_h - gap + 2, grid_cols * cell_w - gap + 2, 3), dtype=np.uint8)
+    body[:] = BACKGROUND
+    texts = []
+    for c in range(channels):
+        y, x = 1 + (c // grid_cols) * cell_h, 1 + (c % grid_cols) * cell_w
+        body[y + label:y + label + height, x:x + width] = _tile(output[c], (height, width), factor, low, high,
+                                                                diverging)
+        if gap:
+            _frame(body, y + label, x, height, width)
+        if label:
+            name = _printable(labels[c]) if c < len(labels) else ""
+            text = _fit_text(f"{c} {name}".rstrip(), lay.font, width + gap - 2)
+            if text:
+                texts.append((x, y, text))
+    if factor > 1:
+        note = f"{channels} x {rows}x{cols}, each pixel drawn {factor}x{factor}"
+    elif factor == 0:
+        note = f"{channels} x {rows}x{cols}, averaged down to {height}x{width}"
+    else:
+        note = f"{channels} x {rows}x{cols}"
+    return body, texts, note + ", one colour scale"
+
+
+def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
+                 lay: _Layout, budget: tuple[int, int]):
+    """A (N,) vector as a strip of cells: one row with index, label and value under each cell when
+    short, else rows of cells with the first index of each row on the left."""
+    count = values.size
+    if count == 0:
+        return np.empty((0, 0, 3), dtype=np.uint8), [], ""
+    if count <= 64:
+        text_lines = 2 + bool(labels)
+        cell = max(1, min(VECTOR_CELL, budget[0] // count))
+        strip = colorize(values[None], low, high, diverging)  # (1, N, 3)
+        strip = np.repeat(np.repeat(strip, cell, axis=0), cell, axis=1)  # (cell, N*cell, 3)
+        if cell >= 8:  # a light line between cells, so equal neighbours stay countable
+            strip[:, cell - 1:-1:cell] = FRAME
+        body = np.empty((cell + 6 + text_lines * lay.line, strip.shape[1] + 2, 3), dtype=np.uint8)
+        body[:] = BACKGROUND
+        body[1:cell + 1, 1:-1] = strip
+        _frame(body, 1, 1, cell, strip.shape[1])
+        texts = []
+        for i in range(count):
+            parts = [str(i)] + ([_printable(labels[i]) if i < len(labels) else ""] if labels else []) \
+                + [_short_number(float(values[i]), lay.font, cell - 6)]
+            for line, part in enumerate(parts):
+                text = _fit_text(part, lay.font, cell - 6)
+                if text:
+                    texts.append((i * cell + 2, cell + 6 + line * lay.line, text))
+        return body, texts, f"{count} values"
+    index_width = math.ceil(lay.font.getlength(str(count - 1))) + 6
+    per_row = 10 * math.ceil(math.sqrt(count) / 10)
+    cells = count
+    limit = (budget[0] - index_width) * budget[1]
+    if count > limit:  # more values than pixels: each cell averages a run of them
+        cells = limit
+        per_row = budget[0] - index_width
+    rows = math.ceil(cells / per_row)
+    cell = max(1, min(VECTOR_CELL // 2, (budget[0] - index_width) // per_row, budget[1] // rows))
+    shown = group_means(values, cells) if cells < count else values
+    padded = np.concatenate([shown, np.zeros(rows * per_row - cells, shown.dtype)])  # (rows * per_row,)
+    padded = padded.reshape(rows, per_row)  # (rows, per_row)
+    rgb = colorize(padded, low, high, diverging)
+    rgb.reshape(-1, 3)[cells:] = BACKGROUND  # the unused end of the last row
+    body = np.empty((rows * cell + 2, index_width + per_row * cell + 1, 3), dtype=np.uint8)
+    body[:] = BACKGROUND
+    body[1:-1, index_width:-1] = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)  # (rows*cell, per_row*cell, 3)
+    _frame(body, 1, index_width, rows * cell, per_row * cell)
+    step = max(1, math.ceil(lay.line / cell))  # label every row that leaves room for its text
+    per_cell = count / cells
+    texts = []
+    for r in range(0, rows, step):
+        text = str(int(r * per_row * per_cell))
+        texts.append((index_width - 4 - int(lay.font.getlength(text)), 1 + r * cell, text))
+    note = f"{count:,} values in rows of {per_row}"
+    if cells < count:
+        note = f"{count:,} values, each cell the mean of about {per_cell:.3g}, in rows of {per_row}"
+    return body, texts, note
+
+
+def step_caption(step: Step) -> str:
+    """A picture's title: "layer 1: conv1 (conv2d) -> 1x3x3" and, on a second line, the layer's settings."""
+    shape = "x".join(str(s) for s in step.output.shape)
+    head = f"layer {step.index}: {step.name}" + (f" ({step.type})" if step.name != step.type else "")
+    describe = step.layer.describe() if step.layer is not None else ""
+    return f"{head} -> {shape}" + (f"\n{describe}" if describe else "")
+
+
+def step_picture(step: Step) -> Image.Image:
+    """The montage of one step of a forward pass (``layer_montage``), titled by ``step_caption``.
+
+    This is the picture ``cnn inspect --save`` writes per layer and ``cnn run -o x.png`` writes for
+    the final layer.
+    """
+    return layer_montage(step.output, step.labels, step_caption(step))
+
+
+PNG_COMPRESS_LEVEL = 3  # zlib level: maps blown up by whole factors compress well even so, and fast
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as PNG."""
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
+
+
+def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
+    """Write ``image`` as a PNG file, atomically (``files.write_atomic``).
+
+    The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
+    only with ``force``. Raises OutputError.
+    """
+    from .errors import OutputError
+    from .files import _is_special, write_atomic
+
+    if Path(path).suffix.lower() != ".png" and not _is_special(path):
+        raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))
+    data = png_bytes(image)
+    write_atomic(path, lambda stream: stream.write(data), force)

@@ -1,0 +1,231 @@
+"""Feature maps drawn in the terminal as coloured half blocks: whole maps, at terminal width.
+
+Each text cell is an upper half block, its foreground the colour of the map pixel above and its
+background the colour of the pixel below, so a line shows two rows of the map and, a cell being
+about twice as tall as wide, a pixel comes out about square. A map wider than the terminal (or
+taller than ``MAX_LINES`` lines) is averaged down to fit; a tiny one is blown up by a whole
+factor. The colours are those of the PNG pictures (cnncli.pictures), on one scale per layer.
+Without colour (a pipe, NO_COLOR) each cell is a character of a shade ramp instead, so the
+output stays readable with no escape codes. Never prints, never exits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from rich.color import Color
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.text import Span, Text
+
+from . import pictures
+from .model import Step
+from .render import step_title
+
+UPPER_HALF = "\u2580"
+SHADES = " .:-=+*#%@"  # low to high, for output without colour
+NAN_SHADE = "?"
+MAX_LINES = 60  # text lines per map: a big map fits one screen
+TINY_COLUMNS = 48  # how wide a tiny map (5x5) alone is blown up to
+TINY_COLUMNS_BESIDE = 24  # the same for maps shown side by side (a layer of several channels)
+MAX_CHANNELS = 16  # shown unless full
+GAP = 2  # columns between maps side by side
+VECTOR_CELL = 6  # columns per unit at most, for a short vector
+BAR_CELLS = 24
+
+
+def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = False) -> RenderableType:
+    """A step's output as heatmaps: each channel of a (C, H, W) map, or a vector as one row of cells.
+
+    Parameters
+    ----------
+    step : a step of a forward pass; its output is (C, H, W) or (N,)
+    width : columns available (the console's width)
+    color_system : the console's, e.g. "truecolor" or "256"; None draws with the shade ramp instead
+    full : every channel; else the first ``MAX_CHANNELS`` and a note
+
+    Channels share one colour scale (as in the pictures), drawn once with its ends; maps that fit
+    go side by side.
+    """
+    width = max(int(width), 8)
+    output = np.asarray(step.output)
+    if output.ndim == 0:
+        output = output.reshape(1)
+    elif output.ndim == 2:
+        output = output[None]  # (1, H, W)
+    elif output.ndim > 3:
+        output = output.reshape(-1, *output.shape[-2:])  # (C, H, W)
+    low, high, diverging = pictures.value_range(output)
+    color = color_system is not None
+    parts: list[RenderableType] = [Text(step_title(step), style="bold", no_wrap=True, overflow="ellipsis")]
+    if output.ndim == 1:
+        parts += _vector(output, step.labels, width, low, high, diverging, color)
+        note = f"{output.size} values" + (f", averaged into {width} cells" if output.size > width else "")
+    else:
+        maps, note = _maps(output, step.labels, width, full, low, high, diverging, color)
+        parts += maps
+    parts += _scale(low, high, diverging, color, width, note)
+    return Group(*parts)
+
+
+def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low: float, high: float,
+          diverging: bool, color: bool) -> tuple[list[RenderableType], str]:
+    channels, rows, cols = output.shape
+    shown = channels if full else min(channels, MAX_CHANNELS)
+    tiny = TINY_COLUMNS if channels == 1 else TINY_COLUMNS_BESIDE
+    height, columns, factor = fit(rows, cols, width, MAX_LINES, tiny)
+    block = max(columns, min(width, 12))  # room for a short title above a narrow map
+    per_row = max(1, (width + GAP) // (block + GAP))
+    blocks = []
+    for c in range(shown):
+        name = labels[c] if c < len(labels) else ""
+        heading = f"channel {c}: {name}" if name else f"channel {c}"
+        title = Text(heading, style="bold", no_wrap=True)
+        title.truncate(block, overflow="ellipsis")
+        pixels = _pixels(output[c], height, columns, factor)
+        blocks.append([title, *draw(pixels, low, high, diverging, color, factor)])
+    parts: list[RenderableType] = []
+    for start in range(0, len(blocks), per_row):
+        parts += _side_by_side(blocks[start:start + per_row], block)
+    if shown < channels:
+        parts.append(Text(f"... {channels - shown} more channels not shown; --full shows all", style="dim"))
+    if factor > 1:
+        note = f"{rows}x{cols}, each cell {factor} pixels wide"
+    elif factor == 0:
+        note = f"{rows}x{cols} averaged down to {height}x{columns}"
+    else:
+        note = f"{rows}x{cols}, one cell a pixel wide"
+    return parts, note
+
+
+def fit(rows: int, cols: int, width: int, max_lines: int = MAX_LINES, tiny: int = TINY_COLUMNS) -> tuple[int, int, int]:
+    """(pixel rows, columns, factor) to draw a rows x cols map in: blown up by a whole factor (at
+    most ``tiny`` columns) when it fits, else averaged down (factor 0) to at most ``width`` columns
+    and ``max_lines`` lines, keeping the aspect ratio. Two pixel rows make one line."""
+    max_rows = 2 * max_lines
+    if cols <= width and rows <= max_rows:
+        factor = max(1, min(tiny // cols, width // cols, max_rows // rows))
+        return rows * factor, cols * factor, factor
+    scale = min(width / cols, max_rows / rows)
+    return max(1, min(rows, math.floor(rows * scale))), max(1, min(cols, math.floor(cols * scale))), 0
+
+
+def _pixels(plane: np.ndarray, height: int, columns: int, factor: int) -> np.ndarray:
+    """The plane at the size it is drawn: blown up by ``factor`` (later, as colour indices), or averaged down."""
+    return plane if factor else pictures.area_resize(plane, height, columns)
+
+
+def draw(plane: np.ndarray, low: float, high: float, diverging: bool, color: bool, factor: int = 0) -> list[Text]:
+    """An (H, W) plane, one character per column and two rows per line, on the layer's scale.
+
+    ``factor`` > 1 repeats every pixel that many times each way (a tiny map blown up).
+    """
+    index = pictures.color_indices(plane, low, high, diverging)  # (H, W), -1 for NaN
+    if factor > 1:
+        index = np.repeat(np.repeat(index, factor, axis=0), factor, axis=1)  # (H*f, W*f)
+    return draw_indices(index, diverging, color, blend=factor <= 1)
+
+
+def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = True) -> list[Text]:
+    """Colour-table indices (``pictures.color_indices``) of an (H, W) plane as lines of half blocks.
+
+    Without colour a line's character shows the mean of its two rows (``blend``), or the upper
+    row alone: for a map blown up by an odd factor, whose rows do not fall on line boundaries, a
+    mean would draw a row of in-between shades that is not in the map.
+    """
+    if index.shape[0] % 2:  # an odd last row has nothing beneath it
+        index = np.concatenate([index, np.full((1, index.shape[1]), -2, index.dtype)])  # (H+1, W)
+    upper, lower = index[0::2], index[1::2]  # (lines, W) each
+    if not color:
+        return _shade_lines(upper, lower if blend else upper)
+    table = pictures.color_table(diverging)
+    colors = [Color.from_rgb(*rgb) for rgb in table.tolist()]  # index -1 is NaN's grey
+    styles: dict[int, Style] = {}
+    codes = (upper.astype(np.int32) + 2) * 512 + (lower + 2)  # one number per pair of colours
+    lines = []
+    for line in codes:
+        starts = np.flatnonzero(np.diff(line)) + 1  # where the colour pair changes: draw runs, not cells
+        bounds = [0, *starts.tolist(), line.size]
+        spans = []
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            code = int(line[begin])
+            style = styles.get(code)
+            if style is None:
+                top, bottom = code // 512 - 2, code % 512 - 2
+                style = styles[code] = Style(color=colors[top], bgcolor=None if bottom == -2 else colors[bottom])
+            spans.append(Span(begin, end, style))
+        lines.append(Text(UPPER_HALF * line.size, spans=spans, no_wrap=True))
+    return lines
+
+
+def _shade_lines(upper: np.ndarray, lower: np.ndarray) -> list[Text]:
+    """Without colour: one shade character per cell for the mean of its two pixels."""
+    nan = (upper == -1) | (lower == -1)
+    both = np.where(lower == -2, upper, (upper.astype(np.int32) + lower) // 2)  # (lines, W) 0..255
+    ramp = np.array(list(SHADES + NAN_SHADE))
+    chars = ramp[np.where(nan, len(SHADES), both * len(SHADES) // 256)]  # (lines, W)
+    return [Text("".join(row), no_wrap=True) for row in chars]
+
+
+def _side_by_side(blocks: list[list[Text]], block: int) -> list[Text]:
+    """Blocks of lines placed next to each other, each padded to ``block`` columns."""
+    if len(blocks) == 1:
+        return blocks[0]
+    height = max(len(b) for b in blocks)
+    lines = []
+    for i in range(height):
+        line = Text(no_wrap=True)
+        for j, lines_of_block in enumerate(blocks):
+            part = lines_of_block[i].copy() if i < len(lines_of_block) else Text()
+            part.truncate(block, pad=j < len(blocks) - 1)
+            line.append_text(part)
+            if j < len(blocks) - 1:
+                line.append(" " * GAP)
+        lines.append(line)
+    return lines
+
+
+def _vector(values: np.ndarray, labels: Sequence[str], width: int, low: float, high: float, diverging: bool,
+            color: bool) -> list[Text]:
+    """A (N,) vector as one row of cells, with its indices (or labels) beneath when they fit."""
+    count = values.size
+    if count == 0:
+        return [Text("(no values)", style="dim")]
+    shown = pictures.group_means(values, width) if count > width else values  # (cells,)
+    cell = max(1, min(VECTOR_CELL, width // shown.size))
+    index = np.repeat(pictures.color_indices(shown, low, high, diverging), cell)  # (cells * cell,)
+    row = draw_indices(np.stack([index, index]), diverging, color)[0]  # upper and lower pixel alike
+    names = [_one_line(labels[i]) if i < len(labels) and labels[i] else str(i) for i in range(count)]
+    if count == shown.size and max(len(name) for name in names) < cell:
+        beneath = "".join(name.ljust(cell) for name in names)  # every unit named under its cell
+    elif index.size > len(str(count - 1)) + 1:
+        beneath = "0" + str(count - 1).rjust(index.size - 1)  # the first and last index at the ends
+    else:
+        beneath = ""
+    return [row, Text(beneath.rstrip(), style="dim", no_wrap=True)]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _scale(low: float, high: float, diverging: bool, color: bool, width: int, note: str) -> list[Text]:
+    """The layer's colour scale on one line, its ends written beside it, and what was drawn how."""
+    bottom, top = pictures.scale_bounds(low, high, diverging)
+    line = Text(f"{bottom:.4g} ", no_wrap=True, overflow="ellipsis")
+    if color:
+        table = pictures.color_table(diverging)
+        for entry in np.arange(BAR_CELLS) * 256 // BAR_CELLS:
+            line.append(" ", style=Style(bgcolor=Color.from_rgb(*table[entry].tolist())))
+    else:
+        line.append(f"[{SHADES}]")
+    line.append(f" {top:.4g}")
+    if diverging:
+        line.append("  (0 is white)" if color else "  (0 in the middle)")
+    caption = Text(f"values {low:.4g} .. {high:.4g}; {note}; one scale for the layer", style="dim", no_wrap=True,
+                   overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    caption.truncate(width, overflow="ellipsis")
+    return [line, caption]
