@@ -261,3 +261,27 @@ def test_json_has_the_layout_readme_documents(capsysbinary):
     trace["layers"] = [layer for layer in trace["layers"] if layer["type"] == "conv2d"]
     assert code == 0 and _keys(trace) == _keys(example)
     assert (trace["format"], trace["version"]) == (example["format"], example["version"])
+
+
+def test_progress_bar_only_when_stderr_is_a_terminal():
+    """A batch draws its bar (images done of the total) on a terminal's stderr; in a pipe, stderr stays empty."""
+    args = [sys.executable, "-m", "cnncli", "run", "sample_images", "-k", "sobel_x", "-f", "jsonl"]
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=follower, cwd=ROOT,
+                             env={**os.environ, "COLUMNS": "100"})
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    assert child.wait(timeout=60) == 0
+    os.close(leader)
+    count = len(expand_images([str(SAMPLES)])[0])
+    assert b"images" in drawn and f"/{count}".encode() in drawn
+    piped = subprocess.run(args, capture_output=True, cwd=ROOT, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == b""

@@ -133,15 +133,11 @@ class RunJob:
             return steps[-1].output
         if kind == "npz":
             return {step.name: step.output for step in steps}
-        from ..pictures import layer_montage, png_bytes
+        from ..pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
-        return png_bytes(layer_montage(step.output, step.labels, _picture_title(prepared, step)))
-
-
-def _picture_title(prepared, step) -> str:
-    shape = "x".join(map(str, step.output.shape))
-    return f"{prepared.image.source}: {step.name} ({step.type}) {shape}"
+        labels = step.labels or (prepared.model.labels if prepared.model is not None else ())
+        return png_bytes(layer_montage(step.output, labels, f"{prepared.image.source}\n{step_caption(step)}"))
 
 
 def _run_one(job: RunJob, source: str, to_stdout: str, output: str | None, to_file: str | None,
@@ -318,7 +314,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         if view == "heatmap":
             from ..render_heatmap import heatmap_view
 
-            parts += [heatmap_view(step, look.width, look.color_system), Text()]
+            parts += [heatmap_view(step, look.width, look.color_system, full), Text()]
         else:
             parts += [render.step_view(step, look.width, full, look.palette), Text()]
     if predictions:
