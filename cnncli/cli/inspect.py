@@ -126,7 +126,6 @@ def _print(format: str, text: str, first: bool, batch: bool) -> None:
 
 def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
                    fail_fast: bool) -> None:
-    import sys
 
     from . import _fail
     from .batch import run_all
@@ -139,7 +138,6 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
             continue
         _print(format, result.outputs["text"], first=not written, batch=True)
         written += 1
-        sys.stdout.flush()
     if format == "json":
         from .output import write_text
 

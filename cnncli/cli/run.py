@@ -167,7 +167,6 @@ def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None
                force: bool, workers: int, fail_fast: bool) -> None:
     """Many images: each failure is one line naming the image and the batch goes on; the exit code
     is 1 when any image failed. Text goes to stdout as each image is done, in the given order."""
-    import sys
 
     from . import _fail
     from .batch import run_all, unique_names
@@ -211,7 +210,6 @@ def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None
         else:
             write_text(payload)
         written += 1
-        sys.stdout.flush()  # a reader of the pipe sees each image as it is done
     if to_stdout == "json":
         write_text("\n]\n" if written else "]\n")
     if kept_for_stdout:
