@@ -63,14 +63,13 @@ def inspect(
     _inspect_batch(job, paths, format, save, workers, fail_fast)
 
 
-@dataclasses.dataclass(frozen=True)
 class InspectJob:
-    options: opt.LayerOptions
-    format: str
-    look: Look
-    folders: dict[str, str] | None
-    force: bool
-    paths: tuple[str, ...]  # every image of the command: no layer file may overwrite one
+    """One image in, its summary or records out, its layers saved when --save is given."""
+
+    def __init__(self, options: opt.LayerOptions, format: str, look: Look, folders: dict[str, str] | None,
+                 force: bool, paths: tuple[str, ...]) -> None:
+        self.options, self.format, self.look, self.folders, self.force = options, format, look, folders, force
+        self.paths = paths  # every image of the command: no layer file may overwrite one
 
     def __call__(self, source: str) -> dict[str, Any]:
         from ..trace import TRACE_VERSION, image_record, layer_record, run_extras

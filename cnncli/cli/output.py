@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,12 +61,15 @@ def stdout_console(width: int | None = None) -> Console:
     return StdoutConsole(highlight=False, emoji=False, width=width, no_color=_no_color or None)
 
 
-@dataclass(frozen=True)
 class Look:
-    """How stdout shows text, decided once in the parent: a worker renders to a string with it."""
+    """How stdout shows text, decided once in the parent: a worker renders to a string with it.
 
-    width: int
-    color_system: str | None  # None: plain text, no escape codes (a pipe, a file, NO_COLOR, --no-color)
+    (A plain class: a dataclass would cost every `cnn` start-up its generated methods.)
+    """
+
+    def __init__(self, width: int, color_system: str | None) -> None:
+        self.width = width
+        self.color_system = color_system  # None: plain text, no escape codes (a pipe, NO_COLOR, --no-color)
 
     @classmethod
     def of_stdout(cls) -> Look:

@@ -93,15 +93,11 @@ def _file_kind(output: str, format: str | None) -> str:
     return kind
 
 
-@dataclasses.dataclass(frozen=True)
 class RunJob:
     """One image in, every requested kind of output out (rendered here, so that workers do the work)."""
 
-    options: opt.LayerOptions
-    kinds: tuple[str, ...]
-    look: Look
-    view: str
-    full: bool
+    def __init__(self, options: opt.LayerOptions, kinds: tuple[str, ...], look: Look, view: str, full: bool) -> None:
+        self.options, self.kinds, self.look, self.view, self.full = options, kinds, look, view, full
 
     def __call__(self, source: str) -> dict[str, Any]:
         options = dataclasses.replace(self.options, image=source)
