@@ -285,3 +285,61 @@ def test_progress_bar_only_when_stderr_is_a_terminal():
     assert b"images" in drawn and f"/{count}".encode() in drawn
     piped = subprocess.run(args, capture_output=True, cwd=ROOT, timeout=60)
     assert piped.returncode == 0 and piped.stderr == b""
+
+
+# --- pictures through the command line --------------------------------------------------------
+
+
+def _png(data: bytes):
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_run_o_png_writes_the_final_map_as_a_picture(capsysbinary, tmp_path):
+    """Three 62x62 channels are drawn 3x each (186 px) in a 2-column grid, so the picture is wider than two tiles."""
+    target = tmp_path / "x.png"
+    code, out, err = cnn(capsysbinary, "run", SAMPLES / "shapes.png", "-k", "sobel_x", "-k", "sobel_y",
+                         "-k", "laplacian_8", "--pool", "none", "-o", target)
+    picture = _png(target.read_bytes())
+    assert code == 0 and b"channel 0: sobel_x" in out and "wrote relu1 (3, 62, 62)" in err
+    assert picture.format == "PNG" and picture.mode == "RGB" and picture.width >= 2 * 186 and picture.height >= 2 * 186
+
+
+def test_format_png_on_stdout_and_one_png_per_image_in_a_folder(capsysbinary, tmp_path):
+    code, out, _ = cnn(capsysbinary, "run", DIGITS[3], "--model", "digits", "-f", "png")
+    assert code == 0 and _png(out).mode == "RGB"
+    code, _, err = cnn(capsysbinary, "run", *DIGITS[:3], "--model", "digits", "-o", f"{tmp_path / 'pics'}/")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "pics").iterdir()) == [
+        "digit_0.png", "digit_1.png", "digit_2.png"]
+    assert all(_png(p.read_bytes()).width > 100 for p in (tmp_path / "pics").iterdir())
+
+
+def test_png_of_a_batch_on_stdout_is_refused(capsysbinary):
+    code, out, err = cnn(capsysbinary, "run", *DIGITS[:2], "--model", "digits", "-f", "png")
+    assert code == 2 and out == b"" and "-o FOLDER/" in err
+
+
+def test_inspect_save_writes_a_picture_per_layer(capsysbinary, tmp_path):
+    code, _, _ = cnn(capsysbinary, "inspect", DIGITS[5], "--model", "digits", "--save", tmp_path / "acts")
+    manifest = json.loads((tmp_path / "acts" / "manifest.json").read_text())
+    assert code == 0
+    for layer in manifest["layers"]:
+        assert _png((tmp_path / "acts" / layer["picture"]).read_bytes()).mode == "RGB"
+        assert layer["picture"] == layer["file"].replace(".npy", ".png")
+
+
+def test_heatmap_view_shows_a_big_map_whole_within_the_width(capsysbinary):
+    """A 512x512 map fits 100 columns as blocks, where the table view elides it."""
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.png"
+        Image.fromarray((np.indices((512, 512)).sum(0) % 256).astype(np.uint8)).save(path)
+        code, out, _ = cnn(capsysbinary, "run", path, "-k", "sobel_x", "--pool", "none", "--view", "heatmap")
+    lines = out.decode().splitlines()
+    assert code == 0 and max(len(line) for line in lines) <= 100 and "⋮" not in out.decode()
