@@ -343,3 +343,10 @@ def test_heatmap_view_shows_a_big_map_whole_within_the_width(capsysbinary):
         code, out, _ = cnn(capsysbinary, "run", path, "-k", "sobel_x", "--pool", "none", "--view", "heatmap")
     lines = out.decode().splitlines()
     assert code == 0 and max(len(line) for line in lines) <= 100 and "⋮" not in out.decode()
+
+
+def test_inspect_no_pictures_writes_only_arrays_and_the_manifest(capsysbinary, tmp_path):
+    code, _, _ = cnn(capsysbinary, "inspect", DIGITS[5], "--model", "digits", "--save", tmp_path, "--force",
+                     "--no-pictures")
+    assert code == 0 and not list(tmp_path.glob("*.png")) and list(tmp_path.glob("*.npy"))
+    assert all("picture" not in layer for layer in json.loads((tmp_path / "manifest.json").read_text())["layers"])

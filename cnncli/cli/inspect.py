@@ -18,6 +18,9 @@ Save = Annotated[Optional[str], typer.Option(
          "images, one folder per image inside DIR.")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
                                      help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
+NoPictures = Annotated[bool, typer.Option("--no-pictures", rich_help_panel=opt.OUTPUT,
+                                          help="With --save, write the .npy files and the manifest but no PNG "
+                                               "pictures (which take seconds for big maps).")]
 Format = Annotated[Literal["table", "json", "jsonl"], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT,
     help="table: the summary as a table. json: the same per-layer records as the manifest, on stdout; "
@@ -31,6 +34,7 @@ def inspect(
     images: list[str],
     save: Save = None,
     force: Force = False,
+    no_pictures: NoPictures = False,
     format: Format = "table",
     no_color: NoColor = False,
     workers: Workers = 1,
@@ -53,7 +57,7 @@ def inspect(
 
         names = unique_names(paths)
         folders = {path: str(Path(save) / names[path]) if batch else save for path in paths}
-    job = InspectJob(options, format, look, folders, force, tuple(paths))
+    job = InspectJob(options, format, look, folders, force, tuple(paths), not no_pictures)
     if not batch:
         result = job(paths[0])
         _print(format, result["text"], first=True, batch=False)
@@ -67,9 +71,10 @@ class InspectJob:
     """One image in, its summary or records out, its layers saved when --save is given."""
 
     def __init__(self, options: opt.LayerOptions, format: str, look: Look, folders: dict[str, str] | None,
-                 force: bool, paths: tuple[str, ...]) -> None:
+                 force: bool, paths: tuple[str, ...], pictures: bool = True) -> None:
         self.options, self.format, self.look, self.folders, self.force = options, format, look, folders, force
         self.paths = paths  # every image of the command: no layer file may overwrite one
+        self.pictures = pictures
 
     def __call__(self, source: str) -> dict[str, Any]:
         from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
@@ -84,7 +89,8 @@ class InspectJob:
             from ..files import save_inspection
 
             inputs = opt.input_files(options, prepared, images=list(self.paths))
-            manifest = save_inspection(self.folders[source], prepared.image, steps, self.force, extras, inputs)
+            manifest = save_inspection(self.folders[source], prepared.image, steps, self.force, extras, inputs,
+                                       pictures=self.pictures)
         if self.format in ("json", "jsonl"):
             import json
 
