@@ -68,8 +68,14 @@ def test_one_file_is_not_a_batch():
     assert expand_images([DIGITS[0]]) == ([DIGITS[0]], False)
 
 
+def test_stdin_twice_is_a_usage_error():
+    import typer
+
+    with pytest.raises(typer.BadParameter, match="stdin can be read once"):
+        expand_images(["-", "x.png", "-"])
+
+
 @pytest.mark.parametrize("arguments, words", [
-    (["-", "-"], "stdin can be read once"),
     (["{empty}"], "holds no image files"),
     (["{empty}/*.png"], "no file matches"),
 ])

@@ -35,7 +35,9 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
     for argument in arguments:
         if argument == "-":
             if "-" in paths:
-                raise CnnError("stdin can be read once; give - at most once", source="-")
+                import typer
+
+                raise typer.BadParameter("stdin can be read once; give - at most once", param_hint="IMAGES")
             paths.append(argument)
         elif os.path.isdir(argument):
             batch = True
