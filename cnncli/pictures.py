@@ -217,6 +217,18 @@ class _Layout:
         self.line, self.title_line = _line_height(self.font), _line_height(self.title_font)
 
 
+def as_maps(output: np.ndarray) -> np.ndarray:
+    """A layer's output as what pictures draw: a vector (N,) stays one; a map becomes (C, H, W)."""
+    output = np.asarray(output)
+    if output.ndim == 0:
+        return output.reshape(1)
+    if output.ndim == 2:
+        return output[None]  # (1, H, W)
+    if output.ndim > 3:
+        return output.reshape(-1, *output.shape[-2:])  # (C, H, W)
+    return output
+
+
 def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "") -> Image.Image:
     """One layer's output as a labelled RGB picture on a white ground.
 
@@ -234,13 +246,7 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     """
     from PIL import Image, ImageDraw
 
-    output = np.asarray(output)
-    if output.ndim == 0:
-        output = output.reshape(1)
-    elif output.ndim == 2:
-        output = output[None]  # (1, H, W)
-    elif output.ndim > 3:
-        output = output.reshape(-1, *output.shape[-2:])  # (C, H, W)
+    output = as_maps(output)
     low, high, diverging = value_range(output)
     lay = _Layout()
     titles = [_printable(line) for line in str(title).split("\n") if line.strip()]

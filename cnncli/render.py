@@ -80,7 +80,7 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
               bounds: tuple[float, float], palette: str = "rgb", stats: dict | None = None) -> Group:
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
     height, cols = plane.shape
-    row_idx = _shown_indices(height, height if full else MAX_ROWS)
+    row_idx = shown_indices(height, height if full else MAX_ROWS)
     rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide formats and widths
     fmt = number_format(rows)
     widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
@@ -88,10 +88,22 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
     # A column takes its widest cell plus one space; so does the row-label column. Elisions are
     # one character wide, so they never widen a column of one-digit numbers.
     col_idx = list(range(cols)) if full else _fit_columns(widths, width - len(str(height - 1)) - 1)
+    table = heat_grid(plane, row_idx, col_idx, fmt, bounds, signed, palette)
+    return _titled(title, table, _caption(plane, row_idx, col_idx, stats))
+
+
+def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequence[int | None], fmt,
+              bounds: tuple[float, float], signed: bool, palette: str = "rgb",
+              row_names: Sequence | None = None, col_names: Sequence | None = None,
+              dim: np.ndarray | None = None) -> Table:
+    """A (H, W) array as a table of numbers coloured by value, headed by row and column names
+    (the indices by default); None in ``row_idx``/``col_idx`` is an elision, and a cell where
+    ``dim`` is true is shown in parentheses without colour (padding, in cnn explain)."""
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("", justify="right", style="dim", no_wrap=True)
     for j in col_idx:
-        table.add_column(_ELIDED_COLUMN if j is None else str(j), justify="right", no_wrap=True)
+        name = _ELIDED_COLUMN if j is None else str(j if col_names is None else col_names[j])
+        table.add_column(name, justify="right", no_wrap=True)
     for i in row_idx:
         if i is None:
             table.add_row(_ELIDED_ROW, *[_ELIDED_ROW for _ in col_idx])
@@ -101,11 +113,14 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
             if j is None:
                 cells.append(Text(_ELIDED_COLUMN))
                 continue
-            value = float(plane[i, j])
+            value = float(values[i, j])
+            if dim is not None and dim[i, j]:
+                cells.append(Text(f"({fmt(value)})", style="dim"))
+                continue
             style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
             cells.append(Text(fmt(value), style=style))
-        table.add_row(str(i), *cells)
-    return _titled(title, table, _caption(plane, row_idx, col_idx, stats))
+        table.add_row(str(i if row_names is None else row_names[i]), *cells)
+    return table
 
 
 def _titled(title: str, body: RenderableType, caption: str) -> Group:
@@ -136,7 +151,7 @@ def _fit_columns(widths: list[int], budget: int) -> list[int | None]:
     return head + [None] + tail
 
 
-def _shown_indices(size: int, limit: int) -> list[int | None]:
+def shown_indices(size: int, limit: int) -> list[int | None]:
     """All indices if they fit in ``limit``; else the first and last ones around a None."""
     if size <= limit:
         return list(range(size))
@@ -201,7 +216,7 @@ def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bo
     if labels:
         table.add_column("label")
     table.add_column("value", justify="right")
-    for i in _shown_indices(values.size, values.size if full else MAX_ROWS):
+    for i in shown_indices(values.size, values.size if full else MAX_ROWS):
         if i is None:
             table.add_row(*[_ELIDED_ROW] * (3 if labels else 2))
             continue

@@ -11,19 +11,17 @@ import math
 from typing import Sequence
 
 import numpy as np
-from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from .explain import Elementwise, Explanation, Pooling
 from .model import Step
-from .render import MAX_CHANNELS, heat_style, natural_width, number_format, step_title
+from .render import MAX_CHANNELS, heat_grid, natural_width, number_format, shown_indices, step_title
 
 MAX_SIDE = 9  # a kernel with more rows or columns shows its first and last ones around an ellipsis
 MAX_WRITTEN_TERMS = 25  # up to this many taps per channel, the sum is written out term by term
 MAX_CHANNEL_SUMS = 16  # up to this many channel sums are written out in the total
-_ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"
 
 
 def explanation_view(explanation: Explanation, steps: Sequence[Step], width: int, palette: str = "rgb",
@@ -108,7 +106,7 @@ def _channel_block(e: Explanation, k: int, bounds: tuple[float, float], width: i
     for _ in range(5):
         sides.add_column(vertical="top")
     # The operators stand level with the middle row of numbers, below the title, header and rule.
-    shown_rows = len(_shown(e.kernel_size[0], e.kernel_size[0] if full else MAX_SIDE))
+    shown_rows = len(shown_indices(e.kernel_size[0], e.kernel_size[0] if full else MAX_SIDE))
     drop = "\n" * (3 + (shown_rows - 1) // 2)
     sides.add_row(patch, Text(drop + " x "), kernel, Text(drop + " = "), products)
     grids: RenderableType = sides
@@ -127,38 +125,11 @@ def _grid(title: str, values: np.ndarray, rows: Sequence[int], cols: Sequence[in
           bounds: tuple[float, float], signed: bool, padding: np.ndarray | None = None) -> Group:
     """A small grid of numbers under a title, headed by its row and column indices."""
     rows, cols = list(rows), list(cols)
-    row_idx = _shown(len(rows), len(rows) if full else MAX_SIDE)
-    col_idx = _shown(len(cols), len(cols) if full else MAX_SIDE)
+    row_idx = shown_indices(len(rows), len(rows) if full else MAX_SIDE)
+    col_idx = shown_indices(len(cols), len(cols) if full else MAX_SIDE)
     fmt = number_format(values)
-    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
-    table.add_column("", justify="right", style="dim", no_wrap=True)
-    for j in col_idx:
-        table.add_column(_ELIDED_COLUMN if j is None else str(cols[j]), justify="right", no_wrap=True)
-    for i in row_idx:
-        if i is None:
-            table.add_row(_ELIDED_ROW, *[_ELIDED_ROW for _ in col_idx])
-            continue
-        cells = []
-        for j in col_idx:
-            if j is None:
-                cells.append(Text(_ELIDED_COLUMN))
-                continue
-            value = float(values[i, j])
-            if padding is not None and padding[i, j]:
-                cells.append(Text(f"({fmt(value)})", style="dim"))
-                continue
-            style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
-            cells.append(Text(fmt(value), style=style))
-        table.add_row(str(rows[i]), *cells)
+    table = heat_grid(values, row_idx, col_idx, fmt, bounds, signed, palette, rows, cols, padding)
     return Group(Text(title, style="bold"), table)
-
-
-def _shown(size: int, limit: int) -> list[int | None]:
-    """All indices if they fit in ``limit``; else the first and last ones around a None."""
-    if size <= limit:
-        return list(range(size))
-    head = limit // 2
-    return list(range(head)) + [None] + list(range(size - (limit - 1 - head), size))
 
 
 def _sum_line(e: Explanation, k: int, width: int) -> Text:

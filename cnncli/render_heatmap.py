@@ -50,13 +50,7 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     go side by side.
     """
     width = max(int(width), 8)
-    output = np.asarray(step.output)
-    if output.ndim == 0:
-        output = output.reshape(1)
-    elif output.ndim == 2:
-        output = output[None]  # (1, H, W)
-    elif output.ndim > 3:
-        output = output.reshape(-1, *output.shape[-2:])  # (C, H, W)
+    output = pictures.as_maps(step.output)
     low, high, diverging = pictures.value_range(output)
     color = color_system is not None
     parts: list[RenderableType] = [Text(step_title(step), style="bold", no_wrap=True, overflow="ellipsis")]
