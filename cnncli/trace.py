@@ -105,7 +105,8 @@ def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
     per channel; a 1-D output has its index as the channel and blank row and column.
 
     ``labels`` name the channels (or a vector's entries, e.g. a model's classes) when the step has none.
-    Values are written as JSON writes them: the float64 number equal to each value.
+    Values are written as the float64 number equal to each (as JSON does), with inf, -inf and nan
+    where a map overflowed (CSV has no null; a blank is a vector's missing row and column).
     """
     import csv
     import io
@@ -113,7 +114,7 @@ def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
     output = step.output
     planes = output.reshape(output.shape[0], -1) if output.ndim > 1 else output.reshape(-1, 1)  # (C, H*W)
     width = output.shape[-1] if output.ndim > 1 else 1
-    values = json_values(planes)
+    values = np.asarray(planes, dtype=np.float64).tolist()  # repr: exact, and inf or nan where they are
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     labels = step.labels or labels
@@ -127,5 +128,5 @@ def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
     return buffer.getvalue()
 
 
-def _csv_value(value: float | None) -> str:
-    return "" if value is None else repr(value)
+def _csv_value(value: float) -> str:
+    return repr(value)

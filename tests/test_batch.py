@@ -85,8 +85,8 @@ def test_inputs_that_name_nothing_are_errors(tmp_path, arguments, words):
 
 
 def test_unique_names_add_the_folder_then_a_number():
-    names = unique_names(["x/a.png", "y/a.png", "y/a.jpg", "b.png", "-"])
-    assert names == {"x/a.png": "x_a", "y/a.png": "y_a", "y/a.jpg": "y_a_2", "b.png": "b", "-": "stdin"}
+    names = unique_names(["x/a.png", "y/a.png", "y/a.jpg", "b.png", "-", "b.png"])
+    assert names == ["x_a", "y_a", "y_a_2", "b", "stdin", "b_2"]
 
 
 # --- a batch ------------------------------------------------------------------------------------
@@ -356,3 +356,74 @@ def test_inspect_no_pictures_writes_only_arrays_and_the_manifest(capsysbinary, t
                      "--no-pictures")
     assert code == 0 and not list(tmp_path.glob("*.png")) and list(tmp_path.glob("*.npy"))
     assert all("picture" not in layer for layer in json.loads((tmp_path / "manifest.json").read_text())["layers"])
+
+
+# --- from a new user's trial ------------------------------------------------------------------
+
+
+def test_progress_bar_leaves_stdout_to_the_pipe():
+    """With stderr a terminal and stdout a pipe, every record reaches the pipe (Rich's progress
+    display would otherwise route stdout onto the terminal)."""
+    leader, follower = pty.openpty()
+    result = subprocess.run([sys.executable, "-m", "cnncli", "run", "sample_images", "-k", "sobel_x", "-f", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=follower, cwd=ROOT, timeout=60)
+    os.close(follower)
+    os.close(leader)
+    assert result.returncode == 0
+    assert len(result.stdout.splitlines()) == len(expand_images([str(SAMPLES)])[0])
+
+
+def test_the_same_image_twice_gets_two_pictures(capsysbinary, tmp_path):
+    code, _, err = cnn(capsysbinary, "run", DIGITS[1], DIGITS[1], "--model", "digits", "-o", f"{tmp_path}/")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digit_1.png", "digit_1_2.png"]
+
+
+def test_o_folder_with_one_image_writes_into_the_folder(capsysbinary, tmp_path):
+    code, _, err = cnn(capsysbinary, "run", DIGITS[1], "--model", "digits", "-o", f"{tmp_path / 'loop'}/")
+    assert code == 0 and [p.name for p in (tmp_path / "loop").iterdir()] == ["digit_1.png"]
+
+
+def test_o_png_file_for_several_images_is_refused(capsysbinary, tmp_path):
+    code, out, err = cnn(capsysbinary, "run", *DIGITS[:2], "--model", "digits", "-o", tmp_path / "mix.png")
+    assert code == 2 and "name a folder" in err and not (tmp_path / "mix.png").exists()
+
+
+def test_a_glob_of_one_image_is_still_a_batch(capsysbinary):
+    """A script's output has one shape however many files its glob matched."""
+    code, out, _ = cnn(capsysbinary, "run", str(SAMPLES / "digit_3*.png"), "--model", "digits", "-f", "npy")
+    assert code == 0 and np.load(io.BytesIO(out)).shape == (1, 10)
+
+
+def test_dev_stdout_is_stdout():
+    result = process("run", "sample_images/seed_5x5.png", "-k", "vertical_edge", "-o", "/dev/stdout")
+    assert result.returncode == 0 and np.load(io.BytesIO(result.stdout)).tolist() == [[[12]]]
+
+
+@pytest.mark.parametrize("options, flag", [
+    (["--seed", "3"], "--seed"),
+    (["--negative-slope", "0.2"], "--negative-slope"),
+    (["--pool", "none", "--pool-size", "3"], "--pool-size"),
+    (["--pool", "none", "--ceil-mode"], "--ceil-mode"),
+    (["--view", "heatmap", "-f", "json"], "--view"),
+])
+def test_options_that_would_change_nothing_are_refused(capsysbinary, options, flag):
+    code, out, err = cnn(capsysbinary, "run", DIGITS[0], "-k", "sobel_x", *options)
+    assert code == 2 and out == b"" and flag in err
+
+
+def test_piped_text_keeps_long_lines_whole_without_trailing_spaces(capsysbinary, tmp_path):
+    deep = tmp_path / ("long_folder_name_" * 5)
+    deep.mkdir()
+    shutil.copy(SAMPLES / "seed_5x5.png", deep / "seed.png")
+    code, out, _ = cnn(capsysbinary, "run", deep / "seed.png", "-k", "vertical_edge")
+    lines = out.decode().splitlines()
+    assert code == 0 and lines[0].startswith(str(deep)) and lines[0].endswith("-> gray float32")
+    assert not [line for line in lines if line != line.rstrip()]
+
+
+def test_csv_writes_inf_where_a_map_overflowed(capsysbinary):
+    code, out, _ = cnn(capsysbinary, "run", SAMPLES / "seed_5x5.png", "-k", "[[1e38, 1e38], [1e38, 1e38]]",
+                       "--pool", "none", "-f", "csv")
+    values = [row["value"] for row in csv.DictReader(io.StringIO(out.decode()))]
+    assert code == 0 and "inf" in values and "" not in values

@@ -62,24 +62,27 @@ class Result:
     """What one image gave: its outputs by kind, or the error line and exit code."""
 
     source: str
+    position: int  # in the command's list of images (the same file may be given twice)
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     code: int = 0
 
 
-def guarded(job: Callable[[str], dict[str, Any]], source: str) -> Result:
-    """Run ``job`` on one image; a CnnError (or an OS or memory error) becomes the result's error line.
+def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) -> Result:
+    """Run ``job(position, source)`` on one image; a CnnError (or an OS or memory error) becomes the
+    result's error line.
 
     A usage error (a click exception) and Ctrl-C are not about this image: they pass through
     and end the whole batch.
     """
     from . import _explain
 
+    position, source = item
     try:
-        return Result(source, job(source))
+        return Result(source, position, job(position, source))
     except (CnnError, OSError, MemoryError) as err:
         message, code = _explain(err)
-        return Result(source, error=message, code=code)
+        return Result(source, position, error=message, code=code)
 
 
 def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
@@ -96,7 +99,7 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
     bar = _progress(len(sources)) if progress else None
     flushed = time.monotonic()
     try:
-        for result in _results(job, sources, workers):
+        for result in _results(job, list(enumerate(sources)), workers):
             if bar is not None:
                 bar.advance()
             yield result
@@ -110,10 +113,10 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
             bar.stop()
 
 
-def _results(job: Callable, sources: list[str], workers: int) -> Iterator[Result]:
-    if workers <= 1 or len(sources) < 3:
-        for source in sources:
-            yield guarded(job, source)
+def _results(job: Callable, items: list[tuple[int, str]], workers: int) -> Iterator[Result]:
+    if workers <= 1 or len(items) < 3:
+        for item in items:
+            yield guarded(job, item)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -121,9 +124,9 @@ def _results(job: Callable, sources: list[str], workers: int) -> Iterator[Result
 
     # The first image runs here: the modules, kernels or model it loads are then in every worker,
     # which fork starts as copies of this process, instead of being loaded once in each.
-    yield guarded(job, sources[0])
+    yield guarded(job, items[0])
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    rest = sources[1:]
+    rest = items[1:]
     chunk = max(1, min(16, len(rest) // (workers * 8)))  # small chunks: no worker idles long at the end
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
     try:
@@ -149,9 +152,12 @@ class _Bar:
 
         from .output import stderr_console
 
+        # redirect_stdout=False: Rich would otherwise route what the command prints on stdout (a
+        # pipe, a file) through the bar's console, onto the terminal.
         self._progress = Progress(TextColumn("images"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"),
-                                  TimeRemainingColumn(), console=stderr_console(), transient=True)
+                                  TextColumn("{task.fields[rate]}"), TextColumn("elapsed"), TimeElapsedColumn(),
+                                  TextColumn("left"), TimeRemainingColumn(), console=stderr_console(),
+                                  transient=True, redirect_stdout=False, redirect_stderr=False)
         self._task = self._progress.add_task("images", total=total, rate="")
         self._progress.start()
 
@@ -171,23 +177,25 @@ def _progress(total: int) -> _Bar | None:
     return _Bar(total)
 
 
-def unique_names(sources: Iterable[str]) -> dict[str, str]:
-    """A short, distinct folder or file name for each image: its stem, with the parent folder's
-    name (and then a number) added where two images would share one."""
+def unique_names(sources: Iterable[str]) -> list[str]:
+    """A short, distinct folder or file name for each image, by position: its stem, with the parent
+    folder's name (and then a number) added where two images would share one; an image given twice
+    gets two names."""
     sources = list(sources)
-    names = {source: ("stdin" if source == "-" else Path(source).stem or "image") for source in sources}
-    counts: dict[str, int] = {}
-    for name in names.values():
-        counts[name] = counts.get(name, 0) + 1
+    stems = ["stdin" if source == "-" else Path(source).stem or "image" for source in sources]
+    folders: dict[str, set[str]] = {}
+    for source, stem in zip(sources, stems):
+        folders.setdefault(stem, set()).add(str(Path(source).parent))
+    names: list[str] = []
     taken: set[str] = set()
-    for source in sources:
-        name = names[source]
-        if counts[name] > 1 and source != "-":
+    for source, stem in zip(sources, stems):
+        name = stem
+        if len(folders[stem]) > 1 and source != "-":  # the same name in different folders
             parent = Path(source).parent.name
-            name = f"{parent}_{name}" if parent else name
+            name = f"{parent}_{stem}" if parent else stem
         base, number = name, 2
         while name in taken:
             name, number = f"{base}_{number}", number + 1
         taken.add(name)
-        names[source] = name
+        names.append(name)
     return names

@@ -7,7 +7,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app, options as opt
-from .output import print_json, stdout_console
+from .output import print_json, set_no_color, stdout_console
+from .run import NoColor
 
 EXPLAIN = "Cell"
 
@@ -37,6 +38,7 @@ def explain(
     channel: Channel = 0,
     format: Format = "table",
     full: Full = False,
+    no_color: NoColor = False,
 ) -> None:
     """Show where one output cell of a conv layer comes from: input patch x kernel, summed, plus bias, activation.
 
@@ -46,6 +48,9 @@ def explain(
     from ..errors import CnnError
     from ..explain import CellError, check_cell, explain_cell, find_conv_layer
 
+    set_no_color(no_color)
+    if options.top is not None:
+        raise typer.BadParameter("ranks a run's classes; explain shows one cell", param_hint="--top")
     position = _parse_at(at)
     prepared = opt.prepare(options)
     network = prepared.network

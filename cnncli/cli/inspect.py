@@ -55,11 +55,10 @@ def inspect(
     if save is not None:
         from pathlib import Path
 
-        names = unique_names(paths)
-        folders = {path: str(Path(save) / names[path]) if batch else save for path in paths}
+        folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
     job = InspectJob(options, format, look, folders, force, tuple(paths), not no_pictures)
     if not batch:
-        result = job(paths[0])
+        result = job(0, paths[0])
         _print(format, result["text"], first=True, batch=False)
         if save is not None:
             tell(f"saved {result['layers']} layers to {save} (manifest.json lists them)")
@@ -70,13 +69,13 @@ def inspect(
 class InspectJob:
     """One image in, its summary or records out, its layers saved when --save is given."""
 
-    def __init__(self, options: opt.LayerOptions, format: str, look: Look, folders: dict[str, str] | None,
+    def __init__(self, options: opt.LayerOptions, format: str, look: Look, folders: list[str] | None,
                  force: bool, paths: tuple[str, ...], pictures: bool = True) -> None:
         self.options, self.format, self.look, self.folders, self.force = options, format, look, folders, force
         self.paths = paths  # every image of the command: no layer file may overwrite one
         self.pictures = pictures
 
-    def __call__(self, source: str) -> dict[str, Any]:
+    def __call__(self, position: int, source: str) -> dict[str, Any]:
         from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
 
         options = dataclasses.replace(self.options, image=source)
@@ -89,7 +88,7 @@ class InspectJob:
             from ..files import save_inspection
 
             inputs = opt.input_files(options, prepared, images=list(self.paths))
-            manifest = save_inspection(self.folders[source], prepared.image, steps, self.force, extras, inputs,
+            manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, inputs,
                                        pictures=self.pictures)
         if self.format in ("json", "jsonl"):
             import json
@@ -148,9 +147,9 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
 
         write_text("\n]\n" if written else "[]\n")
     if save is not None and written:
-        tell(f"saved {written} inspections to {save}, one folder per image")
+        tell(f"saved {written} inspection{'s' if written != 1 else ''} to {save}, one folder per image")
     if failed:
         from ..errors import CnnError
 
         how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
-        raise CnnError(f"{failed} of {len(paths)} images failed; {how}", source="batch")
+        raise CnnError(f"{failed} of {len(paths)} image{'s' if len(paths) != 1 else ''} failed; {how}", source="batch")

@@ -309,6 +309,7 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     if not options.kernels:
         raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them), "
                                  "or a whole network with --model (`cnn models` lists them)", param_hint="--kernel")
+    _refuse_unused(options)
     kernels = [_resolve_kernel(spec, options.limits) for spec in options.kernels]
     bank = build_filter_bank(kernels, image.channel_names)
     settings = merged_settings(kernels)
@@ -327,6 +328,20 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
     check_run_memory(network, image, options.limits)
     return network
+
+
+def _refuse_unused(options: LayerOptions) -> None:
+    """An option that would change nothing is a mistake to point out, not to accept in silence."""
+    if options.seed is not None and options.dense_random is None:
+        raise typer.BadParameter("seeds --dense-random's weights, and there is none; add --dense-random UNITS or "
+                                 "leave it out", param_hint="--seed")
+    if options.negative_slope is not None and options.activation != "leaky_relu":
+        raise typer.BadParameter("is the slope of --activation leaky_relu; add it or leave this out",
+                                 param_hint="--negative-slope")
+    if options.pool == "none":
+        for name in options.given(("pool_size", "pool_stride", "ceil_mode")):
+            raise typer.BadParameter("shapes a pooling layer, and --pool none has none; leave it out",
+                                     param_hint="--" + name.replace("_", "-"))
 
 
 def _resolve_kernel(spec: str, limits: Limits):

@@ -86,8 +86,13 @@ class Look:
         console = Console(file=buffer, width=width or self.width, color_system=self.color_system,
                           force_terminal=self.color_system is not None, highlight=False, emoji=False,
                           legacy_windows=False)
-        console.print(renderable)
-        return buffer.getvalue()
+        # Lines of text are never broken (a long path stays whole, as a terminal wraps it for show
+        # and grep sees one line); plain text loses the spaces Rich pads table rows with.
+        console.print(renderable, soft_wrap=True)
+        text = buffer.getvalue()
+        if self.color_system is None:
+            text = "\n".join(line.rstrip() for line in text.split("\n"))
+        return text
 
     @property
     def palette(self) -> str:

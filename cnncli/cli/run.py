@@ -63,26 +63,55 @@ def run(
     from .batch import expand_images
 
     set_no_color(no_color)
+    if output in STDOUT_NAMES:
+        output = "-"  # written in place, like -o -, not replaced by a temporary file
     paths, batch = expand_images(images)
     to_stdout = format or ("npy" if output == "-" else "table")
-    to_file = None if output in (None, "-") else _file_kind(output, format)
+    folder = output not in (None, "-") and _names_a_folder(output)
+    to_file = None if output in (None, "-") else "png" if folder else _file_kind(output, format)
+    if view != "table" and to_stdout != "table":
+        raise typer.BadParameter(f"draws the maps of --format table; --format {to_stdout} has none to draw",
+                                 param_hint="--view")
     if to_stdout == "png" and batch:
         raise typer.BadParameter("gives one picture per image; for several, write them with -o FOLDER/",
                                  param_hint="--format")
+    if to_file == "png" and batch and not folder:
+        raise typer.BadParameter(f"{output}: several images give several pictures; name a folder, e.g. -o pictures/",
+                                 param_hint="--output")
+    if to_stdout in BINARY:
+        _refuse_terminal(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
     job = RunJob(options, tuple(kind for kind in (to_stdout, to_file) if kind), look, view, full)
     if not batch:
-        _run_one(job, paths[0], to_stdout, output, to_file, force)
+        _run_one(job, paths[0], to_stdout, output, to_file, force, folder)
     else:
-        _run_batch(job, paths, to_stdout, output, to_file, force, workers, fail_fast)
+        _run_batch(job, paths, to_stdout, output, to_file, force, workers, fail_fast, folder)
+
+
+STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def _names_a_folder(output: str) -> bool:
+    """-o DIR/ (or an existing folder) takes one picture per image, however many images there are."""
+    import os
+
+    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+
+
+def _refuse_terminal(kind: str) -> None:
+    import sys
+
+    from ..errors import OutputError
+
+    if sys.stdout is not None and sys.stdout.isatty():
+        raise OutputError(f"is a terminal; binary .{kind} output needs a file or a pipe, e.g. > out.{kind} "
+                          "or -o FILE", source="stdout")
 
 
 def _file_kind(output: str, format: str | None) -> str:
     from pathlib import Path
 
     kind = FILE_KINDS.get(Path(output).suffix.lower())
-    if kind is None and (output.endswith(("/", "\\")) or Path(output).is_dir()):
-        kind = "png"  # a folder takes one picture per image
     if kind is None:
         if format not in (None, "table"):
             return format
@@ -99,7 +128,7 @@ class RunJob:
     def __init__(self, options: opt.LayerOptions, kinds: tuple[str, ...], look: Look, view: str, full: bool) -> None:
         self.options, self.kinds, self.look, self.view, self.full = options, kinds, look, view, full
 
-    def __call__(self, source: str) -> dict[str, Any]:
+    def __call__(self, position: int, source: str) -> dict[str, Any]:
         options = dataclasses.replace(self.options, image=source)
         prepared = opt.prepare(options)
         steps = opt.forward(prepared)
@@ -137,20 +166,27 @@ class RunJob:
 
 
 def _run_one(job: RunJob, source: str, to_stdout: str, output: str | None, to_file: str | None,
-             force: bool) -> None:
+             force: bool, folder: bool) -> None:
     """One image: errors end the command, as they always have."""
     from .output import write_text
 
+    if folder:
+        from pathlib import Path
+
+        from .batch import unique_names
+
+        _make_folder(output)
+        output = str(Path(output) / f"{unique_names([source])[0]}.png")
     if to_file is not None:
         from ..files import check_output
 
         check_output(output, force, opt.input_files(job.options, images=[source]))  # before the work
-    result = job(source)
+    result = job(0, source)
     if to_file is not None:
-        _write_file(output, to_file, [(source, result[to_file])], force)
+        _write_file(output, to_file, [(source, result[to_file])], force, batch=False)
         tell(f"wrote {result['what'][to_file]} to {output}")
     if to_stdout in BINARY:
-        _write_binary_outputs("-", to_stdout, [(source, result[to_stdout])], False)
+        _write_binary_outputs("-", to_stdout, [(source, result[to_stdout])], False, batch=False)
     elif to_stdout in ("json", "jsonl"):
         write_text(result[to_stdout] + "\n")
     elif to_stdout == "csv":
@@ -160,19 +196,17 @@ def _run_one(job: RunJob, source: str, to_stdout: str, output: str | None, to_fi
 
 
 def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None, to_file: str | None,
-               force: bool, workers: int, fail_fast: bool) -> None:
+               force: bool, workers: int, fail_fast: bool, folder: bool) -> None:
     """Many images: each failure is one line naming the image and the batch goes on; the exit code
     is 1 when any image failed. Text goes to stdout as each image is done, in the given order."""
-
     from . import _fail
     from .batch import run_all, unique_names
     from .output import write_text
 
-    folder_pictures = to_file == "png"
     if to_file is not None:
         from ..files import check_output
 
-        if folder_pictures:
+        if folder:
             _make_folder(output)
         else:
             check_output(output, force, opt.input_files(job.options, images=paths))
@@ -189,36 +223,41 @@ def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None
             failed += 1
             _fail(result.error)
             continue
-        if folder_pictures:
+        name = names[result.position]
+        if folder:
             from pathlib import Path
 
-            _write_binary_outputs(str(Path(output) / f"{names[result.source]}.png"), "png",
-                                  [(result.source, result.outputs["png"])], force)
+            _write_binary_outputs(str(Path(output) / f"{name}.png"), "png", [(result.source, result.outputs["png"])],
+                                  force, batch=False)
         elif to_file is not None:
-            kept_for_file.append((names[result.source], result.outputs[to_file]))
+            kept_for_file.append((name, result.outputs[to_file]))
         payload = result.outputs[to_stdout]
         if to_stdout == "json":
             write_text(("\n" if not written else ",\n") + payload)
         elif to_stdout == "jsonl":
             write_text(payload + "\n")
         elif to_stdout in BINARY:
-            kept_for_stdout.append((names[result.source], payload))
+            kept_for_stdout.append((name, payload))
         else:
             write_text(payload)
         written += 1
     if to_stdout == "json":
         write_text("\n]\n" if written else "]\n")
     if kept_for_stdout:
-        _write_binary_outputs("-", to_stdout, kept_for_stdout, False)
+        _write_binary_outputs("-", to_stdout, kept_for_stdout, False, batch=True)
     if kept_for_file:
-        _write_file(output, to_file, kept_for_file, force)
+        _write_file(output, to_file, kept_for_file, force, batch=True)
     if to_file is not None and written:
-        tell(f"wrote {to_file} of {written} images to {output}")
+        tell(f"wrote {to_file} of {_count(written, 'image')} to {output}")
     if failed:
         from ..errors import CnnError
 
         how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
-        raise CnnError(f"{failed} of {len(paths)} images failed; {how}", source="batch")
+        raise CnnError(f"{failed} of {_count(len(paths), 'image')} failed; {how}", source="batch")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 def _make_folder(path: str) -> None:
@@ -238,15 +277,15 @@ def _csv_header() -> str:
     return ",".join(CSV_HEADER) + "\n"
 
 
-def _write_file(path: str, kind: str, items: list[tuple[str, Any]], force: bool) -> None:
+def _write_file(path: str, kind: str, items: list[tuple[str, Any]], force: bool, batch: bool) -> None:
     """Every image's output of ``kind`` in one file: text kinds joined, arrays stacked or keyed."""
     from ..files import write_atomic
 
     if kind in BINARY:
-        _write_binary_outputs(path, kind, items, force)
+        _write_binary_outputs(path, kind, items, force, batch)
         return
     if kind == "json":
-        text = items[0][1] + "\n" if len(items) == 1 else "[\n" + ",\n".join(text for _, text in items) + "\n]\n"
+        text = items[0][1] + "\n" if not batch else "[\n" + ",\n".join(text for _, text in items) + "\n]\n"
     elif kind == "jsonl":
         text = "".join(text + "\n" for _, text in items)
     else:
@@ -254,9 +293,9 @@ def _write_file(path: str, kind: str, items: list[tuple[str, Any]], force: bool)
     write_atomic(path, lambda stream: stream.write(text.encode()), force)
 
 
-def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], force: bool) -> None:
-    """npy: the final array, stacked (N, ...) for several images of one shape; npz: every layer's
-    array, keyed IMAGE/LAYER for several images; png: one picture."""
+def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], force: bool, batch: bool) -> None:
+    """npy: the final array, stacked (N, ...) for a batch (a folder or a glob, even of one image)
+    of one shape; npz: every layer's array, keyed IMAGE/LAYER for a batch; png: one picture."""
     import io
 
     import numpy as np
@@ -270,14 +309,14 @@ def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], fo
             shapes = sorted({str(array.shape) for array in arrays})
             raise CnnError(f"the images gave outputs of different shapes ({', '.join(shapes[:3])}), which one "
                            ".npy cannot stack; use --format npz, or resize the images", source=path)
-        array = arrays[0] if len(arrays) == 1 else np.stack(arrays)  # (N, C, H, W) for a batch
+        array = np.stack(arrays) if batch else arrays[0]  # (N, C, H, W) for a batch
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         data = buffer.getvalue()
     elif kind == "npz":
         buffer = io.BytesIO()
-        members = (items[0][1] if len(items) == 1 else
-                   {f"{name}/{layer}": array for name, layers in items for layer, array in layers.items()})
+        members = ({f"{name}/{layer}": array for name, layers in items for layer, array in layers.items()}
+                   if batch else items[0][1])
         np.savez(buffer, **members)
         data = buffer.getvalue()
     else:
