@@ -8,9 +8,6 @@ allocated, and each limit says which flag raises it.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 from .errors import LimitError
 
 # The largest file of each kind read by default. Text is parsed into Python objects (about 30
@@ -23,13 +20,37 @@ FILE_SIZE_DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
 class Limits:
-    """The limits of one run; every field has a command-line flag of the same name."""
+    """The limits of one run; every field has a command-line flag of the same name.
 
-    max_pixels: int = 1 << 26  # 8192 x 8192
-    max_memory: int = 4 << 30  # bytes of arrays alive at once, estimated from shapes
-    max_file_size: int | None = None  # bytes of any input file; None: FILE_SIZE_DEFAULTS by kind
+    Immutable and hashable (readers are cached per file and limits). A plain class, not a frozen
+    dataclass, whose six generated methods would cost every `cnn` start-up about 1 ms.
+    """
+
+    __slots__ = ("max_pixels", "max_memory", "max_file_size")
+
+    def __init__(self, max_pixels: int = 1 << 26, max_memory: int = 4 << 30, max_file_size: int | None = None):
+        object.__setattr__(self, "max_pixels", max_pixels)  # 8192 x 8192
+        object.__setattr__(self, "max_memory", max_memory)  # bytes of arrays alive at once, from shapes
+        object.__setattr__(self, "max_file_size", max_file_size)  # any input file; None: by kind
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"Limits are immutable; make new ones instead of setting {name}")
+
+    def __reduce__(self):  # pickling (to worker processes) goes through __init__, not __setattr__
+        return (Limits, self._key())
+
+    def _key(self) -> tuple:
+        return (self.max_pixels, self.max_memory, self.max_file_size)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Limits) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Limits(max_pixels={}, max_memory={}, max_file_size={})".format(*self._key())
 
     def file_size(self, kind: str) -> int:
         return FILE_SIZE_DEFAULTS[kind] if self.max_file_size is None else self.max_file_size
@@ -56,7 +77,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+_SIZE = r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*"
 
 
 def parse_size(text: str) -> int:
@@ -64,7 +85,9 @@ def parse_size(text: str) -> int:
 
     Raises ValueError for anything else.
     """
-    match = _SIZE.fullmatch(text)
+    import re
+
+    match = re.fullmatch(_SIZE, text, re.IGNORECASE)
     if match is None:
         raise ValueError(f"expected a size such as 512M, 2G or 1048576, got {text!r}")
     number, unit = match.groups()

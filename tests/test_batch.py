@@ -427,3 +427,16 @@ def test_csv_writes_inf_where_a_map_overflowed(capsysbinary):
                        "--pool", "none", "-f", "csv")
     values = [row["value"] for row in csv.DictReader(io.StringIO(out.decode()))]
     assert code == 0 and "inf" in values and "" not in values
+
+
+def test_limits_are_immutable_hashable_and_survive_pickling():
+    """Readers are cached per (file, limits), and limits travel to worker processes."""
+    import pickle
+
+    from cnncli.limits import Limits
+
+    limits = Limits(max_memory=5 << 20)
+    assert pickle.loads(pickle.dumps(limits)) == limits and hash(limits) == hash(Limits(max_memory=5 << 20))
+    assert limits != Limits() and limits.max_pixels == Limits().max_pixels
+    with pytest.raises(AttributeError):
+        limits.max_memory = 1

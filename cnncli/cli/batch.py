@@ -9,10 +9,8 @@ same with one worker or eight.
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -47,6 +45,8 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
                 raise CnnError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)})", source=argument)
             paths += found
         elif not os.path.lexists(argument) and _GLOB_CHARACTERS & set(argument):
+            import glob
+
             batch = True
             found = sorted(path for path in glob.glob(argument, recursive=True) if os.path.isfile(path))
             if not found:
@@ -57,15 +57,15 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
     return paths, batch
 
 
-@dataclass
 class Result:
     """What one image gave: its outputs by kind, or the error line and exit code."""
 
-    source: str
-    position: int  # in the command's list of images (the same file may be given twice)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    code: int = 0
+    def __init__(self, source: str, position: int, outputs: dict[str, Any] | None = None, error: str | None = None,
+                 code: int = 0) -> None:
+        self.source = source
+        self.position = position  # in the command's list of images (the same file may be given twice)
+        self.outputs = outputs or {}
+        self.error, self.code = error, code
 
 
 def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) -> Result:

@@ -385,11 +385,11 @@ DEFAULT_TOP = 5
 
 def predictions(options: LayerOptions, prepared: Prepared, steps: list) -> list | None:
     """The top classes of the output vector: always for a model, with --top for a --kernel run."""
+    if prepared.model is None and options.top is None:
+        return None
     from ..model import Softmax
     from ..predictions import top_k
 
-    if prepared.model is None and options.top is None:
-        return None
     output = steps[-1].output
     if output.ndim != 1:
         if options.top is None:
