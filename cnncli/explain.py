@@ -219,6 +219,11 @@ def find_conv_layer(layers: Sequence[Layer], name: str | None = None) -> int:
     matches = [i for i, layer in enumerate(layers, start=1) if layer.name == name]
     if not matches and name.isascii() and name.strip().isdigit() and 1 <= int(name) <= len(layers):
         matches = [int(name)]
+    if not matches and name.strip() == "0":
+        raise CellError(f"#0 is the input, which no kernel made; the conv layers are {listing}", param="layer")
+    if not matches and name.isascii() and name.strip().isdigit():
+        raise CellError(f"no layer #{int(name)}: the network has {len(layers)}; the conv layers are {listing}",
+                        param="layer")
     if not matches:
         raise CellError(f"no layer called {name!r}; the conv layers are {listing}", param="layer")
     layer = layers[matches[0] - 1]

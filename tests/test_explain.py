@@ -362,6 +362,8 @@ BAD = [
     (["--at", "0,9"], "--at", "expected ROW in 0..2 and COL in 0..2"),
     (["--at", "0,1", "--layer", "relu1"], "--layer", "not a convolution; the conv layers are conv1 (#1)"),
     (["--at", "0,1", "--layer", "conv2"], "--layer", "no layer called 'conv2'; the conv layers are conv1 (#1)"),
+    (["--at", "0,1", "--layer", "0"], "--layer", "#0 is the input"),
+    (["--at", "0,1", "--layer", "9"], "--layer", "no layer #9: the network has 3"),
     (["--at", "0,1", "--channel", "1"], "--channel", "conv1 has 1 output channel; expected 0, got 1"),
     ([], "--at", "Missing option"),
 ]
