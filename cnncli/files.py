@@ -292,6 +292,24 @@ def _remove_if_empty(directory: Path) -> None:
         pass
 
 
+def clear_single_inspection(directory: str | Path, force: bool) -> None:
+    """Make ``directory`` ready for a batch's one folder per image: an earlier single-image
+    inspection in it (its manifest and layer files) is refused, or removed with ``force``, so that
+    no stale layer is left beside the new folders."""
+    manifest = Path(directory) / "manifest.json"
+    if not manifest.is_file():
+        return
+    if not force:
+        raise OutputError("holds an earlier inspection; --force replaces it", source=str(directory))
+    for name in [*_listed_files(manifest), "manifest.json"]:
+        try:
+            (Path(directory) / name).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise OutputError(f"cannot remove {name}: {err.strerror or err}", source=str(directory)) from None
+
+
 def _listed_files(manifest_path: Path) -> list[str]:
     """The layer files an earlier manifest lists: only plain .npy and .png names, so a forged one
     cannot point outside."""

@@ -440,3 +440,13 @@ def test_limits_are_immutable_hashable_and_survive_pickling():
     assert limits != Limits() and limits.max_pixels == Limits().max_pixels
     with pytest.raises(AttributeError):
         limits.max_memory = 1
+
+
+def test_a_batch_saved_over_a_single_inspection_needs_force_and_leaves_no_stale_layer(capsysbinary, tmp_path):
+    acts = tmp_path / "acts"
+    assert cnn(capsysbinary, "inspect", DIGITS[0], "--model", "digits", "--save", acts)[0] == 0
+    code, _, err = cnn(capsysbinary, "inspect", *DIGITS[:2], "--model", "digits", "--save", acts)
+    assert code == 1 and "earlier inspection" in err and (acts / "manifest.json").exists()
+    code, _, err = cnn(capsysbinary, "inspect", *DIGITS[:2], "--model", "digits", "--save", acts, "--force")
+    assert code == 0, err
+    assert sorted(p.name for p in acts.iterdir()) == ["digit_0", "digit_1"]

@@ -63,6 +63,10 @@ def inspect(
         if save is not None:
             tell(f"saved {result['layers']} layers to {save} (manifest.json lists them)")
         return
+    if save is not None:
+        from ..files import clear_single_inspection
+
+        clear_single_inspection(save, force)
     _inspect_batch(job, paths, format, save, workers, fail_fast)
 
 
