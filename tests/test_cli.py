@@ -328,3 +328,19 @@ def test_closed_stdout_is_an_error():
     result = subprocess.run(f"{sys.executable} -m cnncli run sample_images/seed_5x5.png -k vertical_edge >&-",
                             shell=True, capture_output=True, cwd=ROOT, timeout=60)
     assert result.returncode == 1 and b"stdout: is closed" in result.stderr
+
+
+def test_only_the_command_being_run_is_built(monkeypatch):
+    """Typer builds the options of every registered command on each start; main() hands it an app
+    with the one command named (or none, for --version), and the whole app for help, completion
+    and a mistyped command, whose suggestions need the others."""
+    from cnncli.cli import _app_for, app
+
+    def names(typer_app):
+        return [info.callback.__name__ for info in typer_app.registered_commands]
+
+    assert names(_app_for(["--debug", "run", "x.png", "-k", "sobel_x"])) == ["run"]
+    assert names(_app_for(["--version"])) == []
+    assert _app_for(["--help"]) is app and _app_for(["rn"]) is app and _app_for([]) is app
+    monkeypatch.setenv("_CNN_COMPLETE", "complete_bash")
+    assert _app_for(["run"]) is app

@@ -15,7 +15,7 @@ import typer
 from .. import __version__
 from ..errors import CnnError
 
-app = typer.Typer(
+_APP_SETTINGS = dict(
     name="cnn",
     help="Run convolutional-network layers on images and see every intermediate feature map.\n\n"
          "Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge",
@@ -23,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app = typer.Typer(**_APP_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -70,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _debug
     _debug = os.environ.get("CNN_DEBUG", "") not in ("", "0")
     try:
-        result = app(args=list(argv) if argv is not None else None, prog_name="cnn", standalone_mode=False)
+        args = list(argv) if argv is not None else sys.argv[1:]
+        result = _app_for(args)(args=args, prog_name="cnn", standalone_mode=False)
         if result == 130:  # Typer turns Ctrl-C into Exit(130) and says nothing
             _fail("interrupted")
         return result if isinstance(result, int) else 0
@@ -91,6 +93,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _fail(message)
         return code
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command being run. Typer builds the options of every command on each
+    start (10-15 ms for all six, most of it run, inspect and explain), and a run needs one; help,
+    completion and a mistyped command get the whole app, which lists and suggests the others."""
+    if any(name.startswith("_CNN_COMPLETE") for name in os.environ):
+        return app
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    chosen = [info for info in app.registered_commands if (info.name or info.callback.__name__) == name]
+    if not chosen and not (name is None and "--version" in args):  # --version needs no command
+        return app
+    lean = typer.Typer(**_APP_SETTINGS)
+    lean.registered_callback = app.registered_callback  # --version, --debug; and it keeps lean a group
+    lean.registered_commands = chosen
+    return lean
 
 
 def _explain(err: BaseException) -> tuple[str, int | None]:
