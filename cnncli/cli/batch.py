@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CnnError
@@ -182,16 +181,18 @@ def unique_names(sources: Iterable[str]) -> list[str]:
     folder's name (and then a number) added where two images would share one; an image given twice
     gets two names."""
     sources = list(sources)
-    stems = ["stdin" if source == "-" else Path(source).stem or "image" for source in sources]
+    # os.path rather than pathlib: a batch of thousands of images waits for this before it starts.
+    stems = ["stdin" if source == "-" else os.path.splitext(os.path.basename(source))[0] or "image"
+             for source in sources]
     folders: dict[str, set[str]] = {}
     for source, stem in zip(sources, stems):
-        folders.setdefault(stem, set()).add(str(Path(source).parent))
+        folders.setdefault(stem, set()).add(os.path.dirname(source))
     names: list[str] = []
     taken: set[str] = set()
     for source, stem in zip(sources, stems):
         name = stem
         if len(folders[stem]) > 1 and source != "-":  # the same name in different folders
-            parent = Path(source).parent.name
+            parent = os.path.basename(os.path.dirname(source))
             name = f"{parent}_{stem}" if parent else stem
         base, number = name, 2
         while name in taken:
