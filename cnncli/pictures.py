@@ -45,6 +45,7 @@ GAP = 10  # between tiles
 BAR_WIDTH, BAR_HEIGHT = 256, 14
 FONT_SIZE, TITLE_SIZE = 13, 16
 VECTOR_CELL = 48  # pixels: the side of one unit's cell in a strip
+VECTOR_LABELLED = 20  # up to this many values (a classifier's classes) are one labelled strip; more wrap into rows
 _CHUNK = 1 << 20  # values coloured at a time: bounds the float64 temporaries
 
 
@@ -383,11 +384,11 @@ def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: floa
 def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
                  lay: _Layout, budget: tuple[int, int]):
     """A (N,) vector as a strip of cells: one row with index, label and value under each cell when
-    short, else rows of cells with the first index of each row on the left."""
+    short (VECTOR_LABELLED), else rows of cells with the first index of each row on the left."""
     count = values.size
     if count == 0:
         return np.empty((0, 0, 3), dtype=np.uint8), [], ""
-    if count <= 64:
+    if count <= VECTOR_LABELLED:
         text_lines = 2 + bool(labels)
         cell = max(1, min(VECTOR_CELL, budget[0] // count))
         strip = colorize(values[None], low, high, diverging)  # (1, N, 3)
