@@ -64,6 +64,14 @@ def test_a_glob_a_file_and_a_missing_file_keep_their_order():
     assert batch and [Path(p).name for p in paths] == ["digit_1.png", "digit_2.png", "shapes.png", "nope.png"]
 
 
+def test_a_folder_of_folders_suggests_a_glob(tmp_path):
+    (tmp_path / "inner").mkdir()
+    shutil.copy(SAMPLES / "seed_5x5.png", tmp_path / "inner" / "a.png")
+    with pytest.raises(CnnError, match=r"for its sub-folders, give a glob: '.*\*\*/\*\.png'"):
+        expand_images([str(tmp_path)])
+    assert expand_images([str(tmp_path / "**" / "*.png")])[0] == [str(tmp_path / "inner" / "a.png")]
+
+
 def test_one_file_is_not_a_batch():
     assert expand_images([DIGITS[0]]) == ([DIGITS[0]], False)
 

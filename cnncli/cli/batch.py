@@ -41,7 +41,9 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
             found = sorted(entry.path for entry in os.scandir(argument)
                            if entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file())
             if not found:
-                raise CnnError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)})", source=argument)
+                deeper = any(entry.is_dir() for entry in os.scandir(argument))
+                hint = f"; for its sub-folders, give a glob: '{os.path.join(argument, '**', '*.png')}'" if deeper else ""
+                raise CnnError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)}){hint}", source=argument)
             paths += found
         elif not os.path.lexists(argument) and _GLOB_CHARACTERS & set(argument):
             import glob
