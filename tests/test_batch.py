@@ -458,3 +458,36 @@ def test_a_batch_saved_over_a_single_inspection_needs_force_and_leaves_no_stale_
     code, _, err = cnn(capsysbinary, "inspect", *DIGITS[:2], "--model", "digits", "--save", acts, "--force")
     assert code == 0, err
     assert sorted(p.name for p in acts.iterdir()) == ["digit_0", "digit_1"]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_a_batch_with_workers_leaves_no_file_and_no_process(tmp_path, how):
+    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM (to cnn alone) ends a
+    two-worker batch with 130 or 143 and one line; its -o file is never half-written."""
+    import signal
+    import time
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):  # about 0.15 s each as JSON: still running when the signal comes
+        Image.fromarray(rng.integers(0, 256, (384, 384), dtype=np.uint8)).save(images / f"{i:03d}.png",
+                                                                               compress_level=1)
+    target = tmp_path / "all.jsonl"
+    child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "sobel_x", "-o", str(target),
+                              "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                             start_new_session=True)
+    time.sleep(1.5)
+    if how == "ctrl-c":
+        os.killpg(child.pid, signal.SIGINT)
+    else:
+        child.send_signal(signal.SIGTERM)
+    err = child.communicate(timeout=60)[1].decode()
+    assert child.returncode == (130 if how == "ctrl-c" else 143), err
+    assert err.splitlines() == ["cnn: interrupted" if how == "ctrl-c" else "cnn: terminated"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)  # no worker of the group is left running
