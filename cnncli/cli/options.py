@@ -35,7 +35,7 @@ Kernels = Annotated[Optional[list[str]], typer.Option(
 Stride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default="1", help="Conv stride.")]
 Padding = Annotated[Optional[str], typer.Option(
     rich_help_panel=CONV, show_default="valid", metavar="MODE|N",
-    help="valid, same, full, N, or per axis ROWS,COLS, or per side TOP,BOTTOM,LEFT,RIGHT.")]
+    help="valid, same, full, N, or per axis ROWS,COLS, or per side T,B,L,R (top, bottom, left, right).")]
 PaddingMode = Annotated[Optional[Literal["zeros", "reflect", "replicate", "circular"]], typer.Option(
     rich_help_panel=CONV, show_default="zeros", help="What the padding holds, with PyTorch's names.")]
 Dilation = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=CONV, show_default="1",
