@@ -81,7 +81,7 @@ def run(
     if to_stdout in BINARY:
         _refuse_terminal(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
-    job = RunJob(options, tuple(kind for kind in (to_stdout, to_file) if kind), look, view, full)
+    job = RunJob(options, tuple(dict.fromkeys(kind for kind in (to_stdout, to_file) if kind)), look, view, full)
     if not batch:
         _run_one(job, paths[0], to_stdout, output, to_file, force, folder)
     else:
