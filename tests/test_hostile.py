@@ -256,6 +256,8 @@ CASES = [
     Case("output-folder-picture-exists", RUN + " -o {o}/sub", 1, ("img.png", "already exists", "--force"),
          {**IMG, "out/sub/": None, "out/sub/img.png": b"old"}),
     Case("output-in-missing-folder", RUN + " -o {o}/no/such/y.npy", 1, ("y.npy", "cannot write here"), IMG),
+    Case("output-in-missing-folder-csv-on-stdout", RUN + " -f csv -o {o}/no/y.npy", 1, ("y.npy", "cannot write here"),
+         IMG),
     Case("output-disk-full", RUN + " -o /dev/full", 1, ("/dev/full", "No space left on device"), IMG),
     Case("batch-stdin-twice", "run - {d}/img.png - -k sobel_x", 2, ("stdin can be read once",), IMG),
     Case("batch-workers-zero", RUN + " --workers 0", 2, ("--workers", "0"), IMG),

@@ -86,8 +86,7 @@ def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) ->
         return Result(source, position, error=message, code=code)
 
 
-def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
-            progress: bool) -> Iterator[Result]:
+def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) -> Iterator[Result]:
     """Results in the order of ``sources``; with ``fail_fast`` stop after the first failure.
 
     ``workers`` > 1 runs images in that many forked processes; each gets images in chunks, and
@@ -97,7 +96,7 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
     """
     import time
 
-    bar = _progress(len(sources)) if progress else None
+    bar = _progress(len(sources))
     flushed = time.monotonic()
     try:
         for result in _results(job, list(enumerate(sources)), workers):
@@ -202,3 +201,14 @@ def unique_names(sources: Iterable[str]) -> list[str]:
         taken.add(name)
         names.append(name)
     return names
+
+
+def count(number: int, noun: str) -> str:
+    """"1 image", "40 images"."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def failure(failed: int, total: int, fail_fast: bool) -> CnnError:
+    """The error a batch ends with when images failed (each was reported in its own line)."""
+    how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
+    return CnnError(f"{failed} of {count(total, 'image')} failed; {how}", source="batch")

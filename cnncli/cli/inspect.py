@@ -134,12 +134,11 @@ def _print(format: str, text: str, first: bool, batch: bool) -> None:
 
 def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
                    fail_fast: bool) -> None:
-
     from . import _fail
-    from .batch import run_all
+    from .batch import count, failure, run_all
 
     failed = written = 0
-    for result in run_all(job, paths, workers, fail_fast, progress=True):
+    for result in run_all(job, paths, workers, fail_fast):
         if result.error is not None:
             failed += 1
             _fail(result.error)
@@ -151,9 +150,6 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
 
         write_text("\n]\n" if written else "[]\n")
     if save is not None and written:
-        tell(f"saved {written} inspection{'s' if written != 1 else ''} to {save}, one folder per image")
+        tell(f"saved {count(written, 'inspection')} to {save}, one folder per image")
     if failed:
-        from ..errors import CnnError
-
-        how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
-        raise CnnError(f"{failed} of {len(paths)} image{'s' if len(paths) != 1 else ''} failed; {how}", source="batch")
+        raise failure(failed, len(paths), fail_fast)

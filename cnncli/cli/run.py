@@ -82,10 +82,7 @@ def run(
         _refuse_terminal(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
     job = RunJob(options, tuple(dict.fromkeys(kind for kind in (to_stdout, to_file) if kind)), look, view, full)
-    if not batch:
-        _run_one(job, paths[0], to_stdout, output, to_file, force, folder)
-    else:
-        _run_batch(job, paths, to_stdout, output, to_file, force, workers, fail_fast, folder)
+    _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
 
 
 STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
@@ -134,10 +131,10 @@ class RunJob:
         steps = opt.forward(prepared)
         predictions = opt.predictions(options, prepared, steps)
         outputs = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
-        final = steps[-1]
-        outputs["what"] = {"npz": f"{len(steps)} layers", "json": "the trace", "jsonl": "the trace"}
-        outputs["what"] = {kind: outputs["what"].get(kind, f"{final.name} {tuple(final.output.shape)}")
-                           for kind in self.kinds}
+        final = f"{steps[-1].name} {tuple(steps[-1].output.shape)}"
+        # What a message says was written: the final map, or for the whole-trace kinds, the trace.
+        outputs["what"] = {kind: {"npz": f"{len(steps)} layers", "json": "the trace", "jsonl": "the trace"}.get(
+            kind, final) for kind in self.kinds}
         return outputs
 
     def _render(self, kind: str, prepared, steps, predictions) -> Any:
@@ -153,7 +150,7 @@ class RunJob:
         if kind == "csv":
             from ..trace import csv_rows
 
-            return csv_rows(prepared.image.source, steps[-1], prepared.model.labels if prepared.model else ())
+            return csv_rows(prepared.image.source, steps[-1], _class_labels(prepared))
         if kind == "npy":
             return steps[-1].output
         if kind == "npz":
@@ -161,103 +158,79 @@ class RunJob:
         from ..pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
-        labels = step.labels or (prepared.model.labels if prepared.model is not None else ())
-        return png_bytes(layer_montage(step.output, labels, f"{prepared.image.source}\n{step_caption(step)}"))
+        return png_bytes(layer_montage(step.output, step.labels or _class_labels(prepared),
+                                       f"{prepared.image.source}\n{step_caption(step)}"))
 
 
-def _run_one(job: RunJob, source: str, to_stdout: str, output: str | None, to_file: str | None,
-             force: bool, folder: bool) -> None:
-    """One image: errors end the command, as they always have."""
+def _class_labels(prepared) -> tuple[str, ...]:
+    """What names a model's output vector, whose step has no channel labels of its own."""
+    return prepared.model.labels if prepared.model is not None else ()
+
+
+def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str, output: str | None, to_file: str | None,
+         force: bool, workers: int, fail_fast: bool, folder: bool) -> None:
+    """One image or a batch; text goes to stdout as each image is done, in the given order.
+
+    In a batch each failing image is one line naming it and the batch goes on, ending with exit 1;
+    a single image's error ends the command, as it always has (with its traceback under --debug).
+    """
+    from pathlib import Path
+
+    from . import _fail
+    from .batch import Result, count, failure, run_all, unique_names
     from .output import write_text
 
     if folder:
-        from pathlib import Path
-
-        from .batch import unique_names
-
         _make_folder(output)
-        output = str(Path(output) / f"{unique_names([source])[0]}.png")
-    if to_file is not None:
+    elif to_file is not None:
         from ..files import check_output
 
-        check_output(output, force, opt.input_files(job.options, images=[source]))  # before the work
-    result = job(0, source)
-    if to_file is not None:
-        _write_file(output, to_file, [(source, result[to_file])], force, batch=False)
-        tell(f"wrote {result['what'][to_file]} to {output}")
-    if to_stdout in BINARY:
-        _write_binary_outputs("-", to_stdout, [(source, result[to_stdout])], False, batch=False)
-    elif to_stdout in ("json", "jsonl"):
-        write_text(result[to_stdout] + "\n")
-    elif to_stdout == "csv":
-        write_text(_csv_header() + result["csv"])
-    else:
-        write_text(result["table"])
-
-
-def _run_batch(job: RunJob, paths: list[str], to_stdout: str, output: str | None, to_file: str | None,
-               force: bool, workers: int, fail_fast: bool, folder: bool) -> None:
-    """Many images: each failure is one line naming the image and the batch goes on; the exit code
-    is 1 when any image failed. Text goes to stdout as each image is done, in the given order."""
-    from . import _fail
-    from .batch import run_all, unique_names
-    from .output import write_text
-
-    if to_file is not None:
-        from ..files import check_output
-
-        if folder:
-            _make_folder(output)
-        else:
-            check_output(output, force, opt.input_files(job.options, images=paths))
+        check_output(output, force, opt.input_files(job.options, images=paths))  # before the work
     names = unique_names(paths)
+    results = run_all(job, paths, workers, fail_fast) if batch else [Result(paths[0], 0, job(0, paths[0]))]
     kept_for_stdout: list[tuple[str, Any]] = []
     kept_for_file: list[tuple[str, Any]] = []
     failed, written = 0, 0
-    if to_stdout == "json":
-        write_text("[")
-    elif to_stdout == "csv":
-        write_text(_csv_header())
-    for result in run_all(job, paths, workers, fail_fast, progress=True):
+    if batch and to_stdout in ("json", "csv"):  # before the first image, even if every one fails
+        write_text("[" if to_stdout == "json" else _csv_header())
+    for result in results:
         if result.error is not None:
             failed += 1
             _fail(result.error)
             continue
         name = names[result.position]
         if folder:
-            from pathlib import Path
-
-            _write_binary_outputs(str(Path(output) / f"{name}.png"), "png", [(result.source, result.outputs["png"])],
-                                  force, batch=False)
+            target = str(Path(output) / f"{name}.png")
+            _write_binary_outputs(target, "png", [(name, result.outputs["png"])], force, batch=False)
         elif to_file is not None:
             kept_for_file.append((name, result.outputs[to_file]))
+            if not batch:  # one image: its file first, so that a failed write leaves stdout empty
+                _write_file(output, to_file, kept_for_file, force, batch)
         payload = result.outputs[to_stdout]
-        if to_stdout == "json":
+        if to_stdout == "json" and batch:
             write_text(("\n" if not written else ",\n") + payload)
-        elif to_stdout == "jsonl":
+        elif to_stdout in ("json", "jsonl"):
             write_text(payload + "\n")
         elif to_stdout in BINARY:
             kept_for_stdout.append((name, payload))
+        elif to_stdout == "csv" and not batch:
+            write_text(_csv_header() + payload)
         else:
             write_text(payload)
         written += 1
-    if to_stdout == "json":
+    if to_stdout == "json" and batch:
         write_text("\n]\n" if written else "]\n")
     if kept_for_stdout:
-        _write_binary_outputs("-", to_stdout, kept_for_stdout, False, batch=True)
-    if kept_for_file:
-        _write_file(output, to_file, kept_for_file, force, batch=True)
+        _write_binary_outputs("-", to_stdout, kept_for_stdout, False, batch)
+    if kept_for_file and batch:
+        _write_file(output, to_file, kept_for_file, force, batch)
     if to_file is not None and written:
-        tell(f"wrote {to_file} of {_count(written, 'image')} to {output}")
+        if batch:
+            tell(f"wrote {to_file} of {count(written, 'image')} to {output}")
+        else:
+            tell(f"wrote {results[0].outputs['what'][to_file]} to {target if folder else output}")
     if failed:
-        from ..errors import CnnError
-
-        how = "stopped at the first failure (--fail-fast)" if fail_fast else "each is named above"
-        raise CnnError(f"{failed} of {_count(len(paths), 'image')} failed; {how}", source="batch")
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+        raise failure(failed, len(paths), fail_fast)
 
 
 def _make_folder(path: str) -> None:
