@@ -177,21 +177,32 @@ def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
 
     An existing file is replaced only with ``force``.
     """
-    import sys
-
-    data = npy_bytes(array)
-    if str(path) == "-":
-        if sys.stdout is None or sys.stdout.isatty():
-            raise OutputError("is a terminal; binary .npy output needs a file or a pipe, e.g. -o - > y.npy",
-                              source="stdout")
-        sys.stdout.flush()
-        _write_all(sys.stdout.buffer, data)
-        sys.stdout.flush()
-        return
-    if Path(path).suffix.lower() != ".npy" and not _is_special(path):
+    if str(path) != "-" and Path(path).suffix.lower() != ".npy" and not _is_special(path):
         raise OutputError("expected a file name ending in .npy (the array is written in NumPy's .npy format)",
                           source=str(path))
-    write_atomic(path, lambda stream: stream.write(data), force)
+    write_bytes(path, npy_bytes(array), force, "npy")
+
+
+def write_bytes(path: str | Path, data: bytes, force: bool = False, what: str = "npy") -> None:
+    """Binary output (``what``: npy, npz or png) to a file, atomically, or to standard output for ``-``."""
+    import sys
+
+    if str(path) != "-":
+        write_atomic(path, lambda stream: stream.write(data), force)
+        return
+    refuse_terminal_stdout(what)
+    sys.stdout.flush()
+    _write_all(sys.stdout.buffer, data)
+    sys.stdout.flush()
+
+
+def refuse_terminal_stdout(what: str) -> None:
+    """Binary data is never written to a terminal (nor to a closed stdout)."""
+    import sys
+
+    if sys.stdout is None or sys.stdout.isatty():
+        raise OutputError(f"is a terminal; binary .{what} output needs a file or a pipe, e.g. > out.{what} "
+                          "or -o FILE", source="stdout")
 
 
 def _write_all(stream: BinaryIO, data: bytes) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app, options as opt
-from .output import print_json, set_no_color, stdout_console
+from .output import palette, print_json, set_no_color, stdout_console
 from .run import NoColor
 
 EXPLAIN = "Cell"
@@ -85,7 +85,7 @@ def explain(
 
         console.print(model_header(prepared.model))
     console.print(render.image_header(prepared.image))
-    console.print(explanation_view(explanation, steps, console.width, _palette(console), full))
+    console.print(explanation_view(explanation, steps, console.width, palette(console.color_system), full))
 
 
 def _parse_at(text: str) -> tuple[int, int] | str:
@@ -108,10 +108,3 @@ def _extreme_cell(plane, which: str) -> tuple[int, int]:
     flat = int(np.argmax(values) if which == "max" else np.argmin(values))
     row, col = divmod(flat, plane.shape[1])
     return row, col
-
-
-def _palette(console) -> str:
-    """Blended colours where the terminal has them, named ones where it has only 8 or 16."""
-    if console.color_system is None:
-        return "none"
-    return "basic" if console.color_system in ("standard", "windows") else "rgb"

@@ -96,34 +96,19 @@ class Look:
 
     @property
     def palette(self) -> str:
-        """Blended heat colours where the terminal has them, named ones where it has only 8 or 16."""
-        if self.color_system is None:
-            return "none"
-        return "basic" if self.color_system in ("standard", "windows") else "rgb"
+        return palette(self.color_system)
+
+
+def palette(color_system: str | None) -> str:
+    """Blended heat colours where the terminal has them, named ones where it has only 8 or 16."""
+    if color_system is None:
+        return "none"
+    return "basic" if color_system in ("standard", "windows") else "rgb"
 
 
 def write_text(text: str) -> None:
     """Text on stdout as it is; a reader that leaves early raises BrokenPipeError for main()."""
     sys.stdout.write(text)
-
-
-def write_binary(path: str, data: bytes, force: bool, what: str) -> None:
-    """Binary output (``what``: npy, npz or png) to a file, atomically, or to stdout for ``-``,
-    never to a terminal."""
-    from ..errors import OutputError
-    from ..files import _write_all, write_atomic
-
-    if path != "-":
-        write_atomic(path, lambda stream: stream.write(data), force)
-        return
-    if sys.stdout is None:
-        raise OutputError("is closed; nothing can be written", source="stdout")
-    if sys.stdout.isatty():
-        raise OutputError(f"is a terminal; binary .{what} output needs a file or a pipe, e.g. > out.{what} "
-                          "or -o FILE", source="stdout")
-    sys.stdout.flush()
-    _write_all(sys.stdout.buffer, data)
-    sys.stdout.flush()
 
 
 def stderr_console() -> Console:

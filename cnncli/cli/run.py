@@ -79,7 +79,9 @@ def run(
         raise typer.BadParameter(f"{output}: several images give several pictures; name a folder, e.g. -o pictures/",
                                  param_hint="--output")
     if to_stdout in BINARY:
-        _refuse_terminal(to_stdout)  # before the work, not after a whole batch
+        from ..files import refuse_terminal_stdout
+
+        refuse_terminal_stdout(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
     job = RunJob(options, tuple(dict.fromkeys(kind for kind in (to_stdout, to_file) if kind)), look, view, full)
     _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
@@ -93,16 +95,6 @@ def _names_a_folder(output: str) -> bool:
     import os
 
     return output.endswith(("/", os.sep)) or os.path.isdir(output)
-
-
-def _refuse_terminal(kind: str) -> None:
-    import sys
-
-    from ..errors import OutputError
-
-    if sys.stdout is not None and sys.stdout.isatty():
-        raise OutputError(f"is a terminal; binary .{kind} output needs a file or a pipe, e.g. > out.{kind} "
-                          "or -o FILE", source="stdout")
 
 
 def _file_kind(output: str, format: str | None) -> str:
@@ -274,7 +266,7 @@ def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], fo
     import numpy as np
 
     from ..errors import CnnError
-    from .output import write_binary
+    from ..files import npy_bytes, write_bytes
 
     if kind == "npy":
         arrays = [array for _, array in items]
@@ -282,10 +274,7 @@ def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], fo
             shapes = sorted({str(array.shape) for array in arrays})
             raise CnnError(f"the images gave outputs of different shapes ({', '.join(shapes[:3])}), which one "
                            ".npy cannot stack; use --format npz, or resize the images", source=path)
-        array = np.stack(arrays) if batch else arrays[0]  # (N, C, H, W) for a batch
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-        data = buffer.getvalue()
+        data = npy_bytes(np.stack(arrays) if batch else arrays[0])  # (N, C, H, W) for a batch
     elif kind == "npz":
         buffer = io.BytesIO()
         members = ({f"{name}/{layer}": array for name, layers in items for layer, array in layers.items()}
@@ -294,7 +283,7 @@ def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], fo
         data = buffer.getvalue()
     else:
         data = items[0][1]
-    write_binary(path, data, force, kind)
+    write_bytes(path, data, force, kind)
 
 
 def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> str:
