@@ -313,12 +313,7 @@ def clear_single_inspection(directory: str | Path, force: bool) -> None:
     if not force:
         raise OutputError("holds an earlier inspection; --force replaces it", source=str(directory))
     for name in [*_listed_files(manifest), "manifest.json"]:
-        try:
-            (Path(directory) / name).unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise OutputError(f"cannot remove {name}: {err.strerror or err}", source=str(directory)) from None
+        (Path(directory) / name).unlink(missing_ok=True)
 
 
 def _listed_files(manifest_path: Path) -> list[str]:

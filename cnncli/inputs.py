@@ -95,7 +95,6 @@ def load_npy(data: bytes, source: str, error: type[CnnError]) -> np.ndarray:
         raise error(f"not a readable .npy array: {describe(err)}", source=source) from None
 
 
-
 def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dict[str, np.ndarray]:
     """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all
     (the memory limit: they are all held at once).

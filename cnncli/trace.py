@@ -121,12 +121,8 @@ def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
     for channel, plane in enumerate(values):
         label = labels[channel] if channel < len(labels) else ""
         if output.ndim == 1:
-            writer.writerow((source, step.name, channel, label, "", "", _csv_value(plane[0])))
+            writer.writerow((source, step.name, channel, label, "", "", repr(plane[0])))
             continue
-        writer.writerows((source, step.name, channel, label, i // width, i % width, _csv_value(value))
+        writer.writerows((source, step.name, channel, label, i // width, i % width, repr(value))
                          for i, value in enumerate(plane))
     return buffer.getvalue()
-
-
-def _csv_value(value: float) -> str:
-    return repr(value)

@@ -59,14 +59,14 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
 
 
 class Result:
-    """What one image gave: its outputs by kind, or the error line and exit code."""
+    """What one image gave: its outputs by kind, or its error line."""
 
-    def __init__(self, source: str, position: int, outputs: dict[str, Any] | None = None, error: str | None = None,
-                 code: int = 0) -> None:
+    def __init__(self, source: str, position: int, outputs: dict[str, Any] | None = None,
+                 error: str | None = None) -> None:
         self.source = source
         self.position = position  # in the command's list of images (the same file may be given twice)
         self.outputs = outputs or {}
-        self.error, self.code = error, code
+        self.error = error
 
 
 def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) -> Result:
@@ -82,8 +82,7 @@ def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) ->
     try:
         return Result(source, position, job(position, source))
     except (CnnError, OSError, MemoryError) as err:
-        message, code = _explain(err)
-        return Result(source, position, error=message, code=code)
+        return Result(source, position, error=_explain(err)[0])
 
 
 def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) -> Iterator[Result]:
