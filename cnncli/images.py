@@ -87,7 +87,6 @@ def read_image(
             width, height = im.size
             if width < 1 or height < 1:
                 raise ImageError(f"has no pixels ({width}x{height})", source=source)
-            limits.check_pixels(width, height, source)
             channels = 1 if color == "gray" else 3
             limits.check_memory(decoding_bytes(width, height, channels + (alpha == "keep"), np.dtype(dtype)),
                                 source, f"decoding {width}x{height} pixels")
@@ -196,9 +195,7 @@ class _DecoderMessages:
 def _over_pixel_cap(err: Exception, source: str, limits: Limits) -> LimitError:
     """Pillow's decompression-bomb check, which fired inside open() or on a later frame, as our limit."""
     claimed = re.search(r"\((\d+) pixels\)", str(err))  # Pillow names the count, not the sides
-    size = f"{int(claimed[1]):,} pixels" if claimed else "more pixels"
-    return LimitError(f"claims {size}, over the limit of {limits.max_pixels:,} pixels", source=source,
-                      limit="max_pixels")
+    return limits.pixels_error(int(claimed[1]) if claimed else None, source)
 
 
 def _orientation(im, notes: list[str]) -> int:

@@ -62,10 +62,12 @@ class Limits:
             raise LimitError(f"is {format_bytes(size)}{exact}, over the limit of {format_bytes(limit)} for {expected}",
                              source=source, limit="max_file_size")
 
-    def check_pixels(self, width: int, height: int, source: str) -> None:
-        if width * height > self.max_pixels:
-            raise LimitError(f"is {width}x{height} ({width * height:,} pixels), over the limit of "
-                             f"{self.max_pixels:,} pixels", source=source, limit="max_pixels")
+    def pixels_error(self, pixels: int | None, source: str) -> LimitError:
+        """The error for an image or frame claiming ``pixels`` (None: not known) over max_pixels.
+        Pillow's own check, set to this limit while a file is opened, is what finds it."""
+        size = f"{pixels:,} pixels" if pixels is not None else "more pixels"
+        return LimitError(f"claims {size}, over the limit of {self.max_pixels:,} pixels", source=source,
+                          limit="max_pixels")
 
     def check_memory(self, estimate: int, source: str, what: str) -> None:
         """Refuse work that would need ``estimate`` bytes at once; ``what`` says what needs them."""
