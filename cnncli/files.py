@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence
 
@@ -17,153 +18,15 @@ from . import jsonspec
 from .errors import OutputError, SpecError
 from .inputs import load_npy, load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
-from .trace import TRACE_VERSION, image_record, layer_record
+from .jsontext import jsonable
+from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,  # noqa: F401
+                      refuse_terminal_stdout, stdout_bytes, write_atomic)
+from .trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
     from .images import LoadedImage
     from .model import Step
 
-
-
-def check_output(path: str | Path, force: bool = False, inputs: Iterable[str | Path] = ()) -> None:
-    """Refuse, before any work, an output that is a folder, that exists (unless ``force``) or that
-    is one of the run's ``inputs`` under any name or link (``cnn run x.png -o x.png``), even with
-    ``force``. Devices and FIFOs (/dev/null, a named pipe) are written in place and always allowed.
-    """
-    import stat
-
-    source = str(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    except OSError as err:
-        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
-    if stat.S_ISDIR(mode):
-        raise OutputError("is a folder; expected a file name", source=source)
-    if not stat.S_ISREG(mode):
-        return
-    for name in inputs:
-        try:
-            same = os.path.samefile(path, name)
-        except OSError:  # an input that is not a file: a built-in name, inline JSON, stdin
-            same = False
-        if same:
-            alias = f" (as {name})" if str(name) != source else ""
-            raise OutputError(f"is also an input of this run{alias}; write the output elsewhere", source=source)
-    if not force:
-        raise OutputError("already exists; --force replaces it", source=source)
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], force: bool = False) -> None:
-    """Write a file through ``write(stream)`` so that it is never seen half-written.
-
-    A regular file (or one that does not exist yet) is written to a temporary file beside it and
-    moved into place; an existing file is replaced only with ``force``, and a symbolic link has
-    its target replaced, not the link. A device or a FIFO (/dev/null, /dev/stdout, a named pipe)
-    cannot be renamed over: it is written in place. On any failure, Ctrl-C included, the
-    temporary file is removed and the destination is as it was.
-    """
-    import stat
-
-    source = str(path)
-    path = Path(os.path.realpath(path))
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as err:
-        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
-    if mode is not None and stat.S_ISDIR(mode):
-        raise OutputError("is a folder; expected a file name", source=source)
-    if mode is not None and not stat.S_ISREG(mode):
-        _write_in_place(path, write, source)
-    elif mode is not None and not force:
-        raise OutputError("already exists; --force replaces it", source=source)
-    else:
-        _write_and_rename(path, write, source, None if mode is None else stat.S_IMODE(mode))
-
-
-def _is_special(path: str | Path) -> bool:
-    """True for an existing device, FIFO or socket: written in place, and not named like a file."""
-    import stat
-
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _write_in_place(path: Path, write: Callable[[BinaryIO], None], source: str) -> None:
-    try:
-        with open(path, "wb") as stream:
-            write(stream)
-    except OSError as err:
-        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
-
-
-def _write_and_rename(path: Path, write: Callable[[BinaryIO], None], source: str, mode: int | None) -> None:
-    """Write beside ``path`` and move into place: replacing the file of ``mode``, or creating it
-    when ``mode`` is None, by a hard link that fails if another process made the file meanwhile."""
-    temporary = _stage(path, write, source, mode)
-    try:
-        if mode is not None:
-            os.replace(temporary, path)
-        else:
-            _create_from(temporary, path)
-    except FileExistsError:
-        raise OutputError("already exists (made while this run was writing); --force replaces it",
-                          source=source) from None
-    except OSError as err:
-        raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _stage(path: Path, write: Callable[[BinaryIO], None], source: str, mode: int | None = None) -> str:
-    """Write a hidden temporary file beside ``path``, flushed to disk, and return its name.
-
-    It gets ``mode``, or the mode a new file would get. On any failure, Ctrl-C included, it is
-    removed before the error goes on.
-    """
-    import tempfile  # only runs that write pay for its import
-
-    try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    except OSError as err:
-        raise OutputError(f"cannot write here: {err.strerror or err}", source=source) from None
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # A temporary file is private (0600); the result gets the old file's mode, or the umask's.
-        os.chmod(handle.name, _default_mode() if mode is None else mode)
-        return handle.name
-    except BaseException as err:
-        Path(handle.name).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
-        raise
-
-
-def _create_from(temporary: str, path: Path) -> None:
-    """Give ``temporary``'s content the new name ``path``, failing with FileExistsError if it exists."""
-    try:
-        os.link(temporary, path)  # atomic, and never replaces
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links
-        if path.exists():
-            raise FileExistsError(path) from None
-        os.replace(temporary, path)
-
-
-def _default_mode() -> int:
-    """0666 less the umask: the mode open() would give a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -177,40 +40,23 @@ def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
 
     An existing file is replaced only with ``force``.
     """
-    if str(path) != "-" and Path(path).suffix.lower() != ".npy" and not _is_special(path):
+    if str(path) != "-" and Path(path).suffix.lower() != ".npy" and not is_special(path):
         raise OutputError("expected a file name ending in .npy (the array is written in NumPy's .npy format)",
                           source=str(path))
     write_bytes(path, npy_bytes(array), force, "npy")
 
 
-def write_bytes(path: str | Path, data: bytes, force: bool = False, what: str = "npy") -> None:
+def write_bytes(path: str | Path, data: bytes, force: bool = False, what: str = "npy",
+                inputs: InputSet = NO_INPUTS) -> None:
     """Binary output (``what``: npy, npz or png) to a file, atomically, or to standard output for ``-``."""
-    import sys
-
     if str(path) != "-":
-        write_atomic(path, lambda stream: stream.write(data), force)
+        write_atomic(path, lambda stream: stream.write(data), force, inputs)
         return
     refuse_terminal_stdout(what)
-    sys.stdout.flush()
-    _write_all(sys.stdout.buffer, data)
-    sys.stdout.flush()
-
-
-def refuse_terminal_stdout(what: str) -> None:
-    """Binary data is never written to a terminal (nor to a closed stdout)."""
+    stdout_bytes()(data)
     import sys
 
-    if sys.stdout is None or sys.stdout.isatty():
-        raise OutputError(f"is a terminal; binary .{what} output needs a file or a pipe, e.g. > out.{what} "
-                          "or -o FILE", source="stdout")
-
-
-def _write_all(stream: BinaryIO, data: bytes) -> None:
-    """Write every byte: when a pipe's reader leaves mid-write, the write that was cut short
-    reports fewer bytes rather than an error, and only the next one raises BrokenPipeError."""
-    view = memoryview(data)
-    while view:
-        view = view[stream.write(view):]
+    sys.stdout.flush()
 
 
 def save_json(path: str | Path, document: Any, force: bool = False) -> None:
@@ -222,8 +68,6 @@ def save_json(path: str | Path, document: Any, force: bool = False) -> None:
 def layer_file_name(step: Step) -> str:
     """``03_conv2.npy``: the index keeps the files in order; a name from a model file is reduced to
     safe characters, so that ``../x`` cannot write outside the folder."""
-    import re
-
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", step.name).lstrip(".") or "layer"
     return f"{step.index:02d}_{safe}.npy"
 
@@ -234,15 +78,18 @@ def layer_picture_name(step: Step) -> str:
 
 
 def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
-                    extras: dict | None = None, inputs: Iterable[str | Path] = (), pictures: bool = True) -> dict:
+                    extras: dict | None = None, inputs: InputSet = NO_INPUTS, pictures: bool = True,
+                    timing: bool = False) -> dict:
     """Write one .npy and one .png per layer and DIR/manifest.json listing them; return the manifest.
 
     A layer's record names its array (``"file": "03_relu1.npy"``) and, with ``pictures``, its
     montage (``"picture": "03_relu1.png"``, see cnncli.pictures.step_picture). Nothing is left
     half-done: every file is first written beside its place as a hidden temporary file, and only
-    when all are written are they renamed into place, the manifest last. A folder with an earlier
-    inspection, or any file of the same name, is refused unless ``force``; then the files the old
-    manifest lists and the new one does not are removed at the end.
+    when all are written are they moved into place, the manifest last. A new name is linked into
+    place, so that if another run made it meanwhile this one stops and takes back what it placed.
+    A folder with an earlier inspection, or any file of the same name, is refused unless
+    ``force``; then the layer files the old manifest lists and the new one does not are removed
+    (only files named as this tool names them, never one of the run's ``inputs``).
     """
     directory = Path(directory)
     source = str(directory)
@@ -255,34 +102,34 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     picture_names = [layer_picture_name(step) for step in steps] if pictures else []
     for name in (*names, *picture_names, "manifest.json"):
         check_output(directory / name, force, inputs)
-    stale = [name for name in _listed_files(manifest_path) if name not in names and name not in picture_names]
+    stale = {name: digest for name, digest in _listed_files(manifest_path).items()
+             if name not in names and name not in picture_names}
     created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create the folder: {err.strerror or err}", source=source) from None
     staged: list[tuple[str, Path]] = []
+    written: dict[str, str] = {}  # file name -> its SHA-256, so that a later --force knows its own files
     try:
         layers = []
         for i, (step, name) in enumerate(zip(steps, names)):
-            data = npy_bytes(step.output)
-            staged.append((_stage(directory / name, lambda stream, data=data: stream.write(data), source),
-                           directory / name))
-            record = {**layer_record(step), "file": name}
+            staged.append((_stage(directory / name, lambda stream, step=step: write_npy(stream, step.output), source,
+                                  written), directory / name))
+            record = {**layer_record(step, timing), "file": name}
             if pictures:
                 from .pictures import png_bytes, step_picture  # Pillow's drawing code only when saving
 
                 png = png_bytes(step_picture(step))
                 target = directory / picture_names[i]
-                staged.append((_stage(target, lambda stream, png=png: stream.write(png), source), target))
+                staged.append((_stage(target, lambda stream, png=png: stream.write(png), source, written), target))
                 record["picture"] = picture_names[i]
             layers.append(record)
-        manifest = {"format": "cnn-inspect", "version": TRACE_VERSION, "image": image_record(image),
-                    "layers": layers, **(extras or {})}
-        text = (jsonspec.dumps(manifest) + "\n").encode()
+        manifest = {"format": INSPECT_FORMAT, "version": TRACE_VERSION, "image": image_record(image),
+                    "layers": layers, **(extras or {}), "sha256": written}
+        text = (jsonspec.dumps(jsonable(manifest)) + "\n").encode()
         staged.append((_stage(manifest_path, lambda stream: stream.write(text), source), manifest_path))
-        for temporary, target in staged:
-            os.replace(temporary, target)
+        _place_all(staged, force, inputs, source)
     except BaseException as err:
         for temporary, _ in staged:
             Path(temporary).unlink(missing_ok=True)
@@ -291,9 +138,103 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
         if isinstance(err, OSError):
             raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
         raise
-    for name in stale:
-        (directory / name).unlink(missing_ok=True)
+    for name, digest in stale.items():
+        _remove_own(directory / name, digest, inputs)
     return manifest
+
+
+def write_npy(stream: BinaryIO, array: np.ndarray) -> None:
+    """``array`` in NumPy's .npy format, written to ``stream`` without a copy of its bytes in memory."""
+    np.lib.format.write_array(stream, np.ascontiguousarray(array), allow_pickle=False)
+
+
+class _Hashing:
+    """A stream that also feeds what is written to a SHA-256."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        import hashlib
+
+        self.stream, self.digest = stream, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
+
+
+def _stage(path: Path, write: Callable[[BinaryIO], None], source: str, digests: dict[str, str] | None = None) -> str:
+    """Write a hidden temporary file beside ``path``, flushed to disk, and return its name (removed
+    again on any failure, Ctrl-C included); its SHA-256 goes in ``digests`` under its name."""
+    import tempfile
+
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    except OSError as err:
+        raise OutputError(f"cannot write here: {err.strerror or err}", source=source) from None
+    try:
+        with handle:
+            hashing = _Hashing(handle)
+            write(hashing)
+            if digests is not None:
+                digests[path.name] = hashing.digest.hexdigest()
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, default_mode())
+        return handle.name
+    except BaseException as err:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise OutputError(f"cannot write: {err.strerror or err}", source=source) from None
+        raise
+
+
+def _place_all(staged: list[tuple[str, Path]], force: bool, inputs: InputSet, source: str) -> None:
+    """Move every staged file into place, in order. A new name is linked, failing if it appeared
+    meanwhile (another run saving into the same folder); then the files this call placed are
+    taken back, so two runs never both report a whole inspection."""
+    placed: list[tuple[Path, int]] = []
+    try:
+        for temporary, target in staged:
+            try:
+                status = os.stat(target)
+            except FileNotFoundError:
+                status = None
+            if status is None:
+                create_from(temporary, target)
+                placed.append((target, os.stat(target).st_ino))
+                Path(temporary).unlink(missing_ok=True)  # a link made the new name; the temporary one goes
+                continue
+            if inputs.holding(status) is not None or not force:
+                raise OutputError(f"{target.name} appeared while this run was writing (another run saving here?); "
+                                  "nothing was saved", source=source)
+            os.replace(temporary, target)
+    except BaseException:
+        for target, inode in placed:
+            try:
+                if os.lstat(target).st_ino == inode:
+                    target.unlink()
+            except OSError:
+                pass
+        raise
+
+
+def _remove_own(path: Path, digest: str, inputs: InputSet) -> None:
+    """Remove a file an earlier inspection wrote: a regular file (not a link), never an input, and
+    only while its content is what that inspection's manifest says it wrote (its SHA-256)."""
+    import hashlib
+    import stat
+
+    try:
+        status = os.lstat(path)
+        if not stat.S_ISREG(status.st_mode) or inputs.holding(status) is not None:
+            return
+        sha = hashlib.sha256()
+        with open(path, "rb") as stream:
+            while block := stream.read(1 << 20):
+                sha.update(block)
+        if sha.hexdigest() == digest:
+            path.unlink()
+    except OSError:
+        pass
 
 
 def _remove_if_empty(directory: Path) -> None:
@@ -303,31 +244,38 @@ def _remove_if_empty(directory: Path) -> None:
         pass
 
 
-def clear_single_inspection(directory: str | Path, force: bool) -> None:
+def clear_single_inspection(directory: str | Path, force: bool, inputs: InputSet = NO_INPUTS) -> None:
     """Make ``directory`` ready for a batch's one folder per image: an earlier single-image
     inspection in it (its manifest and layer files) is refused, or removed with ``force``, so that
-    no stale layer is left beside the new folders."""
+    no stale layer is left beside the new folders. Only this tool's files go, never an input."""
     manifest = Path(directory) / "manifest.json"
     if not manifest.is_file():
         return
     if not force:
         raise OutputError("holds an earlier inspection; --force replaces it", source=str(directory))
-    for name in [*_listed_files(manifest), "manifest.json"]:
-        (Path(directory) / name).unlink(missing_ok=True)
+    for name, digest in _listed_files(manifest).items():
+        _remove_own(Path(directory) / name, digest, inputs)
+    (Path(directory) / "manifest.json").unlink(missing_ok=True)
 
 
-def _listed_files(manifest_path: Path) -> list[str]:
-    """The layer files an earlier manifest lists: only plain .npy and .png names, so a forged one
-    cannot point outside."""
+LAYER_FILE = re.compile(r"[0-9]{2,}_[A-Za-z0-9_.-]+\.(?:npy|png)")  # as layer_file_name writes them
+
+
+def _listed_files(manifest_path: Path) -> dict[str, str]:
+    """The files an earlier manifest of this tool says it wrote, with their SHA-256: only names this
+    tool writes (``03_conv2.npy``), so that a crafted manifest cannot name other files or point
+    outside, and cannot name a file whose content its author does not know."""
     import json
 
     try:
         old = json.loads(manifest_path.read_text())
-        names = [layer[key] for layer in old["layers"] for key in ("file", "picture") if key in layer]
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [name for name in names
-            if isinstance(name, str) and Path(name).name == name and name.endswith((".npy", ".png"))]
+        if old.get("format") != INSPECT_FORMAT or not isinstance(old.get("sha256"), dict):
+            return {}
+        listed = old["sha256"]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+    return {name: digest for name, digest in listed.items()
+            if isinstance(name, str) and LAYER_FILE.fullmatch(name) and isinstance(digest, str)}
 
 
 def read_dense_weights(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> tuple[np.ndarray, np.ndarray | None]:

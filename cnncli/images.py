@@ -315,3 +315,30 @@ def resize(array: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
 def array_size(array: np.ndarray) -> str:
     """W x H of a (C, H, W) array, as images are sized."""
     return f"{array.shape[2]}x{array.shape[1]}"
+
+
+def peek_shape(source: str, color: Color = "gray", alpha: Alpha = "drop",
+               limits: Limits = DEFAULT_LIMITS) -> tuple[int, int, int] | None:
+    """The (C, H, W) shape ``read_image`` would give, from the file's header alone (its size, EXIF
+    orientation and transparency); None when the header cannot tell (stdin, an unreadable file),
+    which then fails in its turn."""
+    from PIL import Image
+
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(source).st_mode):  # stdin, a FIFO: reading would consume it
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(source, formats=ALLOWED_FORMATS) as im:
+                width, height = im.size
+                if width * height > limits.max_pixels:
+                    return None
+                if _orientation(im, []) in (5, 6, 7, 8):  # a quarter turn swaps the sides
+                    width, height = height, width
+                transparent = im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
+    except Exception:  # noqa: BLE001  (the run reads it properly and says what is wrong)
+        return None
+    channels = (1 if color == "gray" else 3) + (alpha == "keep" and transparent)
+    return channels, height, width

@@ -75,10 +75,19 @@ class InputSpec:
         if self.normalises:
             mean = np.asarray(self.mean, dtype=array.dtype)[:, None, None]
             std = np.asarray(self.std, dtype=array.dtype)[:, None, None]
-            array = (array - mean) / std
+            with np.errstate(all="ignore"):  # a tiny std overflows to inf, which the run warns about
+                array = (array - mean) / std
             notes.append(f"normalised (x - {_numbers(self.mean)}) / {_numbers(self.std)}")
         return replace(image, array=np.ascontiguousarray(array, dtype=image.array.dtype), notes=tuple(notes),
                        file_size=file_size or image.file_size)
+
+    def apply_bytes(self, array: np.ndarray) -> int:
+        """An upper estimate of the memory alive at once while ``apply`` makes ``array`` (C, H, W) the
+        network's input: the array, one plane and its Pillow copy, the resized planes stacked, and
+        the inverted and normalised copies."""
+        channels, height, width = array.shape
+        out = channels * self.size[0] * self.size[1]
+        return array.nbytes + 2 * 4 * height * width + 2 * 4 * out + 3 * array.itemsize * out + (1 << 20)
 
     def describe(self) -> str:
         parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]

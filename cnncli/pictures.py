@@ -468,15 +468,15 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
-    """Write ``image`` as a PNG file, atomically (``files.write_atomic``).
+    """Write ``image`` as a PNG file, atomically (``targets.write_atomic``).
 
     The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
     only with ``force``. Raises OutputError.
     """
     from .errors import OutputError
-    from .files import _is_special, write_atomic
+    from .targets import is_special, write_atomic
 
-    if Path(path).suffix.lower() != ".png" and not _is_special(path):
+    if Path(path).suffix.lower() != ".png" and not is_special(path):
         raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))
     data = png_bytes(image)
     write_atomic(path, lambda stream: stream.write(data), force)

@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .display import shown
 from .images import LoadedImage
 from .kernels import Kernel
 from .model import Step
@@ -35,7 +36,7 @@ _BASIC_HEAT = ("", "white on blue", "white on magenta", "black on yellow")
 
 
 def image_header(image: LoadedImage) -> Text:
-    text = Text.assemble((image.source, "bold"), f": {image.description}")
+    text = Text.assemble((shown(image.source), "bold"), f": {image.description}")
     if image.notes:
         text.append(f" ({'; '.join(image.notes)})", style="dim")
     return text

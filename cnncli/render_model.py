@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .display import shown
 from .modelfile import Model
 from .predictions import Prediction
 
@@ -19,7 +20,7 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar shows a share to
 
 
 def model_header(model: Model) -> Text:
-    where = "bundled" if model.source == model.name else model.source
+    where = "bundled" if model.source == model.name else shown(model.source)
     text = Text.assemble(("Model ", "bold"), (model.name, "bold"), f" ({where}): ")
     text.append(f"input {model.input.describe()}; {len(model.network.layers)} layers; {model.params:,} parameters")
     if model.labels:

@@ -1,29 +1,35 @@
-"""What a forward pass produced, as plain data: per-layer statistics and JSON-ready records.
+"""What a forward pass produced, as plain data: per-layer records, the JSON trace and CSV rows.
 
 The same record describes a layer in ``cnn run --format json`` and in the manifest that
-``cnn inspect --save`` writes, so scripts read one layout.
+``cnn inspect --save`` writes, so scripts read one layout. The trace and the CSV rows are written
+in pieces through a ``write(bytes)`` callable, so that the text of a big map is never held whole.
+An image that failed in a batch keeps its place as an error record (JSON) or an error row (CSV).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from .images import LoadedImage
+from .jsontext import dumps, float32_short, jsonable, number_texts, write_array
 from .model import Step
 
 if TYPE_CHECKING:
     from .modelfile import Model
     from .predictions import Prediction
 
+Write = Callable[[bytes], Any]
 TRACE_FORMAT = "cnn-trace"
-TRACE_VERSION = 1
+INSPECT_FORMAT = "cnn-inspect"
+TRACE_VERSION = 2
+VALUES = ("all", "final", "none")  # which layers carry their values in a trace
 
 
-def layer_record(step: Step) -> dict[str, Any]:
-    """A layer's name, type, settings, shape, counts, statistics and channel labels."""
+def layer_record(step: Step, timing: bool = False) -> dict[str, Any]:
+    """A layer's name, type, settings, shape, counts, statistics and channel labels; its time with ``timing``."""
     record = {
         "index": step.index,
         "name": step.name,
@@ -32,12 +38,16 @@ def layer_record(step: Step) -> dict[str, Any]:
         "shape": list(step.output.shape),
         "parameters": step.params,
         "macs": step.macs,
-        "seconds": round(step.seconds, 6),
-        "stats": {key: value if math.isfinite(value) else None for key, value in step.stats.items()},
     }
+    if timing:
+        record["seconds"] = round(step.seconds, 6)
+    stats = dict(step.stats)
+    if step.output.dtype == np.float32:  # the map's own values: their shortest float32 text
+        stats["min"], stats["max"] = float32_short(stats["min"]), float32_short(stats["max"])
+    record["stats"] = stats
     if step.labels:
         record["channels"] = list(step.labels)
-    return record
+    return jsonable(record)
 
 
 def image_record(image: LoadedImage) -> dict[str, Any]:
@@ -60,31 +70,60 @@ def model_record(model: Model) -> dict[str, Any]:
             "labels": list(model.labels)}
 
 
-def run_extras(model: Model | None, predictions: Sequence[Prediction] | None) -> dict[str, Any]:
+def prediction_record(prediction: Prediction, output_dtype: np.dtype = np.dtype(np.float64)) -> dict[str, Any]:
+    """A prediction's record; the output's own float32 values (the score, and the probability when the
+    network ends in a softmax) in their shortest float32 text."""
+    score, probability = prediction.score, prediction.probability
+    if output_dtype == np.float32:
+        probability = float32_short(probability) if probability == score else probability
+        score = float32_short(score)
+    return jsonable({"rank": prediction.rank, "index": prediction.index, "label": prediction.label,
+                     "probability": probability, "score": score})
+
+
+def run_extras(model: Model | None, predictions: Sequence[Prediction] | None,
+               output_dtype: np.dtype = np.dtype(np.float64)) -> dict[str, Any]:
     """The keys a model run adds to a trace or a manifest: ``model`` and ``predictions``."""
     extras: dict[str, Any] = {}
     if model is not None:
         extras["model"] = model_record(model)
     if predictions is not None:
-        extras["predictions"] = [p.record() for p in predictions]
+        extras["predictions"] = [prediction_record(p, output_dtype) for p in predictions]
     return extras
 
 
-def trace_document(image: LoadedImage, steps: Sequence[Step], extras: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole forward pass with every layer's values: the layout of ``--format json``."""
-    layers = []
-    for step in steps:
-        record = layer_record(step)
-        record["values"] = json_values(step.output)
-        layers.append(record)
-    return {
-        "format": TRACE_FORMAT,
-        "version": TRACE_VERSION,
-        "image": image_record(image),
-        "layers": layers,
-        "output": {"name": steps[-1].name, "shape": list(steps[-1].output.shape)},
-        **(extras or {}),
-    }
+def with_values(steps: Sequence[Step], values: str) -> set[int]:
+    """The indices of the steps whose values a trace carries (``values``: all, final or none)."""
+    if values == "all":
+        return set(range(len(steps)))
+    return {len(steps) - 1} if values == "final" else set()
+
+
+def write_trace(write: Write, image: LoadedImage, steps: Sequence[Step], extras: dict[str, Any] | None = None,
+                values: str = "all", timing: bool = False) -> None:
+    """The whole forward pass as one line of JSON: the layout of ``--format json``.
+
+    Every layer's record, with its values (nested lists, null where not finite) for the layers
+    ``values`` picks; then the output's name and shape and the ``extras``.
+    """
+    carried = with_values(steps, values)
+    head = dumps({"format": TRACE_FORMAT, "version": TRACE_VERSION, "image": image_record(image)})
+    write(head[:-1] + b',"layers":[')
+    for i, step in enumerate(steps):
+        record = dumps(layer_record(step, timing))
+        if i in carried:
+            write((b"," if i else b"") + record[:-1] + b',"values":')
+            write_array(write, step.output)
+            write(b"}")
+        else:
+            write((b"," if i else b"") + record)
+    tail = dumps({"output": {"name": steps[-1].name, "shape": list(steps[-1].output.shape)}, **(extras or {})})
+    write(b"]," + tail[1:])
+
+
+def error_record(source: str, message: str, format: str = TRACE_FORMAT) -> dict[str, Any]:
+    """What stands in a batch's JSON for an image that failed: its source and the error, in its place."""
+    return {"format": format, "version": TRACE_VERSION, "image": {"source": source}, "error": message}
 
 
 def json_values(array: np.ndarray) -> Any:
@@ -97,32 +136,92 @@ def json_values(array: np.ndarray) -> Any:
     return objects.tolist()
 
 
-CSV_HEADER = ("source", "layer", "channel", "label", "row", "column", "value")
+# --- CSV ----------------------------------------------------------------------------------------
+
+CSV_HEADER = ("source", "layer", "channel", "label", "row", "column", "value", "error")
 
 
-def csv_rows(source: str, step: Step, labels: Sequence[str] = ()) -> str:
-    """A map's values as CSV rows in long form (one value a row, columns CSV_HEADER), row-major
-    per channel; a 1-D output has its index as the channel and blank row and column.
+def csv_line(fields: Sequence[Any]) -> bytes:
+    """One CSV row (RFC 4180 quoting), UTF-8; a file name keeps its own bytes, whatever they are."""
+    out = []
+    for field in fields:
+        text = field if isinstance(field, str) else "" if field is None else str(field)
+        data = text.encode("utf-8", "surrogateescape")
+        if any(c in data for c in b',"\r\n'):
+            data = b'"' + data.replace(b'"', b'""') + b'"'
+        out.append(data)
+    return b",".join(out) + b"\n"
 
-    ``labels`` name the channels (or a vector's entries, e.g. a model's classes) when the step has none.
-    Values are written as the float64 number equal to each (as JSON does), with inf, -inf and nan
-    where a map overflowed (CSV has no null; a blank is a vector's missing row and column).
+
+def write_csv_maps(write: Write, source: str, steps: Sequence[Step], labels: Sequence[str] = ()) -> None:
+    """The values of ``steps`` in long form, one value a row (columns CSV_HEADER, ``error`` blank),
+    row-major per channel; a 1-D output has its index as the channel and blank row and column.
+
+    ``labels`` name the channels (or a vector's entries, e.g. a model's classes) when a step has
+    none. Values are the shortest text of each (float32 as float32), with inf, -inf and nan where
+    a map overflowed (CSV has no null; a blank is a vector's missing row and column).
     """
-    import csv
-    import io
-
-    output = step.output
-    planes = output.reshape(output.shape[0], -1) if output.ndim > 1 else output.reshape(-1, 1)  # (C, H*W)
-    width = output.shape[-1] if output.ndim > 1 else 1
-    values = np.asarray(planes, dtype=np.float64).tolist()  # repr: exact, and inf or nan where they are
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    labels = step.labels or labels
-    for channel, plane in enumerate(values):
-        label = labels[channel] if channel < len(labels) else ""
+    for step in steps:
+        output = step.output
+        names = step.labels or labels
         if output.ndim == 1:
-            writer.writerow((source, step.name, channel, label, "", "", repr(plane[0])))
+            texts = number_texts(output)
+            write(b"".join(csv_line((source, step.name, i, names[i] if i < len(names) else "", "", ""))[:-1]
+                           + b"," + texts[i] + b",\n" for i in range(output.size)))
             continue
-        writer.writerows((source, step.name, channel, label, i // width, i % width, repr(value))
-                         for i, value in enumerate(plane))
-    return buffer.getvalue()
+        planes = output.reshape(output.shape[0], -1, output.shape[-1])  # (C, H, W): any map as rows
+        width = planes.shape[-1]
+        columns = [b"%d," % j for j in range(width)]
+        rows_per_chunk = max(1, (1 << 16) // width)
+        for c, plane in enumerate(planes):
+            prefix = csv_line((source, step.name, c, names[c] if c < len(names) else ""))[:-1] + b","
+            for r0 in range(0, plane.shape[0], rows_per_chunk):
+                r1 = min(r0 + rows_per_chunk, plane.shape[0])
+                texts = number_texts(plane[r0:r1].reshape(-1))
+                lines = []
+                for r in range(r0, r1):
+                    head = prefix + b"%d," % r
+                    start = (r - r0) * width
+                    lines.append(b"".join(head + column + text + b",\n"
+                                          for column, text in zip(columns, texts[start:start + width])))
+                write(b"".join(lines))
+
+
+def csv_error_line(source: str, message: str, columns: int = len(CSV_HEADER)) -> bytes:
+    """A row for an image that failed: its source, blanks, and the error in the last column."""
+    return csv_line((source, *[""] * (columns - 2), message))
+
+
+def predictions_header(k: int) -> tuple[str, ...]:
+    """One row per image: the best class, then the next ``k - 1`` with their probabilities, then ``error``."""
+    more = [name for rank in range(2, k + 1) for name in (f"label_{rank}", f"probability_{rank}")]
+    return ("source", "label", "index", "probability", "score", *more, "error")
+
+
+def predictions_line(source: str, predictions: Sequence[Prediction], k: int,
+                     output_dtype: np.dtype = np.dtype(np.float64)) -> bytes:
+    """An image's row of the predictions CSV (predictions_header); non-finite numbers as inf or nan."""
+    records = [prediction_record(p, output_dtype) for p in predictions]
+    fields: list[Any] = [source, records[0]["label"], records[0]["index"], _number(records[0]["probability"]),
+                         _number(records[0]["score"])]
+    for rank in range(1, k):
+        if rank < len(records):
+            fields += [records[rank]["label"], _number(records[rank]["probability"])]
+        else:
+            fields += ["", ""]
+    return csv_line((*fields, ""))
+
+
+def _number(value: float | None) -> str:
+    """A record's number in CSV: its repr (already the shortest), nan where JSON would say null."""
+    return "nan" if value is None else repr(value)
+
+
+def nonfinite_warning(steps: Sequence[Step]) -> str | None:
+    """The warning for a forward pass whose maps overflowed, naming the first such layer; else None."""
+    for step in steps[1:]:
+        # An infinity or NaN anywhere makes the max or mean non-finite; the stats are reused later.
+        if not all(math.isfinite(step.stats[key]) for key in ("min", "max", "mean")):
+            return (f"{step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
+                    "--dtype float64 or smaller weights may help)")
+    return None

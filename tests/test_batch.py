@@ -106,36 +106,38 @@ def test_jsonl_is_one_record_per_image_in_order(capsysbinary):
     got = records(out)
     assert [r["image"]["source"] for r in got] == DIGITS
     assert [r["predictions"][0]["label"] for r in got] == [Path(p).stem[-1] for p in DIGITS]
-    assert all(r["format"] == "cnn-trace" and r["version"] == 1 for r in got)
+    assert all(r["format"] == "cnn-trace" and r["version"] == 2 for r in got)
 
 
-def test_a_broken_image_is_named_and_the_batch_goes_on(capsysbinary, folder):
+def test_a_broken_image_is_named_keeps_its_place_and_the_batch_goes_on(capsysbinary, folder):
+    """The broken image is one stderr line and, in the JSON Lines, a record with its error in its place."""
     code, out, err = cnn(capsysbinary, "run", folder, "--model", "digits", "-f", "jsonl")
     assert code == 1
-    assert [Path(r["image"]["source"]).name for r in records(out)] == ["a.png", "b.png", "d.png"]
+    got = records(out)
+    assert [Path(r["image"]["source"]).name for r in got] == ["a.png", "b.png", "c.png", "d.png"]
+    assert ["error" in r for r in got] == [False, False, True, False]
+    assert got[2]["error"].endswith("c.png: not a supported image; expected one of PNG, JPEG, BMP, GIF, TIFF, WEBP")
+    assert got[2]["format"] == "cnn-trace" and "layers" not in got[2]
     lines = err.splitlines()
     assert len(lines) == 2 and "c.png: not a supported image" in lines[0]
     assert lines[1] == "cnn: batch: 1 of 4 images failed; each is named above"
 
 
-def test_fail_fast_stops_at_the_broken_image(capsysbinary, folder):
+def test_fail_fast_stops_at_the_broken_image_and_marks_the_rest_not_run(capsysbinary, folder):
     code, out, err = cnn(capsysbinary, "run", folder, "--model", "digits", "-f", "jsonl", "--fail-fast")
-    assert code == 1 and len(records(out)) == 2 and "--fail-fast" in err
+    got = records(out)
+    assert code == 1 and "--fail-fast" in err and len(err.splitlines()) == 2
+    assert ["error" in r for r in got] == [False, False, True, True] and "not run" in got[3]["error"]
 
 
 def test_two_workers_print_what_one_prints(capsysbinary, folder):
-    """The same records in the same order; only the measured seconds differ."""
-    def without_seconds(stdout):
-        got = records(stdout)
-        for record in got:
-            for layer in record["layers"]:
-                layer.pop("seconds")
-        return got
-
+    """The same bytes in the same order: no timing fields unless --timing asks for them."""
     one = cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-f", "jsonl")
     two = cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-f", "jsonl", "--workers", "2")
     assert one[0] == two[0] == 1 and one[2] == two[2]
-    assert without_seconds(one[1]) == without_seconds(two[1])
+    assert one[1] == two[1]
+    timed = records(cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-f", "jsonl", "--timing")[1])
+    assert all("seconds" in layer for record in timed if "layers" in record for layer in record["layers"])
 
 
 def test_json_for_a_batch_is_one_list(capsysbinary):
@@ -159,8 +161,21 @@ def test_csv_is_the_final_map_one_value_a_row(capsysbinary):
     assert {r["layer"] for r in rows} == {"maxpool1"}
 
 
-def test_csv_of_a_model_labels_its_classes(capsysbinary):
-    code, out, _ = cnn(capsysbinary, "run", DIGITS[3], "--model", "digits", "-f", "csv")
+def test_csv_of_a_model_is_one_row_of_predictions_per_image(capsysbinary, folder):
+    """source,label,index,probability,score,error: the best class of each image, a failed one in its place."""
+    code, out, _ = cnn(capsysbinary, "run", folder, "--model", "digits", "-f", "csv")
+    rows = list(csv.DictReader(io.StringIO(out.decode())))
+    assert code == 1 and list(rows[0]) == ["source", "label", "index", "probability", "score", "error"]
+    assert [Path(r["source"]).name for r in rows] == ["a.png", "b.png", "c.png", "d.png"]
+    assert [r["label"] for r in rows] == ["1", "2", "", "3"] and "not a supported image" in rows[2]["error"]
+    assert float(rows[0]["probability"]) > 0.9 and rows[0]["error"] == ""
+    code, out, _ = cnn(capsysbinary, "run", DIGITS[3], "--model", "digits", "-f", "csv", "--top", "3")
+    header, row = out.decode().splitlines()
+    assert header == "source,label,index,probability,score,label_2,probability_2,label_3,probability_3,error"
+
+
+def test_csv_of_a_model_with_values_final_labels_its_classes(capsysbinary):
+    code, out, _ = cnn(capsysbinary, "run", DIGITS[3], "--model", "digits", "-f", "csv", "--values", "final")
     rows = list(csv.DictReader(io.StringIO(out.decode())))
     assert [r["label"] for r in rows] == [str(i) for i in range(10)] and rows[0]["row"] == ""
     assert max(rows, key=lambda r: float(r["value"]))["label"] == "3"
@@ -177,7 +192,8 @@ def test_npy_of_a_batch_is_stacked_and_npz_keeps_every_layer(capsysbinary):
 def test_npy_of_images_of_different_shapes_says_to_use_npz(capsysbinary):
     code, out, err = cnn(capsysbinary, "run", SAMPLES / "shapes.png", SAMPLES / "seed_5x5.png", "-k", "sobel_x",
                          "--pool", "none", "-f", "npy")
-    assert code == 1 and out == b"" and "different shapes" in err and "npz" in err
+    assert code == 1 and out == b"" and err.count("\n") == 1 and "npz" in err
+    assert "seed_5x5.png would give an output of shape (1, 3, 3) but" in err and "shapes.png gives (1, 62, 62)" in err
 
 
 def test_output_file_of_a_batch_holds_every_image(capsysbinary, tmp_path):
@@ -318,7 +334,7 @@ def test_run_o_png_writes_the_final_map_as_a_picture(capsysbinary, tmp_path):
     code, out, err = cnn(capsysbinary, "run", SAMPLES / "shapes.png", "-k", "sobel_x", "-k", "sobel_y",
                          "-k", "laplacian_8", "--pool", "none", "-o", target)
     picture = _png(target.read_bytes())
-    assert code == 0 and b"channel 0: sobel_x" in out and "wrote relu1 (3, 62, 62)" in err
+    assert code == 0 and out == b"" and "wrote relu1 (3, 62, 62)" in err  # -o takes the output off stdout
     assert picture.format == "PNG" and picture.mode == "RGB" and picture.width >= 2 * 186 and picture.height >= 2 * 186
 
 

@@ -55,7 +55,7 @@ def test_run_json_is_the_whole_trace():
     result = invoke("run", SEED, "-k", "vertical_edge", "--format", "json")
     assert result.exit_code == 0
     trace = json.loads(result.stdout)
-    assert trace["format"] == "cnn-trace" and trace["version"] == 1
+    assert trace["format"] == "cnn-trace" and trace["version"] == 2
     assert [layer["type"] for layer in trace["layers"]] == ["input", "conv2d", "relu", "maxpool2d"]
     conv = trace["layers"][1]
     assert conv["values"] == [[[-6, 12, 12], [-6, 8, 8], [-6, 6, 6]]]

@@ -266,7 +266,8 @@ CASES = [
     Case("batch-output-exists", "run {d}/img.png {d}/img2.png -k sobel_x -o {o}/all.jsonl", 1,
          ("all.jsonl", "already exists", "--force"), {**IMG, "img2.png": IMG["img.png"], "out/all.jsonl": b"old"}),
     Case("batch-npy-of-different-shapes", "run {d}/img.png {d}/small.png -k sobel_x -f npy", 1,
-         ("different shapes", "npz"), {**IMG, "small.png": encode(noise((8, 8)), "PNG")}),
+         ("small.png would give an output of shape (1, 3, 3)", "img.png gives (1, 7, 7)", "npz"),
+         {**IMG, "small.png": encode(noise((8, 8)), "PNG")}),
     Case("format-unknown", RUN + " -f xml", 2, ("--format", "xml"), IMG),
     Case("view-unknown", RUN + " --view pie", 2, ("--view", "pie"), IMG),
     Case("explain-at-outside", "explain {d}/img.png -k sobel_x --at 99,0", 2, ("--at", "99,0"), IMG),
@@ -403,13 +404,15 @@ def test_ctrl_c_while_saving_an_inspection_leaves_nothing(tmp_path, capsys, monk
 
     written = []
 
-    def interrupted_after_two(array):
+    real = files.write_npy
+
+    def interrupted_after_two(stream, array):
         if len(written) == 2:
             raise KeyboardInterrupt
         written.append(array)
-        return npy(array)
+        real(stream, array)
 
-    monkeypatch.setattr(files, "npy_bytes", interrupted_after_two)
+    monkeypatch.setattr(files, "write_npy", interrupted_after_two)
     seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
     code = main(["inspect", seed, "-k", "vertical_edge", "--save", str(tmp_path / "saved")])
     assert code == 130 and capsys.readouterr().err == "cnn: interrupted\n"

@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     global _debug
     _debug = os.environ.get("CNN_DEBUG", "") not in ("", "0")
+    _drop_unusable_sizes()
+    _warnings_as_lines()
     try:
         args = list(argv) if argv is not None else sys.argv[1:]
         result = _app_for(args)(args=args, prog_name="cnn", standalone_mode=False)
@@ -93,6 +95,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _fail(message)
         return code
+
+
+def _warnings_as_lines() -> None:
+    """A library's warning (NumPy's overflow, Pillow's notes) is one `cnn: warning:` line, not two
+    lines quoting our source code."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        from .output import warn
+
+        warn(" ".join(str(message).split()))
+
+    warnings.showwarning = show
+
+
+MAX_COLUMNS = 10_000
+
+
+def _drop_unusable_sizes() -> None:
+    """COLUMNS and LINES that are not a size a terminal can have (COLUMNS=99999999999999999999, -3,
+    words) are ignored, as if unset, rather than sizing every table and help screen by them."""
+    for name in ("COLUMNS", "LINES"):
+        value = os.environ.get(name)
+        if value is not None and not (value.strip().isdigit() and 0 < int(value) <= MAX_COLUMNS):
+            del os.environ[name]
 
 
 def _app_for(args: list[str]) -> typer.Typer:
@@ -149,8 +176,10 @@ def _drop_stdout() -> None:
 
 def _fail(message: str) -> None:
     """One line, whatever a file name or a library's message holds: newlines and escapes are shown, not obeyed."""
-    line = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
-    print(f"cnn: {line}", file=sys.stderr)
+    from ..display import shown
+
+    if sys.stderr is not None:  # started with 2>&-: the exit code alone tells
+        print(f"cnn: {shown(message)}", file=sys.stderr)
 
 
 def run_main() -> None:

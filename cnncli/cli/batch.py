@@ -2,8 +2,8 @@
 processes with --workers), failures reported with their path while the batch goes on, and a
 progress bar on stderr.
 
-A job turns one image into a Result holding what the command prints or writes for it, already
-rendered; the parent writes results in the order the images were given, so a batch prints the
+A job turns one image into an Outcome holding what the command prints or writes for it; the
+parent writes results in the order the images were given (cnncli.pool), so a batch prints the
 same with one worker or eight.
 """
 
@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..errors import CnnError
+
+if TYPE_CHECKING:
+    from ..pool import Result
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GLOB_CHARACTERS = set("*?[")
@@ -58,48 +61,28 @@ def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
     return paths, batch
 
 
-class Result:
-    """What one image gave: its outputs by kind, or its error line."""
-
-    def __init__(self, source: str, position: int, outputs: dict[str, Any] | None = None,
-                 error: str | None = None) -> None:
-        self.source = source
-        self.position = position  # in the command's list of images (the same file may be given twice)
-        self.outputs = outputs or {}
-        self.error = error
-
-
-def guarded(job: Callable[[int, str], dict[str, Any]], item: tuple[int, str]) -> Result:
-    """Run ``job(position, source)`` on one image; a CnnError (or an OS or memory error) becomes the
-    result's error line.
-
-    A usage error (a click exception) and Ctrl-C are not about this image: they pass through
-    and end the whole batch.
-    """
-    from . import _explain
-
-    position, source = item
-    try:
-        return Result(source, position, job(position, source))
-    except (CnnError, OSError, MemoryError) as err:
-        return Result(source, position, error=_explain(err)[0])
-
-
 def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) -> Iterator[Result]:
     """Results in the order of ``sources``; with ``fail_fast`` stop after the first failure.
 
-    ``workers`` > 1 runs images in that many forked processes; each gets images in chunks, and
-    the results come back in order as they are ready. What the caller writes to stdout after each
-    result is flushed at most ten times a second: a reader of the pipe sees results as they come,
-    and a fast batch does not pay a system call per image.
+    ``workers`` > 1 runs images in that many forked processes (cnncli.pool), at most one per
+    image and WORKERS_PER_CORE per core. What the caller writes to stdout after each result is
+    flushed at most ten times a second: a reader of the pipe sees results as they come, and a fast
+    batch does not pay a system call per image. Closing the iterator stops the workers.
     """
     import time
 
-    bar = _progress(len(sources))
+    from ..pool import ordered_results
+    from . import _explain
+
+    workers = worker_count(workers, len(sources))
+    results = ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship)
+    bar = None
     flushed = time.monotonic()
     try:
-        for result in _results(job, list(enumerate(sources)), workers):
-            if bar is not None:
+        for result in results:
+            if bar is None:  # after the first image, which runs before the workers are forked
+                bar = _progress(len(sources)) or False
+            if bar:
                 bar.advance()
             yield result
             if time.monotonic() - flushed > 0.1:
@@ -108,38 +91,33 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
             if result.error is not None and fail_fast:
                 return
     finally:
-        if bar is not None:
+        results.close()
+        if bar:
             bar.stop()
 
 
-def _results(job: Callable, items: list[tuple[int, str]], workers: int) -> Iterator[Result]:
-    if workers <= 1 or len(items) < 3:
-        for item in items:
-            yield guarded(job, item)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from functools import partial
-
-    # The first image runs here: the modules, kernels or model it loads are then in every worker,
-    # which fork starts as copies of this process, instead of being loaded once in each.
-    yield guarded(job, items[0])
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    rest = items[1:]
-    chunk = max(1, min(16, len(rest) // (workers * 8)))  # small chunks: no worker idles long at the end
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
-    try:
-        yield from pool.map(partial(guarded, job), rest, chunksize=chunk)
-    finally:
-        # On an early stop (--fail-fast, a closed pipe, Ctrl-C) drop the images not yet started.
-        pool.shutdown(wait=True, cancel_futures=True)
+WORKERS_PER_CORE = 4
 
 
-def _worker_start() -> None:
-    """In a worker: Ctrl-C is the parent's to handle; it stops the pool."""
-    import signal
+def worker_count(asked: int, images: int) -> int:
+    """The workers a batch gets: as asked, but no more than its images, nor WORKERS_PER_CORE a core
+    (a note says so when that lowers the number asked for)."""
+    cap = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if asked > cap and images > cap:
+        from .output import tell
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+        tell(f"cnn: note: --workers {asked:,} lowered to {cap}, {WORKERS_PER_CORE} per core of this machine")
+    return max(1, min(asked, images, cap))
+
+
+def ship(outcome, folder: str):
+    """A worker's outcome as it travels to the parent: big renderings through the spool folder."""
+    from ..parts import Spool
+    from ..pool import Outcome
+
+    spool = Spool(folder)
+    return Outcome({kind: spool.ship(part) for kind, part in outcome.parts.items()}, outcome.warnings,
+                   outcome.facts)
 
 
 class _Bar:

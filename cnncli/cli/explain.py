@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app, options as opt
-from .output import palette, print_json, set_no_color, stdout_console
+from .output import palette, print_json, set_no_color, stdout_console, warn
 from .run import NoColor
 
 EXPLAIN = "Cell"
@@ -63,7 +63,9 @@ def explain(
         raise typer.BadParameter(err.message, param_hint=f"--{err.param}") from None
     except CnnError as err:
         raise err.within(prepared.image.source) from None
-    steps = opt.forward(prepared)
+    steps, warnings = opt.forward(prepared)
+    for warning in warnings:
+        warn(warning)
     if not isinstance(position, tuple):
         position = _extreme_cell(steps[index].output[channel], position)
     explanation = explain_cell(steps, index, channel, *position)

@@ -4,13 +4,14 @@ for one image or many."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal, Optional
+import sys
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from . import app, options as opt
 from .output import Look, set_no_color, tell
-from .run import FailFast, NoColor, Workers
+from .run import FailFast, NoColor, Timing, Workers
 
 Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
@@ -37,6 +38,7 @@ def inspect(
     no_pictures: NoPictures = False,
     format: Format = "table",
     no_color: NoColor = False,
+    timing: Timing = False,
     workers: Workers = 1,
     fail_fast: FailFast = False,
 ) -> None:
@@ -50,23 +52,31 @@ def inspect(
 
     set_no_color(no_color)
     paths, batch = expand_images(images)
+    if format != "table" and sys.stdout is None:
+        from ..errors import OutputError
+
+        raise OutputError("is closed (started with >&-); leave stdout open for --format " + format, source="stdout")
     look = Look.of_stdout() if format == "table" else Look(80, None)
-    folders = None
+    folders = inputs = None
     if save is not None:
         from pathlib import Path
 
+        from ..targets import InputSet
+
         folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
-    job = InspectJob(options, format, look, folders, force, tuple(paths), not no_pictures)
+        inputs = InputSet(opt.input_files(options, images=paths), stdin="-" in paths)
+    job = InspectJob(options, format, look, folders, force, inputs, not no_pictures, timing)
     if not batch:
-        result = job(0, paths[0])
-        _print(format, result["text"], first=True, batch=False)
+        outcome = job(0, paths[0])
+        _tell_warnings(outcome.warnings)
+        _sink(format, batch=False).add(0, paths[0], outcome.parts[format])
         if save is not None:
-            tell(f"saved {result['layers']} layers to {save} (manifest.json lists them)")
+            tell(f"saved {outcome.facts['layers']} layers to {save} (manifest.json lists them)")
         return
     if save is not None:
         from ..files import clear_single_inspection
 
-        clear_single_inspection(save, force)
+        clear_single_inspection(save, force, inputs)
     _inspect_batch(job, paths, format, save, workers, fail_fast)
 
 
@@ -74,42 +84,46 @@ class InspectJob:
     """One image in, its summary or records out, its layers saved when --save is given."""
 
     def __init__(self, options: opt.LayerOptions, format: str, look: Look, folders: list[str] | None,
-                 force: bool, paths: tuple[str, ...], pictures: bool = True) -> None:
+                 force: bool, inputs=None, pictures: bool = True, timing: bool = False) -> None:
         self.options, self.format, self.look, self.folders, self.force = options, format, look, folders, force
-        self.paths = paths  # every image of the command: no layer file may overwrite one
-        self.pictures = pictures
+        self.inputs = inputs  # every file the command reads: no layer file may overwrite one
+        self.pictures, self.timing = pictures, timing
 
-    def __call__(self, position: int, source: str) -> dict[str, Any]:
-        from ..trace import TRACE_VERSION, image_record, layer_record, run_extras
+    def __call__(self, position: int, source: str):
+        from ..pool import Outcome
+        from ..trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record, run_extras
 
         options = dataclasses.replace(self.options, image=source)
         prepared = opt.prepare(options)
-        steps = opt.forward(prepared)
+        steps, warnings = opt.forward(prepared)
         predictions = opt.predictions(options, prepared, steps)
-        extras = run_extras(prepared.model, predictions)
+        extras = run_extras(prepared.model, predictions, steps[-1].output.dtype)
         manifest = None
         if self.folders is not None:
             from ..files import save_inspection
 
-            inputs = opt.input_files(options, prepared, images=list(self.paths))
-            manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, inputs,
-                                       pictures=self.pictures)
+            manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
+                                       pictures=self.pictures, timing=self.timing)
         if self.format in ("json", "jsonl"):
-            import json
+            from ..jsontext import dumps
+            from ..parts import Rendered
 
-            document = manifest or {"format": "cnn-inspect", "version": TRACE_VERSION,
-                                    "image": image_record(prepared.image),
-                                    "layers": [layer_record(step) for step in steps], **extras}
-            return {"text": json.dumps(document, allow_nan=False), "layers": len(steps)}
-        return {"text": self._tables(prepared, steps, predictions), "layers": len(steps)}
+            document = dumps(manifest or {"format": INSPECT_FORMAT, "version": TRACE_VERSION,
+                                          "image": image_record(prepared.image),
+                                          "layers": [layer_record(step, self.timing) for step in steps], **extras})
+            part = Rendered(lambda write: write(document))
+        else:
+            part = self._tables(prepared, steps, predictions)
+        return Outcome({self.format: part}, warnings, {"layers": len(steps)})
 
     def _tables(self, prepared, steps, predictions) -> str:
         from rich.console import Group
 
         from .. import render
+        from ..display import shown
 
         parts = [render.image_header(prepared.image),
-                 render.summary_view(steps, f"Layers of the forward pass on {prepared.image.source}", self.look.width)]
+                 render.summary_view(steps, f"Layers of the forward pass on {shown(prepared.image.source)}", self.look.width)]
         if prepared.model is not None:
             from ..render_model import model_header
 
@@ -121,34 +135,66 @@ class InspectJob:
         return self.look.render(Group(*parts))
 
 
-def _print(format: str, text: str, first: bool, batch: bool) -> None:
-    from .output import write_text
+class _Tables:
+    """Each image's summary on stdout, a blank line between two."""
 
-    if format == "json" and batch:
-        write_text(("[\n" if first else ",\n") + text)
-    elif format in ("json", "jsonl"):
-        write_text(text + "\n")
-    else:
-        write_text(text if first else "\n" + text)
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, position: int, source: str, part: str) -> None:
+        from .output import write_text
+
+        write_text(part if not self.count else "\n" + part)
+        self.count += 1
+
+    def fail(self, position: int, source: str, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+def _sink(format: str, batch: bool):
+    if format == "table":
+        return _Tables()
+    from ..sinks import JsonSink, Stdout
+    from ..trace import INSPECT_FORMAT
+
+    return JsonSink(Stdout(), format == "jsonl", batch, INSPECT_FORMAT)
+
+
+def _tell_warnings(warnings) -> None:
+    from .output import warn
+
+    for warning in warnings:
+        warn(warning)
 
 
 def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
                    fail_fast: bool) -> None:
+    from ..sinks import NOT_RUN
     from . import _fail
     from .batch import count, failure, run_all
 
-    failed = written = 0
+    sink = _sink(format, batch=True)
+    failed = written = done = 0
     for result in run_all(job, paths, workers, fail_fast):
+        done += 1
         if result.error is not None:
             failed += 1
             _fail(result.error)
+            sink.fail(result.position, result.source, result.error)
             continue
-        _print(format, result.outputs["text"], first=not written, batch=True)
+        _tell_warnings(result.outcome.warnings)
+        sink.add(result.position, result.source, result.outcome.parts[format])
+        result.outcome.release()
         written += 1
-    if format == "json":
-        from .output import write_text
-
-        write_text("\n]\n" if written else "[]\n")
+    for position in range(done, len(paths)):  # stopped early (--fail-fast): their places are kept too
+        sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
+    sink.close()
     if save is not None and written:
         tell(f"saved {count(written, 'inspection')} to {save}, one folder per image")
     if failed:

@@ -59,7 +59,7 @@ DenseFile = Annotated[Optional[str], typer.Option(
 DenseRandom = Annotated[Optional[int], typer.Option(
     "--dense-random", min=1, rich_help_panel=LAYERS, show_default=False, metavar="UNITS",
     help="Add a dense layer of UNITS units with random weights from --seed, as the seed tutorial does.")]
-Seed = Annotated[Optional[int], typer.Option(rich_help_panel=LAYERS, show_default="0",
+Seed = Annotated[Optional[int], typer.Option(min=0, max=2**63 - 1, rich_help_panel=LAYERS, show_default="0",
                                              help="Seed of --dense-random's weights.")]
 SoftmaxOpt = Annotated[bool, typer.Option("--softmax", rich_help_panel=LAYERS,
                                           help="Softmax after the dense layer.")]
@@ -194,11 +194,13 @@ def layer_command(command: Callable[..., Any] | None = None, *, many: bool = Fal
 
 @dataclass(frozen=True, eq=False)
 class Prepared:
-    """An image ready for a network, the network, and the model file it came from (if any)."""
+    """An image ready for a network, the network, the model file it came from (if any), and the
+    warnings to give about them."""
 
     image: LoadedImage
     network: Network
     model: Model | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def prepare(options: LayerOptions) -> Prepared:
@@ -217,19 +219,24 @@ def prepare(options: LayerOptions) -> Prepared:
         name = "--" + clashes[0].replace("_", "-").replace("kernels", "kernel")
         raise typer.BadParameter("describes a --kernel run's layers; --model brings its own, so leave it out",
                                  param_hint=name)
-    model = _load_model(options.model, options.limits)
+    model = load_model_once(options.model, options.limits)
     for name in options.given(("color", "scale")):
         raise typer.BadParameter(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
                                  param_hint=f"--{name}")
     if options.alpha == "keep":
         raise typer.BadParameter(f"keep would add a channel that the model {model.name} does not take; use drop, "
                                  "white or black", param_hint="--alpha")
+    # The network's size is the model's, whatever the image: refuse a run too big before reading it.
+    itemsize = 4 if options.dtype == "float32" else 8
+    check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model)
     # Paper is white: a transparent background under dark ink must not become ink once inverted.
     alpha = options.alpha or ("white" if model.input.invert else "drop")
-    image = model.input.apply(load_image(options, model.input.color, model.input.scale, alpha))
-    _warn_if_looks_inverted(model, image)
-    check_run_memory(model.network, image, options.limits)
-    return Prepared(image, model.network, model)
+    loaded = load_image(options, model.input.color, model.input.scale, alpha)
+    options.limits.check_memory(model.input.apply_bytes(loaded.array), loaded.source,
+                                f"resizing it to {model.input.size[1]}x{model.input.size[0]}")
+    image = model.input.apply(loaded)
+    warning = _looks_inverted(model, image)
+    return Prepared(image, model.network, model, (warning,) if warning else ())
 
 
 def input_files(options: LayerOptions, prepared: Prepared | None = None, images: list[str] | None = None) -> list[str]:
@@ -237,13 +244,13 @@ def input_files(options: LayerOptions, prepared: Prepared | None = None, images:
     names = [*(images or [options.image]), *(options.kernels or ()), options.dense]
     model = prepared.model if prepared is not None else None
     if model is None and options.model is not None:
-        model = _load_model(options.model, options.limits)
+        model = load_model_once(options.model, options.limits)
     if model is not None:
         names += [str(path) for path in model.paths]
     return [name for name in names if name and name != "-"]
 
 
-def _load_model(spec: str, limits: Limits) -> Model:
+def load_model_once(spec: str, limits: Limits) -> Model:
     """A model file, read once per process however many images a batch runs it on."""
     from ..modelfile import load_model
 
@@ -268,19 +275,16 @@ def _once(read: Callable[..., Any], spec: str, limits: Limits) -> Any:
 _READ: dict[tuple, Any] = {}
 
 
-def _warn_if_looks_inverted(model: Model, image: LoadedImage) -> None:
+def _looks_inverted(model: Model, image: LoadedImage) -> str | None:
     """A model that inverts expects dark ink on light paper; after inverting, most cells are then low."""
-    if not model.input.invert:
-        return
-    from .output import tell
-
-    if model.input.normalises:
-        return  # normalised values have no fixed middle to compare with
+    if not model.input.invert or model.input.normalises:  # normalised values have no fixed middle
+        return None
     half = 0.5 if model.input.scale == "unit" else 127.5
     mean = float(image.array.mean())
-    if mean > half:
-        tell(f"cnn: warning: {image.source}: mostly dark ({mean:.2f} on average once inverted); the model "
-             f"{model.name} expects dark ink on a light background, so its prediction may be wrong")
+    if mean <= half:
+        return None
+    return (f"{image.source}: mostly dark ({mean:.2f} on average once inverted); the model {model.name} expects "
+            "dark ink on a light background, so its prediction may be wrong")
 
 
 def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> LoadedImage:
@@ -359,25 +363,26 @@ def _dense_weights(path: str, limits: Limits):
 
 def check_run_memory(network: Network, image: LoadedImage, limits: Limits) -> None:
     """Check the network's shapes on the image, then refuse a run over the memory limit before it starts."""
+    check_network_memory(network, image.array.shape, image.array.itemsize, limits, image.source)
+
+
+def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int, limits: Limits, source: str) -> None:
+    """Check the network's shapes on an input of ``shape``, and refuse a run over the memory limit."""
     try:
-        estimate = network.memory_estimate(image.array.shape, image.array.itemsize)
+        estimate = network.memory_estimate(shape, itemsize)
     except CnnError as err:
-        raise err.within(image.source) from None
-    limits.check_memory(estimate, image.source, "the run's maps and weights")
+        raise err.within(source) from None
+    limits.check_memory(estimate, source, "the run's maps and weights")
 
 
-def forward(prepared: Prepared) -> list:
-    """Run the network on the image; warn on stderr when a map overflowed."""
-    from .output import tell
+def forward(prepared: Prepared) -> tuple[list, list[str]]:
+    """Run the network on the image; return every step and the warnings to give (the prepared
+    image's, and one if a map overflowed)."""
+    from ..trace import nonfinite_warning
 
     steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
-    for step in steps[1:]:
-        # An infinity or NaN anywhere makes the max or mean non-finite; the stats are reused later.
-        if not all(math.isfinite(step.stats[key]) for key in ("min", "max", "mean")):
-            tell(f"cnn: warning: {step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
-                 "--dtype float64 or smaller weights may help)")
-            break
-    return steps
+    overflow = nonfinite_warning(steps)
+    return steps, [*prepared.warnings, *([overflow] if overflow else [])]
 
 
 DEFAULT_TOP = 5

@@ -6,6 +6,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..display import shown
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -126,5 +128,11 @@ def print_json(document: Any) -> None:
 
 
 def tell(message: str) -> None:
-    """A message for the person at the terminal, on stderr."""
-    stderr_console().print(message, markup=False, soft_wrap=True)  # one line, however long
+    """A message for the person at the terminal, on stderr, on one line whatever it holds."""
+    if sys.stderr is None:  # started with 2>&-
+        return
+    stderr_console().print(shown(message), markup=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    tell(f"cnn: warning: {message}")

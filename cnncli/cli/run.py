@@ -4,6 +4,7 @@ JSON, CSV, .npy/.npz arrays or PNG pictures."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Annotated, Any, Literal, Optional
 
 import typer
@@ -22,8 +23,9 @@ View = Annotated[Literal["table", "heatmap"], typer.Option(
          "big maps whole.")]
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE",
-    help="Also write the output to FILE, in the format its extension names (.npy .npz .png .json .jsonl .csv); "
-         "- is stdout (in --format, npy if none). For several images, .png needs a folder: -o DIR/.")]
+    help="Write the output to FILE instead of stdout, in the format its extension names (.npy .npz .png .json "
+         ".jsonl .csv); stdout then gets --format only if given. - is stdout (in --format, npy if none). For "
+         "several images, .png needs a folder: -o DIR/.")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
                                      help="Let -o replace an existing file.")]
 Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
@@ -36,8 +38,17 @@ FailFast = Annotated[bool, typer.Option("--fail-fast", rich_help_panel=opt.BATCH
                                         help="Stop at the first image that fails (by default it is reported and "
                                              "the batch goes on).")]
 
+Values = Annotated[Optional[Literal["all", "final", "none"]], typer.Option(
+    "--values", rich_help_panel=opt.OUTPUT, show_default="all; for csv: the predictions, or else final",
+    help="Which layers' values json, jsonl, csv and npz carry: all, the final one, or none (json and jsonl keep "
+         "the records and statistics; csv of a run with predictions then holds one row per image).")]
+Timing = Annotated[bool, typer.Option("--timing", rich_help_panel=opt.OUTPUT,
+                                      help="Put each layer's time (seconds) in json, jsonl and the manifest; "
+                                           "without it two runs write the same bytes.")]
+
 FILE_KINDS = {".npy": "npy", ".npz": "npz", ".png": "png", ".json": "json", ".jsonl": "jsonl", ".csv": "csv"}
 BINARY = ("npy", "npz", "png")
+TAKES_VALUES = ("json", "jsonl", "csv", "npz")
 
 
 @app.command()
@@ -51,6 +62,8 @@ def run(
     full: Full = False,
     force: Force = False,
     no_color: NoColor = False,
+    values: Values = None,
+    timing: Timing = False,
     workers: Workers = 1,
     fail_fast: FailFast = False,
 ) -> None:
@@ -66,12 +79,18 @@ def run(
     if output in STDOUT_NAMES:
         output = "-"  # written in place, like -o -, not replaced by a temporary file
     paths, batch = expand_images(images)
-    to_stdout = format or ("npy" if output == "-" else "table")
+    # -o FILE takes the output off stdout, as in every other tool: stdout then carries nothing
+    # unless --format asks for it too.
+    to_stdout = format or ("npy" if output == "-" else None if output is not None else "table")
     folder = output not in (None, "-") and _names_a_folder(output)
     to_file = None if output in (None, "-") else "png" if folder else _file_kind(output, format)
+    kinds = tuple(dict.fromkeys(kind for kind in (to_file, to_stdout) if kind))
     if view != "table" and to_stdout != "table":
         raise typer.BadParameter(f"draws the maps of --format table; --format {to_stdout} has none to draw",
                                  param_hint="--view")
+    if values is not None and not set(kinds) & set(TAKES_VALUES):
+        raise typer.BadParameter(f"chooses what {', '.join(TAKES_VALUES)} carry; {' and '.join(kinds)} has no "
+                                 "such choice", param_hint="--values")
     if to_stdout == "png" and batch:
         raise typer.BadParameter("gives one picture per image; for several, write them with -o FOLDER/",
                                  param_hint="--format")
@@ -79,11 +98,16 @@ def run(
         raise typer.BadParameter(f"{output}: several images give several pictures; name a folder, e.g. -o pictures/",
                                  param_hint="--output")
     if to_stdout in BINARY:
-        from ..files import refuse_terminal_stdout
+        from ..targets import refuse_terminal_stdout
 
         refuse_terminal_stdout(to_stdout)  # before the work, not after a whole batch
+    elif to_stdout is not None and sys.stdout is None:
+        from ..errors import OutputError
+
+        raise OutputError("is closed (started with >&-); give -o FILE, or leave stdout open", source="stdout")
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
-    job = RunJob(options, tuple(dict.fromkeys(kind for kind in (to_stdout, to_file) if kind)), look, view, full)
+    ranked = "csv" in kinds and values is None and _has_predictions(options)
+    job = RunJob(options, kinds, look, view, full, values, timing, (options.top or 1) if ranked else 0)
     _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
 
 
@@ -111,42 +135,69 @@ def _file_kind(output: str, format: str | None) -> str:
     return kind
 
 
+def _has_predictions(options: opt.LayerOptions) -> bool:
+    """Whether the run ranks classes: a model whose output is a vector, or --top (which requires one)."""
+    if options.top is not None:
+        return True
+    if options.model is None:
+        return False
+    model = opt.load_model_once(options.model, options.limits)
+    return len(model.network.shapes(model.input.shape)[-1]) == 1
+
+
 class RunJob:
-    """One image in, every requested kind of output out (rendered here, so that workers do the work)."""
+    """One image in, every requested kind of output out (rendered where the image ran, so that
+    workers do the work).
 
-    def __init__(self, options: opt.LayerOptions, kinds: tuple[str, ...], look: Look, view: str, full: bool) -> None:
+    ``ranked`` > 0 makes the CSV one row per image with that many classes (predictions_header).
+    """
+
+    def __init__(self, options: opt.LayerOptions, kinds: tuple[str, ...], look: Look, view: str, full: bool,
+                 values: str | None = None, timing: bool = False, ranked: int = 0) -> None:
         self.options, self.kinds, self.look, self.view, self.full = options, kinds, look, view, full
+        self.values, self.timing, self.ranked = values, timing, ranked
 
-    def __call__(self, position: int, source: str) -> dict[str, Any]:
+    def __call__(self, position: int, source: str):
+        from ..pool import Outcome
+
         options = dataclasses.replace(self.options, image=source)
         prepared = opt.prepare(options)
-        steps = opt.forward(prepared)
+        steps, warnings = opt.forward(prepared)
         predictions = opt.predictions(options, prepared, steps)
-        outputs = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
-        final = f"{steps[-1].name} {tuple(steps[-1].output.shape)}"
+        parts = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
         # What a message says was written: the final map, or for the whole-trace kinds, the trace.
-        outputs["what"] = {kind: {"npz": f"{len(steps)} layers", "json": "the trace", "jsonl": "the trace"}.get(
-            kind, final) for kind in self.kinds}
-        return outputs
+        final = f"{steps[-1].name} {tuple(steps[-1].output.shape)}"
+        what = {kind: {"npz": f"{len(steps)} layers", "json": "the trace", "jsonl": "the trace"}.get(kind, final)
+                for kind in self.kinds}
+        return Outcome(parts, warnings, {"what": what})
 
     def _render(self, kind: str, prepared, steps, predictions) -> Any:
+        from ..parts import ArrayPart, Layers, Rendered
+
+        source = prepared.image.source
         if kind == "table":
             return _tables(prepared, steps, predictions, self.look, self.view, self.full)
         if kind in ("json", "jsonl"):
-            import json
+            from ..trace import run_extras, write_trace
 
-            from ..trace import run_extras, trace_document
-
-            document = trace_document(prepared.image, steps, run_extras(prepared.model, predictions))
-            return json.dumps(document, allow_nan=False)
+            extras = run_extras(prepared.model, predictions, steps[-1].output.dtype)
+            return Rendered(lambda write: write_trace(write, prepared.image, steps, extras, self.values or "all",
+                                                      self.timing))
         if kind == "csv":
-            from ..trace import csv_rows
+            from ..trace import predictions_line, with_values, write_csv_maps
 
-            return csv_rows(prepared.image.source, steps[-1], _class_labels(prepared))
+            if self.ranked:
+                line = predictions_line(source, predictions, self.ranked, steps[-1].output.dtype)
+                return Rendered(lambda write: write(line))
+            chosen = [steps[i] for i in sorted(with_values(steps, self.values or "final"))]
+            return Rendered(lambda write: write_csv_maps(write, source, chosen, _class_labels(prepared)))
         if kind == "npy":
-            return steps[-1].output
+            return ArrayPart(steps[-1].output)
         if kind == "npz":
-            return {step.name: step.output for step in steps}
+            from ..trace import with_values
+
+            chosen = sorted(with_values(steps, self.values or "all"))
+            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in chosen])
         from ..pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
@@ -159,70 +210,152 @@ def _class_labels(prepared) -> tuple[str, ...]:
     return prepared.model.labels if prepared.model is not None else ()
 
 
-def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str, output: str | None, to_file: str | None,
+def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
          force: bool, workers: int, fail_fast: bool, folder: bool) -> None:
-    """One image or a batch; text goes to stdout as each image is done, in the given order.
+    """One image or a batch; what goes to stdout is written as each image is done, in the given order.
 
-    In a batch each failing image is one line naming it and the batch goes on, ending with exit 1;
-    a single image's error ends the command, as it always has (with its traceback under --debug).
+    In a batch each failing image is one line naming it, keeps its place in every output (an
+    error record or row, a NaN row), and the batch goes on, ending with exit 1; a single image's
+    error ends the command, as it always has (with its traceback under --debug).
     """
-    from pathlib import Path
-
+    from ..sinks import NOT_RUN
     from . import _fail
-    from .batch import Result, count, failure, run_all, unique_names
-    from .output import write_text
+    from .batch import count, failure, run_all
 
-    if folder:
-        _make_folder(output)
-    elif to_file is not None:
-        from ..files import check_output
-
-        check_output(output, force, opt.input_files(job.options, images=paths))  # before the work
-    names = unique_names(paths)
-    results = run_all(job, paths, workers, fail_fast) if batch else [Result(paths[0], 0, job(0, paths[0]))]
-    kept_for_stdout: list[tuple[str, Any]] = []
-    kept_for_file: list[tuple[str, Any]] = []
-    failed, written = 0, 0
-    if batch and to_stdout in ("json", "csv"):  # before the first image, even if every one fails
-        write_text("[" if to_stdout == "json" else _csv_header())
-    for result in results:
-        if result.error is not None:
-            failed += 1
-            _fail(result.error)
-            continue
-        name = names[result.position]
-        if folder:
-            target = str(Path(output) / f"{name}.png")
-            _write_binary_outputs(target, "png", [(name, result.outputs["png"])], force, batch=False)
-        elif to_file is not None:
-            kept_for_file.append((name, result.outputs[to_file]))
-            if not batch:  # one image: its file first, so that a failed write leaves stdout empty
-                _write_file(output, to_file, kept_for_file, force, batch)
-        payload = result.outputs[to_stdout]
-        if to_stdout == "json" and batch:
-            write_text(("\n" if not written else ",\n") + payload)
-        elif to_stdout in ("json", "jsonl"):
-            write_text(payload + "\n")
-        elif to_stdout in BINARY:
-            kept_for_stdout.append((name, payload))
-        elif to_stdout == "csv" and not batch:
-            write_text(_csv_header() + payload)
+    if batch and "npy" in (to_file, to_stdout) and job.options.model is None:
+        _check_stackable(job.options, paths, output if to_file == "npy" else "--format npy")
+    to_file_sink, to_stdout_sink = _sinks(job, paths, batch, to_stdout, output, to_file, force, folder)
+    sinks = [sink for sink in (to_file_sink, to_stdout_sink) if sink is not None]
+    failed = written = 0
+    last = None
+    try:
+        if not batch:  # one image: its error ends the command; its file first, so a failed write leaves stdout empty
+            outcome = job(0, paths[0])
+            _tell_warnings(outcome.warnings)
+            for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)):
+                if sink is not None:
+                    sink.add(0, paths[0], outcome.parts[kind])
+                    sink.close()
+            written, last = 1, outcome
         else:
-            write_text(payload)
-        written += 1
-    if to_stdout == "json" and batch:
-        write_text("\n]\n" if written else "]\n")
-    if kept_for_stdout:
-        _write_binary_outputs("-", to_stdout, kept_for_stdout, False, batch)
-    if kept_for_file and batch:
-        _write_file(output, to_file, kept_for_file, force, batch)
+            done = 0
+            for result in run_all(job, paths, workers, fail_fast):
+                done += 1
+                if result.error is not None:
+                    failed += 1
+                    _fail(result.error)
+                    for sink in sinks:
+                        sink.fail(result.position, result.source, result.error)
+                    continue
+                _tell_warnings(result.outcome.warnings)
+                for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)):
+                    if sink is not None:
+                        sink.add(result.position, result.source, result.outcome.parts[kind])
+                result.outcome.release()
+                written, last = written + 1, result.outcome
+            for position in range(done, len(paths)):  # stopped early (--fail-fast): keep their places too
+                for sink in sinks:
+                    sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
+            for sink in sinks:
+                sink.close()
+    except BaseException:
+        for sink in sinks:
+            sink.discard()
+        raise
     if to_file is not None and written:
-        if batch:
-            tell(f"wrote {to_file} of {count(written, 'image')} to {output}")
+        if folder:
+            tell(f"wrote {count(written, 'picture')} to {output}")
+        elif batch:
+            tell(f"wrote {to_file} of {count(len(paths), 'image')} to {output}" +
+                 (f" ({count(failed, 'failure')} in place)" if failed else ""))
         else:
-            tell(f"wrote {results[0].outputs['what'][to_file]} to {target if folder else output}")
+            tell(f"wrote {last.facts['what'][to_file]} to {output}")
     if failed:
         raise failure(failed, len(paths), fail_fast)
+
+
+def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) -> None:
+    """Refuse, before any work, a stacked .npy of images whose outputs would differ in shape, from
+    their headers: the output shape of each distinct input shape (a model's input is fixed)."""
+    import numpy as np
+
+    from ..errors import CnnError
+    from ..images import LoadedImage, peek_shape
+
+    color, alpha = options.color or "gray", options.alpha or "drop"
+    first: dict[tuple, tuple[str, tuple]] = {}  # input shape -> (an image of it, its output shape)
+    outputs: dict[tuple, str] = {}  # output shape -> the first image giving it
+    for path in paths:
+        shape = peek_shape(path, color, alpha, options.limits)
+        if shape is None or shape in first:
+            continue
+        names = ("gray",) if color == "gray" else ("R", "G", "B")
+        stub = LoadedImage(np.broadcast_to(np.zeros((), options.dtype), shape), path, "", "",
+                           names + ("alpha",) * (shape[0] - len(names)), ())
+        try:
+            output = opt.build_network(options, stub).shapes(shape)[-1]
+        except CnnError:
+            continue  # this image fails in its turn, with its own message
+        first[shape] = (path, output)
+        outputs.setdefault(output, path)
+        if len(outputs) > 1:
+            (one, a), (other, b) = [(name, out) for out, name in outputs.items()]
+            raise CnnError(f"{other} would give an output of shape {b} but {one} gives {a}; one .npy stacks outputs "
+                           "of one shape: use --format npz, or resize the images", source=where)
+
+
+def _tell_warnings(warnings) -> None:
+    from .output import warn
+
+    for warning in warnings:
+        warn(warning)
+
+
+def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
+           force: bool, folder: bool):
+    """The file's sink and stdout's, each None when not asked for. The file's targets are checked
+    before the work: none may exist (without --force) or be one of the run's inputs."""
+    from ..sinks import Stdout, TextSink, target
+    from ..targets import NO_INPUTS, InputSet
+    from .batch import unique_names
+
+    names = unique_names(paths)
+    inputs = NO_INPUTS
+    if to_file is not None:
+        inputs = InputSet(opt.input_files(job.options, images=paths), stdin="-" in paths)
+    file_sink = None
+    if folder:
+        from ..sinks import PictureFolder
+        from ..targets import check_output
+
+        _make_folder(output)
+        file_sink = PictureFolder(output, names, force, inputs)
+        for path in file_sink.paths:
+            check_output(path, force, inputs)
+    elif to_file is not None:
+        file_sink = _sink(to_file, target(output, force, inputs), job, batch, paths, names)
+    stdout_sink = None
+    if to_stdout == "table":
+        stdout_sink = TextSink()
+    elif to_stdout is not None:
+        stdout_sink = _sink(to_stdout, Stdout(), job, batch, paths, names)
+    return file_sink, stdout_sink
+
+
+def _sink(kind: str, to, job: RunJob, batch: bool, paths: list[str], names: list[str]):
+    from ..sinks import BytesSink, CsvSink, JsonSink, NpySink, NpzSink
+
+    if kind in ("json", "jsonl"):
+        return JsonSink(to, kind == "jsonl", batch)
+    if kind == "csv":
+        from ..trace import CSV_HEADER, predictions_header
+
+        return CsvSink(to, predictions_header(job.ranked) if job.ranked else CSV_HEADER)
+    if kind == "npy":
+        return NpySink(to, batch, len(paths))
+    if kind == "npz":
+        return NpzSink(to, batch, names, paths)
+    return BytesSink(to)
 
 
 def _make_folder(path: str) -> None:
@@ -234,56 +367,6 @@ def _make_folder(path: str) -> None:
         os.makedirs(path, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create the folder: {err.strerror or err}", source=path) from None
-
-
-def _csv_header() -> str:
-    from ..trace import CSV_HEADER
-
-    return ",".join(CSV_HEADER) + "\n"
-
-
-def _write_file(path: str, kind: str, items: list[tuple[str, Any]], force: bool, batch: bool) -> None:
-    """Every image's output of ``kind`` in one file: text kinds joined, arrays stacked or keyed."""
-    from ..files import write_atomic
-
-    if kind in BINARY:
-        _write_binary_outputs(path, kind, items, force, batch)
-        return
-    if kind == "json":
-        text = items[0][1] + "\n" if not batch else "[\n" + ",\n".join(text for _, text in items) + "\n]\n"
-    elif kind == "jsonl":
-        text = "".join(text + "\n" for _, text in items)
-    else:
-        text = _csv_header() + "".join(text for _, text in items)
-    write_atomic(path, lambda stream: stream.write(text.encode()), force)
-
-
-def _write_binary_outputs(path: str, kind: str, items: list[tuple[str, Any]], force: bool, batch: bool) -> None:
-    """npy: the final array, stacked (N, ...) for a batch (a folder or a glob, even of one image)
-    of one shape; npz: every layer's array, keyed IMAGE/LAYER for a batch; png: one picture."""
-    import io
-
-    import numpy as np
-
-    from ..errors import CnnError
-    from ..files import npy_bytes, write_bytes
-
-    if kind == "npy":
-        arrays = [array for _, array in items]
-        if len(arrays) > 1 and len({array.shape for array in arrays}) > 1:
-            shapes = sorted({str(array.shape) for array in arrays})
-            raise CnnError(f"the images gave outputs of different shapes ({', '.join(shapes[:3])}), which one "
-                           ".npy cannot stack; use --format npz, or resize the images", source=path)
-        data = npy_bytes(np.stack(arrays) if batch else arrays[0])  # (N, C, H, W) for a batch
-    elif kind == "npz":
-        buffer = io.BytesIO()
-        members = ({f"{name}/{layer}": array for name, layers in items for layer, array in layers.items()}
-                   if batch else items[0][1])
-        np.savez(buffer, **members)
-        data = buffer.getvalue()
-    else:
-        data = items[0][1]
-    write_bytes(path, data, force, kind)
 
 
 def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> str:

@@ -1,0 +1,270 @@
+"""Sinks: one output of a run (stdout or a file, in one format) fed image by image, in order.
+
+Every image of a batch keeps its place in a stacked output, so that scripts can join rows to
+files without guessing: an image that failed is an error record in JSON and JSON Lines, a row
+with an ``error`` in CSV, a row of NaN in a stacked .npy, and a message in an .npz's ``errors``
+array (beside ``sources``, the images' names in order). A file is written beside its place and
+renamed in only when complete (``close``); ``discard`` removes it after a failure.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import CnnError
+from .jsontext import dumps
+from .parts import ArrayPart, Layers, write_npy_header
+from .targets import NO_INPUTS, InputSet, StagedFile, stdout_bytes, write_atomic
+from .trace import CSV_HEADER, TRACE_FORMAT, csv_error_line, csv_line, error_record
+
+NOT_RUN = "not run: the batch stopped at the first failure (--fail-fast)"
+
+
+class Stdout:
+    """Standard output as a sink's target: bytes after whatever text was printed before."""
+
+    source = "stdout"
+
+    def __init__(self) -> None:
+        self.write = stdout_bytes()
+        self.stream = sys.stdout.buffer
+
+    def commit(self) -> None:
+        sys.stdout.flush()
+
+    def discard(self) -> None:
+        pass
+
+
+def target(path: str, force: bool = False, inputs: InputSet = NO_INPUTS) -> Stdout | StagedFile:
+    """``-`` is standard output; anything else a file written beside its place (see StagedFile)."""
+    return Stdout() if path == "-" else StagedFile(path, force, inputs)
+
+
+class Sink:
+    """Outputs of one format, fed in the order of the images: ``add`` a part or ``fail`` an image.
+
+    Nothing is written before the first image is done (a header, an opening bracket), so that a
+    single image that fails leaves standard output empty.
+    """
+
+    def __init__(self, to: Stdout | StagedFile) -> None:
+        self.to = to
+        self.started = False
+
+    def add(self, position: int, source: str, part: Any) -> None:
+        self._start()
+        self._add(position, source, part)
+
+    def fail(self, position: int, source: str, message: str) -> None:
+        self._start()
+        self._fail(position, source, message)
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self._begin()
+
+    def _begin(self) -> None:
+        pass
+
+    def _add(self, position: int, source: str, part: Any) -> None:
+        raise NotImplementedError
+
+    def _fail(self, position: int, source: str, message: str) -> None:
+        """Keep a failed image's place; an output without places (a picture) has nothing to say."""
+
+    def close(self) -> None:
+        self.to.commit()
+
+    def discard(self) -> None:
+        self.to.discard()
+
+
+class JsonSink(Sink):
+    """json: one document, or a list of them for a batch; jsonl: one line an image."""
+
+    def __init__(self, to, lines: bool, batch: bool, error_format: str = TRACE_FORMAT) -> None:
+        super().__init__(to)
+        self.lines, self.batch, self.error_format = lines, batch, error_format
+        self.count = 0
+
+    def _begin(self) -> None:
+        if self.batch and not self.lines:
+            self.to.write(b"[")
+
+    def _item(self, write_item) -> None:
+        if self.batch and not self.lines:
+            self.to.write(b"\n" if not self.count else b",\n")
+        write_item(self.to.write)
+        if self.lines or not self.batch:
+            self.to.write(b"\n")
+        self.count += 1
+
+    def _add(self, position: int, source: str, part: Any) -> None:
+        self._item(part.write_to)
+
+    def _fail(self, position: int, source: str, message: str) -> None:
+        record = dumps(error_record(source, message, self.error_format))
+        self._item(lambda write: write(record))
+
+    def close(self) -> None:
+        if self.batch and not self.lines and self.started:
+            self.to.write(b"\n]\n")
+        super().close()
+
+
+class CsvSink(Sink):
+    """A header, then the rows each image renders; a failed image is one row naming its error."""
+
+    def __init__(self, to, header: Sequence[str] = CSV_HEADER) -> None:
+        super().__init__(to)
+        self.header = tuple(header)
+
+    def _begin(self) -> None:
+        self.to.write(csv_line(self.header))
+
+    def _add(self, position: int, source: str, part: Any) -> None:
+        part.write_to(self.to.write)
+
+    def _fail(self, position: int, source: str, message: str) -> None:
+        self.to.write(csv_error_line(source, message, len(self.header)))
+
+
+class NpySink(Sink):
+    """The final array; for a batch, every image's stacked under one header (N, ...), a failed
+    image's row all NaN. The header is written at the first image that succeeds; an image of
+    another shape stops the run, naming both files."""
+
+    def __init__(self, to, batch: bool, total: int = 1) -> None:
+        super().__init__(to)
+        self.batch, self.total = batch, total
+        self.first: tuple[str, tuple[int, ...], np.dtype] | None = None
+        self.waiting = 0  # failures before the first success, whose NaN rows follow the header
+
+    def _add(self, position: int, source: str, part: ArrayPart) -> None:
+        if not self.batch:
+            part.write_to(self.to.write)
+            return
+        if self.first is None:
+            self.first = (source, tuple(part.shape), part.dtype)
+            write_npy_header(self.to.write, (self.total, *part.shape), part.dtype)
+            for _ in range(self.waiting):
+                self._nan_row()
+        elif tuple(part.shape) != self.first[1]:
+            first, shape, _ = self.first
+            raise CnnError(f"{source} gives an output of shape {tuple(part.shape)} but {first} gave {shape}; one .npy "
+                           "stacks outputs of one shape: use --format npz, or resize the images", source=self.to.source)
+        part.write_data(self.to.write)
+
+    def _fail(self, position: int, source: str, message: str) -> None:
+        if self.first is None:
+            self.waiting += 1
+        else:
+            self._nan_row()
+
+    def _nan_row(self) -> None:
+        _, shape, dtype = self.first
+        size = int(np.prod(shape))
+        block = np.full(min(size, 1 << 18), np.nan, dtype=dtype)
+        for start in range(0, size, block.size):
+            self.to.write(memoryview(block[:min(block.size, size - start)]).cast("B"))
+
+    def close(self) -> None:
+        if self.batch and self.first is None:  # no image gave an array: nothing to stack, no file
+            self.discard()
+            return
+        super().close()
+
+
+class NpzSink(Sink):
+    """Every layer's array; for a batch keyed IMAGE/LAYER, with ``sources`` (the images in order)
+    and ``errors`` (the message of each that failed, empty for the others) as string arrays."""
+
+    def __init__(self, to, batch: bool, names: Sequence[str] = (), sources: Sequence[str] = ()) -> None:
+        super().__init__(to)
+        self.batch, self.names, self.sources = batch, list(names), list(sources)
+        self.errors = [""] * len(self.sources)
+        self.archive = None
+
+    def _begin(self) -> None:
+        import zipfile
+
+        self.archive = zipfile.ZipFile(self.to.stream, "w", zipfile.ZIP_STORED, allowZip64=True)  # as numpy.savez
+
+    def _member(self, name: str, part: ArrayPart) -> None:
+        with self.archive.open(name + ".npy", "w", force_zip64=True) as member:
+            part.write_to(member.write)
+
+    def _add(self, position: int, source: str, part: Layers) -> None:
+        for layer, array in part.items:
+            self._member(f"{self.names[position]}/{layer}" if self.batch else layer, array)
+
+    def _fail(self, position: int, source: str, message: str) -> None:
+        self.errors[position] = message
+
+    def close(self) -> None:
+        self._start()
+        if self.batch:
+            self._member("sources", ArrayPart(np.array(self.sources, dtype=str)))
+            self._member("errors", ArrayPart(np.array(self.errors, dtype=str)))
+        self.archive.close()
+        super().close()
+
+    def discard(self) -> None:
+        self.archive = None  # not closed: that would write a directory making a partial archive look whole
+        super().discard()
+
+
+class BytesSink(Sink):
+    """One image's bytes as they are (a PNG picture)."""
+
+    def _add(self, position: int, source: str, part: bytes) -> None:
+        self.to.write(part)
+
+
+class PictureFolder:
+    """``-o DIR/``: one PNG per image, each written whole as its image is done."""
+
+    def __init__(self, folder: str, names: Sequence[str], force: bool, inputs: InputSet) -> None:
+        import os
+
+        self.paths = [os.path.join(folder, f"{name}.png") for name in names]
+        self.force, self.inputs = force, inputs
+        self.written = 0
+
+    def add(self, position: int, source: str, part: bytes) -> None:
+        write_atomic(self.paths[position], lambda stream: stream.write(part), self.force, self.inputs)
+        self.written += 1
+
+    def fail(self, position: int, source: str, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
+
+
+class TextSink:
+    """Tables for people on stdout, as text."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, position: int, source: str, part: str) -> None:
+        sys.stdout.write(part)
+        self.count += 1
+
+    def fail(self, position: int, source: str, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+    def discard(self) -> None:
+        pass
