@@ -226,20 +226,31 @@ class _Pool:
 def _serve(job, describe: Describe, ship, folder: str, conn) -> int:
     """A worker's life: run each image the parent sends, send back its result, until told to stop."""
 
+    stopping = []
+
     def stop(signum, frame):
+        stopping.append(signum)
         raise _Stop
+
+    def unraisable(info, default=sys.unraisablehook):  # _Stop raised inside a finalizer is lost there
+        if not isinstance(info.exc_value, _Stop):
+            default(info)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, stop)
+    sys.unraisablehook = unraisable
     try:
-        while True:
+        while not stopping:
             item = conn.recv()
             if item is None:
                 return 0
             result = guarded(job, *item, describe)
             if result.outcome is not None:
                 result.outcome = ship(result.outcome, folder)
+            if stopping:  # a SIGTERM that a finalizer swallowed: stop now, as it asked
+                return 0
             conn.send(result)
+        return 0
     except (_Stop, EOFError, BrokenPipeError, ConnectionResetError):
         return 0  # told to stop, or the parent is gone
     except BaseException as err:  # noqa: B036  (a bug: the parent reports it as one)

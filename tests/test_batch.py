@@ -476,34 +476,95 @@ def test_a_batch_saved_over_a_single_inspection_needs_force_and_leaves_no_stale_
     assert sorted(p.name for p in acts.iterdir()) == ["digit_0", "digit_1"]
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_stopping_a_batch_with_workers_leaves_no_file_and_no_process(tmp_path, how):
-    """Ctrl-C (to the whole process group, as a terminal sends it) or SIGTERM (to cnn alone) ends a
-    two-worker batch with 130 or 143 and one line; its -o file is never half-written."""
+def _slow_images(folder: Path, count: int = 24, side: int = 384) -> Path:
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):  # about 0.15 s each as JSON: still running when the signal comes
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(folder / f"{i:03d}.png",
+                                                                                 compress_level=1)
+    return folder
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _wait_for_workers(pid: int, count: int, seconds: float = 20.0) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        children = _children(pid)
+        if len(children) >= count:
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} workers under {pid}")
+
+
+@pytest.mark.parametrize("how, output", [("ctrl-c", "all.jsonl"), ("sigterm", "all.jsonl"),
+                                         ("sigterm-group", "all.npz"), ("sigterm-group", "all.npy")])
+def test_stopping_a_batch_with_workers_leaves_no_file_and_no_process(tmp_path, how, output):
+    """Ctrl-C (to the whole process group, as a terminal sends it), SIGTERM to cnn alone or to its
+    whole group (as a service manager does) ends a two-worker batch with 130 or 143 and one line;
+    its -o file is never half-written and no process is left."""
     import signal
     import time
 
-    from PIL import Image
-
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(24):  # about 0.15 s each as JSON: still running when the signal comes
-        Image.fromarray(rng.integers(0, 256, (384, 384), dtype=np.uint8)).save(images / f"{i:03d}.png",
-                                                                               compress_level=1)
-    target = tmp_path / "all.jsonl"
+    images = _slow_images(tmp_path / "images", 30)
+    target = tmp_path / output
+    # JSON Lines on stdout too, for the time they take: every image is still running when the signal comes
     child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "sobel_x", "-o", str(target),
-                              "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-                             start_new_session=True)
-    time.sleep(1.5)
+                              "--workers", "2", "-f", "jsonl"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=ROOT, start_new_session=True)
+    workers = _wait_for_workers(child.pid, 2)
+    time.sleep(0.3)
     if how == "ctrl-c":
         os.killpg(child.pid, signal.SIGINT)
-    else:
+    elif how == "sigterm":
         child.send_signal(signal.SIGTERM)
-    err = child.communicate(timeout=60)[1].decode()
+    else:
+        os.killpg(child.pid, signal.SIGTERM)
+    err = child.communicate(timeout=30)[1].decode()
     assert child.returncode == (130 if how == "ctrl-c" else 143), err
     assert err.splitlines() == ["cnn: interrupted" if how == "ctrl-c" else "cnn: terminated"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
-    time.sleep(0.5)
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     with pytest.raises(ProcessLookupError):
         os.killpg(child.pid, 0)  # no worker of the group is left running
+
+
+def test_a_worker_killed_mid_batch_fails_its_image_and_the_batch_goes_on(tmp_path):
+    """SIGKILL to a worker (as the OOM killer sends it): the image it ran is one line naming the signal
+    and keeps its place (a NaN row), a new worker takes over, and the batch ends with 1, no process left."""
+    import signal
+    import time
+
+    images = _slow_images(tmp_path / "images", 16)
+    target = tmp_path / "all.npy"
+    with open(tmp_path / "out.jsonl", "wb") as stdout:
+        child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "sobel_x", "--pool",
+                                  "none", "-o", str(target), "--workers", "2", "-f", "jsonl"], stdout=stdout,
+                                 stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
+        victim = _wait_for_workers(child.pid, 2)[0]
+        time.sleep(0.3)
+        os.kill(victim, signal.SIGKILL)
+        err = child.communicate(timeout=60)[1]
+    out = (tmp_path / "out.jsonl").read_bytes()
+    lines = err.decode().splitlines()
+    assert child.returncode == 1, lines
+    assert len(lines) == 3 and "the worker process running it was killed by SIGKILL (out of memory?)" in lines[0]
+    assert lines[1] == f"wrote npy of 16 images to {target} (1 failure in place)"
+    assert lines[2] == "cnn: batch: 1 of 16 images failed; each is named above"
+    records = [json.loads(line) for line in out.decode().splitlines()]
+    failed = [i for i, r in enumerate(records) if "error" in r]
+    stacked = np.load(target)
+    assert len(records) == 16 and len(failed) == 1 and stacked.shape == (16, 1, 382, 382)
+    assert np.isnan(stacked[failed[0]]).all() and not np.isnan(np.delete(stacked, failed[0], axis=0)).any()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)

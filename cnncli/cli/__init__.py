@@ -182,12 +182,41 @@ def _fail(message: str) -> None:
         print(f"cnn: {shown(message)}", file=sys.stderr)
 
 
+stop_requested: type[BaseException] | None = None  # Ctrl-C or SIGTERM, even if a finalizer swallowed it
+
+
+def check_stop() -> None:
+    """Raise the Ctrl-C or SIGTERM that arrived, if its exception was lost (see run_main)."""
+    if stop_requested is not None:
+        raise stop_requested
+
+
 def run_main() -> None:
-    """The `cnn` console script."""
+    """The `cnn` console script.
+
+    Ctrl-C and SIGTERM raise an exception wherever the program is, so that temporary files are
+    removed on the way out. If that place is an object's finalizer, Python prints "Exception
+    ignored" and goes on; so the signal is also remembered, that message is not printed, and a
+    batch checks after each image (check_stop), and the exit code tells, however the command ended.
+    """
     import signal
 
-    def terminate(signum, frame):
-        raise Terminated
+    def stop(exception: type[BaseException]):
+        def handler(signum, frame):
+            global stop_requested
+            stop_requested = exception
+            raise exception
+        return handler
 
-    signal.signal(signal.SIGTERM, terminate)
-    sys.exit(main())
+    def unraisable(info, default=sys.unraisablehook):
+        if not isinstance(info.exc_value, (Terminated, KeyboardInterrupt)):
+            default(info)
+
+    sys.unraisablehook = unraisable
+    signal.signal(signal.SIGTERM, stop(Terminated))
+    signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
+    code = main()
+    if stop_requested is not None and code not in (130, 143):
+        message, code = _explain(stop_requested())
+        _fail(message)
+    sys.exit(code)

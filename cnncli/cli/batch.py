@@ -72,7 +72,7 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
     import time
 
     from ..pool import ordered_results
-    from . import _explain
+    from . import _explain, check_stop
 
     workers = worker_count(workers, len(sources))
     results = ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship)
@@ -80,6 +80,7 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
     flushed = time.monotonic()
     try:
         for result in results:
+            check_stop()
             if bar is None:  # after the first image, which runs before the workers are forked
                 bar = _progress(len(sources)) or False
             if bar:
