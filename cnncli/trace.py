@@ -220,8 +220,10 @@ def _number(value: float | None) -> str:
 def nonfinite_warning(steps: Sequence[Step]) -> str | None:
     """The warning for a forward pass whose maps overflowed, naming the first such layer; else None."""
     for step in steps[1:]:
-        # An infinity or NaN anywhere makes the max or mean non-finite; the stats are reused later.
-        if not all(math.isfinite(step.stats[key]) for key in ("min", "max", "mean")):
+        # NaN makes the minimum NaN, and an infinity is the minimum or the maximum: two fast passes
+        # (the statistics would take several, and are only computed where they are shown).
+        low, high = float(step.output.min()), float(step.output.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
             return (f"{step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
                     "--dtype float64 or smaller weights may help)")
     return None

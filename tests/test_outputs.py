@@ -327,3 +327,15 @@ def test_workers_are_capped_at_the_images_and_a_multiple_of_the_cores(capsys):
     assert worker_count(3000, 2) == 2 and worker_count(2, 100) == 2
     assert worker_count(3000, 100_000) == WORKERS_PER_CORE * cores
     assert f"--workers 3,000 lowered to {WORKERS_PER_CORE * cores}" in capsys.readouterr().err
+
+
+def test_a_model_of_a_thousand_layers_prints_the_first_and_last_tables(capsysbinary, tmp_path):
+    """Tables of every one of 1,001 layers would take seconds and fill screens: 100 are shown, with a note."""
+    layers = [{"type": "conv2d", "name": "conv", "out_channels": 1, "kernel_size": 1, "weight": [[[[1.0]]]],
+               "bias": False}] + [{"type": "relu"} for _ in range(1000)]
+    model = {"format": "cnn-model", "version": 1, "name": "deep", "input": {"size": [8, 8]}, "layers": layers}
+    (tmp_path / "deep.json").write_text(json.dumps(model))
+    code, out, _ = cnn(capsysbinary, "run", SAMPLES / "digit_1.png", "-m", tmp_path / "deep.json")
+    text = out.decode()
+    assert code == 0 and "... 902 layers not shown (50 to 951); --full shows every layer" in text
+    assert text.count(" (relu) -> ") == 98 and "relu1000 (relu) -> 1x8x8" in text

@@ -386,7 +386,13 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         from ..render_model import model_header
 
         parts.insert(0, model_header(prepared.model))
-    for step in steps:
+    hidden = range(MAX_TABLE_LAYERS // 2, len(steps) - MAX_TABLE_LAYERS // 2) if not full else range(0)
+    for index, step in enumerate(steps):
+        if index in hidden:
+            if index == hidden.start:
+                parts += [Text(f"... {len(hidden):,} layers not shown ({hidden.start} to {hidden.stop - 1}); "
+                               "--full shows every layer, cnn inspect summarises them", style="dim"), Text()]
+            continue
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
         if view == "heatmap":
@@ -405,3 +411,4 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
 
 MAX_FULL_VALUES = 100_000
+MAX_TABLE_LAYERS = 100  # layers shown as tables without --full: the first and last half of them
