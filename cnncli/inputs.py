@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,24 +15,27 @@ if TYPE_CHECKING:
 
 
 def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: str,
-               limits: Limits = DEFAULT_LIMITS) -> bytes:
+               limits: Limits = DEFAULT_LIMITS, regular_only: bool = False) -> bytes:
     """The bytes of ``path``; ``error`` names the file when it is missing, a folder or unreadable.
 
-    ``kind`` picks the size limit (see Limits.file_size); ``expected`` says what the file should
-    have been, e.g. "an image file". A FIFO or a device (``<(cmd)``, /dev/stdin) has no size to
-    check first, so it is read up to the limit and refused if there is more.
+    ``kind`` picks the size limit (see Limits.read_limit: the file-size limit of that kind, or the
+    memory limit when it is lower); ``expected`` says what the file should have been, e.g. "an
+    image file". A FIFO or a device (``<(cmd)``, /dev/stdin) has no size to check first, so it
+    is read up to the limit and refused if there is more; so is a regular file, whose size may
+    change after it is checked. With ``regular_only`` (a file named inside another file) anything
+    but a regular file is refused before a byte is read: it is opened without waiting for a
+    FIFO's writer, and what was opened is checked, not what the name pointed at before.
     """
     source = str(path)
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise IsADirectoryError
-        limits.check_file_size(size, kind, source, expected)
-        with open(path, "rb") as stream:
-            if path.is_file():
-                return stream.read()
-            return read_stream(stream, source, kind, expected, limits)
+        with open(path, "rb", opener=_nonblocking if regular_only else None) as stream:
+            status = os.fstat(stream.fileno())
+            regular = stat.S_ISREG(status.st_mode)
+            if regular_only and not regular:
+                raise error(f"is {_file_type(status.st_mode)}; expected {expected} (a regular file)", source=source)
+            if regular:
+                limits.check_file_size(status.st_size, kind, source, expected)
+            return read_stream(stream, source, kind, expected, limits, status.st_size if regular else 0)
     except FileNotFoundError:
         raise error("no such file", source=source) from None
     except IsADirectoryError:
@@ -41,17 +46,43 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
         raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
 
 
-def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Everything ``stream`` holds, refusing (before reading it all) more than the size limit allows."""
-    limit = limits.file_size(kind)
-    chunks, size = [], 0
-    while chunk := stream.read(min(1 << 20, limit + 1 - size)):  # read(n) would allocate n bytes at once
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS,
+                size: int = 0) -> bytes:
+    """Everything ``stream`` holds, refusing (before reading it all) more than Limits.read_limit allows.
+
+    ``size`` is what the file's status says it holds (0 if unknown): that much is read at once,
+    then the rest, if the file grew, in chunks up to the limit.
+    """
+    limit, field = limits.read_limit(kind)
+    chunks: list[bytes] = []
+    total = 0
+    if 0 < size <= limit:
+        chunks.append(stream.read(size))
+        total = len(chunks[0])
+    while chunk := stream.read(min(1 << 20, limit + 1 - total)):  # read(n) would allocate n bytes at once
         chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise LimitError(f"holds more than the limit of {format_bytes(limit)} for {expected}", source=source,
-                             limit="max_file_size")
-    return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            over = (f"the limit of {format_bytes(limit)} for {expected}" if field == "max_file_size"
+                    else f"the memory limit of {format_bytes(limit)} for reading it whole")
+            raise LimitError(f"holds more than {over}", source=source, limit=field)
+    return b"".join(chunks)  # one chunk is returned as it is, without a copy
 
 
 MAX_NPZ_MEMBERS = 1024

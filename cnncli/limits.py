@@ -55,12 +55,20 @@ class Limits:
     def file_size(self, kind: str) -> int:
         return FILE_SIZE_DEFAULTS[kind] if self.max_file_size is None else self.max_file_size
 
+    def read_limit(self, kind: str) -> tuple[int, str]:
+        """The most bytes of a ``kind`` input read into memory, and the field (flag) that sets it:
+        the file-size limit, or the memory limit when that is lower, since a file is read whole."""
+        size = self.file_size(kind)
+        return (self.max_memory, "max_memory") if self.max_memory < size else (size, "max_file_size")
+
     def check_file_size(self, size: int, kind: str, source: str, expected: str) -> None:
-        limit = self.file_size(kind)
+        """Refuse a file of ``size`` bytes over read_limit(kind), naming the limit that refuses it."""
+        limit, field = self.read_limit(kind)
         if size > limit:
             exact = f" ({size:,} bytes)" if size >= 1024 else ""
-            raise LimitError(f"is {format_bytes(size)}{exact}, over the limit of {format_bytes(limit)} for {expected}",
-                             source=source, limit="max_file_size")
+            over = (f"the limit of {format_bytes(limit)} for {expected}" if field == "max_file_size"
+                    else f"the memory limit of {format_bytes(limit)} for reading it whole")
+            raise LimitError(f"is {format_bytes(size)}{exact}, over {over}", source=source, limit=field)
 
     def pixels_error(self, pixels: int | None, source: str) -> LimitError:
         """The error for an image or frame claiming ``pixels`` (None: not known) over max_pixels.

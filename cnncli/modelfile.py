@@ -158,7 +158,7 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
         weights_source = str(weights_path) if folder != BUNDLED else weights_path.name
         try:
             data = read_bytes(weights_path, kind="weights", error=SpecError, expected="a .npz weights file",
-                              limits=limits)
+                              limits=limits, regular_only=True)  # named by the file: never a device or FIFO
         except SpecError as err:  # say which model asked for the file
             raise read.fail("weights", f"{weights_source}: {err.message}") from None
         stored = load_npz(data, weights_source, SpecError, limits.max_memory)

@@ -7,13 +7,19 @@ own tests of each defect, so that the two files change apart.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from badfiles import encode, noise
+from badfiles import conv, encode, model, noise
 
 from cnncli.cli import main
-from cnncli.limits import MAX_SIZE, parse_size
+from cnncli.errors import LimitError, SpecError
+from cnncli.inputs import read_bytes
+from cnncli.limits import MAX_SIZE, Limits, parse_size
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
@@ -70,3 +76,112 @@ def test_a_size_at_the_limit_runs(capsys, image):
     """--max-memory 1048576T (1 EiB, the largest) and --max-file-size 1.5G are accepted."""
     assert run(capsys, "run", image, "-k", "sobel_x", "--max-memory", "1048576T", "--max-file-size", "1.5G",
                "-f", "json")[0] == 0
+
+
+# --- reads within the memory limit; a weights file named by a model is a regular file ---------------
+
+
+def model_naming(tmp_path: Path, weights: str) -> Path:
+    """A model file whose weights are the file ``weights`` names (its layers need none, so any file fits)."""
+    path = tmp_path / "m.json"
+    path.write_text(model([conv(1), {"type": "flatten"}], weights=weights))
+    return path
+
+
+def weights_named(tmp_path: Path, kind: str) -> str:
+    """What a model's "weights" names: a device, a link to one, or a folder."""
+    if kind == "link-to-device":
+        os.symlink("/dev/zero", tmp_path / "zero.npz")
+        return "zero.npz"
+    if kind == "folder":
+        (tmp_path / "folder.npz").mkdir()
+        return "folder.npz"
+    return "/dev/zero"
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("device", ("/dev/zero: is a character device",)),
+    ("link-to-device", ("zero.npz: is a character device",)),
+    ("folder", ("folder.npz: is a folder",)),
+])
+def test_a_model_naming_a_device_or_folder_as_weights_is_refused_before_reading(capsys, tmp_path, image, kind, words):
+    """"weights": "/dev/zero" (or a link to it, or a folder) is one line naming the model's weights field, at once."""
+    path = model_naming(tmp_path, weights_named(tmp_path, kind))
+    start = time.perf_counter()
+    code, err = run(capsys, "run", image, "-m", path, "--max-memory", "50M")
+    assert time.perf_counter() - start < 2.0  # it read 1 GiB of zeros before
+    assert code == 1 and "m.json: weights: " in err
+    for word in words:
+        assert word in err
+
+
+def test_a_model_naming_a_fifo_as_weights_is_refused_without_waiting_for_a_writer(tmp_path, image):
+    """A FIFO named as weights, with no writer: refused at once (it was opened, and would block, before)."""
+    os.mkfifo(tmp_path / "pipe.npz")
+    path = model_naming(tmp_path, "pipe.npz")
+    result = subprocess.run([sys.executable, "-m", "cnncli", "run", str(image), "-m", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"cnn: {path}: weights: {tmp_path / 'pipe.npz'}: is a named pipe (FIFO); expected a .npz " \
+                            "weights file (a regular file)\n"
+
+
+def test_a_device_named_on_the_command_line_is_read_only_up_to_the_memory_limit(capsys):
+    """`cnn run /dev/zero --max-memory 50M`: refused after 50 MiB, naming --max-memory (not the 256 MiB file limit)."""
+    code, err = run(capsys, "run", "/dev/zero", "-k", "sobel_x", "--max-memory", "50M")
+    assert code == 1
+    assert err == "cnn: /dev/zero: holds more than the memory limit of 50.0 MiB for reading it whole " \
+                  "(--max-memory raises it)\n"
+
+
+def test_the_lower_of_the_two_limits_is_the_one_named(capsys, tmp_path):
+    """A 3 MB file: over --max-memory 2M names --max-memory; over --max-file-size 2M names that."""
+    path = tmp_path / "big.png"
+    path.write_bytes(bytes(3_000_000))
+    for flag in ("--max-memory", "--max-file-size"):
+        code, err = run(capsys, "run", path, "-k", "sobel_x", flag, "2M")
+        assert code == 1 and "big.png: is 2.9 MiB (3,000,000 bytes), over the " in err and f"({flag} raises it)" in err
+
+
+def test_reading_a_device_holds_no_more_than_the_limit():
+    """read_bytes of /dev/zero under a 16 MiB memory limit: LimitError for max_memory, and under 40 MiB allocated."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError) as caught:
+            read_bytes("/dev/zero", kind="weights", error=SpecError, expected="weights", limits=Limits(max_memory=16 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.limit == "max_memory"
+    assert peak < 40 << 20, peak
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs Linux's /proc")
+def test_a_regular_file_that_says_it_is_empty_is_still_read_only_up_to_the_limit():
+    """/proc/self/pagemap is a 'regular' file of size 0 that holds gigabytes: it is read up to the limit, no further."""
+    with pytest.raises(LimitError, match="holds more than the limit of 1.0 MiB"):
+        read_bytes("/proc/self/pagemap", kind="image", error=SpecError, expected="an image file",
+                   limits=Limits(max_file_size=1 << 20))
+
+
+def test_stdin_is_read_only_up_to_the_memory_limit():
+    """An image piped in is refused once it passes --max-memory, when that is below the file-size limit."""
+    result = subprocess.run([sys.executable, "-m", "cnncli", "run", "-", "-k", "sobel_x", "--max-memory", "1M"],
+                            input=bytes(3 << 20), capture_output=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "cnn: stdin: holds more than the memory limit of 1.0 MiB for reading it whole " \
+                                     "(--max-memory raises it)\n"
+
+
+def test_kernel_and_dense_files_are_read_within_the_memory_limit(capsys, tmp_path, image):
+    """Kernel and dense weight files over --max-memory (below their file-size limits) are refused naming it."""
+    kernel = tmp_path / "k.json"
+    kernel.write_text("[[1]]" + " " * (2 << 20))
+    dense = tmp_path / "w.npy"
+    dense.write_bytes(bytes(3 << 20))
+    for args, size in ((["-k", kernel], "k.json: is 2.0 MiB"), (["-k", "sobel_x", "--dense", dense], "w.npy: is 3.0 MiB")):
+        code, err = run(capsys, "run", image, *args, "--max-memory", "1.5M")
+        assert code == 1 and size in err, err
+        assert err.endswith("over the memory limit of 1.5 MiB for reading it whole (--max-memory raises it)\n")
