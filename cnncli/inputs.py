@@ -86,6 +86,7 @@ def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = 
 
 
 MAX_NPZ_MEMBERS = 1024
+MAX_NPZ_DIRECTORY = MAX_NPZ_MEMBERS * 1024  # bytes of zip directory: 46 an entry, with a name of up to ~1 KiB
 NPZ_METHODS = (0, 8)  # zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
 
 
@@ -130,12 +131,23 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all
     (the memory limit: they are all held at once).
 
-    Sizes are read from the zip's directory before anything is inflated, so a small archive that
-    would inflate to gigabytes (a zip bomb) is refused; reading stops at each member's stated size.
+    The zip's end record is read first (zip_directory_claims), so that a directory of a million
+    entries is refused before zipfile builds an object for each. Sizes are read from the directory
+    before anything is inflated, so a small archive that would inflate to gigabytes (a zip bomb)
+    is refused; reading stops at each member's stated size.
     """
     import io
     import zipfile
 
+    claimed = zip_directory_claims(data)
+    if claimed is not None:
+        entries, size = claimed
+        if entries > MAX_NPZ_MEMBERS:
+            raise error(f"its zip directory lists {entries:,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}",
+                        source=source)
+        if size > MAX_NPZ_DIRECTORY:
+            raise error(f"its zip directory is {size:,} bytes, over the {MAX_NPZ_DIRECTORY:,} that "
+                        f"{MAX_NPZ_MEMBERS:,} arrays may need", source=source)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -161,3 +173,41 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
             raise error(f"{name}: cannot inflate: {describe(err)}", source=source) from None
         arrays[name] = load_npy(content, f"{source}: {name}", error)
     return arrays
+
+
+_END = b"PK\x05\x06"  # the end of central directory record
+_END64_LOCATOR = b"PK\x06\x07"
+_END64 = b"PK\x06\x06"  # the ZIP64 end of central directory record
+
+
+def zip_directory_claims(data: bytes) -> tuple[int, int] | None:
+    """(entries, bytes) of a zip's central directory as its end records state them, or None when
+    there is no end record (zipfile then says the file is not a zip).
+
+    The end record is found where zipfile looks: the last 22 bytes, or else the last signature in
+    the final 64 KiB (after which an archive comment may follow). When a ZIP64 locator precedes
+    it, the ZIP64 record's 64-bit counts replace the 16- and 32-bit ones (0xFFFF and 0xFFFFFFFF
+    there mean "see ZIP64"); the record is looked for both just before the locator (where Python's
+    zipfile reads it) and where the locator points, and the larger claims are kept.
+    """
+    import struct
+
+    end = len(data) - 22
+    if end >= 0 and data.startswith(_END, end) and data.endswith(b"\0\0"):
+        found = end
+    else:
+        found = data.rfind(_END, max(end - 0xFFFF, 0))
+        if found < 0 or found > end:
+            return None
+    on_disk, entries, size = struct.unpack_from("<8xHHI", data, found)
+    entries = max(on_disk, entries)
+    locator = found - 20
+    if locator >= 0 and data.startswith(_END64_LOCATOR, locator):
+        (pointed,) = struct.unpack_from("<8xQ", data, locator)
+        records = [start for start in {locator - 56, pointed}
+                   if 0 <= start <= len(data) - 56 and data.startswith(_END64, start)]
+        if records:
+            claims = [struct.unpack_from("<24xQQQ", data, start) for start in records]
+            entries = max(max(on_disk64, entries64) for on_disk64, entries64, _ in claims)
+            size = max(size64 for _, _, size64 in claims)
+    return entries, size

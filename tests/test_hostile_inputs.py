@@ -8,17 +8,19 @@ own tests of each defect, so that the two files change apart.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from badfiles import conv, encode, model, noise
+from badfiles import conv, encode, model, noise, npz, with_zip64_end, with_zip_end, zip_of_many_entries
 
 from cnncli.cli import main
 from cnncli.errors import LimitError, SpecError
-from cnncli.inputs import read_bytes
+from cnncli.inputs import load_npz, read_bytes
 from cnncli.limits import MAX_SIZE, Limits, parse_size
 
 
@@ -185,3 +187,78 @@ def test_kernel_and_dense_files_are_read_within_the_memory_limit(capsys, tmp_pat
         code, err = run(capsys, "run", image, *args, "--max-memory", "1.5M")
         assert code == 1 and size in err, err
         assert err.endswith("over the memory limit of 1.5 MiB for reading it whole (--max-memory raises it)\n")
+
+
+# --- .npz: the zip's directory is sized from its end record before zipfile reads it -----------------
+
+WEIGHTS = {"weight": np.ones((2, 49)), "bias": np.zeros(2)}  # dense weights for sobel_x on 16x16, max-pooled
+
+
+def load(data: bytes) -> dict:
+    return load_npz(data, "w.npz", SpecError, 1 << 30)
+
+
+@pytest.mark.parametrize("data, words", [
+    (with_zip64_end(npz(**WEIGHTS), entries=1_000_000), "lists 1,000,000 arrays, over the limit of 1,024"),
+    (with_zip_end(npz(**WEIGHTS), entries=65_000), "lists 65,000 arrays"),
+    (with_zip64_end(npz(**WEIGHTS), entries=1_000_000, comment=b"PK a comment"), "lists 1,000,000 arrays"),
+    (with_zip_end(npz(**WEIGHTS), entries=65_000, comment=b"a comment after the end record"), "lists 65,000 arrays"),
+    (with_zip_end(npz(**WEIGHTS), size=50 << 20), "directory is 52,428,800 bytes, over the 1,048,576"),
+    (with_zip64_end(npz(**WEIGHTS), size=1 << 40), "directory is 1,099,511,627,776 bytes"),
+], ids=["zip64-million", "classic-65000", "zip64-with-comment", "classic-with-comment", "directory-50MB",
+        "zip64-directory-1TB"])
+def test_a_forged_end_record_is_refused_before_zipfile_reads_the_directory(data, words):
+    """A small .npz whose end record (classic or ZIP64, with a comment after it or not) claims too many entries or
+    too large a directory: refused from the claim, whatever follows."""
+    assert len(data) < 2000
+    with pytest.raises(SpecError, match=re.escape(words)):
+        load(data)
+
+
+def test_a_real_zip_of_1025_members_is_refused_from_its_end_record(monkeypatch):
+    """1,025 arrays (written by zipfile): refused with the count, and zipfile never opens it."""
+    import zipfile
+
+    data = npz(**{f"a{i}": np.zeros(1) for i in range(1025)})
+
+    def not_opened(*args, **kwargs):
+        raise AssertionError("zipfile read the directory")
+
+    monkeypatch.setattr(zipfile, "ZipFile", not_opened)
+    with pytest.raises(SpecError, match="lists 1,025 arrays, over the limit of 1,024"):
+        load(data)
+
+
+def test_a_directory_of_200000_entries_is_refused_fast_and_small():
+    """A real zip listing 200,000 entries (ZIP64): refused in well under a second, allocating almost nothing
+    (zipfile built 200,000 ZipInfo objects, about 100 MB, before the count was checked)."""
+    import tracemalloc
+
+    data = zip_of_many_entries(200_000)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(SpecError, match="lists 200,000 arrays"):
+            load(data)
+        elapsed, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 0.5 and peak < 1 << 20, (elapsed, peak)
+
+
+@pytest.mark.parametrize("data", [
+    with_zip64_end(npz(**WEIGHTS)), with_zip64_end(npz(**WEIGHTS), comment=b"PK\x06\x07 PK a comment"),
+    with_zip_end(npz(**WEIGHTS), comment=b"made by hand"), npz(**{f"a{i}": np.zeros(1) for i in range(1024)}),
+], ids=["zip64", "zip64-with-comment", "comment", "1024-members"])
+def test_good_archives_with_zip64_records_or_comments_still_load(data):
+    """A ZIP64 end record, a comment after the end record, or exactly 1,024 members: read as before."""
+    arrays = load(data)
+    assert len(arrays) in (2, 1024)
+
+
+def test_a_forged_npz_through_the_command_line(capsys, tmp_path, image):
+    """--dense w.npz whose end record claims a million arrays: one line naming the file, exit 1."""
+    path = tmp_path / "w.npz"
+    path.write_bytes(with_zip64_end(npz(**WEIGHTS), entries=1_000_000))
+    assert run(capsys, "run", image, "-k", "sobel_x", "--dense", path) == (
+        1, f"cnn: {path}: its zip directory lists 1,000,000 arrays, over the limit of 1,024\n")
