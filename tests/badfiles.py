@@ -152,3 +152,37 @@ def zip_of_many_entries(count: int) -> bytes:
     listed = min(count, 0xFFFF)
     data = local + directory + ZIP_END.pack(b"PK\x05\x06", 0, 0, listed, listed, len(directory), len(local), 0)
     return with_zip64_end(data, entries=count) if count > 0xFFFF else data
+
+
+def tiff_chain(frames: int, bigtiff: bool = False, order: str = "<", last_next: int = 0) -> bytes:
+    """A TIFF of ``frames`` directories (IFDs), each a 1x1 8-bit gray image of value 128 sharing one
+    strip, chained in order; the last one's next offset is ``last_next`` (0 ends the chain; the offset
+    of an earlier directory makes a cycle: ``tiff_directory_offset(i, bigtiff)``)."""
+    short, long_ = ("H", "Q") if bigtiff else ("H", "I")
+    tags = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, None), (277, 3, 1),
+            (278, 3, 1), (279, 4, 1)]  # sizes, 8 bits, no compression, black is zero, strip, 1 sample
+    strip = tiff_directory_offset(frames, bigtiff)
+    slot = 8 if bigtiff else 4
+    entries = b"".join(struct.pack(order + ("HHQ" if bigtiff else "HHI"), tag, kind, 1)
+                       + struct.pack(order + ("H" if kind == 3 else "I"), strip if value is None else value).ljust(slot, b"\0")
+                       for tag, kind, value in tags)
+    directory = struct.pack(order + (long_ if bigtiff else short), len(tags)) + entries
+    if bigtiff:
+        header = (b"II" if order == "<" else b"MM") + struct.pack(order + "HHHQ", 43, 8, 0, 16)
+    else:
+        header = (b"II" if order == "<" else b"MM") + struct.pack(order + "HI", 42, 8)
+    link = struct.Struct(order + long_)
+    chain = [directory + link.pack(tiff_directory_offset(i + 1, bigtiff)) for i in range(frames - 1)]
+    return header + b"".join(chain) + directory + link.pack(last_next) + b"\x80"
+
+
+def tiff_directory_offset(index: int, bigtiff: bool = False) -> int:
+    """Where tiff_chain puts directory ``index`` (0 for the first)."""
+    return 16 + index * (8 + 9 * 20 + 8) if bigtiff else 8 + index * (2 + 9 * 12 + 4)
+
+
+def gif_of_frames(frames: int) -> bytes:
+    """A 1x1 GIF of ``frames`` frames of 15 bytes each."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + bytes(3) + b"\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame * frames + b"\x3b"

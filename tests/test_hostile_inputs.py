@@ -7,19 +7,24 @@ own tests of each defect, so that the two files change apart.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from badfiles import conv, encode, model, noise, npz, with_zip64_end, with_zip_end, zip_of_many_entries
+from badfiles import (conv, encode, gif_of_frames, model, noise, npz, tiff_chain, tiff_directory_offset, with_zip64_end,
+                      with_zip_end, zip_of_many_entries)
 
 from cnncli.cli import main
-from cnncli.errors import LimitError, SpecError
+from cnncli.errors import ImageError, LimitError, SpecError
+from cnncli.images import gif_frames, read_image, tiff_frames
 from cnncli.inputs import load_npz, read_bytes
 from cnncli.limits import MAX_SIZE, Limits, parse_size
 
@@ -262,3 +267,108 @@ def test_a_forged_npz_through_the_command_line(capsys, tmp_path, image):
     path.write_bytes(with_zip64_end(npz(**WEIGHTS), entries=1_000_000))
     assert run(capsys, "run", image, "-k", "sobel_x", "--dense", path) == (
         1, f"cnn: {path}: its zip directory lists 1,000,000 arrays, over the limit of 1,024\n")
+
+
+# --- frames: counted in linear time, up to MAX_FRAMES ------------------------------------------------
+
+TIFF_KINDS = [(False, "<"), (False, ">"), (True, "<")]  # Pillow reads no big-endian BigTIFF ("MM\0+")
+TIFF_IDS = ["classic-II", "classic-MM", "bigtiff-II"]
+
+
+@pytest.mark.parametrize("bigtiff, order", TIFF_KINDS, ids=TIFF_IDS)
+def test_a_tiff_of_50000_frames_is_read_in_well_under_a_second(bigtiff, order):
+    """50,000 chained 1x1 frame directories: the first frame in under a second (31 s before: Pillow's
+    n_frames looks each new offset up in a list), noted as over 10,000 frames."""
+    data = tiff_chain(50_000, bigtiff, order)
+    start = time.perf_counter()
+    loaded = read_image("t.tif", data)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0, f"{elapsed:.2f} s"  # about 0.01 s on the project's machine
+    assert loaded.notes[0] == "first of over 10,000 frames" and loaded.array.ravel().tolist() == [128]
+
+
+@pytest.mark.parametrize("bigtiff, order", TIFF_KINDS + [(True, ">")], ids=TIFF_IDS + ["bigtiff-MM"])
+def test_tiff_frames_are_counted_in_both_byte_orders_and_a_cycle_ends(bigtiff, order):
+    """3 directories: 3 frames; a last one pointing back to the second or to itself ends the chain there, as
+    Pillow's reader ends it (a cycle of 50,000 is counted at once)."""
+    assert tiff_frames(tiff_chain(3, bigtiff, order)) == 3
+    assert tiff_frames(tiff_chain(3, bigtiff, order, last_next=tiff_directory_offset(1, bigtiff))) == 3
+    assert tiff_frames(tiff_chain(3, bigtiff, order, last_next=tiff_directory_offset(2, bigtiff))) == 3
+    looped = tiff_chain(5000, bigtiff, order, last_next=tiff_directory_offset(0, bigtiff))
+    start = time.perf_counter()
+    assert tiff_frames(looped) == 5000 and time.perf_counter() - start < 0.5
+
+
+def test_a_cyclic_tiff_reads_its_first_frame(capsys, tmp_path):
+    """Through the command line: a TIFF whose last directory points back to the first runs, noting 3 frames."""
+    path = tmp_path / "loop.tif"
+    path.write_bytes(tiff_chain(3, last_next=tiff_directory_offset(0)))
+    code = main(["inspect", str(path), "-k", "[[1]]", "--pool", "none"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == "", captured.err
+    assert "first of 3 frames" in captured.out
+
+
+@pytest.mark.parametrize("frames", [2, 3, 7])
+def test_the_tiff_and_gif_counts_are_pillows(frames):
+    """On files Pillow writes, the walked counts equal Pillow's n_frames."""
+    from PIL import Image
+
+    images = [noise((4 + i, 3), seed=i) for i in range(frames)]
+    for fmt in ("TIFF", "GIF"):
+        data = encode(images[0], fmt, save_all=True, append_images=images[1:])
+        with Image.open(io.BytesIO(data)) as im:
+            assert (tiff_frames(data) if fmt == "TIFF" else gif_frames(data)) == im.n_frames == frames
+
+
+def test_every_cut_in_a_later_tiff_directory_is_an_image_error():
+    """A 3-frame TIFF cut anywhere in the second or third directory, or pointing past its end: an ImageError
+    naming the frame (Pillow's walk let some through with a wrong count and 'Corrupt EXIF' notes)."""
+    data = tiff_chain(3)
+    for cut in range(tiff_directory_offset(1), tiff_directory_offset(3)):
+        with pytest.raises(ImageError, match=r"cannot decode the TIFF: frame [23]'s directory"):
+            read_image("t.tif", data[:cut])
+    with pytest.raises(ImageError, match="past the end of the file"):
+        read_image("t.tif", tiff_chain(2, last_next=1 << 30))
+
+
+def test_a_bigtiff_directory_claiming_2_to_the_40_entries_is_refused_at_once():
+    """Pillow reads the first directory entry by entry while they last (1.2 s for 19 MB); over 65,535 is refused."""
+    data = b"II" + struct.pack("<HHHQ", 43, 8, 0, 16) + struct.pack("<Q", 1 << 40) + bytes(20) * 100_000
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="claims 1,099,511,627,776 entries; expected at most 65,535"):
+        read_image("b.tif", data)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_a_gif_of_a_million_frames_is_read_in_well_under_a_second():
+    """1,000,000 frames of 15 bytes: the first frame at once (2.8 s before, and a minute for 256 MB)."""
+    data = gif_of_frames(1_000_000)
+    start = time.perf_counter()
+    loaded = read_image("g.gif", data)
+    assert time.perf_counter() - start < 1.0
+    assert loaded.notes[0] == "first of over 10,000 frames"
+    assert read_image("g.gif", gif_of_frames(10_000)).notes[0] == "first of 10,000 frames"
+
+
+@pytest.mark.parametrize("cut", [1, 5, 10, 11], ids=["in-descriptor", "in-descriptor-5", "before-code-size",
+                                                     "no-data"])
+def test_a_gif_cut_in_a_later_frame_header_is_an_image_error(cut):
+    """A GIF whose third frame's descriptor or code size is cut off: an ImageError naming frame 3."""
+    data = gif_of_frames(3)[:-1]
+    third = len(data) - 15
+    if cut < 11:
+        with pytest.raises(ImageError, match="cannot decode the GIF: frame 3"):
+            read_image("g.gif", data[:third + cut])
+    else:  # its sub-blocks may end with the file, as Pillow reads them
+        assert read_image("g.gif", data[:third + cut]).notes[0] == "first of 3 frames"
+
+
+def test_an_apng_claiming_millions_of_frames_is_noted_as_over_the_count():
+    """APNG states its frame count (Pillow does not walk it): a claim of 2**31 - 1 reads as 'over 10,000'."""
+    images = [noise(seed=i) for i in range(2)]
+    data = bytearray(encode(images[0], "PNG", save_all=True, append_images=images[1:]))
+    at = data.index(b"acTL")
+    data[at + 4:at + 8] = struct.pack(">I", (1 << 31) - 1)
+    data[at + 12:at + 16] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 12])))
+    assert read_image("a.png", bytes(data)).notes[0] == "first of over 10,000 frames"
