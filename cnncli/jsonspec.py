@@ -114,11 +114,44 @@ class Reader:
         return value
 
     def string(self, value: Any, path: str, choices: Iterable[str] | None = None) -> str:
+        """A string of valid Unicode: JSON's escapes can spell a lone surrogate (``"\\ud800"``), which
+        no output can encode, so it is refused here, where the field's path is known."""
         if not isinstance(value, str):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise self.fail(path, f"holds a lone surrogate {value[err.start]!r} at character {err.start}, which "
+                                      "is not valid Unicode; expected text") from None
         if choices is not None and value not in (choices := tuple(choices)):
             raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
+
+    def text(self, value: Any, path: str, *, empty: bool = True) -> str:
+        """A string shown to people (a name, a label, a description): valid Unicode and printable
+        (str.isprintable), so that no line break, escape code or bidirectional control reaches a
+        table, a CSV cell, a chart or a terminal; with ``empty`` false, not empty either."""
+        text = self.string(value, path)
+        if not text and not empty:
+            raise self.fail(path, "is empty; expected a name of printable characters")
+        if not text.isprintable():
+            index, char = next((i, c) for i, c in enumerate(text) if not c.isprintable())
+            raise self.fail(path, f"holds {char!r} at character {index}; expected printable text, without control "
+                                  "characters, line breaks or escape codes")
+        return text
+
+    def unicode(self, value: Any, path: str) -> None:
+        """Check that every string in a free-form value (keys too) is valid Unicode, as ``string`` does."""
+        if isinstance(value, str):
+            self.string(value, path)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.unicode(item, f"{path}[{index}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.string(key, _join(path, _key_text(key)))
+                self.unicode(item, _join(path, _key_text(key)))
 
     def boolean(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):

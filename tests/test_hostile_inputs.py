@@ -8,6 +8,7 @@ own tests of each defect, so that the two files change apart.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import struct
@@ -26,6 +27,7 @@ from cnncli.cli import main
 from cnncli.errors import ImageError, LimitError, SpecError
 from cnncli.images import gif_frames, read_image, tiff_frames
 from cnncli.inputs import load_npz, read_bytes
+from cnncli.jsonspec import Reader
 from cnncli.limits import MAX_SIZE, Limits, parse_size
 
 
@@ -372,3 +374,101 @@ def test_an_apng_claiming_millions_of_frames_is_noted_as_over_the_count():
     data[at + 4:at + 8] = struct.pack(">I", (1 << 31) - 1)
     data[at + 12:at + 16] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 12])))
     assert read_image("a.png", bytes(data)).notes[0] == "first of over 10,000 frames"
+
+
+# --- text from kernel and model files: valid Unicode, and printable where people see it -------------
+
+SURROGATE, CLEAR_SCREEN, RIGHT_TO_LEFT = "\ud800", "\u001b[2J", "\u202e"  # json.dumps writes them as \u escapes
+
+
+def good_model(**top) -> dict:
+    layers = [conv(1, name="conv1"), {"type": "flatten"},
+              {"type": "dense", "name": "fc", "out_features": 2, "weight": np.ones((2, 196)).tolist(), "bias": [0, 0]}]
+    return {"format": "cnn-model", "version": 1, "name": "m", "input": {"size": [16, 16]}, "labels": ["a", "b"],
+            "layers": layers, **top}
+
+
+KERNEL_TEXT_CASES = [
+    ({"name": SURROGATE}, "name: holds a lone surrogate '\\ud800' at character 0, which is not valid Unicode"),
+    ({"name": "ok" + CLEAR_SCREEN}, "name: holds '\\x1b' at character 2; expected printable text"),
+    ({"name": ""}, "name: is empty"),
+    ({"description": "a\ud800b"}, "description: holds a lone surrogate '\\ud800' at character 1"),
+    ({"description": "two\nlines"}, "description: holds '\\n' at character 3"),
+    ({"name": "abc" + RIGHT_TO_LEFT}, "name: holds '\\u202e' at character 3"),
+    ({"padding_mode": SURROGATE}, "padding_mode: holds a lone surrogate"),
+]
+
+
+@pytest.mark.parametrize("fields, words", KERNEL_TEXT_CASES, ids=["name-surrogate", "name-escape", "name-empty",
+                                                                  "description-surrogate", "description-newline",
+                                                                  "name-bidi", "padding-mode-surrogate"])
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_kernel_text_that_no_output_can_show_is_refused_naming_the_field(capsys, tmp_path, image, fields, words, output):
+    """A kernel name or description with a lone surrogate (every output crashed with UnicodeEncodeError) or escape
+    codes (written raw into tables, CSV and charts): one line naming the field, exit 1, in every format."""
+    kernel = tmp_path / "k.json"
+    kernel.write_text(json.dumps({"weights": [[1]], **fields}))  # ASCII: \ud800 and \u001b as JSON escapes
+    code, err = run(capsys, "run", image, "-k", kernel, "-f", output)
+    assert code == 1 and err.startswith(f"cnn: {kernel}: {words}"), err
+
+
+MODEL_TEXT_CASES = [
+    ({"name": SURROGATE}, "name: holds a lone surrogate"),
+    ({"name": CLEAR_SCREEN}, "name: holds '\\x1b' at character 0"),
+    ({"description": SURROGATE}, "description: holds a lone surrogate"),
+    ({"description": "tab\there"}, "description: holds '\\t' at character 3"),
+    ({"labels": ["a", SURROGATE]}, "labels[1]: holds a lone surrogate"),
+    ({"labels": [CLEAR_SCREEN, "b"]}, "labels[0]: holds '\\x1b'"),
+    ({"labels": ["a", ""]}, "labels[1]: is empty"),
+    ({"weights": "w" + CLEAR_SCREEN + ".npz"}, "weights: holds '\\x1b' at character 1"),
+    ({"metadata": {"note": SURROGATE}}, "metadata.note: holds a lone surrogate"),
+    ({"metadata": {"list": [1, {SURROGATE: 2}]}}, "metadata.list[1]['\\ud800']: holds a lone surrogate"),
+]
+
+
+@pytest.mark.parametrize("fields, words", MODEL_TEXT_CASES, ids=[
+    "name-surrogate", "name-escape", "description-surrogate", "description-tab", "label-surrogate", "label-escape",
+    "label-empty", "weights-escape", "metadata-surrogate", "metadata-key-surrogate"])
+def test_model_text_that_no_output_can_show_is_refused_naming_the_field(capsys, tmp_path, image, fields, words):
+    """A model's name, description, labels[i], weights or metadata with a lone surrogate or an escape code: one
+    line naming the field's path, exit 1."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(good_model(**fields)))
+    code, err = run(capsys, "run", image, "-m", path, "-f", "csv")
+    assert code == 1 and err.startswith(f"cnn: {path}: {words}"), err
+
+
+def test_a_layer_name_with_a_surrogate_or_escape_is_refused_naming_it(capsys, tmp_path, image):
+    """Layer names were already required printable; a lone surrogate is refused too, naming layers[0].name."""
+    for name, words in ((SURROGATE, "holds a lone surrogate"), (CLEAR_SCREEN, "holds '\\x1b'")):
+        document = good_model()
+        document["layers"][0]["name"] = name
+        path = tmp_path / "m.json"
+        path.write_text(json.dumps(document))
+        code, err = run(capsys, "run", image, "-m", path)
+        assert code == 1 and err.startswith(f"cnn: {path}: layers[0].name: {words}"), err
+
+
+def test_printable_text_in_any_script_is_kept(capsys, tmp_path, image):
+    """Names and labels in other scripts, with emoji and spaces, are printable: they run and reach the CSV as given."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(good_model(name="Zürich 🙂", description="Ünïcode — fine", labels=["猫", "chien 🐕"])))
+    code = main(["run", str(image), "-m", str(path), "-f", "csv"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "猫" in captured.out and "chien 🐕" in captured.out
+    kernel = tmp_path / "k.json"
+    kernel.write_text(json.dumps({"weights": [[1]], "name": "κ 1", "description": "größer"}))
+    assert main(["run", str(image), "-k", str(kernel), "-f", "csv"]) == 0
+    assert "κ 1" in capsys.readouterr().out
+
+
+def test_the_reader_checks_unicode_in_every_string_it_reads():
+    """Reader.string refuses a lone surrogate for any field; Reader.text also refuses what is not printable."""
+    read = Reader("f.json")
+    for method in (read.string, read.text):
+        with pytest.raises(SpecError, match=re.escape("f.json: a.b: holds a lone surrogate '\\udfff' at character 2")):
+            method("ok\udfff", "a.b")
+    assert read.string("tab\t", "x") == "tab\t" and read.text("é 🙂", "x") == "é 🙂"
+    with pytest.raises(SpecError, match="holds '\\\\x7f'"):
+        read.text("del\x7f", "x")
