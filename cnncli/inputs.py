@@ -143,8 +143,8 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     if claimed is not None:
         entries, size = claimed
         if entries > MAX_NPZ_MEMBERS:
-            raise error(f"its zip directory lists {entries:,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}",
-                        source=source)
+            raise error(f"holds {entries:,} arrays, over the limit of {MAX_NPZ_MEMBERS:,} (as its zip directory's end "
+                        "record says)", source=source)
         if size > MAX_NPZ_DIRECTORY:
             raise error(f"its zip directory is {size:,} bytes, over the {MAX_NPZ_DIRECTORY:,} that "
                         f"{MAX_NPZ_MEMBERS:,} arrays may need", source=source)
