@@ -31,11 +31,13 @@ def loads(text: str | bytes, source: str) -> Any:
         return value if math.isfinite(value) else NonFinite(literal)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in items:
-            if key in result:
-                raise SpecError(f"key {key!r} appears twice in one object", source=source)
-            result[key] = value
+        result = dict(items)  # in C: a model of 300,000 layers is as many objects
+        if len(result) != len(items):
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    raise SpecError(f"key {key!r} appears twice in one object", source=source)
+                seen.add(key)
         return result
 
     if isinstance(text, bytes):
@@ -55,29 +57,28 @@ def loads(text: str | bytes, source: str) -> Any:
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
-    """True when brackets nest deeper than ``limit`` (strings do not count)."""
+    """True when brackets nest deeper than ``limit`` (strings do not count; an unterminated one
+    runs to the end; a backslash escapes the next character, also where JSON allows none).
+    Vectorised over the text's bytes, four million at a time: a loop over the characters took
+    0.5 s for a model of 300,000 layers and 2 s for a 16 MB kernel."""
     opens = text.count("[") + text.count("{")
     if opens <= limit:
         return False
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
+    if "\\" in text:
+        import re
+
+        text = re.sub(r"\\.", "", text, flags=re.DOTALL)  # an escaped character neither ends a string nor nests
+    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)  # non-ASCII bytes are all >= 0x80
+    depth, inside = 0, False
+    for start in range(0, len(data), 1 << 22):
+        chunk = data[start:start + (1 << 22)]
+        in_string = np.logical_xor.accumulate(chunk == ord('"')) ^ inside  # True from an opening quote on
+        step = ((chunk == ord("[")) | (chunk == ord("{"))).astype(np.int8) - ((chunk == ord("]")) | (chunk == ord("}")))
+        step[in_string] = 0
+        running = np.cumsum(step, dtype=np.int32) + depth
+        if running.max() > limit:
+            return True
+        depth, inside = int(running[-1]), bool(in_string[-1])
     return False
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from badfiles import (conv, encode, gif_of_frames, model, noise, npz, tiff_chain, tiff_directory_offset, with_zip64_end,
                       with_zip_end, zip_of_many_entries)
 
@@ -27,8 +29,9 @@ from cnncli.cli import main
 from cnncli.errors import ImageError, LimitError, SpecError
 from cnncli.images import gif_frames, read_image, tiff_frames
 from cnncli.inputs import load_npz, read_bytes
-from cnncli.jsonspec import Reader
+from cnncli.jsonspec import Reader, _depth_exceeds
 from cnncli.limits import MAX_SIZE, Limits, parse_size
+from cnncli.modelfile import MAX_LAYERS, load_model
 
 
 def run(capsys, *args: str) -> tuple[int, str]:
@@ -472,3 +475,94 @@ def test_the_reader_checks_unicode_in_every_string_it_reads():
     assert read.string("tab\t", "x") == "tab\t" and read.text("é 🙂", "x") == "é 🙂"
     with pytest.raises(SpecError, match="holds '\\\\x7f'"):
         read.text("del\x7f", "x")
+
+
+# --- model size: at most MAX_LAYERS layers, refused before any is built ------------------------------
+
+
+def relu_model(layers: int) -> str:
+    return json.dumps({"format": "cnn-model", "version": 1, "input": {"size": [4, 4]}, "layers": [{"type": "relu"}] * layers})
+
+
+def test_300000_layers_are_refused_quickly_and_within_modest_memory(tmp_path):
+    """A model file of 300,000 relu layers (5 MB) is refused naming `layers` and the limit, in about a second and
+    under 150 MB, all of it parsing the JSON (it ended in 'internal error: SystemError' after 5.8 GB)."""
+    import tracemalloc
+
+    path = tmp_path / "many.json"
+    path.write_text(relu_model(300_000))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(SpecError) as caught:
+            load_model(str(path))
+        elapsed, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == f"{path}: layers: has 300,000 layers, over the limit of 10,000 for a model file"
+    assert elapsed < 5.0 and peak < 150 << 20, (elapsed, peak)  # 1.5 s and 80 MB traced here
+
+
+def test_10000_layers_are_accepted(tmp_path):
+    """MAX_LAYERS layers load: real networks (EfficientNet-B7 exported node by node, about 2,000) fit."""
+    path = tmp_path / "many.json"
+    path.write_text(relu_model(MAX_LAYERS))
+    assert MAX_LAYERS == 10_000
+    assert len(load_model(str(path)).network.layers) == MAX_LAYERS
+    (tmp_path / "more.json").write_text(relu_model(MAX_LAYERS + 1))
+    with pytest.raises(SpecError, match="has 10,001 layers, over the limit of 10,000"):
+        load_model(str(tmp_path / "more.json"))
+
+
+def test_a_model_over_the_layer_limit_through_the_command_line(capsys, tmp_path, image):
+    """`cnn run -m` and `cnn summary` on 20,000 layers: one line naming the file and `layers`, exit 1."""
+    path = tmp_path / "many.json"
+    path.write_text(relu_model(20_000))
+    for args in (["run", image, "-m", path], ["summary", path]):
+        assert run(capsys, *args) == (1, f"cnn: {path}: layers: has 20,000 layers, over the limit of 10,000 for a "
+                                         "model file\n")
+
+
+def naive_depth_exceeds(text: str, limit: int) -> bool:
+    """The loop over characters that jsonspec used: the oracle for its vectorised check."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+TOKENS = st.sampled_from(list("[]{} ,1é")) | st.text(alphabet='[]{}"\\ a\n', max_size=6).map(json.dumps)
+UNTERMINATED = st.text(alphabet='[]{}"\\ a', max_size=6).map(lambda t: '"' + t.replace('"', "").replace("\\", ""))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TOKENS, max_size=30).map("".join), st.just("") | UNTERMINATED, st.integers(0, 6))
+def test_the_nesting_check_is_the_loop_it_replaced(text, tail, limit):
+    """_depth_exceeds (vectorised) agrees with the character loop on brackets among strings holding brackets,
+    quotes and escapes, with an unterminated string at the end or not. (Outside strings, where JSON allows no
+    backslash, the two may read one differently; json.loads refuses it either way.)"""
+    assert _depth_exceeds(text + tail, limit) == naive_depth_exceeds(text + tail, limit)
+
+
+def test_the_nesting_check_is_fast_on_large_text():
+    """A 5 MB model text and 100,000 nested brackets are checked in well under a second each."""
+    for text, deep in ((relu_model(300_000), False), ("[" * 100_000 + "]" * 100_000, True)):
+        start = time.perf_counter()
+        assert _depth_exceeds(text, 32) == deep
+        assert time.perf_counter() - start < 1.0
