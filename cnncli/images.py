@@ -216,9 +216,10 @@ def _frame_count(im, data: bytes) -> int:
 
 def tiff_frames(data: bytes) -> int | None:
     """Frames of a TIFF: its chain of image file directories (IFDs), classic or BigTIFF, in either
-    byte order; None when the header is too short to hold the first offset (Pillow says what is
-    wrong). A chain that comes back to a directory already seen ends there, as in Pillow. Raises
-    ImageError for a directory cut short, past the end of the file or of over MAX_TIFF_ENTRIES.
+    byte order; None when the header is too short to hold the first offset. A chain that comes
+    back to a directory already seen ends there, as in Pillow; a first directory cut short counts
+    as one frame, which Pillow reads as far as it can or refuses. Raises ImageError for a later
+    directory cut short or past the end of the file, and for any of over MAX_TIFF_ENTRIES entries.
     """
     import struct
 
@@ -235,7 +236,10 @@ def tiff_frames(data: bytes) -> int | None:
         if len(seen) == MAX_FRAMES:
             return MAX_FRAMES + 1
         seen.add(offset)
+        first = len(seen) == 1  # Pillow reads what it can of the first directory, and judges the image
         if offset + count.size > len(data):
+            if first:
+                return 1
             raise ImageError(f"cannot decode the TIFF: frame {len(seen)}'s directory would start at byte {offset:,}, "
                              f"past the end of the file ({len(data):,} bytes)")
         (entries,) = count.unpack_from(data, offset)
@@ -244,6 +248,8 @@ def tiff_frames(data: bytes) -> int | None:
                              f"expected at most {MAX_TIFF_ENTRIES:,}")
         end = offset + count.size + entries * entry
         if end + link.size > len(data):
+            if first:
+                return 1
             raise ImageError(f"cannot decode the TIFF: frame {len(seen)}'s directory ({entries:,} entries from byte "
                              f"{offset:,}) is cut short by the end of the file ({len(data):,} bytes)")
         (offset,) = link.unpack_from(data, end)
@@ -251,8 +257,10 @@ def tiff_frames(data: bytes) -> int | None:
 
 
 def gif_frames(data: bytes) -> int:
-    """Frames of a GIF: its image descriptors, found by walking its blocks as Pillow's n_frames
-    does (a stray byte between blocks is passed over; the data of a frame may end with the file)."""
+    """Frames of a GIF: its image descriptors, found by walking its blocks exactly as Pillow's
+    n_frames does, so the counts agree: a stray byte between blocks is passed over, a frame's data
+    may end with the file, and an extension whose first sub-block is the empty one is read on past
+    it, as Pillow reads it (a comment's excepted)."""
     size = len(data)
     flags = data[10]
     position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
@@ -264,13 +272,18 @@ def gif_frames(data: bytes) -> int:
         if block == 0x21:  # an extension: its label, then sub-blocks
             if position + 1 >= size:
                 raise ImageError(f"cannot decode the GIF: an extension after frame {frames} is cut short")
-            if data[position + 1] == 0xF9 and position + 2 < size and data[position + 2]:
-                # Pillow reads a graphic control block's flags, delay and transparent index
-                control = data[position + 3:position + 3 + data[position + 2]]
-                if len(control) < (4 if control and control[0] & 1 else 3):
-                    raise ImageError(f"cannot decode the GIF: the graphic control block after frame {frames} is "
-                                     "cut short")
-            position = _gif_sub_blocks_end(data, position + 2)
+            label, position = data[position + 1], position + 2
+            length = data[position] if position < size else 0
+            first = data[position + 1:position + 1 + length]  # the first sub-block
+            position += 1 + length if position < size else 0
+            if label == 0xF9 and length and len(first) < (4 if first and first[0] & 1 else 3):
+                # Pillow reads the graphic control block's flags, delay and transparent index
+                raise ImageError(f"cannot decode the GIF: the graphic control block after frame {frames} is cut short")
+            if label == 0xFE and not length:
+                continue  # an empty comment ends at its first sub-block
+            if label == 0xFF and not frames and length and first.startswith(b"NETSCAPE2.0"):
+                position += 1 + data[position] if position < size else 0  # the loop count, read before the rest
+            position = _gif_sub_blocks_end(data, position)
         elif block == 0x2C:  # an image descriptor, a colour table, the LZW code size, sub-blocks
             if position + 10 > size:
                 raise ImageError(f"cannot decode the GIF: frame {frames + 1}'s descriptor is cut short")

@@ -337,6 +337,30 @@ def test_every_cut_in_a_later_tiff_directory_is_an_image_error():
         read_image("t.tif", tiff_chain(2, last_next=1 << 30))
 
 
+def test_a_first_tiff_directory_cut_short_is_left_to_pillow():
+    """A first directory claiming more entries than the file holds: read as far as Pillow can, as before (its
+    warnings become notes), not refused by the frame count; one frame."""
+    data = bytearray(tiff_chain(1))
+    struct.pack_into("<H", data, 8, 20)  # 20 entries claimed, 9 present
+    assert tiff_frames(bytes(data)) == 1
+    loaded = read_image("t.tif", bytes(data))
+    assert loaded.array.ravel().tolist() == [128] and not any("frames" in note for note in loaded.notes)
+
+
+@pytest.mark.parametrize("extension", [b"\x21\xf9\x00", b"\x21\xfe\x00", b"\x21\x01\x00",
+                                       b"\x21\xf9\x00\x05\x00\x00\x00\x00\x00\x00"],
+                         ids=["empty-control", "empty-comment", "empty-plain-text", "empty-control-then-blocks"])
+def test_a_gif_extension_that_starts_empty_is_walked_as_pillow_walks_it(extension):
+    """An extension whose first sub-block is the empty one: Pillow reads on past it (a comment's excepted), so
+    what follows is counted as Pillow counts it (found by comparing the two on mutated files)."""
+    from PIL import Image
+
+    data = gif_of_frames(8)
+    data = data[:34] + extension + data[34:]  # after the first frame
+    with Image.open(io.BytesIO(data)) as im:
+        assert gif_frames(data) == im.n_frames
+
+
 def test_a_bigtiff_directory_claiming_2_to_the_40_entries_is_refused_at_once():
     """Pillow reads the first directory entry by entry while they last (1.2 s for 19 MB); over 65,535 is refused."""
     data = b"II" + struct.pack("<HHHQ", 43, 8, 0, 16) + struct.pack("<Q", 1 << 40) + bytes(20) * 100_000
