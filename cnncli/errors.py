@@ -40,6 +40,22 @@ class OutputError(CnnError):
     """An output file or folder that cannot be written."""
 
 
+class UsageError(CnnError):
+    """Arguments or options that cannot be used together or as given (bad usage, not bad data).
+
+    ``param`` names the argument or option at fault as the usage line shows it: ``IMAGES``, or an
+    option with its dashes such as ``--workers``. The CLI reports it as a usage error (exit 2).
+    """
+
+    def __init__(self, message: str, *, param: str, source: str | None = None) -> None:
+        super().__init__(message, source=source)
+        self.param = param
+
+    def within(self, source: str) -> UsageError:
+        inner = f"{self.source}: {self.message}" if self.source else self.message
+        return UsageError(inner, source=source, param=self.param)
+
+
 class LimitError(CnnError):
     """Input or work over a resource limit; ``limit`` names the Limits field (and flag) that sets it."""
 

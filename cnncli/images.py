@@ -25,6 +25,8 @@ from .limits import DEFAULT_LIMITS, Limits
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
 MAX_DECODER_TEXT = 1 << 16  # bytes of libtiff's messages kept
+MAX_FRAMES = 10_000  # frames counted in a TIFF or GIF; a file with more is "first of over 10,000 frames"
+MAX_TIFF_ENTRIES = 0xFFFF  # entries in one TIFF directory: classic TIFF's most; BigTIFF's count could claim 2**64
 
 Color = Literal["gray", "rgb"]
 Scale = Literal["raw", "unit"]
@@ -83,6 +85,8 @@ def read_image(
             # Pillow's cap guards what happens inside open(): a GIF frame may grow the canvas
             # there, and its disposal buffer is allocated at once.
             Image.MAX_IMAGE_PIXELS = limits.max_pixels
+            # Before open(): Pillow reads the first directory entry by entry, as many as it claims.
+            counted = tiff_frames(data) if data.startswith(TIFF_MAGIC) else None
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             width, height = im.size
             if width < 1 or height < 1:
@@ -93,7 +97,8 @@ def read_image(
             # Before load(): Pillow's TIFF reader applies the orientation there.
             orientation = _orientation(im, notes)
             im.load()
-            frames = getattr(im, "n_frames", 1)  # reads every frame header, so a truncated file fails here
+            # Every frame's header is read, so a file cut short in a later frame fails here.
+            frames = counted if im.format == "TIFF" and counted is not None else _frame_count(im, data)
             file_format, file_mode = im.format or "image", im.mode
             if orientation in range(2, 9):
                 from PIL import ImageOps
@@ -118,7 +123,7 @@ def read_image(
             Image.MAX_IMAGE_PIXELS = pillow_cap
     notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned] + decoders.said()
     if frames > 1:
-        notes.insert(0, f"first of {frames} frames")
+        notes.insert(0, f"first of {'over ' if frames > MAX_FRAMES else ''}{min(frames, MAX_FRAMES):,} frames")
     array = np.stack(planes).astype(dtype)  # C, H, W
     if full_scale is None:
         if not np.all(np.isfinite(array)):
@@ -190,6 +195,120 @@ class _DecoderMessages:
         """The decoders' last word, to end an error message with."""
         said = self.said()
         return f" ({said[-1]})" if said else ""
+
+
+def _frame_count(im, data: bytes) -> int:
+    """The number of frames in the image, or MAX_FRAMES + 1 when there are more.
+
+    Pillow's n_frames reads every frame header, which for TIFF costs time quadratic in the number
+    of frames (each new directory's offset is looked up in a list: 50,000 frames of 1x1 took 31 s)
+    and for GIF a few microseconds a frame in Python, unbounded. TIFF and GIF are walked here, in
+    linear time and up to MAX_FRAMES; PNG (APNG states its count), WebP (libwebp's demuxer, in C,
+    fast) and MPO keep Pillow's count. Raises ImageError for a later frame whose header is cut
+    short, as reading it with Pillow did.
+    """
+    if im.format == "TIFF":
+        return tiff_frames(data) or 1
+    if im.format == "GIF":
+        return gif_frames(data)
+    return getattr(im, "n_frames", 1)
+
+
+def tiff_frames(data: bytes) -> int | None:
+    """Frames of a TIFF: its chain of image file directories (IFDs), classic or BigTIFF, in either
+    byte order; None when the header is too short to hold the first offset. A chain that comes
+    back to a directory already seen ends there, as in Pillow; a first directory cut short counts
+    as one frame, which Pillow reads as far as it can or refuses. Raises ImageError for a later
+    directory cut short or past the end of the file, and for any of over MAX_TIFF_ENTRIES entries.
+    """
+    import struct
+
+    order = "<" if data.startswith(b"II") else ">"
+    big = data[2:4] in (b"+\0", b"\0+")  # BigTIFF: 64-bit counts and offsets
+    if len(data) < (16 if big else 8):
+        return None
+    count = struct.Struct(order + ("Q" if big else "H"))  # entries in a directory
+    link = struct.Struct(order + ("Q" if big else "I"))  # the offset of the next directory
+    entry = 20 if big else 12
+    (offset,) = link.unpack_from(data, 8 if big else 4)
+    seen: set[int] = set()
+    while offset and offset not in seen:
+        if len(seen) == MAX_FRAMES:
+            return MAX_FRAMES + 1
+        seen.add(offset)
+        first = len(seen) == 1  # Pillow reads what it can of the first directory, and judges the image
+        if offset + count.size > len(data):
+            if first:
+                return 1
+            raise ImageError(f"cannot decode the TIFF: frame {len(seen)}'s directory would start at byte {offset:,}, "
+                             f"past the end of the file ({len(data):,} bytes)")
+        (entries,) = count.unpack_from(data, offset)
+        if entries > MAX_TIFF_ENTRIES:
+            raise ImageError(f"cannot decode the TIFF: frame {len(seen)}'s directory claims {entries:,} entries; "
+                             f"expected at most {MAX_TIFF_ENTRIES:,}")
+        end = offset + count.size + entries * entry
+        if end + link.size > len(data):
+            if first:
+                return 1
+            raise ImageError(f"cannot decode the TIFF: frame {len(seen)}'s directory ({entries:,} entries from byte "
+                             f"{offset:,}) is cut short by the end of the file ({len(data):,} bytes)")
+        (offset,) = link.unpack_from(data, end)
+    return len(seen)
+
+
+def gif_frames(data: bytes) -> int:
+    """Frames of a GIF: its image descriptors, found by walking its blocks exactly as Pillow's
+    n_frames does, so the counts agree: a stray byte between blocks is passed over, a frame's data
+    may end with the file, and an extension whose first sub-block is the empty one is read on past
+    it, as Pillow reads it (a comment's excepted)."""
+    size = len(data)
+    flags = data[10]
+    position = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the global colour table
+    frames = 0
+    while position < size:
+        block = data[position]
+        if block == 0x3B:  # the trailer
+            break
+        if block == 0x21:  # an extension: its label, then sub-blocks
+            if position + 1 >= size:
+                raise ImageError(f"cannot decode the GIF: an extension after frame {frames} is cut short")
+            label, position = data[position + 1], position + 2
+            length = data[position] if position < size else 0
+            first = data[position + 1:position + 1 + length]  # the first sub-block
+            position += 1 + length if position < size else 0
+            if label == 0xF9 and length and len(first) < (4 if first and first[0] & 1 else 3):
+                # Pillow reads the graphic control block's flags, delay and transparent index
+                raise ImageError(f"cannot decode the GIF: the graphic control block after frame {frames} is cut short")
+            if label == 0xFE and not length:
+                continue  # an empty comment ends at its first sub-block
+            if label == 0xFF and not frames and length and first.startswith(b"NETSCAPE2.0"):
+                position += 1 + data[position] if position < size else 0  # the loop count, read before the rest
+            position = _gif_sub_blocks_end(data, position)
+        elif block == 0x2C:  # an image descriptor, a colour table, the LZW code size, sub-blocks
+            if position + 10 > size:
+                raise ImageError(f"cannot decode the GIF: frame {frames + 1}'s descriptor is cut short")
+            local = data[position + 9]
+            position += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            if position >= size:
+                raise ImageError(f"cannot decode the GIF: frame {frames + 1} is cut short before its data")
+            frames += 1
+            if frames > MAX_FRAMES:
+                break
+            position = _gif_sub_blocks_end(data, position + 1)
+        else:
+            position += 1
+    return frames
+
+
+def _gif_sub_blocks_end(data: bytes, position: int) -> int:
+    """Where the sub-blocks starting at ``position`` end: after the empty one, or at the end of the file."""
+    size = len(data)
+    while position < size:
+        length = data[position]
+        position += 1 + length
+        if not length:
+            break
+    return position
 
 
 def _over_pixel_cap(err: Exception, source: str, limits: Limits) -> LimitError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,24 +15,27 @@ if TYPE_CHECKING:
 
 
 def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: str,
-               limits: Limits = DEFAULT_LIMITS) -> bytes:
+               limits: Limits = DEFAULT_LIMITS, regular_only: bool = False) -> bytes:
     """The bytes of ``path``; ``error`` names the file when it is missing, a folder or unreadable.
 
-    ``kind`` picks the size limit (see Limits.file_size); ``expected`` says what the file should
-    have been, e.g. "an image file". A FIFO or a device (``<(cmd)``, /dev/stdin) has no size to
-    check first, so it is read up to the limit and refused if there is more.
+    ``kind`` picks the size limit (see Limits.read_limit: the file-size limit of that kind, or the
+    memory limit when it is lower); ``expected`` says what the file should have been, e.g. "an
+    image file". A FIFO or a device (``<(cmd)``, /dev/stdin) has no size to check first, so it
+    is read up to the limit and refused if there is more; so is a regular file, whose size may
+    change after it is checked. With ``regular_only`` (a file named inside another file) anything
+    but a regular file is refused before a byte is read: it is opened without waiting for a
+    FIFO's writer, and what was opened is checked, not what the name pointed at before.
     """
     source = str(path)
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise IsADirectoryError
-        limits.check_file_size(size, kind, source, expected)
-        with open(path, "rb") as stream:
-            if path.is_file():
-                return stream.read()
-            return read_stream(stream, source, kind, expected, limits)
+        with open(path, "rb", opener=_nonblocking if regular_only else None) as stream:
+            status = os.fstat(stream.fileno())
+            regular = stat.S_ISREG(status.st_mode)
+            if regular_only and not regular:
+                raise error(f"is {_file_type(status.st_mode)}; expected {expected} (a regular file)", source=source)
+            if regular:
+                limits.check_file_size(status.st_size, kind, source, expected)
+            return read_stream(stream, source, kind, expected, limits, status.st_size if regular else 0)
     except FileNotFoundError:
         raise error("no such file", source=source) from None
     except IsADirectoryError:
@@ -41,20 +46,47 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
         raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
 
 
-def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Everything ``stream`` holds, refusing (before reading it all) more than the size limit allows."""
-    limit = limits.file_size(kind)
-    chunks, size = [], 0
-    while chunk := stream.read(min(1 << 20, limit + 1 - size)):  # read(n) would allocate n bytes at once
+def _nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_stream(stream, source: str, kind: str, expected: str, limits: Limits = DEFAULT_LIMITS,
+                size: int = 0) -> bytes:
+    """Everything ``stream`` holds, refusing (before reading it all) more than Limits.read_limit allows.
+
+    ``size`` is what the file's status says it holds (0 if unknown): that much is read at once,
+    then the rest, if the file grew, in chunks up to the limit.
+    """
+    limit, field = limits.read_limit(kind)
+    chunks: list[bytes] = []
+    total = 0
+    if 0 < size <= limit:
+        chunks.append(stream.read(size))
+        total = len(chunks[0])
+    while chunk := stream.read(min(1 << 20, limit + 1 - total)):  # read(n) would allocate n bytes at once
         chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise LimitError(f"holds more than the limit of {format_bytes(limit)} for {expected}", source=source,
-                             limit="max_file_size")
-    return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            over = (f"the limit of {format_bytes(limit)} for {expected}" if field == "max_file_size"
+                    else f"the memory limit of {format_bytes(limit)} for reading it whole")
+            raise LimitError(f"holds more than {over}", source=source, limit=field)
+    return b"".join(chunks)  # one chunk is returned as it is, without a copy
 
 
 MAX_NPZ_MEMBERS = 1024
+MAX_NPZ_DIRECTORY = MAX_NPZ_MEMBERS * 1024  # bytes of zip directory: 46 an entry, with a name of up to ~1 KiB
 NPZ_METHODS = (0, 8)  # zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
 
 
@@ -99,12 +131,23 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     """The arrays of a .npz archive, each checked as load_npy does, with at most ``limit`` bytes in all
     (the memory limit: they are all held at once).
 
-    Sizes are read from the zip's directory before anything is inflated, so a small archive that
-    would inflate to gigabytes (a zip bomb) is refused; reading stops at each member's stated size.
+    The zip's end record is read first (zip_directory_claims), so that a directory of a million
+    entries is refused before zipfile builds an object for each. Sizes are read from the directory
+    before anything is inflated, so a small archive that would inflate to gigabytes (a zip bomb)
+    is refused; reading stops at each member's stated size.
     """
     import io
     import zipfile
 
+    claimed = zip_directory_claims(data)
+    if claimed is not None:
+        entries, size = claimed
+        if entries > MAX_NPZ_MEMBERS:
+            raise error(f"holds {entries:,} arrays, over the limit of {MAX_NPZ_MEMBERS:,} (as its zip directory's end "
+                        "record says)", source=source)
+        if size > MAX_NPZ_DIRECTORY:
+            raise error(f"its zip directory is {size:,} bytes, over the {MAX_NPZ_DIRECTORY:,} that "
+                        f"{MAX_NPZ_MEMBERS:,} arrays may need", source=source)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
@@ -130,3 +173,41 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
             raise error(f"{name}: cannot inflate: {describe(err)}", source=source) from None
         arrays[name] = load_npy(content, f"{source}: {name}", error)
     return arrays
+
+
+_END = b"PK\x05\x06"  # the end of central directory record
+_END64_LOCATOR = b"PK\x06\x07"
+_END64 = b"PK\x06\x06"  # the ZIP64 end of central directory record
+
+
+def zip_directory_claims(data: bytes) -> tuple[int, int] | None:
+    """(entries, bytes) of a zip's central directory as its end records state them, or None when
+    there is no end record (zipfile then says the file is not a zip).
+
+    The end record is found where zipfile looks: the last 22 bytes, or else the last signature in
+    the final 64 KiB (after which an archive comment may follow). When a ZIP64 locator precedes
+    it, the ZIP64 record's 64-bit counts replace the 16- and 32-bit ones (0xFFFF and 0xFFFFFFFF
+    there mean "see ZIP64"); the record is looked for both just before the locator (where Python's
+    zipfile reads it) and where the locator points, and the larger claims are kept.
+    """
+    import struct
+
+    end = len(data) - 22
+    if end >= 0 and data.startswith(_END, end) and data.endswith(b"\0\0"):
+        found = end
+    else:
+        found = data.rfind(_END, max(end - 0xFFFF, 0))
+        if found < 0 or found > end:
+            return None
+    on_disk, entries, size = struct.unpack_from("<8xHHI", data, found)
+    entries = max(on_disk, entries)
+    locator = found - 20
+    if locator >= 0 and data.startswith(_END64_LOCATOR, locator):
+        (pointed,) = struct.unpack_from("<8xQ", data, locator)
+        records = [start for start in {locator - 56, pointed}
+                   if 0 <= start <= len(data) - 56 and data.startswith(_END64, start)]
+        if records:
+            claims = [struct.unpack_from("<24xQQQ", data, start) for start in records]
+            entries = max(max(on_disk64, entries64) for on_disk64, entries64, _ in claims)
+            size = max(size64 for _, _, size64 in claims)
+    return entries, size

@@ -31,11 +31,13 @@ def loads(text: str | bytes, source: str) -> Any:
         return value if math.isfinite(value) else NonFinite(literal)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in items:
-            if key in result:
-                raise SpecError(f"key {key!r} appears twice in one object", source=source)
-            result[key] = value
+        result = dict(items)  # in C: a model of 300,000 layers is as many objects
+        if len(result) != len(items):
+            seen: set[str] = set()
+            for key, _ in items:
+                if key in seen:
+                    raise SpecError(f"key {key!r} appears twice in one object", source=source)
+                seen.add(key)
         return result
 
     if isinstance(text, bytes):
@@ -55,29 +57,28 @@ def loads(text: str | bytes, source: str) -> Any:
 
 
 def _depth_exceeds(text: str, limit: int) -> bool:
-    """True when brackets nest deeper than ``limit`` (strings do not count)."""
+    """True when brackets nest deeper than ``limit`` (strings do not count; an unterminated one
+    runs to the end; a backslash escapes the next character, also where JSON allows none).
+    Vectorised over the text's bytes, four million at a time: a loop over the characters took
+    0.5 s for a model of 300,000 layers and 2 s for a 16 MB kernel."""
     opens = text.count("[") + text.count("{")
     if opens <= limit:
         return False
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
+    if "\\" in text:
+        import re
+
+        text = re.sub(r"\\.", "", text, flags=re.DOTALL)  # an escaped character neither ends a string nor nests
+    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)  # non-ASCII bytes are all >= 0x80
+    depth, inside = 0, False
+    for start in range(0, len(data), 1 << 22):
+        chunk = data[start:start + (1 << 22)]
+        in_string = np.logical_xor.accumulate(chunk == ord('"')) ^ inside  # True from an opening quote on
+        step = ((chunk == ord("[")) | (chunk == ord("{"))).astype(np.int8) - ((chunk == ord("]")) | (chunk == ord("}")))
+        step[in_string] = 0
+        running = np.cumsum(step, dtype=np.int32) + depth
+        if running.max() > limit:
+            return True
+        depth, inside = int(running[-1]), bool(in_string[-1])
     return False
 
 
@@ -114,11 +115,44 @@ class Reader:
         return value
 
     def string(self, value: Any, path: str, choices: Iterable[str] | None = None) -> str:
+        """A string of valid Unicode: JSON's escapes can spell a lone surrogate (``"\\ud800"``), which
+        no output can encode, so it is refused here, where the field's path is known."""
         if not isinstance(value, str):
             raise self.fail(path, f"expected a string, got {_kind(value)}")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise self.fail(path, f"holds a lone surrogate {value[err.start]!r} at character {err.start}, which "
+                                      "is not valid Unicode; expected text") from None
         if choices is not None and value not in (choices := tuple(choices)):
             raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
+
+    def text(self, value: Any, path: str, *, empty: bool = True) -> str:
+        """A string shown to people (a name, a label, a description): valid Unicode and printable
+        (str.isprintable), so that no line break, escape code or bidirectional control reaches a
+        table, a CSV cell, a chart or a terminal; with ``empty`` false, not empty either."""
+        text = self.string(value, path)
+        if not text and not empty:
+            raise self.fail(path, "is empty; expected a name of printable characters")
+        if not text.isprintable():
+            index, char = next((i, c) for i, c in enumerate(text) if not c.isprintable())
+            raise self.fail(path, f"holds {char!r} at character {index}; expected printable text, without control "
+                                  "characters, line breaks or escape codes")
+        return text
+
+    def unicode(self, value: Any, path: str) -> None:
+        """Check that every string in a free-form value (keys too) is valid Unicode, as ``string`` does."""
+        if isinstance(value, str):
+            self.string(value, path)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self.unicode(item, f"{path}[{index}]")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                self.string(key, _join(path, _key_text(key)))
+                self.unicode(item, _join(path, _key_text(key)))
 
     def boolean(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):

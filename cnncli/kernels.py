@@ -132,8 +132,9 @@ def parse_kernel(document: Any, source: str, default_name: str = "kernel") -> Ke
         document = {"weights": document}
     read.object(document, "", FILE_KEYS, required=("weights",))
     raw = read.array(document["weights"], "weights", ndims=(2, 3, 4))
-    name = read.string(document.get("name", default_name), "name")
-    description = read.string(document.get("description", ""), "description")
+    # Both are shown in tables, CSV headers and charts: printable text (a default name is the file's).
+    name = read.text(document["name"], "name", empty=False) if "name" in document else default_name
+    description = read.text(document.get("description", ""), "description")
     divisor = 1.0
     if "divisor" in document:
         divisor = read.number(document["divisor"], "divisor")

@@ -55,12 +55,20 @@ class Limits:
     def file_size(self, kind: str) -> int:
         return FILE_SIZE_DEFAULTS[kind] if self.max_file_size is None else self.max_file_size
 
+    def read_limit(self, kind: str) -> tuple[int, str]:
+        """The most bytes of a ``kind`` input read into memory, and the field (flag) that sets it:
+        the file-size limit, or the memory limit when that is lower, since a file is read whole."""
+        size = self.file_size(kind)
+        return (self.max_memory, "max_memory") if self.max_memory < size else (size, "max_file_size")
+
     def check_file_size(self, size: int, kind: str, source: str, expected: str) -> None:
-        limit = self.file_size(kind)
+        """Refuse a file of ``size`` bytes over read_limit(kind), naming the limit that refuses it."""
+        limit, field = self.read_limit(kind)
         if size > limit:
             exact = f" ({size:,} bytes)" if size >= 1024 else ""
-            raise LimitError(f"is {format_bytes(size)}{exact}, over the limit of {format_bytes(limit)} for {expected}",
-                             source=source, limit="max_file_size")
+            over = (f"the limit of {format_bytes(limit)} for {expected}" if field == "max_file_size"
+                    else f"the memory limit of {format_bytes(limit)} for reading it whole")
+            raise LimitError(f"is {format_bytes(size)}{exact}, over {over}", source=source, limit=field)
 
     def pixels_error(self, pixels: int | None, source: str) -> LimitError:
         """The error for an image or frame claiming ``pixels`` (None: not known) over max_pixels.
@@ -79,21 +87,42 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE = r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*"
+_SIZE = r"\s*(\d+)(?:\.(\d+))?\s*([kmgt]?)(?:i?b)?\s*"
+MAX_SIZE = 1 << 60  # 1 EiB: more than any machine holds, and far from where integers misbehave
+_SIZE_FORM = "a size from 1 byte to 1 EiB, such as 512M, 1.5G or 1048576 (K, M, G, T are powers of 1024)"
 
 
 def parse_size(text: str) -> int:
     """Bytes from ``512M``, ``2G``, ``1.5GiB``, ``64KB`` or a plain number; units are powers of 1024.
 
-    Raises ValueError for anything else.
+    Parsed exactly, in integers (a fraction of a byte is dropped), so that a number of any length
+    gives an answer or this error instead of a float's OverflowError. Raises ValueError, saying
+    the accepted form, for anything else, for 0 and for more than MAX_SIZE (1 EiB).
     """
     import re
 
     match = re.fullmatch(_SIZE, text, re.IGNORECASE)
     if match is None:
-        raise ValueError(f"expected a size such as 512M, 2G or 1048576, got {text!r}")
-    number, unit = match.groups()
-    return int(float(number) * _UNITS[unit.lower()])
+        raise ValueError(f"expected {_SIZE_FORM}, got {_shown(text)}")
+    whole, fraction, unit = match.groups()
+    whole = whole.lstrip("0")
+    if len(whole) > len(str(MAX_SIZE)):  # before int(), which refuses over 4,300 digits
+        raise ValueError(f"{_shown(text)} is over 1 EiB; expected {_SIZE_FORM}")
+    # A unit is at most 2**40, so 40 decimals of the fraction decide every whole byte: n / 2**40
+    # has at most 40 of them, and cutting later digits cannot take a value below one.
+    fraction = (fraction or "")[:40]
+    scale = 10 ** len(fraction)
+    size = (int(whole or "0") * scale + int(fraction or "0")) * _UNITS[unit.lower()] // scale
+    if size > MAX_SIZE:
+        raise ValueError(f"{_shown(text)} is over 1 EiB; expected {_SIZE_FORM}")
+    if size < 1:
+        raise ValueError(f"{_shown(text)} is less than 1 byte; expected {_SIZE_FORM}")
+    return size
+
+
+def _shown(text: str) -> str:
+    """The text as given, shortened when long, for a message that must stay one line."""
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
 
 
 def format_bytes(size: int) -> str:

@@ -404,7 +404,8 @@ def model_documents(draw) -> Doc:
         "std": st.sampled_from([0.5, 1, 2]) | st.lists(st.sampled_from([0.5, 1, 2]), min_size=1, max_size=1)})))
     document: dict = {"format": "cnn-model", "version": 1, "input": spec}
     document.update(draw(st.fixed_dictionaries({}, optional={
-        "name": st.text(max_size=4), "description": st.text(max_size=8), "metadata": st.just({"accuracy": 0.9})})))
+        "name": st.text(min_size=1, max_size=4).filter(str.isprintable),  # shown: printable (test_hostile_inputs)
+        "description": st.text(max_size=8).filter(str.isprintable), "metadata": st.just({"accuracy": 0.9})})))
     doc = Doc(document)
     if draw(st.integers(0, 99)) >= 95:  # a fault outside the layers
         key, value = draw(st.sampled_from([

@@ -10,8 +10,9 @@ print), or an input that takes over ``--slow`` seconds (2), is a finding.
     python tests/fuzz/harness.py model --runs 300 --seed 0 --no-save --no-corpus  # what the tests run
     python tests/fuzz/harness.py --replay                           # every corpus file, one JSON line each
 
-Targets: image, kernel, model, npy, npz, dense. Seeds are made here, in code (tiny images in many
-Pillow modes, JSON documents, arrays); the corpus of tests/fuzz/corpus/TARGET/ joins them.
+Targets: image, kernel, model, npy, npz, dense, and paths (expand_images on folder trees with
+links, built in the temporary folder). Seeds are made here, in code (tiny images in many Pillow
+modes, JSON documents, arrays, trees); the corpus of tests/fuzz/corpus/TARGET/ joins them.
 A finding is written to tests/fuzz/corpus/TARGET/<sha1 prefix>.bin, after shrinking it, once per
 kind (exception type and where it was raised); the harness writes nowhere else (the files the
 model and dense targets need live in a temporary folder that is removed at exit). tests/test_fuzz.py
@@ -204,6 +205,81 @@ def target_dense(data: bytes) -> str:
     return f"ok {suffix} {weight.shape[0] > 1} bias={bias is not None}"
 
 
+def target_paths(data: bytes) -> str:
+    """cnncli.paths.expand_images on a folder tree and arguments that the input describes as JSON:
+    {"tree": ["d/a.png", "d/sub/", "d/x -> ..", ...], "args": ["d/**/*.png", ...]}, built in a
+    temporary folder (links may only lead inside it). Besides raising only CnnError, each glob must
+    give files in sorted order, each file once; and on a tree without links, what glob.glob gives."""
+    import glob
+    import shutil
+
+    from cnncli.errors import CnnError
+    from cnncli.paths import expand_images, glob_files
+
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return "not JSON"
+    if not isinstance(document, dict):
+        return "not an object"
+    root = Path(tempfile.mkdtemp(prefix="paths-", dir=_workdir()))
+    try:
+        linked = _build_tree(root, document.get("tree"))
+        given = [a for a in document.get("args", []) if isinstance(a, str)][:8] \
+            if isinstance(document.get("args"), list) else []
+        args = [a if a == "-" else str(root / _inside(a)) for a in given]
+        try:
+            paths, batch = expand_images(args)
+        except CnnError as err:
+            return "error " + _message(err)
+        for arg in args:
+            if arg == "-" or os.path.lexists(arg) or not set("*?[") & set(arg):
+                continue
+            found = glob_files(arg)
+            assert found == sorted(found), f"not sorted: {found}"
+            files = [os.stat(p) for p in found]
+            assert len({(f.st_dev, f.st_ino) for f in files}) == len(found), f"a file twice: {found}"
+            if not linked:
+                expected = sorted({p for p in glob.glob(arg, recursive=True) if os.path.isfile(p)})
+                assert found == expected, f"{arg}: {found} != glob's {expected}"
+        return f"ok {min(len(paths), 9)} batch={batch} links={linked > 0}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _inside(text: str) -> str:
+    """A relative path with no NUL, no '..' and no leading separator: it stays in the tree's folder."""
+    parts = [part for part in text.replace("\0", "").split("/") if part not in ("..",)]
+    return "/".join(parts).lstrip("/")[:200] or "."
+
+
+def _build_tree(root: Path, tree: Any) -> int:
+    """Make the files ("a/b.png"), folders ("a/sub/") and links ("a/x -> ..") of ``tree``; return the links made."""
+    links = 0
+    for entry in (tree if isinstance(tree, list) else [])[:64]:
+        if not isinstance(entry, str):
+            continue
+        name, _, target = entry.partition(" -> ")
+        path = root / _inside(name)
+        if path == root:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if target:
+                target = target.replace("\0", "").lstrip("/")[:200] or "."
+                if not os.path.realpath(path.parent / target).startswith(os.path.realpath(root)):
+                    continue  # a link out of the tree would send a glob through the whole file system
+                os.symlink(target, path)
+                links += 1
+            elif name.endswith("/"):
+                path.mkdir(exist_ok=True)
+            else:
+                path.write_bytes(b"")
+        except (OSError, ValueError):
+            continue  # a name in the way of another, too long, or not valid here
+    return links
+
+
 TARGETS: dict[str, Callable[[bytes], str]] = {
     "image": target_image,
     "kernel": target_kernel,
@@ -211,6 +287,7 @@ TARGETS: dict[str, Callable[[bytes], str]] = {
     "npy": target_npy,
     "npz": target_npz,
     "dense": target_dense,
+    "paths": target_paths,
 }
 
 
@@ -447,9 +524,24 @@ def dense_seeds() -> list[bytes]:
     ]
 
 
+def paths_seeds() -> list[bytes]:
+    """Folder trees with images, hidden names, loops of links and links to files, and globs over them."""
+    docs = [
+        {"tree": ["d/a.png", "d/b.jpg", "d/.h.png", "d/sub/c.png", "d/sub/deeper/e.tif", "d/x.txt"],
+         "args": ["d/**/*.png", "d", "d/*/*.png", "d/.*", "**", "missing.png"]},
+        {"tree": ["d/a.png", "d/sub/b.png", "d/x -> .", "d/sub/up -> ..", "d/link.png -> a.png"],
+         "args": ["d/**/*.png", "d/**", "d", "d/*/*/*.png"]},
+        {"tree": ["shared/s.png", "d/l1 -> ../shared", "d/l2 -> ../shared", "d/a.png"],
+         "args": ["d/**/*.png", "d/*/*.png", "-", "d/[al]*"]},
+        {"tree": ["a-b/c.png", "a.png", "a/f.png", "10.png", "9.png", ".hid/g.png"],
+         "args": ["**/*.png", "*.png", "?.png", "**/", "-", "-"]},
+    ]
+    return [json.dumps(doc).encode() for doc in docs]
+
+
 SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "image": image_seeds, "kernel": kernel_seeds, "model": model_seeds,
-    "npy": npy_seeds, "npz": npz_seeds, "dense": dense_seeds,
+    "npy": npy_seeds, "npz": npz_seeds, "dense": dense_seeds, "paths": paths_seeds,
 }
 
 
@@ -1081,9 +1173,45 @@ def mutate_dense(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return mutate_json(data, rng, pool)
 
 
+PATH_NAMES = ("a.png", "b.PNG", "c.jpeg", ".h.png", "x.txt", "sub", "deeper", ".hid", "a-b", "a.b", "10.png", "[1].png",
+              "*.png", "d", "e", "f.tiff", "g.webp")
+PATH_TARGETS = (".", "..", "../..", "sub", "a.png", "../a.png", "../sub", "nowhere", "sub/..", "../d", "d/sub")
+PATH_PATTERNS = ("**", "*", "**/*.png", "*.png", "?.png", "[ab]*", "[!a]*", ".*", "*/", "**/", "*/**/*", "**/**")
+
+
+def mutate_paths(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
+    """Add, change or drop a file, folder or link of the tree, or an argument; else mutate the JSON."""
+    try:
+        document = json.loads(data)
+        tree, args = document["tree"], document["args"]
+        assert isinstance(tree, list) and isinstance(args, list)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return mutate_json(data, rng, pool)
+    folder = "/".join(rng.choice(PATH_NAMES[5:10]) for _ in range(rng.randrange(3)))
+    name = "/".join(filter(None, (folder, rng.choice(PATH_NAMES))))
+    op = rng.randrange(8)
+    if op == 0:
+        tree.append(name)
+    elif op == 1:
+        tree.append(f"{name} -> {rng.choice(PATH_TARGETS)}")
+    elif op == 2:
+        tree.append(name + "/")
+    elif op == 3 and tree:
+        del tree[rng.randrange(len(tree))]
+    elif op == 4:
+        args.append("/".join(filter(None, (folder, *rng.sample(PATH_PATTERNS + PATH_NAMES, rng.randrange(1, 3))))))
+    elif op == 5 and args:
+        args[rng.randrange(len(args))] = rng.choice(("-", folder or ".", name))
+    elif op == 6 and args:
+        del args[rng.randrange(len(args))]
+    else:
+        return mutate_json(data, rng, pool)
+    return json.dumps(document).encode()
+
+
 MUTATORS: dict[str, Callable[[bytes, random.Random, list[bytes]], bytes]] = {
     "image": mutate_image, "kernel": mutate_json, "model": mutate_json,
-    "npy": mutate_npy, "npz": mutate_zip, "dense": mutate_dense,
+    "npy": mutate_npy, "npz": mutate_zip, "dense": mutate_dense, "paths": mutate_paths,
 }
 
 
@@ -1407,7 +1535,8 @@ def _atheris_child(target: str, scratch: Path, seconds: float, seed: int, timeou
         import cnncli.inputs
         import cnncli.jsonspec
         import cnncli.kernels
-        import cnncli.modelfile  # noqa: F401 - imported to be instrumented
+        import cnncli.modelfile
+        import cnncli.paths  # noqa: F401 - imported to be instrumented
     known: set[str] = set()
     rng = random.Random(seed)
     pool = SEEDS[target]()
