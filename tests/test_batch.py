@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from cnncli.cli import main
-from cnncli.cli.batch import expand_images, unique_names
+from cnncli.cli.batch import unique_names
+from cnncli.paths import expand_images
 from cnncli.errors import CnnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +78,23 @@ def test_one_file_is_not_a_batch():
 
 
 def test_stdin_twice_is_a_usage_error():
-    import typer
+    from cnncli.errors import UsageError
 
-    with pytest.raises(typer.BadParameter, match="stdin can be read once"):
+    with pytest.raises(UsageError, match="stdin can be read once"):
         expand_images(["-", "x.png", "-"])
+
+
+def test_a_glob_through_a_loop_of_links_runs_each_image_once(capsysbinary, tmp_path):
+    """`cnn run 'd/**/*.png'` with `ln -s . d/x` inside: it ends, and each image is run once."""
+    folder = tmp_path / "d"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(DIGITS[1], folder / "one.png")
+    shutil.copy(DIGITS[2], folder / "sub" / "two.png")
+    (folder / "x").symlink_to(".")
+    (folder / "sub" / "up").symlink_to("..")
+    code, out, err = cnn(capsysbinary, "run", f"{folder}/**/*.png", "--model", "digits", "-f", "jsonl")
+    got = [json.loads(line)["image"]["source"] for line in out.decode().splitlines()]
+    assert code == 0 and got == [str(folder / "one.png"), str(folder / "sub" / "two.png")], err
 
 
 @pytest.mark.parametrize("arguments, words", [

@@ -480,7 +480,7 @@ def test_printable_text_in_any_script_is_kept(capsys, tmp_path, image):
     """Names and labels in other scripts, with emoji and spaces, are printable: they run and reach the CSV as given."""
     path = tmp_path / "m.json"
     path.write_text(json.dumps(good_model(name="Zürich 🙂", description="Ünïcode — fine", labels=["猫", "chien 🐕"])))
-    code = main(["run", str(image), "-m", str(path), "-f", "csv"])
+    code = main(["run", str(image), "-m", str(path), "-f", "csv", "--values", "final"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "猫" in captured.out and "chien 🐕" in captured.out

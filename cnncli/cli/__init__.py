@@ -140,8 +140,10 @@ def _app_for(args: list[str]) -> typer.Typer:
 
 def _explain(err: BaseException) -> tuple[str, int | None]:
     """The line to print for an error and the exit code; code None lets it through (SystemExit)."""
-    from ..errors import LimitError
+    from ..errors import LimitError, UsageError
 
+    if isinstance(err, UsageError):
+        return f"Invalid value for {err.param}: {err.message}", 2
     if isinstance(err, LimitError):
         return f"{err} (--{err.limit.replace('_', '-')} raises it)", 1
     if isinstance(err, CnnError):

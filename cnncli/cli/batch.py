@@ -1,6 +1,6 @@
-"""Many images in one command: folders and globs expanded, each image run on its own (in worker
-processes with --workers), failures reported with their path while the batch goes on, and a
-progress bar on stderr.
+"""Many images in one command: each image run on its own (in worker processes with --workers),
+failures reported with their path while the batch goes on, and a progress bar on stderr. Folders
+and globs are expanded by cnncli.paths.
 
 A job turns one image into an Outcome holding what the command prints or writes for it; the
 parent writes results in the order the images were given (cnncli.pool), so a batch prints the
@@ -17,48 +17,6 @@ from ..errors import CnnError
 
 if TYPE_CHECKING:
     from ..pool import Result
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-_GLOB_CHARACTERS = set("*?[")
-
-
-def expand_images(arguments: list[str]) -> tuple[list[str], bool]:
-    """The image paths the arguments name, in order, and whether they make a batch.
-
-    A folder gives its image files (by suffix, sorted, not descending into sub-folders); an
-    argument that is not a file and holds * ? or [ is a glob (** descends); anything else is kept
-    as given, so that a missing file is reported in its turn. Several arguments, a folder or a glob
-    make a batch; one file alone (or -) does not.
-    """
-    paths: list[str] = []
-    batch = len(arguments) > 1
-    for argument in arguments:
-        if argument == "-":
-            if "-" in paths:
-                import typer
-
-                raise typer.BadParameter("stdin can be read once; give - at most once", param_hint="IMAGES")
-            paths.append(argument)
-        elif os.path.isdir(argument):
-            batch = True
-            found = sorted(entry.path for entry in os.scandir(argument)
-                           if entry.name.lower().endswith(IMAGE_SUFFIXES) and entry.is_file())
-            if not found:
-                deeper = any(entry.is_dir() for entry in os.scandir(argument))
-                hint = f"; for its sub-folders, give a glob: '{os.path.join(argument, '**', '*.png')}'" if deeper else ""
-                raise CnnError(f"holds no image files ({', '.join(IMAGE_SUFFIXES)}){hint}", source=argument)
-            paths += found
-        elif not os.path.lexists(argument) and _GLOB_CHARACTERS & set(argument):
-            import glob
-
-            batch = True
-            found = sorted(path for path in glob.glob(argument, recursive=True) if os.path.isfile(path))
-            if not found:
-                raise CnnError("no file matches this pattern", source=argument)
-            paths += found
-        else:
-            paths.append(argument)
-    return paths, batch
 
 
 def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) -> Iterator[Result]:

@@ -48,7 +48,8 @@ def inspect(
     cnn inspect sample_images/digit_3.png --model digits --save acts/;
     cnn inspect 'sample_images/digit_*.png' --model digits --save acts/ -f jsonl
     """
-    from .batch import expand_images, unique_names
+    from ..paths import expand_images
+    from .batch import unique_names
 
     set_no_color(no_color)
     paths, batch = expand_images(images)

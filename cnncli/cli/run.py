@@ -73,7 +73,7 @@ def run(
     cnn run sample_images/digit_7.png --model digits;
     cnn run sample_images/ --model digits -f jsonl --workers 2
     """
-    from .batch import expand_images
+    from ..paths import expand_images
 
     set_no_color(no_color)
     if output in STDOUT_NAMES:
