@@ -258,6 +258,7 @@ def clear_single_inspection(directory: str | Path, force: bool, inputs: InputSet
     (Path(directory) / "manifest.json").unlink(missing_ok=True)
 
 
+MAX_MANIFEST_BYTES = 64 << 20  # 10,000 layers' records take about 5 MB
 LAYER_FILE = re.compile(r"[0-9]{2,}_[A-Za-z0-9_.-]+\.(?:npy|png)")  # as layer_file_name writes them
 
 
@@ -268,7 +269,11 @@ def _listed_files(manifest_path: Path) -> dict[str, str]:
     import json
 
     try:
-        old = json.loads(manifest_path.read_text())
+        with open(manifest_path, "rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:  # not one this tool wrote
+            return {}
+        old = json.loads(data)
         if old.get("format") != INSPECT_FORMAT or not isinstance(old.get("sha256"), dict):
             return {}
         listed = old["sha256"]

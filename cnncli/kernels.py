@@ -183,7 +183,10 @@ def load_kernel_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Kerne
     text = read_bytes(path, kind="kernel", error=SpecError, expected="a kernel JSON file", limits=limits)
     from .jsonspec import loads
 
-    return parse_kernel(loads(text, source), source, default_name=path.stem)
+    from .display import shown
+
+    # A name taken from the file's own name is shown escaped, as file names are (it may hold anything).
+    return parse_kernel(loads(text, source), source, default_name=shown(path.stem))
 
 
 def resolve_kernel(spec: str, option: str = "--kernel", limits: Limits = DEFAULT_LIMITS) -> Kernel:

@@ -20,6 +20,11 @@ FILE_SIZE_DEFAULTS = {
 }
 
 
+# Memory a byte of each kind of file takes once read: JSON becomes Python lists, floats and dicts
+# (a 64 MB model file of numbers took about 900 MB while parsing), the others are held as bytes.
+PARSED_BYTES = {"kernel": 16, "model": 16}
+
+
 class Limits:
     """The limits of one run; every field has a command-line flag of the same name.
 
@@ -57,17 +62,25 @@ class Limits:
 
     def read_limit(self, kind: str) -> tuple[int, str]:
         """The most bytes of a ``kind`` input read into memory, and the field (flag) that sets it:
-        the file-size limit, or the memory limit when that is lower, since a file is read whole."""
+        the file-size limit, or what the memory limit leaves room for when that is lower, since a
+        file is read whole (and JSON parsed into Python objects takes many times its size)."""
         size = self.file_size(kind)
-        return (self.max_memory, "max_memory") if self.max_memory < size else (size, "max_file_size")
+        room = self.max_memory // PARSED_BYTES.get(kind, 1)
+        return (room, "max_memory") if room < size else (size, "max_file_size")
 
     def check_file_size(self, size: int, kind: str, source: str, expected: str) -> None:
         """Refuse a file of ``size`` bytes over read_limit(kind), naming the limit that refuses it."""
         limit, field = self.read_limit(kind)
         if size > limit:
             exact = f" ({size:,} bytes)" if size >= 1024 else ""
-            over = (f"the limit of {format_bytes(limit)} for {expected}" if field == "max_file_size"
-                    else f"the memory limit of {format_bytes(limit)} for reading it whole")
+            parsed = PARSED_BYTES.get(kind, 1)
+            if field == "max_file_size":
+                over = f"the limit of {format_bytes(limit)} for {expected}"
+            elif parsed == 1:
+                over = f"the memory limit of {format_bytes(limit)} for reading it whole"
+            else:
+                over = (f"the {format_bytes(limit)} that the memory limit of {format_bytes(self.max_memory)} leaves "
+                        f"for parsing it (JSON takes about {parsed} bytes a byte)")
             raise LimitError(f"is {format_bytes(size)}{exact}, over {over}", source=source, limit=field)
 
     def pixels_error(self, pixels: int | None, source: str) -> LimitError:

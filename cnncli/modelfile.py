@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import model as layers, ops
+from .display import shown
 from .errors import ShapeError, SpecError
 from .images import LoadedImage, array_size, resize
 from .inputs import load_npz, read_bytes
@@ -160,7 +161,7 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     if version != MODEL_VERSION:
         raise read.fail("version", f"this cnn reads version {MODEL_VERSION}, got {version}")
     # Names, descriptions, labels and the weights file's name are shown to people: printable text.
-    name = read.text(document["name"], "name", empty=False) if "name" in document else Path(source).stem
+    name = read.text(document["name"], "name", empty=False) if "name" in document else shown(Path(source).stem)
     description = read.text(document.get("description", ""), "description")
     spec = _input_spec(read.within("input"), document["input"])
     metadata = document.get("metadata", {})
