@@ -22,7 +22,6 @@ from .errors import ShapeError
 Pair = tuple[int, int]
 Padding = Union[str, int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 # Strip sizes: a shift-and-add strip of output stays in L2 cache; an im2col block stays small
 # enough that a huge image never needs more than a few tens of MB on top of its output.
@@ -99,18 +98,35 @@ def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], mode: str = "zeros", v
     """Pad the last two axes by (top, bottom, left, right) with PyTorch's padding modes.
 
     ``zeros`` fills with ``value``; ``reflect`` mirrors without repeating the edge (dcb|abcd);
-    ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd).
+    ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd). The result is
+    a new array (x itself when every pad is 0); no other array is allocated.
     """
-    top, bottom, left, right = pads
     if not any(pads):
         return x
     if mode not in PADDING_MODES:
         raise ShapeError(f"expected one of {', '.join(PADDING_MODES)}, got {mode!r}", source="padding_mode")
-    _check_pad_mode(pads, mode, *x.shape[-2:])
-    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
-    if mode == "zeros":
-        return np.pad(x, widths, mode="constant", constant_values=value)
-    return np.pad(x, widths, mode=_NUMPY_PAD_MODE[mode])
+    top, bottom, left, right = pads
+    height, width = x.shape[-2:]
+    _check_pad_mode(pads, mode, height, width)
+    out = np.empty(x.shape[:-2] + (height + top + bottom, width + left + right), dtype=x.dtype)
+    _pad_into(out, x, pads, mode, value)
+    return out
+
+
+def _pad_bands(size: int, before: int, after: int, mode: str) -> list[tuple[slice, slice, bool]]:
+    """Along one axis of ``size`` padded by (before, after): for the band before, the input and the
+    band after, (where it goes in the padded axis, where it comes from in the input, reversed?).
+    A replicate band reads one cell and is broadcast; ``_check_pad_mode`` has ruled out pads that
+    would read past the input (reflect: before, after < size; circular: at most size)."""
+    inner = (slice(before, before + size), slice(0, size), False)
+    if mode == "reflect":  # dcb|abcd|cba
+        sources = [(slice(1, before + 1), True), (slice(size - 1 - after, size - 1), True)]
+    elif mode == "replicate":  # aaa|abcd|ddd
+        sources = [(slice(0, 1), False), (slice(size - 1, size), False)]
+    else:  # circular: bcd|abcd|abc
+        sources = [(slice(size - before, size), False), (slice(0, after), False)]
+    places = [slice(0, before), slice(before + size, before + size + after)]
+    return [(places[0], *sources[0]), inner, (places[1], *sources[1])]
 
 
 def _check_pad_mode(pads: tuple[int, int, int, int], mode: str, height: int, width: int) -> None:
@@ -429,18 +445,30 @@ def _row_products(flat: np.ndarray, start: int, length: int, row_weights: np.nda
     return block
 
 
-def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str) -> None:
-    """Write ``src`` padded by (top, bottom, left, right) into ``dest`` without a padded copy for zeros."""
+def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str, value: float = 0.0) -> None:
+    """Write ``src`` padded by (top, bottom, left, right) into ``dest``, allocating nothing.
+
+    Every band of ``dest`` (3 x 3 of them: before, inside and after the input along each axis) is
+    one assignment from a view of ``src``, which never overlaps ``dest``, so NumPy needs no
+    temporary copy; the values are those of ``np.pad``.
+    """
     top, bottom, left, right = pads
-    if mode != "zeros":
-        dest[...] = pad2d(src, pads, mode)
-        return
     height, width = src.shape[-2:]
-    dest[..., :top, :] = 0
-    dest[..., top + height:, :] = 0
-    dest[..., :, :left] = 0
-    dest[..., :, left + width:] = 0
-    dest[..., top:top + height, left:left + width] = src
+    if mode == "zeros":
+        dest[..., :top, :] = value
+        dest[..., top + height:, :] = value
+        dest[..., top:top + height, :left] = value
+        dest[..., top:top + height, left + width:] = value
+        dest[..., top:top + height, left:left + width] = src
+        return
+    for rows, from_rows, flip_rows in _pad_bands(height, top, bottom, mode):
+        if rows.stop == rows.start:
+            continue
+        band = src[..., from_rows, :]
+        band = band[..., ::-1, :] if flip_rows else band
+        for cols, from_cols, flip_cols in _pad_bands(width, left, right, mode):
+            if cols.stop > cols.start:
+                dest[..., rows, cols] = band[..., from_cols][..., ::-1] if flip_cols else band[..., from_cols]
 
 
 def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry, out: np.ndarray) -> None:

@@ -327,3 +327,16 @@ def test_linear_is_x_times_w_transposed_plus_b():
     assert_array(ops.linear(x[0], w, b), w @ x[0] + b, rtol=1e-12)
     with pytest.raises(ShapeError, match="does not take 5 inputs"):
         ops.linear(np.ones(5), w)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_pad2d_equals_numpy_pad(mode):
+    """Reference: np.pad's constant, reflect, edge and wrap modes, bit for bit, up to the largest pads
+    PyTorch allows; a batch's leading axes are kept."""
+    x = np.random.default_rng(23).standard_normal((2, 3, 7, 5))
+    x[0, 0, 0, 0] = -0.0
+    largest = (6, 6, 4, 4) if mode == "reflect" else (7, 7, 5, 5) if mode == "circular" else (9, 0, 3, 11)
+    numpy_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    for pads in [(1, 2, 3, 0), (0, 0, 0, 1), largest]:
+        expected = np.pad(x, [(0, 0), (0, 0), pads[:2], pads[2:]], mode=numpy_mode)
+        assert np.array_equal(ops.pad2d(x, pads, mode).view(np.uint8), expected.view(np.uint8))
