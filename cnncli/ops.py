@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from dataclasses import dataclass
 from typing import Literal, Sequence, Union
 
 import numpy as np
@@ -376,6 +377,53 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
         _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
 
 
+@dataclass(frozen=True)
+class _RowsPlan:
+    """How ``_conv_gemm_rows`` cuts its work: ``images`` stacked per product (0: one image in blocks of
+    ``rows`` output rows instead), each product ``length`` cells long; the sizes in elements of its
+    buffers ``padded`` (the padded input and a zero tail), ``cols`` (the KW column shifts) and
+    ``block`` (one product, and ``partial`` as large when KH > 1); ``tiled``: the shifts are copied
+    once per kernel row instead of once for all of them."""
+
+    images: int
+    rows: int
+    length: int
+    tail: int
+    tiled: bool
+    padded: int
+    cols: int
+    block: int
+
+
+def _rows_plan(n: int, channels: int, n_filters: int, hp: int, wp: int, kernel: Pair, dilation: Pair,
+               out_h: int) -> _RowsPlan:
+    """The blocks of ``_conv_gemm_rows`` for N images of (C, Hp, Wp) padded input: each work buffer
+    holds at most IM2COL_ELEMENTS, unless a single row of the padded input is larger than that.
+
+    One copy of the column shifts serves every kernel row when it spans the block plus the rows
+    the kernel reaches below it ((KH-1)*dilation). When the block is shorter than the dilation
+    (a large dilation, or rows so wide that the budget allows few), one copy per kernel row of
+    just the block's rows does instead: KH times the block, where the single copy was the block
+    plus the reach (a one-row block, a 3x3 kernel and a dilation of 100: 201 rows). The products
+    keep their sizes, so BLAS gives the same bits.
+    """
+    (kh, kw), (dh, dw) = kernel, dilation
+    reach = (kh - 1) * dh  # rows below an output row that its kernel reads
+    budget = IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
+    if budget - reach >= hp:  # whole images per product, stacked; the last one's kernel reads past it
+        images = min(n, (budget - reach) // hp)
+        length = images * hp * wp
+        tail = reach * wp + (kw - 1) * dw
+        return _RowsPlan(images, 0, length, tail, False, channels * (length + tail),
+                         channels * kw * (length + reach * wp), n_filters * length)
+    rows = max(1, min(out_h, budget - reach))
+    tiled = rows < dh  # the block is shorter than the kernel's dilated step: copy per kernel row
+    length = rows * wp
+    tail = (kw - 1) * dw  # the last block reads past the last row only by dropped cells
+    cols = channels * kw * (length if tiled else length + reach * wp)
+    return _RowsPlan(0, rows, length, tail, tiled, channels * (hp * wp + tail), cols, n_filters * length)
+
+
 def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
                     out: np.ndarray) -> None:
     """Stride 1: products over the padded input in its own row layout, one per kernel row.
@@ -392,53 +440,56 @@ def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     n_filters, _, kh, kw = weight.shape
     top, bottom, left, right = pads
     hp, wp = height + top + bottom, width + left + right
-    reach = (kh - 1) * dh  # rows below an output row that its kernel reads
-    tail = reach * wp + (kw - 1) * dw  # read past the last row only by dropped cells
+    plan = _rows_plan(n, channels, n_filters, hp, wp, (kh, kw), (dh, dw), out_h)
     # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
     row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
-    budget = IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
-    if budget - reach >= hp:  # whole images per product
-        images = min(n, (budget - reach) // hp)
-        flat = _buffer("padded", channels * (images * hp * wp + tail), x.dtype).reshape(channels, -1)
-        flat[:, images * hp * wp:] = 0
+    flat = _buffer("padded", plan.padded, x.dtype).reshape(channels, -1)  # C, rows*Wp + tail
+    body = flat.shape[1] - plan.tail
+    flat[:, body:] = 0
+    if plan.images:
+        images = plan.images
         for b0 in range(0, n, images):
             k = min(images, n - b0)
             _pad_into(flat[:, :k * hp * wp].reshape(channels, k, hp, wp), x[b0:b0 + k].transpose(1, 0, 2, 3),
                       pads, padding_mode)
             if k < images:  # rows after the last image are read by dropped cells only; keep them finite
                 flat[:, k * hp * wp:images * hp * wp] = 0
-            block = _row_products(flat, 0, k * hp * wp, row_weights, kw, dh, dw, wp, bias)
+            block = _row_products(flat, 0, k * hp * wp, row_weights, kw, dh, dw, wp, bias, plan.tiled)
             out[b0:b0 + k] = block.reshape(n_filters, k, hp, wp)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3)
+            del block
         return
-    rows = max(1, min(out_h, budget - reach))
-    flat = _buffer("padded", channels * (hp * wp + tail), x.dtype).reshape(channels, -1)
-    flat[:, hp * wp:] = 0
+    rows = plan.rows
     for b in range(n):
         _pad_into(flat[:, :hp * wp].reshape(channels, hp, wp), x[b], pads, padding_mode)
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            block = _row_products(flat, r0 * wp, (r1 - r0) * wp, row_weights, kw, dh, dw, wp, bias)
+            block = _row_products(flat, r0 * wp, (r1 - r0) * wp, row_weights, kw, dh, dw, wp, bias, plan.tiled)
             out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
+            del block  # a block over IM2COL_ELEMENTS is not kept; it goes before the next one comes
 
 
 def _row_products(flat: np.ndarray, start: int, length: int, row_weights: np.ndarray, kw: int, dh: int, dw: int,
-                  wp: int, bias: np.ndarray | None) -> np.ndarray:
-    """(F, length): output cells start..start+length of the flat padded rows, summed over kernel rows."""
+                  wp: int, bias: np.ndarray | None, tiled: bool = False) -> np.ndarray:
+    """(F, length): output cells start..start+length of the flat padded rows, summed over kernel rows.
+
+    The column shifts are copied once over the block and the rows its kernel reaches below it, or
+    with ``tiled`` once per kernel row over the block alone; the products and their sum are the same.
+    """
     channels = flat.shape[0]
     kh, n_filters, _ = row_weights.shape
     es = flat.itemsize
-    span = length + (kh - 1) * dh * wp
-    shifts = as_strided(flat[:, start:], shape=(channels, kw, span), strides=(flat.strides[0], dw * es, es),
-                        writeable=False)  # C, KW, span
-    cols = _buffer("cols", channels * kw * span, flat.dtype).reshape(channels * kw, span)
-    np.copyto(cols.reshape(channels, kw, span), shifts)
-    block = _buffer("block", n_filters * length, flat.dtype).reshape(n_filters, length)
-    np.matmul(row_weights[0], cols[:, :length], out=block)
-    if kh > 1:
-        partial = _buffer("partial", n_filters * length, flat.dtype).reshape(n_filters, length)
-        for i in range(1, kh):
-            offset = i * dh * wp
-            np.matmul(row_weights[i], cols[:, offset:offset + length], out=partial)
+    span = length if tiled else length + (kh - 1) * dh * wp
+    cols = _buffer("cols", channels * kw * span, flat.dtype).reshape(channels * kw, span)  # C*KW, span
+    block = _buffer("block", n_filters * length, flat.dtype).reshape(n_filters, length)  # F, length
+    partial = _buffer("partial", n_filters * length, flat.dtype).reshape(n_filters, length) if kh > 1 else None
+    for i in range(kh):
+        if i == 0 or tiled:
+            shifts = as_strided(flat[:, start + i * dh * wp:], shape=(channels, kw, span),
+                                strides=(flat.strides[0], dw * es, es), writeable=False)  # C, KW, span
+            np.copyto(cols.reshape(channels, kw, span), shifts)
+        offset = 0 if tiled else i * dh * wp
+        np.matmul(row_weights[i], cols[:, offset:offset + length], out=block if i == 0 else partial)
+        if i:
             block += partial
     if bias is not None:
         block += bias[:, None]
@@ -471,6 +522,12 @@ def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str, value: float =
                 dest[..., rows, cols] = band[..., from_cols][..., ::-1] if flip_cols else band[..., from_cols]
 
 
+def _strided_rows(n_filters: int, depth: int, out_h: int, out_w: int) -> int:
+    """Output rows per im2col block of ``_conv_gemm_strided``: a block of windows (C*KH*KW, rows*Wo)
+    and its product (F, rows*Wo) hold at most IM2COL_ELEMENTS each, or one output row."""
+    return max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
+
+
 def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry, out: np.ndarray) -> None:
     """Any stride: im2col of a block of output rows from a strided window view, then one product."""
     out_h, out_w, (sh, sw), (dh, dw) = geometry
@@ -478,16 +535,18 @@ def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     n_filters, _, kh, kw = weight.shape
     depth = channels * kh * kw
     flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
-    rows = max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
+    rows = _strided_rows(n_filters, depth, out_h, out_w)
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     # windows: N, C, Ho, Wo, KH, KW
+    cols_buffer = _buffer("cols", depth * rows * out_w, xpad.dtype)  # once: a block never has two alive
+    block_buffer = _buffer("block", n_filters * rows * out_w, xpad.dtype)
     for b in range(n):
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            cols = _buffer("cols", depth * (r1 - r0) * out_w, xpad.dtype).reshape(channels, kh, kw, r1 - r0, out_w)
+            cols = cols_buffer[:depth * (r1 - r0) * out_w].reshape(channels, kh, kw, r1 - r0, out_w)
             np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
-            block = _buffer("block", n_filters * (r1 - r0) * out_w, xpad.dtype).reshape(n_filters, -1)
+            block = block_buffer[:n_filters * (r1 - r0) * out_w].reshape(n_filters, -1)
             np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
             if bias is not None:
                 block += bias[:, None]

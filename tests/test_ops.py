@@ -329,6 +329,31 @@ def test_linear_is_x_times_w_transposed_plus_b():
         ops.linear(np.ones(5), w)
 
 
+def test_big_dilation_copies_each_kernel_row_not_the_reach():
+    """A one-row block under dilation 300: the column shifts hold the block's rows once per kernel
+    row (at most IM2COL_ELEMENTS), not the 600 rows the kernel reaches; same bits as before."""
+    pads, (_, out_h, _) = ops.conv_geometry((16, 100, 700), (16, 16, 3, 3), 1, 300, 300)
+    plan = ops._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
+    assert plan.tiled and plan.rows == 1 and plan.cols <= ops.IM2COL_ELEMENTS
+    assert plan.cols == 16 * 3 * 1300  # C * KW * one padded row
+
+
+@pytest.mark.parametrize("budget", [300, 2000])
+@pytest.mark.parametrize("dilation", [(1, 1), (5, 2), (9, 1)])
+def test_gemm_blocks_per_kernel_row_equal_shift_and_add(monkeypatch, budget, dilation):
+    """Small block budgets force one-row blocks, and copies per kernel row where the dilation is
+    longer than the block; reference: method "taps" in float64, and the loop oracle."""
+    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((3, 30, 23))
+    weight, bias = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    out = ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="gemm")
+    assert_array(out, ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="taps"), rtol=1e-12,
+                 atol=1e-12)
+    oracle = oracles.conv2d(x, weight, bias, (1, 1), (4, 4, 2, 2), dilation)
+    assert_array(out, oracle, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
 def test_pad2d_equals_numpy_pad(mode):
     """Reference: np.pad's constant, reflect, edge and wrap modes, bit for bit, up to the largest pads
