@@ -604,14 +604,25 @@ def max_pool2d(
     x, batched = _as_batch(x)
     k, s, d, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     if k == s == (2, 2) and d == (1, 1) and not any(p) and not any(after):
-        result = _max_pool_2x2(x[..., :2 * out[0], :2 * out[1]])
+        result = _max_pool_2x2(x, out)
         return result if batched else result[0]
-    xpad = pad2d(x, (p[0], after[0], p[1], after[1]), value=-np.inf)
-    result = None
+    pads = (p[0], after[0], p[1], after[1])
+    if _pool_copies_padding(x.shape, pads):
+        xpad = pad2d(x, pads, value=-np.inf)
+        result = None
+        for i in range(k[0]):
+            for j in range(k[1]):
+                window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
+                result = window.copy() if result is None else np.maximum(result, window, out=result)
+        return result if batched else result[0]
+    # Each tap reads only the cells it covers, as if the padding were there: max(v, -inf) = v.
+    result = np.full(x.shape[:2] + out, -np.inf, dtype=x.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
-            window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
-            result = window.copy() if result is None else np.maximum(result, window, out=result)
+            taken = _clipped_tap(x.shape[-2:], i * d[0] - p[0], j * d[1] - p[1], out, s)
+            if taken is not None:
+                into, read = taken
+                np.maximum(result[into], x[read], out=result[into])
     return result if batched else result[0]
 
 
@@ -630,23 +641,100 @@ def avg_pool2d(
     """
     x, batched = _as_batch(x)
     k, s, _, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
-    xpad = pad2d(x, (p[0], after[0], p[1], after[1]))
     total = np.zeros(x.shape[:2] + out, dtype=x.dtype)
-    for i in range(k[0]):
-        for j in range(k[1]):
-            total += _tap_slice(xpad, i, j, out, s)
+    pads = (p[0], after[0], p[1], after[1])
+    if _pool_copies_padding(x.shape, pads):
+        xpad = pad2d(x, pads)
+        for i in range(k[0]):
+            for j in range(k[1]):
+                total += _tap_slice(xpad, i, j, out, s)
+    else:  # each tap adds only the cells it covers: a padded zero would change no sum
+        for i in range(k[0]):
+            for j in range(k[1]):
+                taken = _clipped_tap(x.shape[-2:], i - p[0], j - p[1], out, s)
+                if taken is not None:
+                    into, read = taken
+                    total[into] += x[read]
     counts = [_window_counts(x.shape[2 + a], k[a], s[a], p[a], out[a], count_include_pad) for a in range(2)]
-    total /= np.multiply.outer(counts[0], counts[1]).astype(x.dtype)
+    # Small integers, exact in float: their product rounds once, as the int64 product cast to float would.
+    total /= np.multiply.outer(counts[0].astype(x.dtype), counts[1].astype(x.dtype))  # Ho, Wo
     return total if batched else total[0]
 
 
-def _max_pool_2x2(x: np.ndarray) -> np.ndarray:
-    """The common 2x2, stride-2 max-pool of even-sized maps in two long passes instead of four short
-    ones: pairs of rows first (whole rows at a time), then pairs of neighbours along the flat result."""
-    *lead, height, width = x.shape
-    rows = np.ascontiguousarray(x).reshape(-1, 2, width)
-    pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
-    return np.maximum(pairs[0::2], pairs[1::2]).reshape(*lead, height // 2, width // 2)
+# Pooling copies its input with the padding when the copy holds at most this many values (there
+# the clipped taps' strided writes cost more than the copy: 10-17% on (64, 112, 112)); a bigger
+# input is pooled in place, each tap reading only the cells it covers (10-25% faster there).
+_POOL_COPY_ELEMENTS = 1 << 20
+
+
+def _pool_copies_padding(shape: Sequence[int], pads: tuple[int, int, int, int]) -> bool:
+    """Whether pooling an input of ``shape`` with ``pads`` works on a padded copy (no pads: the input)."""
+    padded = math.prod(shape[:-2]) * (shape[-2] + pads[0] + pads[1]) * (shape[-1] + pads[2] + pads[3])
+    return not any(pads) or padded <= _POOL_COPY_ELEMENTS
+
+
+_POOL_PASS_ELEMENTS = 1 << 16  # row maxima that the 2x2 max-pool makes per pass: within L2
+
+
+def _pairs_per_pass(planes: int, out: Pair) -> tuple[int, int, int]:
+    """For the 2x2 max-pool of ``planes`` maps into ``out``: planes per pass, output rows per pass,
+    and the elements of the buffer of row maxima that a pass fills."""
+    per_row = 2 * out[1]  # maxima of two rows, one output row's worth
+    rows = max(1, _POOL_PASS_ELEMENTS // per_row)
+    if rows >= out[0]:
+        group = max(1, min(planes, rows // out[0]))
+        return group, out[0], group * out[0] * per_row
+    return 1, rows, rows * per_row
+
+
+def _max_pool_2x2(x: np.ndarray, out: Pair) -> np.ndarray:
+    """The common 2x2, stride-2 max-pool of (N, C, H, W) into ``out`` in two long passes instead of
+    four short ones: maxima of pairs of rows first (whole rows at a time), then of neighbours along
+    the flat result. A big input goes a few rows (or maps) at a time, so that the row maxima take
+    one pass's worth (``_pairs_per_pass``), not half the input."""
+    n, channels, height, width = x.shape
+    h, w = out
+    if x.flags.c_contiguous:
+        if height == 2 * h and width == 2 * w and n * channels * h * width <= _POOL_PASS_ELEMENTS:
+            rows = x.reshape(-1, 2, width)  # small: the whole batch in one pass; N*C*Ho, (upper, lower), W
+            pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
+            return np.maximum(pairs[0::2], pairs[1::2]).reshape(n, channels, h, w)
+        maps = [x.reshape(1, n * channels, height, width)]  # every map of the batch in one run of passes
+    else:
+        maps = [x[b:b + 1] for b in range(n)]
+    result = np.empty((n, channels, h, w), dtype=x.dtype)
+    into = result.reshape(len(maps), -1, h, w)  # per run of passes: maps, Ho, Wo
+    planes = into.shape[1]
+    group, rows, size = _pairs_per_pass(planes, out)
+    pairs = np.empty(size, dtype=x.dtype)
+    for m, source in enumerate(maps):
+        quads = source[0, :, :2 * h, :2 * w].reshape(planes, h, 2, 2 * w)  # maps, Ho, (upper, lower), 2*Wo
+        for c0 in range(0, planes, group):
+            c1 = min(c0 + group, planes)
+            for r0 in range(0, h, rows):
+                r1 = min(r0 + rows, h)
+                block = pairs[:(c1 - c0) * (r1 - r0) * 2 * w]
+                upper, lower = quads[c0:c1, r0:r1, 0], quads[c0:c1, r0:r1, 1]  # maps, rows, 2*Wo
+                np.maximum(upper, lower, out=block.reshape(upper.shape))
+                shape = (c1 - c0, r1 - r0, w)
+                np.maximum(block[0::2].reshape(shape), block[1::2].reshape(shape), out=into[m, c0:c1, r0:r1])
+    return result
+
+
+def _clipped_tap(size: Pair, top: int, left: int, out: Pair, stride: Pair):
+    """For the tap reading input cell (r*stride + top, c*stride + left) of output (r, c): the output
+    cells whose read falls inside the input and the input cells they read, as index tuples (or
+    None when no read does); reads outside are the padding."""
+    into, read = [], []
+    for a, offset in enumerate((top, left)):
+        first = max(0, -(offset // stride[a]))  # ceil(-offset / stride): the first read at 0 or after
+        last = min(out[a] - 1, (size[a] - 1 - offset) // stride[a])
+        if last < first:
+            return None
+        into.append(slice(first, last + 1))
+        start = first * stride[a] + offset
+        read.append(slice(start, start + (last - first) * stride[a] + 1, stride[a]))
+    return (Ellipsis, *into), (Ellipsis, *read)
 
 
 def _tap_slice(xpad: np.ndarray, top: int, left: int, out: Pair, stride: Pair) -> np.ndarray:

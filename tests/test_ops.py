@@ -365,3 +365,14 @@ def test_pad2d_equals_numpy_pad(mode):
     for pads in [(1, 2, 3, 0), (0, 0, 0, 1), largest]:
         expected = np.pad(x, [(0, 0), (0, 0), pads[:2], pads[2:]], mode=numpy_mode)
         assert np.array_equal(ops.pad2d(x, pads, mode).view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("shape", [(1, 2048, 2047), (70, 33, 64), (1, 5, 9000)])
+def test_two_by_two_max_pool_in_passes_equals_whole_arrays(shape):
+    """The 2x2 max-pool runs a few rows (or maps) per pass; reference: the maximum of the four
+    strided views of the whole map."""
+    x = np.random.default_rng(25).standard_normal(shape).astype(np.float32)
+    h, w = shape[1] // 2, shape[2] // 2
+    quads = [x[:, i:2 * h:2, j:2 * w:2] for i in (0, 1) for j in (0, 1)]
+    expected = np.maximum(np.maximum(quads[0], quads[2]), np.maximum(quads[1], quads[3]))
+    np.testing.assert_array_equal(ops.max_pool2d(x, 2), expected)
