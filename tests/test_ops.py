@@ -367,6 +367,25 @@ def test_pad2d_equals_numpy_pad(mode):
         assert np.array_equal(ops.pad2d(x, pads, mode).view(np.uint8), expected.view(np.uint8))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_activations_equal_their_formulas(dtype):
+    """leaky_relu, sigmoid and softmax work in place in chunks; reference: their formulas on whole
+    arrays (np.where, exp), bit for bit, with NaN, infinities and -0.0."""
+    rng = np.random.default_rng(24)
+    x = (rng.standard_normal((3, 150, 170)) * 30).astype(dtype)
+    x.flat[[0, 5, 70_000, 9]] = [np.nan, -np.inf, np.inf, -0.0]
+    slope = np.asarray(0.1, dtype=dtype)
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))
+        expected = {"leaky_relu": np.where(x >= 0, x, x * slope),
+                    "sigmoid": np.where(x >= 0, 1 / (1 + e), e / (1 + e)),
+                    "softmax": np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)}
+        actual = {"leaky_relu": ops.leaky_relu(x, 0.1), "sigmoid": ops.sigmoid(x), "softmax": ops.softmax(x)}
+    for name, value in actual.items():
+        assert value.dtype == dtype, name
+        assert np.array_equal(value.view(np.uint8), expected[name].astype(dtype).view(np.uint8)), name
+
+
 @pytest.mark.parametrize("shape", [(1, 2048, 2047), (70, 33, 64), (1, 5, 9000)])
 def test_two_by_two_max_pool_in_passes_equals_whole_arrays(shape):
     """The 2x2 max-pool runs a few rows (or maps) per pass; reference: the maximum of the four
