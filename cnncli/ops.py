@@ -29,6 +29,25 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _STRIP_ELEMENTS = 1 << 16
 IM2COL_ELEMENTS = 1 << 23
 _THREADED_ELEMENTS = 1 << 20
+# Bytes of small things one call allocates besides its arrays: views, shapes, and the buffers of
+# NumPy's iterator, which a ufunc over strided views may fill (up to getbufsize() values for each
+# of three operands); per thread for threaded calls.
+CALL_BYTES = 16 << 10
+
+
+def _call_bytes(itemsize: int, threads: int = 1) -> int:
+    return threads * (CALL_BYTES + 3 * np.getbufsize() * itemsize)
+
+
+# What stays allocated in libraries once an op has used them (``*_kept``), counted once a run:
+# OpenBLAS packs blocks of both operands of a product into buffers it keeps per thread, touched
+# the first time a product runs (measured 0.2-3 MiB after the products that conv2d's "gemm" and
+# linear make, 2.9 MiB for 512 x 4608 x 1820); importing the thread pool costs 0.8 MiB.
+BLAS_BYTES = 4 << 20
+THREAD_POOL_BYTES = 1 << 20
+# What a thread of _run_strips adds besides its arrays: the pages of its stack it touches and its
+# malloc arena, which keeps the thread's freed strips after it ends (measured: 0.1 MiB a thread).
+THREAD_BYTES = 256 << 10
 
 
 def pair(value: int | Sequence[int], name: str) -> Pair:
@@ -100,7 +119,7 @@ def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], mode: str = "zeros", v
 
     ``zeros`` fills with ``value``; ``reflect`` mirrors without repeating the edge (dcb|abcd);
     ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd). The result is
-    a new array (x itself when every pad is 0); no other array is allocated.
+    a new array (x itself when every pad is 0); no other array is allocated (``pad2d_workspace``).
     """
     if not any(pads):
         return x
@@ -112,6 +131,14 @@ def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], mode: str = "zeros", v
     out = np.empty(x.shape[:-2] + (height + top + bottom, width + left + right), dtype=x.dtype)
     _pad_into(out, x, pads, mode, value)
     return out
+
+
+def pad2d_workspace(shape: Sequence[int], pads: tuple[int, int, int, int], itemsize: int) -> int:
+    """Bytes ``pad2d`` allocates for an input of ``shape``: the padded array, or nothing without padding."""
+    if not any(pads):
+        return 0
+    top, bottom, left, right = pads
+    return math.prod(shape[:-2]) * (shape[-2] + top + bottom) * (shape[-1] + left + right) * itemsize
 
 
 def _pad_bands(size: int, before: int, after: int, mode: str) -> list[tuple[slice, slice, bool]]:
@@ -255,6 +282,98 @@ def conv2d(
     return out if batched else out[0]
 
 
+def conv2d_workspace(
+    in_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    method: Literal["auto", "taps", "gemm"] = "auto",
+    itemsize: int = 4,
+    weight_itemsize: int | None = None,
+) -> int:
+    """Bytes that ``conv2d`` has allocated at once, at most, besides its input.
+
+    Parameters
+    ----------
+    in_shape : (C, H, W) or (N, C, H, W)
+    weight_shape : (F, C/groups, KH, KW)
+    stride, padding, dilation, groups, padding_mode, flip, method : as for ``conv2d``
+    itemsize : bytes per value of the input (4 for float32, 8 for float64)
+    weight_itemsize : bytes per value of the weights given; when it differs from ``itemsize``,
+        conv2d works on a converted copy of the weights and bias.
+
+    Returns
+    -------
+    int: the output, plus what the chosen method allocates, from the same block rules as the
+    computation: shift-and-add holds the padded input and one strip of products per thread
+    (``_taps_plan``); the stride-1 product holds the group's kernel rows as matrices, the padded
+    rows, their column shifts, a block of products and a partial one (``_rows_plan``); the strided
+    product holds a group's padded input, a block of windows and its product, and a reshaped copy
+    of a flipped kernel (``_strided_rows``). Work buffers stay held after the call until
+    ``release_buffers``; threads add their stacks (``THREAD_BYTES`` each).
+    """
+    shape = tuple(in_shape)
+    n, (channels, height, width) = (shape[0] if len(shape) == 4 else 1), shape[-3:]
+    pads, (n_filters, out_h, out_w) = conv_geometry(shape[-3:], weight_shape, stride, padding, dilation, groups,
+                                                    padding_mode)
+    _, group_channels, kh, kw = weight_shape
+    hp, wp = height + pads[0] + pads[1], width + pads[2] + pads[3]
+    per_group = n_filters // groups
+    if method == "auto":
+        method = conv2d_method(shape, weight_shape, (n_filters, out_h, out_w), groups)
+    elements = n * n_filters * out_h * out_w  # the output
+    if weight_itemsize not in (None, itemsize):
+        elements += math.prod(weight_shape) + n_filters
+    if method == "taps":
+        rows, workers = _taps_plan(n, n_filters, out_h, out_w)
+        elements += workers * n * n_filters * min(rows, out_h) * out_w
+        threads = THREAD_BYTES * workers if workers > 1 else 0
+        return (elements * itemsize + pad2d_workspace((n, channels, height, width), pads, itemsize) + threads
+                + _call_bytes(itemsize, workers))
+    group_weight = per_group * group_channels * kh * kw
+    if pair(stride, "stride") == (1, 1):
+        plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
+        elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
+        return elements * itemsize + _call_bytes(itemsize)
+    depth = group_channels * kh * kw
+    rows = _strided_rows(per_group, depth, out_h, out_w)
+    elements += (group_weight if flip else 0) + (depth + per_group) * rows * out_w
+    return elements * itemsize + pad2d_workspace((n, group_channels, height, width), pads, itemsize) + _call_bytes(itemsize)
+
+
+def conv2d_kept(
+    in_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    method: Literal["auto", "taps", "gemm"] = "auto",
+    itemsize: int = 4,
+) -> dict[str, int]:
+    """What ``conv2d`` leaves allocated in libraries after it returns, by library: OpenBLAS's
+    buffers after the matrix products (``BLAS_BYTES``), or after shift-and-add on threads the
+    thread pool's module and what each thread's malloc arena keeps (its last strip)."""
+    shape = tuple(in_shape)
+    n = shape[0] if len(shape) == 4 else 1
+    _, (n_filters, out_h, out_w) = conv_geometry(shape[-3:], weight_shape, stride, padding, dilation, groups,
+                                                 padding_mode)
+    if method == "auto":
+        method = conv2d_method(shape, weight_shape, (n_filters, out_h, out_w), groups)
+    if method == "gemm":
+        return {"blas": BLAS_BYTES}
+    rows, workers = _taps_plan(n, n_filters, out_h, out_w)
+    if workers == 1:
+        return {}
+    strip = n * n_filters * min(rows, out_h) * out_w * itemsize
+    return {"threads": THREAD_POOL_BYTES + workers * (THREAD_BYTES + strip)}
+
+
 def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, padding: Padding = 0, dilation=1,
                          groups: int = 1, padding_mode: str = "zeros") -> np.ndarray:
     """The convolution of one (C, H, W) map as a matrix M (C*H*W, F*H_out*W_out): conv(x) = x.ravel() @ M.
@@ -266,6 +385,14 @@ def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, 
     size = math.prod(in_shape)
     basis = np.eye(size, dtype=weight.dtype).reshape(size, *in_shape)
     return conv2d(basis, weight, None, stride, padding, dilation, groups, padding_mode, method="gemm").reshape(size, -1)
+
+
+def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int], groups: int = 1) -> str:
+    """The method ("taps" or "gemm") that ``conv2d(method="auto")`` picks for an input of
+    ``in_shape`` ((C, H, W) or (N, C, H, W)) and a (F, H_out, W_out) output."""
+    n = in_shape[0] if len(in_shape) == 4 else 1
+    n_filters, group_channels, kh, kw = weight_shape
+    return _choose_method(n, group_channels, n_filters // groups, groups, (kh, kw), out_shape[-2] * out_shape[-1])
 
 
 def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair, out_pixels: int) -> str:
@@ -304,7 +431,7 @@ def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> n
     xg = xpad.reshape(n, groups, group_channels, *xpad.shape[2:])  # N, G, Cg, Hp, Wp
     wg = weight.reshape(groups, per_group, group_channels, kh, kw)  # G, M, Cg, KH, KW
     out = np.empty((n, groups, per_group, out_h, out_w), dtype=xpad.dtype)  # N, G, M, Ho, Wo
-    rows = max(1, _STRIP_ELEMENTS // max(1, n * n_filters * out_w))
+    rows, _ = _taps_plan(n, n_filters, out_h, out_w)
 
     def strip(r0: int, r1: int) -> None:
         acc = out[:, :, :, r0:r1]
@@ -328,12 +455,24 @@ def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> n
     return out.reshape(n, n_filters, out_h, out_w)
 
 
+def _taps_plan(n: int, n_filters: int, out_h: int, out_w: int) -> tuple[int, int]:
+    """Output rows per shift-and-add strip, and how many strips run at once (one per thread)."""
+    rows = max(1, _STRIP_ELEMENTS // max(1, n * n_filters * out_w))
+    return rows, _strip_workers(-(-out_h // rows), n * n_filters * out_h * out_w)
+
+
+def _strip_workers(strips: int, size: int) -> int:
+    """Threads that ``_run_strips`` uses for ``strips`` strips of an output of ``size`` elements."""
+    workers = min(os.cpu_count() or 1, strips)
+    return 1 if size < _THREADED_ELEMENTS or workers < 2 else workers
+
+
 def _run_strips(total_rows: int, rows: int, work, size: int) -> None:
     """Run ``work(r0, r1)`` over row strips; big outputs are split in one run of strips per core
     and run on threads (NumPy releases the GIL inside its loops)."""
     bounds = [(r0, min(r0 + rows, total_rows)) for r0 in range(0, total_rows, rows)]
-    workers = min(os.cpu_count() or 1, len(bounds))
-    if size < _THREADED_ELEMENTS or workers < 2:
+    workers = _strip_workers(len(bounds), size)
+    if workers == 1:
         for r0, r1 in bounds:
             work(r0, r1)
         return
@@ -357,15 +496,23 @@ def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
 
     Fresh large arrays cost a page fault per 4 KiB on first touch, which made a 56 x 56 layer up
     to 5x slower in a new process; reuse pays that once. Only buffers up to the im2col block are
-    kept, so a huge image does not leave its padded copy held after the call.
+    kept, so a huge image does not leave its padded copy held after the call. ``release_buffers``
+    lets them go (``Network.forward`` does after each layer, so a layer's buffers are its own).
     """
     if size > IM2COL_ELEMENTS:
         return np.empty(size, dtype=dtype)
     buffers = _scratch.__dict__.setdefault("buffers", {})
     held = buffers.get(name)
     if held is None or held.size < size or held.dtype != dtype:
+        buffers.pop(name, None)  # the old one goes before the new one comes, so that both are never held
         held = buffers[name] = np.empty(size, dtype=dtype)
     return held[:size]
+
+
+def release_buffers() -> None:
+    """Free what this thread keeps between calls: the work buffers (``_buffer``) and relu's zeros."""
+    _scratch.__dict__.pop("buffers", None)
+    _scratch.__dict__.pop("zeros", None)
 
 
 def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
@@ -661,6 +808,28 @@ def avg_pool2d(
     return total if batched else total[0]
 
 
+def pool2d_workspace(kind: str, in_shape: Sequence[int], kernel_size, stride=None, padding=0, dilation=1,
+                     ceil_mode: bool = False, itemsize: int = 4) -> int:
+    """Bytes that ``max_pool2d`` (kind "max") or ``avg_pool2d`` ("avg") allocates at most for an input
+    of ``in_shape`` (C, H, W) or (N, C, H, W): the output; a padded copy of a small input
+    (``_pool_copies_padding``, at most _POOL_COPY_ELEMENTS values); one pass of the 2x2 max-pool's
+    row maxima (``_pairs_per_pass``); the average's (H_out, W_out) divisors.
+    """
+    shape = tuple(in_shape)
+    k, s, d, p, out, after = pool_geometry(shape[-2:], kernel_size, stride, padding,
+                                           dilation if kind == "max" else 1, ceil_mode)
+    planes = math.prod(shape[:-2])  # a batch's maps are pooled as one run of passes
+    elements = planes * out[0] * out[1]
+    pads = (p[0], after[0], p[1], after[1])
+    if any(pads) and _pool_copies_padding(shape, pads):
+        elements += planes * (shape[-2] + pads[0] + pads[1]) * (shape[-1] + pads[2] + pads[3])
+    if kind == "avg":
+        elements += out[0] * out[1]
+    elif k == s == (2, 2) and d == (1, 1) and not any(p) and not any(after):
+        elements += _pairs_per_pass(planes, out)[2]
+    return elements * itemsize + _call_bytes(itemsize)
+
+
 # Pooling copies its input with the padding when the copy holds at most this many values (there
 # the clipped taps' strided writes cost more than the copy: 10-17% on (64, 112, 112)); a bigger
 # input is pooled in place, each tap reading only the cells it covers (10-25% faster there).
@@ -757,6 +926,11 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)
 
 
+def global_avg_pool2d_workspace(shape: Sequence[int], itemsize: int = 4) -> int:
+    """Bytes ``global_avg_pool2d`` allocates: its (…, 1, 1) output; the sum runs without a copy."""
+    return math.prod(tuple(shape)[:-2]) * itemsize + _call_bytes(itemsize)
+
+
 def batch_norm_terms(running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
                      bias: np.ndarray | None = None, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
     """Inference batch norm as y = x * scale + shift per channel, as PyTorch folds it on CPU:
@@ -780,6 +954,12 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
     y = x * scale.astype(x.dtype).reshape(where)
     y += shift.astype(x.dtype).reshape(where)
     return y
+
+
+def batch_norm_workspace(shape: Sequence[int], features: int, itemsize: int = 4) -> int:
+    """Bytes ``batch_norm`` allocates: the output, and its per-feature terms (a few float64 arrays
+    of ``features`` values while they are worked out, then cast)."""
+    return math.prod(shape) * itemsize + features * (8 * 8 + 2 * itemsize) + _call_bytes(itemsize)
 
 
 # --- Activations, flatten, dense -------------------------------------------------------------
@@ -882,6 +1062,21 @@ def identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def activation_workspace(kind: str, shape: Sequence[int], itemsize: int = 4, negative_slope: float = 0.01) -> int:
+    """Bytes that activation ``kind`` allocates for a C-contiguous float input of ``shape``: the
+    output (none for "none", which returns its input), plus for a big map relu's block of zeros
+    (kept per thread until ``release_buffers``), or sigmoid's chunk of a mask, of 1 + exp, of
+    1 / (1 + exp) and of the selection (leaky_relu's as much, for a slope of 0 or below)."""
+    size = math.prod(shape)
+    if kind == "none":
+        return 0
+    extra = 0
+    if size >= _CHUNK:
+        selects = kind == "sigmoid" or (kind == "leaky_relu" and not negative_slope > 0)
+        extra = _RELU_CHUNK * itemsize if kind == "relu" else _CHUNK * (1 + 3 * itemsize) if selects else 0
+    return size * itemsize + extra + _call_bytes(itemsize)
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(x) / sum(exp(x)) along ``axis``, after subtracting the maximum so nothing overflows.
     The output holds every step (no map-sized temporary)."""
@@ -892,6 +1087,12 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     np.exp(out, out=out)
     out /= out.sum(axis=axis, keepdims=True)
     return out
+
+
+def softmax_workspace(shape: Sequence[int], itemsize: int = 4, axis: int = -1) -> int:
+    """Bytes ``softmax`` allocates: the output, and the maxima and sums along ``axis``."""
+    size = math.prod(shape)
+    return (size + 2 * (size // max(1, shape[axis]))) * itemsize + _call_bytes(itemsize)
 
 
 ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh, "none": identity}
@@ -917,6 +1118,20 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
             raise ShapeError(f"dense bias has {bias.size} values, expected {weight.shape[0]}")
         y += bias
     return y
+
+
+def linear_workspace(in_shape: Sequence[int], weight_shape: Sequence[int], itemsize: int = 4,
+                     weight_itemsize: int | None = None) -> int:
+    """Bytes ``linear`` allocates for an input of ``in_shape`` ((in,) or (N, in)): the output, and a
+    converted copy of the weights and bias when they are not in the input's dtype."""
+    out = math.prod(tuple(in_shape)[:-1]) * weight_shape[0]
+    copy = math.prod(weight_shape) + weight_shape[0] if weight_itemsize not in (None, itemsize) else 0
+    return (out + copy) * itemsize + _call_bytes(itemsize)
+
+
+def linear_kept() -> dict[str, int]:
+    """What ``linear`` leaves allocated in libraries after it returns: OpenBLAS's buffers."""
+    return {"blas": BLAS_BYTES}
 
 
 def conv_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:

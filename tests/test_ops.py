@@ -329,6 +329,98 @@ def test_linear_is_x_times_w_transposed_plus_b():
         ops.linear(np.ones(5), w)
 
 
+# --- Working memory: what each op allocates, against its *_workspace formula ------------------
+
+
+def _traced_peak(call) -> int:
+    """Bytes NumPy allocated at once during ``call()`` (its result included), from a clean start."""
+    import tracemalloc
+
+    ops.release_buffers()
+    tracemalloc.start()
+    try:
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    ops.release_buffers()
+    return peak
+
+
+def _conv_case(shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, mode="zeros", flip=False,
+               method="auto", dtype=np.float32, weight_dtype=np.float64):
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal(weight_shape).astype(weight_dtype)
+    bias = rng.standard_normal(weight_shape[0]).astype(weight_dtype)
+    itemsize, weight_itemsize = np.dtype(dtype).itemsize, np.dtype(weight_dtype).itemsize
+
+    def call():
+        return ops.conv2d(x, weight, bias, stride, padding, dilation, groups, mode, flip, method)
+
+    bound = ops.conv2d_workspace(shape, weight_shape, stride, padding, dilation, groups, mode, flip, method, itemsize,
+                                 weight_itemsize)
+    return call, bound
+
+
+WORKSPACE_CASES = {
+    # the attack: a dilated kernel with big padding, each method, padding mode and stride
+    "dilated taps": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 300, 40, method="taps"),
+    "dilated gemm": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 300, 40, method="gemm"),
+    "dilated gemm reflect": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 150, 40, mode="reflect", method="gemm"),
+    "dilated taps circular": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 150, 40, mode="circular", method="taps"),
+    "dilated stride 2": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 2, 300, 40, method="gemm", flip=True),
+    "dilation 300, one-row blocks": lambda: _conv_case((16, 100, 700), (16, 16, 3, 3), 1, 300, 300, method="gemm"),
+    "rgb 3->8 5x5": lambda: _conv_case((3, 300, 257), (8, 3, 5, 5), 1, 2, mode="replicate"),
+    "depthwise float64": lambda: _conv_case((4, 300, 300), (4, 1, 3, 3), 1, 1, groups=4, dtype=np.float64),
+    "64->64 taps, threads": lambda: _conv_case((2, 600, 600), (2, 2, 3, 3), 1, 1, method="taps"),
+    "64->128 stride 2": lambda: _conv_case((64, 56, 56), (128, 64, 3, 3), 2, 1, weight_dtype=np.float32),
+}
+
+
+def _other_case(name):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 501, 333)).astype(np.float32)
+    dense = rng.standard_normal((30, 100_000))
+    big = rng.standard_normal((3, 1024, 700)).astype(np.float32)  # padded, over _POOL_COPY_ELEMENTS
+    cases = {
+        "max-pool 2x2": (lambda: ops.max_pool2d(x, 2), ops.pool2d_workspace("max", x.shape, 2)),
+        "max-pool 3/2 pad 1 ceil": (lambda: ops.max_pool2d(x, 3, 2, 1, 1, True),
+                                    ops.pool2d_workspace("max", x.shape, 3, 2, 1, 1, True)),
+        "avg-pool 7/1 pad 3": (lambda: ops.avg_pool2d(x, 7, 1, 3), ops.pool2d_workspace("avg", x.shape, 7, 1, 3)),
+        "big max-pool 3/2 pad 1": (lambda: ops.max_pool2d(big, 3, 2, 1), ops.pool2d_workspace("max", big.shape, 3, 2, 1)),
+        "big avg-pool 5/1 pad 2": (lambda: ops.avg_pool2d(big, 5, 1, 2, True, False),
+                                   ops.pool2d_workspace("avg", big.shape, 5, 1, 2, 1, True)),
+        "relu": (lambda: ops.relu(x), ops.activation_workspace("relu", x.shape)),
+        "leaky_relu": (lambda: ops.leaky_relu(x, 0.2), ops.activation_workspace("leaky_relu", x.shape)),
+        "sigmoid": (lambda: ops.sigmoid(x), ops.activation_workspace("sigmoid", x.shape)),
+        "tanh": (lambda: ops.tanh(x), ops.activation_workspace("tanh", x.shape)),
+        "softmax": (lambda: ops.softmax(x), ops.softmax_workspace(x.shape)),
+        "batch norm": (lambda: ops.batch_norm(x, np.zeros(3), np.ones(3), np.ones(3), np.zeros(3)),
+                       ops.batch_norm_workspace(x.shape, 3)),
+        "global avg-pool": (lambda: ops.global_avg_pool2d(x), ops.global_avg_pool2d_workspace(x.shape)),
+        "dense, float64 weights": (lambda: ops.linear(x.reshape(-1)[:100_000], dense, dense[0, :30]),
+                                   ops.linear_workspace((100_000,), (30, 100_000), 4, 8)),
+    }
+    return cases[name]
+
+
+OTHER_CASES = ["max-pool 2x2", "max-pool 3/2 pad 1 ceil", "avg-pool 7/1 pad 3", "big max-pool 3/2 pad 1",
+               "big avg-pool 5/1 pad 2", "relu", "leaky_relu", "sigmoid", "tanh",
+               "softmax", "batch norm", "global avg-pool", "dense, float64 weights"]
+
+
+@pytest.mark.parametrize("name", list(WORKSPACE_CASES) + OTHER_CASES)
+def test_workspace_bounds_what_the_op_allocates(name):
+    """Reference: tracemalloc's peak of the call (NumPy reports every array to it). The formula is
+    never below it, and above it by at most a fifth plus the fixed per-call and per-thread terms."""
+    call, bound = WORKSPACE_CASES[name]() if name in WORKSPACE_CASES else _other_case(name)
+    peak = _traced_peak(call)
+    fixed = 2 * (ops._call_bytes(8) + ops.THREAD_BYTES)
+    assert peak <= bound <= 1.2 * peak + fixed, f"{name}: traced {peak:,}, formula {bound:,}"
+
+
 def test_big_dilation_copies_each_kernel_row_not_the_reach():
     """A one-row block under dilation 300: the column shifts hold the block's rows once per kernel
     row (at most IM2COL_ELEMENTS), not the 600 rows the kernel reaches; same bits as before."""
