@@ -342,7 +342,8 @@ def conv2d_workspace(
     depth = group_channels * kh * kw
     rows = _strided_rows(per_group, depth, out_h, out_w)
     elements += (group_weight if flip else 0) + (depth + per_group) * rows * out_w
-    return elements * itemsize + pad2d_workspace((n, group_channels, height, width), pads, itemsize) + _call_bytes(itemsize)
+    padded = pad2d_workspace((n, group_channels, height, width), pads, itemsize)  # one group's at a time
+    return elements * itemsize + padded + _call_bytes(itemsize)
 
 
 def conv2d_kept(
@@ -387,7 +388,8 @@ def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, 
     return conv2d(basis, weight, None, stride, padding, dilation, groups, padding_mode, method="gemm").reshape(size, -1)
 
 
-def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int], groups: int = 1) -> str:
+def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int],
+                  groups: int = 1) -> str:
     """The method ("taps" or "gemm") that ``conv2d(method="auto")`` picks for an input of
     ``in_shape`` ((C, H, W) or (N, C, H, W)) and a (F, H_out, W_out) output."""
     n = in_shape[0] if len(in_shape) == 4 else 1
@@ -1028,7 +1030,8 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     pieces, out = _chunks(x)
     for part, into in pieces:
         size = part.size
-        into[...] = np.where(np.greater_equal(part, 0, out=mask[:size]), part, np.multiply(part, slope, out=scaled[:size]))
+        scaled_part = np.multiply(part, slope, out=scaled[:size])
+        into[...] = np.where(np.greater_equal(part, 0, out=mask[:size]), part, scaled_part)
     return out
 
 

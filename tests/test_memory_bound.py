@@ -98,7 +98,8 @@ def _weights(document: dict) -> dict:
         elif kind.startswith("batchnorm"):
             arrays.update({f"{name}.running_mean": rng.standard_normal(shape[0]),
                            f"{name}.running_var": rng.uniform(0.5, 2, shape[0]),
-                           f"{name}.weight": rng.standard_normal(shape[0]), f"{name}.bias": rng.standard_normal(shape[0])})
+                           f"{name}.weight": rng.standard_normal(shape[0]),
+                           f"{name}.bias": rng.standard_normal(shape[0])})
         elif kind == "maxpool2d" and layer["kernel_size"] == 2:
             shape = (shape[0], shape[1] // 2, shape[2] // 2)
         elif kind == "flatten":
@@ -173,8 +174,9 @@ def measure(case: Case, folder) -> dict:
               str(folder / "warmup.npy"), "-f", "npy", "--force"]
     measured = measure_peak(argv + ["--max-memory", str(estimate)], warmup=warmup, marks=[ENGINE])
     output = folder / f"{_slug(case)}.npy"
-    return {"code": measured.code, "stderr": measured.stderr, "estimate": estimate, "engine": measured.marks.get(ENGINE),
-            "whole": measured.peak, "output": output.stat().st_size if output.exists() else 0}
+    return {"code": measured.code, "stderr": measured.stderr, "estimate": estimate,
+            "engine": measured.marks.get(ENGINE), "whole": measured.peak,
+            "output": output.stat().st_size if output.exists() else 0}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -369,7 +369,8 @@ WORKSPACE_CASES = {
     "dilated taps": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 300, 40, method="taps"),
     "dilated gemm": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 300, 40, method="gemm"),
     "dilated gemm reflect": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 150, 40, mode="reflect", method="gemm"),
-    "dilated taps circular": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 150, 40, mode="circular", method="taps"),
+    "dilated taps circular": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 150, 40, mode="circular",
+                                                method="taps"),
     "dilated stride 2": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 2, 300, 40, method="gemm", flip=True),
     "dilation 300, one-row blocks": lambda: _conv_case((16, 100, 700), (16, 16, 3, 3), 1, 300, 300, method="gemm"),
     "rgb 3->8 5x5": lambda: _conv_case((3, 300, 257), (8, 3, 5, 5), 1, 2, mode="replicate"),
@@ -389,7 +390,8 @@ def _other_case(name):
         "max-pool 3/2 pad 1 ceil": (lambda: ops.max_pool2d(x, 3, 2, 1, 1, True),
                                     ops.pool2d_workspace("max", x.shape, 3, 2, 1, 1, True)),
         "avg-pool 7/1 pad 3": (lambda: ops.avg_pool2d(x, 7, 1, 3), ops.pool2d_workspace("avg", x.shape, 7, 1, 3)),
-        "big max-pool 3/2 pad 1": (lambda: ops.max_pool2d(big, 3, 2, 1), ops.pool2d_workspace("max", big.shape, 3, 2, 1)),
+        "big max-pool 3/2 pad 1": (lambda: ops.max_pool2d(big, 3, 2, 1),
+                                   ops.pool2d_workspace("max", big.shape, 3, 2, 1)),
         "big avg-pool 5/1 pad 2": (lambda: ops.avg_pool2d(big, 5, 1, 2, True, False),
                                    ops.pool2d_workspace("avg", big.shape, 5, 1, 2, 1, True)),
         "relu": (lambda: ops.relu(x), ops.activation_workspace("relu", x.shape)),
@@ -469,9 +471,10 @@ def test_chunked_activations_equal_their_formulas(dtype):
     slope = np.asarray(0.1, dtype=dtype)
     with np.errstate(all="ignore"):
         e = np.exp(-np.abs(x))
+        shifted = np.exp(x - x.max(-1, keepdims=True))
         expected = {"leaky_relu": np.where(x >= 0, x, x * slope),
                     "sigmoid": np.where(x >= 0, 1 / (1 + e), e / (1 + e)),
-                    "softmax": np.exp(x - x.max(-1, keepdims=True)) / np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)}
+                    "softmax": shifted / shifted.sum(-1, keepdims=True)}
         actual = {"leaky_relu": ops.leaky_relu(x, 0.1), "sigmoid": ops.sigmoid(x), "softmax": ops.softmax(x)}
     for name, value in actual.items():
         assert value.dtype == dtype, name
