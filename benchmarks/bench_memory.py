@@ -2,13 +2,22 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_memory.py
+    python benchmarks/bench_memory.py              # both tables, about 15 s
+    python benchmarks/bench_memory.py --traced     # the first table only
 
 `--max-memory` refuses a run from two estimates made before allocating: decoding the image
 (images.decoding_bytes, from the header) and the forward pass (Network.memory_estimate, from the
-shapes). For each case this runs the same steps as `cnn run` in this process under tracemalloc,
-which sees every NumPy array (Pillow's own buffers are outside it), and prints the peak of each
-step beside its estimate. ratio = peak / estimate; the limit is safe while every ratio is <= 1.
+shapes). First table: for each case this runs the same steps as `cnn run` in this process under
+tracemalloc, which sees every NumPy array (Pillow's own buffers are outside it), and prints the
+peak of each step beside its estimate. ratio = peak / estimate; the limit is safe while every
+ratio is <= 1.
+
+Second table: the cases of tests/test_memory_bound.py (the attacks on the limit) as whole
+processes. Each runs `cnn run ... -o OUT.npy -f npy --max-memory M` in a fresh child with M set
+to the run's own estimate (the lowest limit that admits it), and reads the child's peak RSS
+(tests/peak.py): "engine" is the peak while the forward pass ran, "whole" the peak of the whole
+command (reading a model's weights and writing the output included), both above the RSS after
+the imports. engine / limit must stay at or under 1 (the test allows 2 MiB of allocator slack).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from cnncli.cli.options import LayerOptions, forward, prepare  # noqa: E402
 from cnncli.images import decoding_bytes, read_image  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))
 
 CASES = [
     ("shapes.png 64x64, sobel_x", "shapes", ["sobel_x"], {}),
@@ -57,7 +68,7 @@ def peak_of(step) -> tuple[object, int]:
     return result, peak
 
 
-def main() -> None:
+def traced_table() -> None:
     rows = []
     read_image(str(REPO / "sample_images" / "shapes.png"))  # imports Pillow's plugins outside the measures
     with tempfile.TemporaryDirectory() as folder:
@@ -82,6 +93,45 @@ def main() -> None:
               f"{run_peak / run_estimate:6.2f}")
     worst = max(max(d / de, r / re) for _, d, de, r, re in rows)
     print(f"\nworst ratio {worst:.2f}: {'estimates hold' if worst <= 1 else 'AN ESTIMATE IS TOO LOW'}")
+
+
+def process_table() -> None:
+    """The attack cases as child processes, limited to their own estimate: peak RSS against the limit."""
+    import contextlib
+    import io
+
+    from test_memory_bound import ALLOWANCE, CASES, measure, write_files
+
+    print("\nProcess peaks (child process, RSS above the imports; limit = the run's estimate; MiB)")
+    header = f"{'case':38} {'limit':>7} {'engine':>7} {'whole':>7} {'output':>7} {'engine/limit':>13}  verdict"
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        write_files(Path(folder))
+        for case in CASES:
+            with contextlib.redirect_stderr(io.StringIO()):  # the estimate's run stops with a message
+                result = measure(case, Path(folder))
+            if result["code"] != 0:
+                print(f"{case.name:38} failed: {result['stderr'].strip()}")
+                continue
+            ratio = result["engine"] / result["estimate"]
+            worst = max(worst, ratio)
+            verdict = "PASS" if result["engine"] <= result["estimate"] + ALLOWANCE else "OVER"
+            print(f"{case.name:38} {result['estimate'] / 2**20:7.2f} {result['engine'] / 2**20:7.2f} "
+                  f"{result['whole'] / 2**20:7.2f} {result['output'] / 2**20:7.2f} {ratio:13.2f}  {verdict}")
+    print(f"\nworst engine / limit {worst:.2f}: {'the limit holds' if worst <= 1 else 'OVER THE LIMIT'}")
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traced", action="store_true", help="only the first table (tracemalloc, in this process)")
+    args = parser.parse_args()
+    traced_table()
+    if not args.traced:
+        process_table()
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 A Network is an ordered tuple of layers. ``Network.shapes`` checks the whole network against an
 input shape before anything is computed; ``Network.forward`` returns one Step per layer, the
 input first. The options of ``cnn run`` build the same kind of Network as a model file would.
+Each layer also says what its forward allocates (``working_bytes``, from the op's formula in
+ops), so that ``Network.memory_estimate`` bounds a run's memory before it starts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ Shape = tuple[int, ...]
 # unrolled matrix: 2-3x faster than window copies for the digits model's 8x8 and 4x4 maps, slower
 # for LeNet-5's 28x28 and 14x14 maps, whose matrices are 3.7M and 1.9M elements (benchmarks/).
 UNROLLED_MAX_ELEMENTS = 1 << 18
-SMALL_THINGS_BYTES = 1 << 20  # statistics, records and Python objects beside the maps
+# Python objects that memory_estimate counts beside the arrays: per layer of a network, the layer
+# object and its settings (measured: 100-170 bytes of RSS a layer over 10,000 layers); per map
+# of a forward pass, its Step, the Step's statistics, the array object and its shape tuples
+# (measured: 800-880 bytes). tests/test_model.py holds a deep network to them.
+LAYER_BYTES = 512
+STEP_BYTES = 1 << 10
 
 
 @dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
@@ -59,6 +66,16 @@ class Conv2d:
                 return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
         return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                           self.padding_mode, self.flip)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        """Bytes ``forward`` allocates for one map of ``in_shape``: its output and ops.conv2d's work."""
+        return ops.conv2d_workspace(in_shape, self.weight.shape, self.stride, self.padding, self.dilation, self.groups,
+                                    self.padding_mode, self.flip, "auto", itemsize, self.weight.dtype.itemsize)
+
+    def kept_bytes(self, in_shape: Shape, itemsize: int) -> dict[str, int]:
+        """What ``forward`` leaves allocated in libraries (OpenBLAS, the thread pool), by library."""
+        return ops.conv2d_kept(in_shape, self.weight.shape, self.stride, self.padding, self.dilation, self.groups,
+                               self.padding_mode, "auto", itemsize)
 
     def _unrolled_matrix(self, shape: Shape, dtype: np.dtype) -> np.ndarray | None:
         """The conv as one matrix for maps of ``shape``, when that matrix is small (a batch of small
@@ -120,10 +137,17 @@ class Activation:
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 
+    @property
+    def view(self) -> bool:
+        return self.kind == "none"  # returns its input
+
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         if self.kind == "leaky_relu":
             return ops.leaky_relu(x, self.negative_slope)
         return ops.ACTIVATIONS[self.kind](x)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.activation_workspace(self.kind, in_shape, itemsize, self.negative_slope)
 
     def settings(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope} if self.kind == "leaky_relu" else {}
@@ -160,6 +184,10 @@ class Pool2d:
             return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
 
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.pool2d_workspace(self.kind, in_shape, self.kernel_size, self.stride,
+                                    self.padding, self.dilation, self.ceil_mode, itemsize)
+
     def settings(self) -> dict[str, Any]:
         settings = {"kernel_size": list(self.kernel_size), "stride": list(self.stride or self.kernel_size),
                     "padding": list(self.padding), "ceil_mode": self.ceil_mode}
@@ -192,6 +220,9 @@ class GlobalAvgPool2d:
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         return ops.global_avg_pool2d(x)
 
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.global_avg_pool2d_workspace(in_shape, itemsize)
+
     def settings(self) -> dict[str, Any]:
         return {}
 
@@ -205,12 +236,16 @@ class Flatten:
 
     name: str = "flatten"
     type = "flatten"
+    view = True  # of its C-contiguous input, as every op returns and images are read
 
     def output_shape(self, shape: Shape) -> Shape:
         return (math.prod(shape),)
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         return ops.flatten(x, batched)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return 0
 
     def settings(self) -> dict[str, Any]:
         return {"order": "CHW"}
@@ -241,6 +276,12 @@ class Dense:
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         return ops.linear(x, self.weight, self.bias)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.linear_workspace(in_shape, self.weight.shape, itemsize, self.weight.dtype.itemsize)
+
+    def kept_bytes(self, in_shape: Shape, itemsize: int) -> dict[str, int]:
+        return ops.linear_kept()
 
     @property
     def params(self) -> int:
@@ -273,6 +314,9 @@ class Softmax:
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         return ops.softmax(x, axis=-1)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.softmax_workspace(in_shape, itemsize)
 
     def settings(self) -> dict[str, Any]:
         return {}
@@ -319,6 +363,9 @@ class BatchNorm:
         return ops.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
                               axis=1 if batched else 0)
 
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return ops.batch_norm_workspace(in_shape, self.features, itemsize)
+
     @property
     def params(self) -> int:
         """Learned parameters, as PyTorch counts them: weight and bias, not the running statistics."""
@@ -341,12 +388,16 @@ class Dropout:
     p: float = 0.5
     name: str = "dropout"
     type = "dropout"
+    view = True  # returns its input
 
     def output_shape(self, shape: Shape) -> Shape:
         return shape
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         return x
+
+    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
+        return 0
 
     def settings(self) -> dict[str, Any]:
         return {"p": self.p}
@@ -389,20 +440,26 @@ class Step:
         return map_stats(self.output)
 
 
-_STATS_CHUNK = 1 << 20
+_STATS_CHUNK = 1 << 16
 
 
 def map_stats(array: np.ndarray) -> dict[str, float]:
     """min, max, mean, std and the share of exact zeros of an array.
 
-    Sums run in float64 over chunks, so a big float32 map needs no float64 copy of itself.
+    Sums run in float64 over chunks, so a big float32 map needs no float64 copy of itself, only
+    one chunk's deviations (``stats_workspace``).
     """
     flat = np.asarray(array).reshape(-1)
-    chunks = [flat[i:i + _STATS_CHUNK] for i in range(0, flat.size, _STATS_CHUNK)]
     with np.errstate(all="ignore"):  # a map holding infinities has an infinite or NaN mean: say so, quietly
-        mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
-        squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
-    zeros = sum(chunk.size - int(np.count_nonzero(chunk)) for chunk in chunks)
+        if flat.size <= _STATS_CHUNK:  # most maps: one chunk, without the loops (10,000 layers, 10,000 maps)
+            mean = float(flat.sum(dtype=np.float64)) / flat.size
+            squares = float(np.square(flat - mean, dtype=np.float64).sum())
+            zeros = flat.size - int(np.count_nonzero(flat))
+        else:
+            chunks = [flat[i:i + _STATS_CHUNK] for i in range(0, flat.size, _STATS_CHUNK)]
+            mean = sum(float(chunk.sum(dtype=np.float64)) for chunk in chunks) / flat.size
+            squares = sum(float(np.square(chunk - mean, dtype=np.float64).sum()) for chunk in chunks)
+            zeros = flat.size - sum(int(np.count_nonzero(chunk)) for chunk in chunks)
     return {
         "min": float(flat.min()),
         "max": float(flat.max()),
@@ -410,6 +467,12 @@ def map_stats(array: np.ndarray) -> dict[str, float]:
         "std": math.sqrt(squares / flat.size),
         "zeros": zeros / flat.size,
     }
+
+
+def stats_workspace(size: int, itemsize: int) -> int:
+    """Bytes ``map_stats`` allocates for a map of ``size`` values: one chunk's deviations in the
+    map's dtype and their squares in float64, and NumPy's buffers for the float64 sums."""
+    return min(size, _STATS_CHUNK) * (itemsize + 8) + ops._call_bytes(8)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -434,21 +497,28 @@ class Network:
         """Run every layer on a (C, H, W) map; return the input and each layer's output, in order.
 
         ``labels`` name the input's channels; a layer that keeps the channels (an activation, a
-        pooling) keeps the labels of the layer before it.
+        pooling) keeps the labels of the layer before it. The work buffers ops keeps between
+        calls are let go after each layer, so what a layer holds at once is its own
+        (``memory_estimate``).
         """
         self.shapes(x.shape)
         labels = tuple(labels)
         steps = [Step(0, "input", "input", x, labels=labels)]
-        for index, layer in enumerate(self.layers, start=1):
-            started = time.perf_counter()
+        ops.release_buffers()
+        try:
             with np.errstate(all="ignore"):  # overflow shows as inf in the maps, and the CLI says so
-                y = layer.forward(x)
-            elapsed = time.perf_counter() - started
-            own = tuple(getattr(layer, "labels", ()))
-            keeps_channels = y.ndim == x.ndim == 3 and y.shape[0] == x.shape[0]
-            labels = own or (labels if keeps_channels else ())
-            steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, x.shape, labels))
-            x = y
+                for index, layer in enumerate(self.layers, start=1):
+                    started = time.perf_counter()
+                    y = layer.forward(x)
+                    elapsed = time.perf_counter() - started
+                    ops.release_buffers()
+                    own = tuple(getattr(layer, "labels", ()))
+                    keeps_channels = y.ndim == x.ndim == 3 and y.shape[0] == x.shape[0]
+                    labels = own or (labels if keeps_channels else ())
+                    steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, x.shape, labels))
+                    x = y
+        finally:
+            ops.release_buffers()
         return steps
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -483,24 +553,34 @@ class Network:
         return tuple(result)
 
     def memory_estimate(self, input_shape: Shape, itemsize: int) -> int:
-        """Bytes that ``forward`` holds at once for one input, from shapes alone, an upper estimate.
+        """Bytes that a ``forward`` on one input of ``input_shape`` has allocated at once, at most,
+        with the statistics of every map computed after it: an upper bound from shapes alone.
 
-        Every map is kept (they are all shown), and the layer at work holds a padded or converted
-        copy of its input and, for a convolution, a block of unrolled windows and one of products
-        (each at most ops.IM2COL_ELEMENTS); the weights are counted too.
+        While layer i runs, the process holds the network (its arrays and LAYER_BYTES a layer),
+        the input and the maps of layers 1..i-1 (each kept, for they are all shown, but none for a
+        layer whose output is a view of its input), a Step per map (STEP_BYTES), and what layer
+        i allocates (``working_bytes``: its output, padded copies, work buffers, temporaries);
+        and what libraries keep once a layer has used them (``kept_bytes``: OpenBLAS's buffers,
+        the thread pool). After the last layer: every map, and one map's statistics at a time
+        (``stats_workspace``). The estimate is the largest of these. The input map is counted:
+        its caller allocated it within the same run.
+
+        Raises ShapeError as ``shapes`` does.
         """
         shapes = self.shapes(input_shape)
-        maps = sum(math.prod(shape) for shape in shapes)
-        working = 0
+        network = sum(_array_bytes(layer) + LAYER_BYTES for layer in self.layers)
+        held = _map_bytes(math.prod(shapes[0]), itemsize) + STEP_BYTES
+        kept: dict[str, int] = {}  # by library, the most any layer so far left there
+        peak = 0
         for layer, before, after in zip(self.layers, shapes, shapes[1:]):
-            size = math.prod(before)
-            if isinstance(layer, Conv2d):
-                f, c, kh, kw = layer.weight.shape
-                out = math.prod(after[1:])
-                size += min(ops.IM2COL_ELEMENTS, c * layer.groups * kh * kw * out) + min(ops.IM2COL_ELEMENTS, f * out)
-            working = max(working, size)
-        weights = sum(getattr(layer, "params", 0) for layer in self.layers)
-        return (maps + working + weights) * itemsize + SMALL_THINGS_BYTES
+            if hasattr(layer, "kept_bytes"):
+                for name, size in layer.kept_bytes(before, itemsize).items():
+                    kept[name] = max(kept.get(name, 0), size)
+            peak = max(peak, held + sum(kept.values()) + layer.working_bytes(before, itemsize))
+            held += (0 if getattr(layer, "view", False) else _map_bytes(math.prod(after), itemsize)) + STEP_BYTES
+        largest = max(math.prod(shape) for shape in shapes)
+        peak = max(peak, held + sum(kept.values()) + stats_workspace(largest, itemsize))
+        return network + peak
 
     def table(self, input_shape: Shape) -> list[dict[str, Any]]:
         """One row per layer for one input (name, type, description, output shape, parameters,
@@ -522,6 +602,18 @@ def _fold_batch_norm(conv: Conv2d, norm: BatchNorm) -> Conv2d:
     dtype = conv.weight.dtype
     return Conv2d((conv.weight * scale[:, None, None, None]).astype(dtype), bias.astype(dtype), conv.stride,
                   conv.padding, conv.padding_mode, conv.dilation, conv.groups, False, conv.name, conv.labels)
+
+
+def _array_bytes(layer: Any) -> int:
+    """Bytes of the arrays a layer holds (weights, bias, running statistics)."""
+    return sum(value.nbytes for value in vars(layer).values() if isinstance(value, np.ndarray))
+
+
+def _map_bytes(size: int, itemsize: int) -> int:
+    """Bytes a map of ``size`` values takes in memory: a big one in whole pages of its own (4 KiB),
+    a small one with its allocator header, rounded to 16 bytes."""
+    nbytes = size * itemsize + 16
+    return -(-nbytes // 4096) * 4096 if nbytes > 1 << 17 else -(-nbytes // 16) * 16
 
 
 def _require_map(shape: Shape, layer: Any) -> None:

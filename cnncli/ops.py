@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from dataclasses import dataclass
 from typing import Literal, Sequence, Union
 
 import numpy as np
@@ -22,13 +23,31 @@ from .errors import ShapeError
 Pair = tuple[int, int]
 Padding = Union[str, int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 # Strip sizes: a shift-and-add strip of output stays in L2 cache; an im2col block stays small
 # enough that a huge image never needs more than a few tens of MB on top of its output.
 _STRIP_ELEMENTS = 1 << 16
 IM2COL_ELEMENTS = 1 << 23
 _THREADED_ELEMENTS = 1 << 20
+# Bytes of small things one call allocates besides its arrays: views, shapes, and the buffers of
+# NumPy's iterator, which a ufunc over strided views may fill (up to getbufsize() values for each
+# of three operands); per thread for threaded calls.
+CALL_BYTES = 16 << 10
+
+
+def _call_bytes(itemsize: int, threads: int = 1) -> int:
+    return threads * (CALL_BYTES + 3 * np.getbufsize() * itemsize)
+
+
+# What stays allocated in libraries once an op has used them (``*_kept``), counted once a run:
+# OpenBLAS packs blocks of both operands of a product into buffers it keeps per thread, touched
+# the first time a product runs (measured 0.2-3 MiB after the products that conv2d's "gemm" and
+# linear make, 2.9 MiB for 512 x 4608 x 1820); importing the thread pool costs 0.8 MiB.
+BLAS_BYTES = 4 << 20
+THREAD_POOL_BYTES = 1 << 20
+# What a thread of _run_strips adds besides its arrays: the pages of its stack it touches and its
+# malloc arena, which keeps the thread's freed strips after it ends (measured: 0.1 MiB a thread).
+THREAD_BYTES = 256 << 10
 
 
 def pair(value: int | Sequence[int], name: str) -> Pair:
@@ -99,18 +118,43 @@ def pad2d(x: np.ndarray, pads: tuple[int, int, int, int], mode: str = "zeros", v
     """Pad the last two axes by (top, bottom, left, right) with PyTorch's padding modes.
 
     ``zeros`` fills with ``value``; ``reflect`` mirrors without repeating the edge (dcb|abcd);
-    ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd).
+    ``replicate`` repeats the edge (aaa|abcd); ``circular`` wraps around (bcd|abcd). The result is
+    a new array (x itself when every pad is 0); no other array is allocated (``pad2d_workspace``).
     """
-    top, bottom, left, right = pads
     if not any(pads):
         return x
     if mode not in PADDING_MODES:
         raise ShapeError(f"expected one of {', '.join(PADDING_MODES)}, got {mode!r}", source="padding_mode")
-    _check_pad_mode(pads, mode, *x.shape[-2:])
-    widths = [(0, 0)] * (x.ndim - 2) + [(top, bottom), (left, right)]
-    if mode == "zeros":
-        return np.pad(x, widths, mode="constant", constant_values=value)
-    return np.pad(x, widths, mode=_NUMPY_PAD_MODE[mode])
+    top, bottom, left, right = pads
+    height, width = x.shape[-2:]
+    _check_pad_mode(pads, mode, height, width)
+    out = np.empty(x.shape[:-2] + (height + top + bottom, width + left + right), dtype=x.dtype)
+    _pad_into(out, x, pads, mode, value)
+    return out
+
+
+def pad2d_workspace(shape: Sequence[int], pads: tuple[int, int, int, int], itemsize: int) -> int:
+    """Bytes ``pad2d`` allocates for an input of ``shape``: the padded array, or nothing without padding."""
+    if not any(pads):
+        return 0
+    top, bottom, left, right = pads
+    return math.prod(shape[:-2]) * (shape[-2] + top + bottom) * (shape[-1] + left + right) * itemsize
+
+
+def _pad_bands(size: int, before: int, after: int, mode: str) -> list[tuple[slice, slice, bool]]:
+    """Along one axis of ``size`` padded by (before, after): for the band before, the input and the
+    band after, (where it goes in the padded axis, where it comes from in the input, reversed?).
+    A replicate band reads one cell and is broadcast; ``_check_pad_mode`` has ruled out pads that
+    would read past the input (reflect: before, after < size; circular: at most size)."""
+    inner = (slice(before, before + size), slice(0, size), False)
+    if mode == "reflect":  # dcb|abcd|cba
+        sources = [(slice(1, before + 1), True), (slice(size - 1 - after, size - 1), True)]
+    elif mode == "replicate":  # aaa|abcd|ddd
+        sources = [(slice(0, 1), False), (slice(size - 1, size), False)]
+    else:  # circular: bcd|abcd|abc
+        sources = [(slice(size - before, size), False), (slice(0, after), False)]
+    places = [slice(0, before), slice(before + size, before + size + after)]
+    return [(places[0], *sources[0]), inner, (places[1], *sources[1])]
 
 
 def _check_pad_mode(pads: tuple[int, int, int, int], mode: str, height: int, width: int) -> None:
@@ -238,6 +282,99 @@ def conv2d(
     return out if batched else out[0]
 
 
+def conv2d_workspace(
+    in_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    flip: bool = False,
+    method: Literal["auto", "taps", "gemm"] = "auto",
+    itemsize: int = 4,
+    weight_itemsize: int | None = None,
+) -> int:
+    """Bytes that ``conv2d`` has allocated at once, at most, besides its input.
+
+    Parameters
+    ----------
+    in_shape : (C, H, W) or (N, C, H, W)
+    weight_shape : (F, C/groups, KH, KW)
+    stride, padding, dilation, groups, padding_mode, flip, method : as for ``conv2d``
+    itemsize : bytes per value of the input (4 for float32, 8 for float64)
+    weight_itemsize : bytes per value of the weights given; when it differs from ``itemsize``,
+        conv2d works on a converted copy of the weights and bias.
+
+    Returns
+    -------
+    int: the output, plus what the chosen method allocates, from the same block rules as the
+    computation: shift-and-add holds the padded input and one strip of products per thread
+    (``_taps_plan``); the stride-1 product holds the group's kernel rows as matrices, the padded
+    rows, their column shifts, a block of products and a partial one (``_rows_plan``); the strided
+    product holds a group's padded input, a block of windows and its product, and a reshaped copy
+    of a flipped kernel (``_strided_rows``). Work buffers stay held after the call until
+    ``release_buffers``; threads add their stacks (``THREAD_BYTES`` each).
+    """
+    shape = tuple(in_shape)
+    n, (channels, height, width) = (shape[0] if len(shape) == 4 else 1), shape[-3:]
+    pads, (n_filters, out_h, out_w) = conv_geometry(shape[-3:], weight_shape, stride, padding, dilation, groups,
+                                                    padding_mode)
+    _, group_channels, kh, kw = weight_shape
+    hp, wp = height + pads[0] + pads[1], width + pads[2] + pads[3]
+    per_group = n_filters // groups
+    if method == "auto":
+        method = conv2d_method(shape, weight_shape, (n_filters, out_h, out_w), groups)
+    elements = n * n_filters * out_h * out_w  # the output
+    if weight_itemsize not in (None, itemsize):
+        elements += math.prod(weight_shape) + n_filters
+    if method == "taps":
+        rows, workers = _taps_plan(n, n_filters, out_h, out_w)
+        elements += workers * n * n_filters * min(rows, out_h) * out_w
+        threads = THREAD_BYTES * workers if workers > 1 else 0
+        return (elements * itemsize + pad2d_workspace((n, channels, height, width), pads, itemsize) + threads
+                + _call_bytes(itemsize, workers))
+    group_weight = per_group * group_channels * kh * kw
+    if pair(stride, "stride") == (1, 1):
+        plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
+        elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
+        return elements * itemsize + _call_bytes(itemsize)
+    depth = group_channels * kh * kw
+    rows = _strided_rows(per_group, depth, out_h, out_w)
+    elements += (group_weight if flip else 0) + (depth + per_group) * rows * out_w
+    padded = pad2d_workspace((n, group_channels, height, width), pads, itemsize)  # one group's at a time
+    return elements * itemsize + padded + _call_bytes(itemsize)
+
+
+def conv2d_kept(
+    in_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: Padding = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    method: Literal["auto", "taps", "gemm"] = "auto",
+    itemsize: int = 4,
+) -> dict[str, int]:
+    """What ``conv2d`` leaves allocated in libraries after it returns, by library: OpenBLAS's
+    buffers after the matrix products (``BLAS_BYTES``), or after shift-and-add on threads the
+    thread pool's module and what each thread's malloc arena keeps (its last strip)."""
+    shape = tuple(in_shape)
+    n = shape[0] if len(shape) == 4 else 1
+    _, (n_filters, out_h, out_w) = conv_geometry(shape[-3:], weight_shape, stride, padding, dilation, groups,
+                                                 padding_mode)
+    if method == "auto":
+        method = conv2d_method(shape, weight_shape, (n_filters, out_h, out_w), groups)
+    if method == "gemm":
+        return {"blas": BLAS_BYTES}
+    rows, workers = _taps_plan(n, n_filters, out_h, out_w)
+    if workers == 1:
+        return {}
+    strip = n * n_filters * min(rows, out_h) * out_w * itemsize
+    return {"threads": THREAD_POOL_BYTES + workers * (THREAD_BYTES + strip)}
+
+
 def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, padding: Padding = 0, dilation=1,
                          groups: int = 1, padding_mode: str = "zeros") -> np.ndarray:
     """The convolution of one (C, H, W) map as a matrix M (C*H*W, F*H_out*W_out): conv(x) = x.ravel() @ M.
@@ -249,6 +386,15 @@ def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, 
     size = math.prod(in_shape)
     basis = np.eye(size, dtype=weight.dtype).reshape(size, *in_shape)
     return conv2d(basis, weight, None, stride, padding, dilation, groups, padding_mode, method="gemm").reshape(size, -1)
+
+
+def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int],
+                  groups: int = 1) -> str:
+    """The method ("taps" or "gemm") that ``conv2d(method="auto")`` picks for an input of
+    ``in_shape`` ((C, H, W) or (N, C, H, W)) and a (F, H_out, W_out) output."""
+    n = in_shape[0] if len(in_shape) == 4 else 1
+    n_filters, group_channels, kh, kw = weight_shape
+    return _choose_method(n, group_channels, n_filters // groups, groups, (kh, kw), out_shape[-2] * out_shape[-1])
 
 
 def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair, out_pixels: int) -> str:
@@ -287,7 +433,7 @@ def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> n
     xg = xpad.reshape(n, groups, group_channels, *xpad.shape[2:])  # N, G, Cg, Hp, Wp
     wg = weight.reshape(groups, per_group, group_channels, kh, kw)  # G, M, Cg, KH, KW
     out = np.empty((n, groups, per_group, out_h, out_w), dtype=xpad.dtype)  # N, G, M, Ho, Wo
-    rows = max(1, _STRIP_ELEMENTS // max(1, n * n_filters * out_w))
+    rows, _ = _taps_plan(n, n_filters, out_h, out_w)
 
     def strip(r0: int, r1: int) -> None:
         acc = out[:, :, :, r0:r1]
@@ -311,12 +457,24 @@ def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> n
     return out.reshape(n, n_filters, out_h, out_w)
 
 
+def _taps_plan(n: int, n_filters: int, out_h: int, out_w: int) -> tuple[int, int]:
+    """Output rows per shift-and-add strip, and how many strips run at once (one per thread)."""
+    rows = max(1, _STRIP_ELEMENTS // max(1, n * n_filters * out_w))
+    return rows, _strip_workers(-(-out_h // rows), n * n_filters * out_h * out_w)
+
+
+def _strip_workers(strips: int, size: int) -> int:
+    """Threads that ``_run_strips`` uses for ``strips`` strips of an output of ``size`` elements."""
+    workers = min(os.cpu_count() or 1, strips)
+    return 1 if size < _THREADED_ELEMENTS or workers < 2 else workers
+
+
 def _run_strips(total_rows: int, rows: int, work, size: int) -> None:
     """Run ``work(r0, r1)`` over row strips; big outputs are split in one run of strips per core
     and run on threads (NumPy releases the GIL inside its loops)."""
     bounds = [(r0, min(r0 + rows, total_rows)) for r0 in range(0, total_rows, rows)]
-    workers = min(os.cpu_count() or 1, len(bounds))
-    if size < _THREADED_ELEMENTS or workers < 2:
+    workers = _strip_workers(len(bounds), size)
+    if workers == 1:
         for r0, r1 in bounds:
             work(r0, r1)
         return
@@ -340,15 +498,23 @@ def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
 
     Fresh large arrays cost a page fault per 4 KiB on first touch, which made a 56 x 56 layer up
     to 5x slower in a new process; reuse pays that once. Only buffers up to the im2col block are
-    kept, so a huge image does not leave its padded copy held after the call.
+    kept, so a huge image does not leave its padded copy held after the call. ``release_buffers``
+    lets them go (``Network.forward`` does after each layer, so a layer's buffers are its own).
     """
     if size > IM2COL_ELEMENTS:
         return np.empty(size, dtype=dtype)
     buffers = _scratch.__dict__.setdefault("buffers", {})
     held = buffers.get(name)
     if held is None or held.size < size or held.dtype != dtype:
+        buffers.pop(name, None)  # the old one goes before the new one comes, so that both are never held
         held = buffers[name] = np.empty(size, dtype=dtype)
     return held[:size]
+
+
+def release_buffers() -> None:
+    """Free what this thread keeps between calls: the work buffers (``_buffer``) and relu's zeros."""
+    _scratch.__dict__.pop("buffers", None)
+    _scratch.__dict__.pop("zeros", None)
 
 
 def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
@@ -358,6 +524,53 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
         _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
     else:
         _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
+
+
+@dataclass(frozen=True)
+class _RowsPlan:
+    """How ``_conv_gemm_rows`` cuts its work: ``images`` stacked per product (0: one image in blocks of
+    ``rows`` output rows instead), each product ``length`` cells long; the sizes in elements of its
+    buffers ``padded`` (the padded input and a zero tail), ``cols`` (the KW column shifts) and
+    ``block`` (one product, and ``partial`` as large when KH > 1); ``tiled``: the shifts are copied
+    once per kernel row instead of once for all of them."""
+
+    images: int
+    rows: int
+    length: int
+    tail: int
+    tiled: bool
+    padded: int
+    cols: int
+    block: int
+
+
+def _rows_plan(n: int, channels: int, n_filters: int, hp: int, wp: int, kernel: Pair, dilation: Pair,
+               out_h: int) -> _RowsPlan:
+    """The blocks of ``_conv_gemm_rows`` for N images of (C, Hp, Wp) padded input: each work buffer
+    holds at most IM2COL_ELEMENTS, unless a single row of the padded input is larger than that.
+
+    One copy of the column shifts serves every kernel row when it spans the block plus the rows
+    the kernel reaches below it ((KH-1)*dilation). When the block is shorter than the dilation
+    (a large dilation, or rows so wide that the budget allows few), one copy per kernel row of
+    just the block's rows does instead: KH times the block, where the single copy was the block
+    plus the reach (a one-row block, a 3x3 kernel and a dilation of 100: 201 rows). The products
+    keep their sizes, so BLAS gives the same bits.
+    """
+    (kh, kw), (dh, dw) = kernel, dilation
+    reach = (kh - 1) * dh  # rows below an output row that its kernel reads
+    budget = IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
+    if budget - reach >= hp:  # whole images per product, stacked; the last one's kernel reads past it
+        images = min(n, (budget - reach) // hp)
+        length = images * hp * wp
+        tail = reach * wp + (kw - 1) * dw
+        return _RowsPlan(images, 0, length, tail, False, channels * (length + tail),
+                         channels * kw * (length + reach * wp), n_filters * length)
+    rows = max(1, min(out_h, budget - reach))
+    tiled = rows < dh  # the block is shorter than the kernel's dilated step: copy per kernel row
+    length = rows * wp
+    tail = (kw - 1) * dw  # the last block reads past the last row only by dropped cells
+    cols = channels * kw * (length if tiled else length + reach * wp)
+    return _RowsPlan(0, rows, length, tail, tiled, channels * (hp * wp + tail), cols, n_filters * length)
 
 
 def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
@@ -376,71 +589,92 @@ def _conv_gemm_rows(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
     n_filters, _, kh, kw = weight.shape
     top, bottom, left, right = pads
     hp, wp = height + top + bottom, width + left + right
-    reach = (kh - 1) * dh  # rows below an output row that its kernel reads
-    tail = reach * wp + (kw - 1) * dw  # read past the last row only by dropped cells
+    plan = _rows_plan(n, channels, n_filters, hp, wp, (kh, kw), (dh, dw), out_h)
     # (KH, F, C*KW): kernel row i as a matrix whose columns follow the copy's (C, KW) order.
     row_weights = np.ascontiguousarray(weight.transpose(2, 0, 1, 3)).reshape(kh, n_filters, channels * kw)
-    budget = IM2COL_ELEMENTS // max(1, channels * kw * wp, n_filters * wp)  # padded rows per product
-    if budget - reach >= hp:  # whole images per product
-        images = min(n, (budget - reach) // hp)
-        flat = _buffer("padded", channels * (images * hp * wp + tail), x.dtype).reshape(channels, -1)
-        flat[:, images * hp * wp:] = 0
+    flat = _buffer("padded", plan.padded, x.dtype).reshape(channels, -1)  # C, rows*Wp + tail
+    body = flat.shape[1] - plan.tail
+    flat[:, body:] = 0
+    if plan.images:
+        images = plan.images
         for b0 in range(0, n, images):
             k = min(images, n - b0)
             _pad_into(flat[:, :k * hp * wp].reshape(channels, k, hp, wp), x[b0:b0 + k].transpose(1, 0, 2, 3),
                       pads, padding_mode)
             if k < images:  # rows after the last image are read by dropped cells only; keep them finite
                 flat[:, k * hp * wp:images * hp * wp] = 0
-            block = _row_products(flat, 0, k * hp * wp, row_weights, kw, dh, dw, wp, bias)
+            block = _row_products(flat, 0, k * hp * wp, row_weights, kw, dh, dw, wp, bias, plan.tiled)
             out[b0:b0 + k] = block.reshape(n_filters, k, hp, wp)[:, :, :out_h, :out_w].transpose(1, 0, 2, 3)
+            del block
         return
-    rows = max(1, min(out_h, budget - reach))
-    flat = _buffer("padded", channels * (hp * wp + tail), x.dtype).reshape(channels, -1)
-    flat[:, hp * wp:] = 0
+    rows = plan.rows
     for b in range(n):
         _pad_into(flat[:, :hp * wp].reshape(channels, hp, wp), x[b], pads, padding_mode)
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            block = _row_products(flat, r0 * wp, (r1 - r0) * wp, row_weights, kw, dh, dw, wp, bias)
+            block = _row_products(flat, r0 * wp, (r1 - r0) * wp, row_weights, kw, dh, dw, wp, bias, plan.tiled)
             out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, wp)[:, :, :out_w]
+            del block  # a block over IM2COL_ELEMENTS is not kept; it goes before the next one comes
 
 
 def _row_products(flat: np.ndarray, start: int, length: int, row_weights: np.ndarray, kw: int, dh: int, dw: int,
-                  wp: int, bias: np.ndarray | None) -> np.ndarray:
-    """(F, length): output cells start..start+length of the flat padded rows, summed over kernel rows."""
+                  wp: int, bias: np.ndarray | None, tiled: bool = False) -> np.ndarray:
+    """(F, length): output cells start..start+length of the flat padded rows, summed over kernel rows.
+
+    The column shifts are copied once over the block and the rows its kernel reaches below it, or
+    with ``tiled`` once per kernel row over the block alone; the products and their sum are the same.
+    """
     channels = flat.shape[0]
     kh, n_filters, _ = row_weights.shape
     es = flat.itemsize
-    span = length + (kh - 1) * dh * wp
-    shifts = as_strided(flat[:, start:], shape=(channels, kw, span), strides=(flat.strides[0], dw * es, es),
-                        writeable=False)  # C, KW, span
-    cols = _buffer("cols", channels * kw * span, flat.dtype).reshape(channels * kw, span)
-    np.copyto(cols.reshape(channels, kw, span), shifts)
-    block = _buffer("block", n_filters * length, flat.dtype).reshape(n_filters, length)
-    np.matmul(row_weights[0], cols[:, :length], out=block)
-    if kh > 1:
-        partial = _buffer("partial", n_filters * length, flat.dtype).reshape(n_filters, length)
-        for i in range(1, kh):
-            offset = i * dh * wp
-            np.matmul(row_weights[i], cols[:, offset:offset + length], out=partial)
+    span = length if tiled else length + (kh - 1) * dh * wp
+    cols = _buffer("cols", channels * kw * span, flat.dtype).reshape(channels * kw, span)  # C*KW, span
+    block = _buffer("block", n_filters * length, flat.dtype).reshape(n_filters, length)  # F, length
+    partial = _buffer("partial", n_filters * length, flat.dtype).reshape(n_filters, length) if kh > 1 else None
+    for i in range(kh):
+        if i == 0 or tiled:
+            shifts = as_strided(flat[:, start + i * dh * wp:], shape=(channels, kw, span),
+                                strides=(flat.strides[0], dw * es, es), writeable=False)  # C, KW, span
+            np.copyto(cols.reshape(channels, kw, span), shifts)
+        offset = 0 if tiled else i * dh * wp
+        np.matmul(row_weights[i], cols[:, offset:offset + length], out=block if i == 0 else partial)
+        if i:
             block += partial
     if bias is not None:
         block += bias[:, None]
     return block
 
 
-def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str) -> None:
-    """Write ``src`` padded by (top, bottom, left, right) into ``dest`` without a padded copy for zeros."""
+def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str, value: float = 0.0) -> None:
+    """Write ``src`` padded by (top, bottom, left, right) into ``dest``, allocating nothing.
+
+    Every band of ``dest`` (3 x 3 of them: before, inside and after the input along each axis) is
+    one assignment from a view of ``src``, which never overlaps ``dest``, so NumPy needs no
+    temporary copy; the values are those of ``np.pad``.
+    """
     top, bottom, left, right = pads
-    if mode != "zeros":
-        dest[...] = pad2d(src, pads, mode)
-        return
     height, width = src.shape[-2:]
-    dest[..., :top, :] = 0
-    dest[..., top + height:, :] = 0
-    dest[..., :, :left] = 0
-    dest[..., :, left + width:] = 0
-    dest[..., top:top + height, left:left + width] = src
+    if mode == "zeros":
+        dest[..., :top, :] = value
+        dest[..., top + height:, :] = value
+        dest[..., top:top + height, :left] = value
+        dest[..., top:top + height, left + width:] = value
+        dest[..., top:top + height, left:left + width] = src
+        return
+    for rows, from_rows, flip_rows in _pad_bands(height, top, bottom, mode):
+        if rows.stop == rows.start:
+            continue
+        band = src[..., from_rows, :]
+        band = band[..., ::-1, :] if flip_rows else band
+        for cols, from_cols, flip_cols in _pad_bands(width, left, right, mode):
+            if cols.stop > cols.start:
+                dest[..., rows, cols] = band[..., from_cols][..., ::-1] if flip_cols else band[..., from_cols]
+
+
+def _strided_rows(n_filters: int, depth: int, out_h: int, out_w: int) -> int:
+    """Output rows per im2col block of ``_conv_gemm_strided``: a block of windows (C*KH*KW, rows*Wo)
+    and its product (F, rows*Wo) hold at most IM2COL_ELEMENTS each, or one output row."""
+    return max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
 
 
 def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry, out: np.ndarray) -> None:
@@ -450,16 +684,18 @@ def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     n_filters, _, kh, kw = weight.shape
     depth = channels * kh * kw
     flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
-    rows = max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
+    rows = _strided_rows(n_filters, depth, out_h, out_w)
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     # windows: N, C, Ho, Wo, KH, KW
+    cols_buffer = _buffer("cols", depth * rows * out_w, xpad.dtype)  # once: a block never has two alive
+    block_buffer = _buffer("block", n_filters * rows * out_w, xpad.dtype)
     for b in range(n):
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
-            cols = _buffer("cols", depth * (r1 - r0) * out_w, xpad.dtype).reshape(channels, kh, kw, r1 - r0, out_w)
+            cols = cols_buffer[:depth * (r1 - r0) * out_w].reshape(channels, kh, kw, r1 - r0, out_w)
             np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
-            block = _buffer("block", n_filters * (r1 - r0) * out_w, xpad.dtype).reshape(n_filters, -1)
+            block = block_buffer[:n_filters * (r1 - r0) * out_w].reshape(n_filters, -1)
             np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
             if bias is not None:
                 block += bias[:, None]
@@ -517,14 +753,25 @@ def max_pool2d(
     x, batched = _as_batch(x)
     k, s, d, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode)
     if k == s == (2, 2) and d == (1, 1) and not any(p) and not any(after):
-        result = _max_pool_2x2(x[..., :2 * out[0], :2 * out[1]])
+        result = _max_pool_2x2(x, out)
         return result if batched else result[0]
-    xpad = pad2d(x, (p[0], after[0], p[1], after[1]), value=-np.inf)
-    result = None
+    pads = (p[0], after[0], p[1], after[1])
+    if _pool_copies_padding(x.shape, pads):
+        xpad = pad2d(x, pads, value=-np.inf)
+        result = None
+        for i in range(k[0]):
+            for j in range(k[1]):
+                window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
+                result = window.copy() if result is None else np.maximum(result, window, out=result)
+        return result if batched else result[0]
+    # Each tap reads only the cells it covers, as if the padding were there: max(v, -inf) = v.
+    result = np.full(x.shape[:2] + out, -np.inf, dtype=x.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
-            window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
-            result = window.copy() if result is None else np.maximum(result, window, out=result)
+            taken = _clipped_tap(x.shape[-2:], i * d[0] - p[0], j * d[1] - p[1], out, s)
+            if taken is not None:
+                into, read = taken
+                np.maximum(result[into], x[read], out=result[into])
     return result if batched else result[0]
 
 
@@ -543,23 +790,122 @@ def avg_pool2d(
     """
     x, batched = _as_batch(x)
     k, s, _, p, out, after = pool_geometry(x.shape[-2:], kernel_size, stride, padding, 1, ceil_mode)
-    xpad = pad2d(x, (p[0], after[0], p[1], after[1]))
     total = np.zeros(x.shape[:2] + out, dtype=x.dtype)
-    for i in range(k[0]):
-        for j in range(k[1]):
-            total += _tap_slice(xpad, i, j, out, s)
+    pads = (p[0], after[0], p[1], after[1])
+    if _pool_copies_padding(x.shape, pads):
+        xpad = pad2d(x, pads)
+        for i in range(k[0]):
+            for j in range(k[1]):
+                total += _tap_slice(xpad, i, j, out, s)
+    else:  # each tap adds only the cells it covers: a padded zero would change no sum
+        for i in range(k[0]):
+            for j in range(k[1]):
+                taken = _clipped_tap(x.shape[-2:], i - p[0], j - p[1], out, s)
+                if taken is not None:
+                    into, read = taken
+                    total[into] += x[read]
     counts = [_window_counts(x.shape[2 + a], k[a], s[a], p[a], out[a], count_include_pad) for a in range(2)]
-    total /= np.multiply.outer(counts[0], counts[1]).astype(x.dtype)
+    # Small integers, exact in float: their product rounds once, as the int64 product cast to float would.
+    total /= np.multiply.outer(counts[0].astype(x.dtype), counts[1].astype(x.dtype))  # Ho, Wo
     return total if batched else total[0]
 
 
-def _max_pool_2x2(x: np.ndarray) -> np.ndarray:
-    """The common 2x2, stride-2 max-pool of even-sized maps in two long passes instead of four short
-    ones: pairs of rows first (whole rows at a time), then pairs of neighbours along the flat result."""
-    *lead, height, width = x.shape
-    rows = np.ascontiguousarray(x).reshape(-1, 2, width)
-    pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
-    return np.maximum(pairs[0::2], pairs[1::2]).reshape(*lead, height // 2, width // 2)
+def pool2d_workspace(kind: str, in_shape: Sequence[int], kernel_size, stride=None, padding=0, dilation=1,
+                     ceil_mode: bool = False, itemsize: int = 4) -> int:
+    """Bytes that ``max_pool2d`` (kind "max") or ``avg_pool2d`` ("avg") allocates at most for an input
+    of ``in_shape`` (C, H, W) or (N, C, H, W): the output; a padded copy of a small input
+    (``_pool_copies_padding``, at most _POOL_COPY_ELEMENTS values); one pass of the 2x2 max-pool's
+    row maxima (``_pairs_per_pass``); the average's (H_out, W_out) divisors.
+    """
+    shape = tuple(in_shape)
+    k, s, d, p, out, after = pool_geometry(shape[-2:], kernel_size, stride, padding,
+                                           dilation if kind == "max" else 1, ceil_mode)
+    planes = math.prod(shape[:-2])  # a batch's maps are pooled as one run of passes
+    elements = planes * out[0] * out[1]
+    pads = (p[0], after[0], p[1], after[1])
+    if any(pads) and _pool_copies_padding(shape, pads):
+        elements += planes * (shape[-2] + pads[0] + pads[1]) * (shape[-1] + pads[2] + pads[3])
+    if kind == "avg":
+        elements += out[0] * out[1]
+    elif k == s == (2, 2) and d == (1, 1) and not any(p) and not any(after):
+        elements += _pairs_per_pass(planes, out)[2]
+    return elements * itemsize + _call_bytes(itemsize)
+
+
+# Pooling copies its input with the padding when the copy holds at most this many values (there
+# the clipped taps' strided writes cost more than the copy: 10-17% on (64, 112, 112)); a bigger
+# input is pooled in place, each tap reading only the cells it covers (10-25% faster there).
+_POOL_COPY_ELEMENTS = 1 << 20
+
+
+def _pool_copies_padding(shape: Sequence[int], pads: tuple[int, int, int, int]) -> bool:
+    """Whether pooling an input of ``shape`` with ``pads`` works on a padded copy (no pads: the input)."""
+    padded = math.prod(shape[:-2]) * (shape[-2] + pads[0] + pads[1]) * (shape[-1] + pads[2] + pads[3])
+    return not any(pads) or padded <= _POOL_COPY_ELEMENTS
+
+
+_POOL_PASS_ELEMENTS = 1 << 16  # row maxima that the 2x2 max-pool makes per pass: within L2
+
+
+def _pairs_per_pass(planes: int, out: Pair) -> tuple[int, int, int]:
+    """For the 2x2 max-pool of ``planes`` maps into ``out``: planes per pass, output rows per pass,
+    and the elements of the buffer of row maxima that a pass fills."""
+    per_row = 2 * out[1]  # maxima of two rows, one output row's worth
+    rows = max(1, _POOL_PASS_ELEMENTS // per_row)
+    if rows >= out[0]:
+        group = max(1, min(planes, rows // out[0]))
+        return group, out[0], group * out[0] * per_row
+    return 1, rows, rows * per_row
+
+
+def _max_pool_2x2(x: np.ndarray, out: Pair) -> np.ndarray:
+    """The common 2x2, stride-2 max-pool of (N, C, H, W) into ``out`` in two long passes instead of
+    four short ones: maxima of pairs of rows first (whole rows at a time), then of neighbours along
+    the flat result. A big input goes a few rows (or maps) at a time, so that the row maxima take
+    one pass's worth (``_pairs_per_pass``), not half the input."""
+    n, channels, height, width = x.shape
+    h, w = out
+    if x.flags.c_contiguous:
+        if height == 2 * h and width == 2 * w and n * channels * h * width <= _POOL_PASS_ELEMENTS:
+            rows = x.reshape(-1, 2, width)  # small: the whole batch in one pass; N*C*Ho, (upper, lower), W
+            pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
+            return np.maximum(pairs[0::2], pairs[1::2]).reshape(n, channels, h, w)
+        maps = [x.reshape(1, n * channels, height, width)]  # every map of the batch in one run of passes
+    else:
+        maps = [x[b:b + 1] for b in range(n)]
+    result = np.empty((n, channels, h, w), dtype=x.dtype)
+    into = result.reshape(len(maps), -1, h, w)  # per run of passes: maps, Ho, Wo
+    planes = into.shape[1]
+    group, rows, size = _pairs_per_pass(planes, out)
+    pairs = np.empty(size, dtype=x.dtype)
+    for m, source in enumerate(maps):
+        quads = source[0, :, :2 * h, :2 * w].reshape(planes, h, 2, 2 * w)  # maps, Ho, (upper, lower), 2*Wo
+        for c0 in range(0, planes, group):
+            c1 = min(c0 + group, planes)
+            for r0 in range(0, h, rows):
+                r1 = min(r0 + rows, h)
+                block = pairs[:(c1 - c0) * (r1 - r0) * 2 * w]
+                upper, lower = quads[c0:c1, r0:r1, 0], quads[c0:c1, r0:r1, 1]  # maps, rows, 2*Wo
+                np.maximum(upper, lower, out=block.reshape(upper.shape))
+                shape = (c1 - c0, r1 - r0, w)
+                np.maximum(block[0::2].reshape(shape), block[1::2].reshape(shape), out=into[m, c0:c1, r0:r1])
+    return result
+
+
+def _clipped_tap(size: Pair, top: int, left: int, out: Pair, stride: Pair):
+    """For the tap reading input cell (r*stride + top, c*stride + left) of output (r, c): the output
+    cells whose read falls inside the input and the input cells they read, as index tuples (or
+    None when no read does); reads outside are the padding."""
+    into, read = [], []
+    for a, offset in enumerate((top, left)):
+        first = max(0, -(offset // stride[a]))  # ceil(-offset / stride): the first read at 0 or after
+        last = min(out[a] - 1, (size[a] - 1 - offset) // stride[a])
+        if last < first:
+            return None
+        into.append(slice(first, last + 1))
+        start = first * stride[a] + offset
+        read.append(slice(start, start + (last - first) * stride[a] + 1, stride[a]))
+    return (Ellipsis, *into), (Ellipsis, *read)
 
 
 def _tap_slice(xpad: np.ndarray, top: int, left: int, out: Pair, stride: Pair) -> np.ndarray:
@@ -580,6 +926,11 @@ def global_avg_pool2d(x: np.ndarray) -> np.ndarray:
     """Mean over H and W, keeping them as 1 x 1: (C, H, W) -> (C, 1, 1)."""
     x = np.asarray(x)
     return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)
+
+
+def global_avg_pool2d_workspace(shape: Sequence[int], itemsize: int = 4) -> int:
+    """Bytes ``global_avg_pool2d`` allocates: its (…, 1, 1) output; the sum runs without a copy."""
+    return math.prod(tuple(shape)[:-2]) * itemsize + _call_bytes(itemsize)
 
 
 def batch_norm_terms(running_mean: np.ndarray, running_var: np.ndarray, weight: np.ndarray | None = None,
@@ -607,7 +958,32 @@ def batch_norm(x: np.ndarray, running_mean: np.ndarray, running_var: np.ndarray,
     return y
 
 
+def batch_norm_workspace(shape: Sequence[int], features: int, itemsize: int = 4) -> int:
+    """Bytes ``batch_norm`` allocates: the output, and its per-feature terms (a few float64 arrays
+    of ``features`` values while they are worked out, then cast)."""
+    return math.prod(shape) * itemsize + features * (8 * 8 + 2 * itemsize) + _call_bytes(itemsize)
+
+
 # --- Activations, flatten, dense -------------------------------------------------------------
+
+# Element-wise ops work through big maps this many values at a time, so that a temporary (a mask,
+# 1 + exp) is one cache-sized chunk, never a map-sized array.
+_CHUNK = 1 << 15
+_RELU_CHUNK = _CHUNK
+
+
+def _chunks(x: np.ndarray):
+    """(input chunk, output chunk) pairs over a new array shaped like the C-contiguous ``x``, and that array."""
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    pieces = ((flat[start:start + _CHUNK], out[start:start + _CHUNK]) for start in range(0, flat.size, _CHUNK))
+    return pieces, out.reshape(x.shape)
+
+
+def _chunked(x: np.ndarray) -> bool:
+    """Whether an element-wise op takes the chunked, in-place path: a big float map in C order
+    (what every op returns); anything else takes a plain NumPy expression with the same values."""
+    return x.dtype in (np.float32, np.float64) and x.size >= _CHUNK and x.flags.c_contiguous
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -628,9 +1004,6 @@ def relu(x: np.ndarray) -> np.ndarray:
     return out.reshape(x.shape)
 
 
-_RELU_CHUNK = 1 << 15
-
-
 def _zeros(size: int, dtype: np.dtype) -> np.ndarray:
     held = _scratch.__dict__.setdefault("zeros", {})
     key = np.dtype(dtype).str
@@ -640,14 +1013,46 @@ def _zeros(size: int, dtype: np.dtype) -> np.ndarray:
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """x where x >= 0, negative_slope * x elsewhere."""
-    return np.where(x >= 0, x, x * np.asarray(negative_slope, dtype=x.dtype))
+    """x where x >= 0, negative_slope * x elsewhere.
+
+    For a slope in (0, 1] that is max(x, slope * x), and for a slope above 1 min(x, slope * x):
+    the same values, infinities, NaN and signed zeros included (slope * x keeps the sign of x and
+    rounds towards x), computed in the output itself, 10x faster than selecting with np.where.
+    """
+    x = np.asarray(x)
+    slope = np.asarray(negative_slope, dtype=x.dtype)
+    if x.dtype in (np.float32, np.float64) and slope > 0:
+        out = np.multiply(x, slope)
+        return (np.maximum if slope <= 1 else np.minimum)(x, out, out=out)
+    if not _chunked(x):
+        return np.where(x >= 0, x, x * slope)
+    mask, scaled = np.empty(_CHUNK, dtype=bool), np.empty(_CHUNK, dtype=x.dtype)
+    pieces, out = _chunks(x)
+    for part, into in pieces:
+        size = part.size
+        scaled_part = np.multiply(part, slope, out=scaled[:size])
+        into[...] = np.where(np.greater_equal(part, 0, out=mask[:size]), part, scaled_part)
+    return out
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)), computed from exp(-|x|) so that no exp overflows."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)), computed from e = exp(-|x|) so that no exp overflows: 1 / (1 + e) where
+    x >= 0, e / (1 + e) elsewhere."""
+    x = np.asarray(x)
+    if not _chunked(x):
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    mask, one_plus_e, at_least_0 = (np.empty(_CHUNK, dtype=dtype) for dtype in (bool, x.dtype, x.dtype))
+    pieces, out = _chunks(x)
+    for part, e in pieces:
+        size = part.size
+        np.negative(np.abs(part, out=e), out=e)
+        np.exp(e, out=e)
+        np.add(e, 1, out=one_plus_e[:size])
+        np.divide(1, one_plus_e[:size], out=at_least_0[:size])
+        np.divide(e, one_plus_e[:size], out=e)
+        e[...] = np.where(np.greater_equal(part, 0, out=mask[:size]), at_least_0[:size], e)
+    return out
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
@@ -660,17 +1065,45 @@ def identity(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def activation_workspace(kind: str, shape: Sequence[int], itemsize: int = 4, negative_slope: float = 0.01) -> int:
+    """Bytes that activation ``kind`` allocates for a C-contiguous float input of ``shape``: the
+    output (none for "none", which returns its input), plus for a big map relu's block of zeros
+    (kept per thread until ``release_buffers``), or sigmoid's chunk of a mask, of 1 + exp, of
+    1 / (1 + exp) and of the selection (leaky_relu's as much, for a slope of 0 or below)."""
+    size = math.prod(shape)
+    if kind == "none":
+        return 0
+    extra = 0
+    if size >= _CHUNK:
+        selects = kind == "sigmoid" or (kind == "leaky_relu" and not negative_slope > 0)
+        extra = _RELU_CHUNK * itemsize if kind == "relu" else _CHUNK * (1 + 3 * itemsize) if selects else 0
+    return size * itemsize + extra + _call_bytes(itemsize)
+
+
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along ``axis``, after subtracting the maximum so nothing overflows."""
-    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return shifted / shifted.sum(axis=axis, keepdims=True)
+    """exp(x) / sum(exp(x)) along ``axis``, after subtracting the maximum so nothing overflows.
+    The output holds every step (no map-sized temporary)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)  # as exp would compute an integer input
+    out = np.subtract(x, np.max(x, axis=axis, keepdims=True))
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
+
+
+def softmax_workspace(shape: Sequence[int], itemsize: int = 4, axis: int = -1) -> int:
+    """Bytes ``softmax`` allocates: the output, and the maxima and sums along ``axis``."""
+    size = math.prod(shape)
+    return (size + 2 * (size // max(1, shape[axis]))) * itemsize + _call_bytes(itemsize)
 
 
 ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh, "none": identity}
 
 
 def flatten(x: np.ndarray, batched: bool = False) -> np.ndarray:
-    """(C, H, W) -> (C*H*W,) in C order (channel slowest, as PyTorch); a batch keeps its N axis."""
+    """(C, H, W) -> (C*H*W,) in C order (channel slowest, as PyTorch); a batch keeps its N axis.
+    A view of a C-contiguous input, a copy otherwise."""
     x = np.asarray(x)
     return x.reshape(x.shape[0], -1) if batched else x.reshape(-1)
 
@@ -686,8 +1119,22 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
         bias = np.asarray(bias, dtype=x.dtype).reshape(-1)
         if bias.shape != (weight.shape[0],):
             raise ShapeError(f"dense bias has {bias.size} values, expected {weight.shape[0]}")
-        y = y + bias
+        y += bias
     return y
+
+
+def linear_workspace(in_shape: Sequence[int], weight_shape: Sequence[int], itemsize: int = 4,
+                     weight_itemsize: int | None = None) -> int:
+    """Bytes ``linear`` allocates for an input of ``in_shape`` ((in,) or (N, in)): the output, and a
+    converted copy of the weights and bias when they are not in the input's dtype."""
+    out = math.prod(tuple(in_shape)[:-1]) * weight_shape[0]
+    copy = math.prod(weight_shape) + weight_shape[0] if weight_itemsize not in (None, itemsize) else 0
+    return (out + copy) * itemsize + _call_bytes(itemsize)
+
+
+def linear_kept() -> dict[str, int]:
+    """What ``linear`` leaves allocated in libraries after it returns: OpenBLAS's buffers."""
+    return {"blas": BLAS_BYTES}
 
 
 def conv_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:

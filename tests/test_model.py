@@ -1,5 +1,7 @@
 """cnncli.model: whole-network shape checks and the forward pass that keeps every map."""
 
+import math
+
 import numpy as np
 import pytest
 from conftest import assert_array
@@ -146,3 +148,91 @@ def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_li
     together = net.predict(batch)
     for i in range(6):
         assert_array(together[i], net.forward(batch[i])[-1].output, rtol=1e-10, atol=1e-10)
+
+
+def _traced_forward(network, x):
+    """tracemalloc's peak while ``forward`` runs and every map's statistics are computed, as `cnn run` does."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        steps = network.forward(x)
+        for step in steps:
+            step.stats
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def test_memory_estimate_bounds_forward_of_random_networks():
+    """Over random networks (every layer type, padding mode, pooling with padding and ceil_mode),
+    in float32 and float64: the estimate is above tracemalloc's peak of forward plus statistics."""
+    from cnncli.model import BatchNorm, Dropout
+
+    rng = np.random.default_rng(26)
+    checked = 0
+    while checked < 40:
+        network, shape = _network(rng)
+        shape = (shape[0], shape[1] * 8, shape[2] * 8)  # maps big enough for the chunked paths
+        try:
+            out = network.shapes(shape)[-1]
+        except ShapeError:
+            continue
+        extra = [BatchNorm(rng.standard_normal(out[0]), rng.uniform(0.5, 2, out[0]))] if len(out) == 3 else []
+        network = Network(network.layers + tuple(extra) + (Dropout(), Flatten(),
+                          Dense(rng.standard_normal((7, math.prod(out)))), Softmax()))
+        dtype = (np.float32, np.float64)[checked % 2]
+        x = rng.standard_normal(shape).astype(dtype)
+        estimate = network.memory_estimate(shape, x.itemsize)
+        assert _traced_forward(network, x) <= estimate
+        checked += 1
+
+
+def test_view_layers_add_no_map():
+    """Flatten, dropout and the activation "none" return their input: the estimate adds only their
+    Python objects (a layer's, and a Step's once the maps are all there), not a 360 KiB map."""
+    from cnncli.model import Dropout
+
+    rng = np.random.default_rng(27)
+    conv = Conv2d(rng.standard_normal((2, 1, 3, 3)), name="c")
+    plain = Network((conv, Activation("relu")))
+    views = Network((conv, Activation("relu"), Activation("none"), Dropout(), Flatten()))
+    added = views.memory_estimate((1, 300, 300), 4) - plain.memory_estimate((1, 300, 300), 4)
+    assert 3 * model_module.LAYER_BYTES <= added <= 3 * (model_module.LAYER_BYTES + model_module.STEP_BYTES)
+
+
+def test_forward_lets_the_work_buffers_go():
+    """ops keeps work buffers between calls; forward lets them go after each layer, so a layer
+    holds only its own and nothing is left once it returns."""
+    from cnncli import ops
+
+    rng = np.random.default_rng(28)
+    network = Network((Conv2d(rng.standard_normal((8, 3, 3, 3)), padding=1), Activation("relu")))
+    ops.conv2d(rng.standard_normal((3, 40, 40)), rng.standard_normal((8, 3, 3, 3)), method="gemm")
+    assert ops._scratch.__dict__.get("buffers")
+    network.forward(rng.standard_normal((3, 40, 40)))
+    assert not ops._scratch.__dict__.get("buffers")
+
+
+def test_ten_thousand_layers_run_in_well_under_a_second():
+    """A Conv2d and 10,000 activations: forward (with every map's statistics) in under a second,
+    shapes and the memory estimate in linear time, and the estimate above tracemalloc's peak."""
+    import time
+
+    layers = (Conv2d(np.ones((1, 1, 3, 3), np.float32), name="conv"),)
+    layers += tuple(Activation(("relu", "leaky_relu", "tanh", "none")[i % 4], name=f"act{i}") for i in range(10_000))
+    network = Network(layers)
+    x = np.random.default_rng(29).standard_normal((1, 18, 18)).astype(np.float32)
+    started = time.perf_counter()
+    estimate = network.memory_estimate(x.shape, 4)
+    estimated = time.perf_counter() - started
+    started = time.perf_counter()
+    steps = network.forward(x)
+    for step in steps:
+        step.stats
+    ran = time.perf_counter() - started
+    assert len(steps) == 10_002 and steps[-1].output.shape == (1, 16, 16)
+    assert estimated < 0.25 and ran < 1.0, f"estimate {estimated:.3f} s, forward {ran:.3f} s"
+    del steps
+    assert _traced_forward(network, x) <= estimate

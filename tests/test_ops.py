@@ -327,3 +327,166 @@ def test_linear_is_x_times_w_transposed_plus_b():
     assert_array(ops.linear(x[0], w, b), w @ x[0] + b, rtol=1e-12)
     with pytest.raises(ShapeError, match="does not take 5 inputs"):
         ops.linear(np.ones(5), w)
+
+
+# --- Working memory: what each op allocates, against its *_workspace formula ------------------
+
+
+def _traced_peak(call) -> int:
+    """Bytes NumPy allocated at once during ``call()`` (its result included), from a clean start."""
+    import tracemalloc
+
+    ops.release_buffers()
+    tracemalloc.start()
+    try:
+        result = call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    del result
+    ops.release_buffers()
+    return peak
+
+
+def _conv_case(shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, mode="zeros", flip=False,
+               method="auto", dtype=np.float32, weight_dtype=np.float64):
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal(shape).astype(dtype)
+    weight = rng.standard_normal(weight_shape).astype(weight_dtype)
+    bias = rng.standard_normal(weight_shape[0]).astype(weight_dtype)
+    itemsize, weight_itemsize = np.dtype(dtype).itemsize, np.dtype(weight_dtype).itemsize
+
+    def call():
+        return ops.conv2d(x, weight, bias, stride, padding, dilation, groups, mode, flip, method)
+
+    bound = ops.conv2d_workspace(shape, weight_shape, stride, padding, dilation, groups, mode, flip, method, itemsize,
+                                 weight_itemsize)
+    return call, bound
+
+
+WORKSPACE_CASES = {
+    # the attack: a dilated kernel with big padding, each method, padding mode and stride
+    "dilated taps": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 300, 40, method="taps"),
+    "dilated gemm": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 300, 40, method="gemm"),
+    "dilated gemm reflect": lambda: _conv_case((1, 192, 192), (3, 1, 3, 3), 1, 150, 40, mode="reflect", method="gemm"),
+    "dilated taps circular": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 1, 150, 40, mode="circular",
+                                                method="taps"),
+    "dilated stride 2": lambda: _conv_case((1, 192, 192), (1, 1, 3, 3), 2, 300, 40, method="gemm", flip=True),
+    "dilation 300, one-row blocks": lambda: _conv_case((16, 100, 700), (16, 16, 3, 3), 1, 300, 300, method="gemm"),
+    "rgb 3->8 5x5": lambda: _conv_case((3, 300, 257), (8, 3, 5, 5), 1, 2, mode="replicate"),
+    "depthwise float64": lambda: _conv_case((4, 300, 300), (4, 1, 3, 3), 1, 1, groups=4, dtype=np.float64),
+    "64->64 taps, threads": lambda: _conv_case((2, 600, 600), (2, 2, 3, 3), 1, 1, method="taps"),
+    "64->128 stride 2": lambda: _conv_case((64, 56, 56), (128, 64, 3, 3), 2, 1, weight_dtype=np.float32),
+}
+
+
+def _other_case(name):
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 501, 333)).astype(np.float32)
+    dense = rng.standard_normal((30, 100_000))
+    big = rng.standard_normal((3, 1024, 700)).astype(np.float32)  # padded, over _POOL_COPY_ELEMENTS
+    cases = {
+        "max-pool 2x2": (lambda: ops.max_pool2d(x, 2), ops.pool2d_workspace("max", x.shape, 2)),
+        "max-pool 3/2 pad 1 ceil": (lambda: ops.max_pool2d(x, 3, 2, 1, 1, True),
+                                    ops.pool2d_workspace("max", x.shape, 3, 2, 1, 1, True)),
+        "avg-pool 7/1 pad 3": (lambda: ops.avg_pool2d(x, 7, 1, 3), ops.pool2d_workspace("avg", x.shape, 7, 1, 3)),
+        "big max-pool 3/2 pad 1": (lambda: ops.max_pool2d(big, 3, 2, 1),
+                                   ops.pool2d_workspace("max", big.shape, 3, 2, 1)),
+        "big avg-pool 5/1 pad 2": (lambda: ops.avg_pool2d(big, 5, 1, 2, True, False),
+                                   ops.pool2d_workspace("avg", big.shape, 5, 1, 2, 1, True)),
+        "relu": (lambda: ops.relu(x), ops.activation_workspace("relu", x.shape)),
+        "leaky_relu": (lambda: ops.leaky_relu(x, 0.2), ops.activation_workspace("leaky_relu", x.shape)),
+        "sigmoid": (lambda: ops.sigmoid(x), ops.activation_workspace("sigmoid", x.shape)),
+        "tanh": (lambda: ops.tanh(x), ops.activation_workspace("tanh", x.shape)),
+        "softmax": (lambda: ops.softmax(x), ops.softmax_workspace(x.shape)),
+        "batch norm": (lambda: ops.batch_norm(x, np.zeros(3), np.ones(3), np.ones(3), np.zeros(3)),
+                       ops.batch_norm_workspace(x.shape, 3)),
+        "global avg-pool": (lambda: ops.global_avg_pool2d(x), ops.global_avg_pool2d_workspace(x.shape)),
+        "dense, float64 weights": (lambda: ops.linear(x.reshape(-1)[:100_000], dense, dense[0, :30]),
+                                   ops.linear_workspace((100_000,), (30, 100_000), 4, 8)),
+    }
+    return cases[name]
+
+
+OTHER_CASES = ["max-pool 2x2", "max-pool 3/2 pad 1 ceil", "avg-pool 7/1 pad 3", "big max-pool 3/2 pad 1",
+               "big avg-pool 5/1 pad 2", "relu", "leaky_relu", "sigmoid", "tanh",
+               "softmax", "batch norm", "global avg-pool", "dense, float64 weights"]
+
+
+@pytest.mark.parametrize("name", list(WORKSPACE_CASES) + OTHER_CASES)
+def test_workspace_bounds_what_the_op_allocates(name):
+    """Reference: tracemalloc's peak of the call (NumPy reports every array to it). The formula is
+    never below it, and above it by at most a fifth plus the fixed per-call and per-thread terms."""
+    call, bound = WORKSPACE_CASES[name]() if name in WORKSPACE_CASES else _other_case(name)
+    peak = _traced_peak(call)
+    fixed = 2 * (ops._call_bytes(8) + ops.THREAD_BYTES)
+    assert peak <= bound <= 1.2 * peak + fixed, f"{name}: traced {peak:,}, formula {bound:,}"
+
+
+def test_big_dilation_copies_each_kernel_row_not_the_reach():
+    """A one-row block under dilation 300: the column shifts hold the block's rows once per kernel
+    row (at most IM2COL_ELEMENTS), not the 600 rows the kernel reaches; same bits as before."""
+    pads, (_, out_h, _) = ops.conv_geometry((16, 100, 700), (16, 16, 3, 3), 1, 300, 300)
+    plan = ops._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
+    assert plan.tiled and plan.rows == 1 and plan.cols <= ops.IM2COL_ELEMENTS
+    assert plan.cols == 16 * 3 * 1300  # C * KW * one padded row
+
+
+@pytest.mark.parametrize("budget", [300, 2000])
+@pytest.mark.parametrize("dilation", [(1, 1), (5, 2), (9, 1)])
+def test_gemm_blocks_per_kernel_row_equal_shift_and_add(monkeypatch, budget, dilation):
+    """Small block budgets force one-row blocks, and copies per kernel row where the dilation is
+    longer than the block; reference: method "taps" in float64, and the loop oracle."""
+    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((3, 30, 23))
+    weight, bias = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    out = ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="gemm")
+    assert_array(out, ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="taps"), rtol=1e-12,
+                 atol=1e-12)
+    oracle = oracles.conv2d(x, weight, bias, (1, 1), (4, 4, 2, 2), dilation)
+    assert_array(out, oracle, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_pad2d_equals_numpy_pad(mode):
+    """Reference: np.pad's constant, reflect, edge and wrap modes, bit for bit, up to the largest pads
+    PyTorch allows; a batch's leading axes are kept."""
+    x = np.random.default_rng(23).standard_normal((2, 3, 7, 5))
+    x[0, 0, 0, 0] = -0.0
+    largest = (6, 6, 4, 4) if mode == "reflect" else (7, 7, 5, 5) if mode == "circular" else (9, 0, 3, 11)
+    numpy_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    for pads in [(1, 2, 3, 0), (0, 0, 0, 1), largest]:
+        expected = np.pad(x, [(0, 0), (0, 0), pads[:2], pads[2:]], mode=numpy_mode)
+        assert np.array_equal(ops.pad2d(x, pads, mode).view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chunked_activations_equal_their_formulas(dtype):
+    """leaky_relu, sigmoid and softmax work in place in chunks; reference: their formulas on whole
+    arrays (np.where, exp), bit for bit, with NaN, infinities and -0.0."""
+    rng = np.random.default_rng(24)
+    x = (rng.standard_normal((3, 150, 170)) * 30).astype(dtype)
+    x.flat[[0, 5, 70_000, 9]] = [np.nan, -np.inf, np.inf, -0.0]
+    slope = np.asarray(0.1, dtype=dtype)
+    with np.errstate(all="ignore"):
+        e = np.exp(-np.abs(x))
+        shifted = np.exp(x - x.max(-1, keepdims=True))
+        expected = {"leaky_relu": np.where(x >= 0, x, x * slope),
+                    "sigmoid": np.where(x >= 0, 1 / (1 + e), e / (1 + e)),
+                    "softmax": shifted / shifted.sum(-1, keepdims=True)}
+        actual = {"leaky_relu": ops.leaky_relu(x, 0.1), "sigmoid": ops.sigmoid(x), "softmax": ops.softmax(x)}
+    for name, value in actual.items():
+        assert value.dtype == dtype, name
+        assert np.array_equal(value.view(np.uint8), expected[name].astype(dtype).view(np.uint8)), name
+
+
+@pytest.mark.parametrize("shape", [(1, 2048, 2047), (70, 33, 64), (1, 5, 9000)])
+def test_two_by_two_max_pool_in_passes_equals_whole_arrays(shape):
+    """The 2x2 max-pool runs a few rows (or maps) per pass; reference: the maximum of the four
+    strided views of the whole map."""
+    x = np.random.default_rng(25).standard_normal(shape).astype(np.float32)
+    h, w = shape[1] // 2, shape[2] // 2
+    quads = [x[:, i:2 * h:2, j:2 * w:2] for i in (0, 1) for j in (0, 1)]
+    expected = np.maximum(np.maximum(quads[0], quads[2]), np.maximum(quads[1], quads[3]))
+    np.testing.assert_array_equal(ops.max_pool2d(x, 2), expected)
