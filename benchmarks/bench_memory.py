@@ -18,6 +18,10 @@ to the run's own estimate (the lowest limit that admits it), and reads the child
 (tests/peak.py): "engine" is the peak while the forward pass ran, "whole" the peak of the whole
 command (reading a model's weights and writing the output included), both above the RSS after
 the imports. engine / limit must stay at or under 1 (the test allows 2 MiB of allocator slack).
+
+Third table: the attacks on the output side (tests/test_memory_outputs.py): JSON and CSV of a
+2000x2000 map, pictures, heatmaps, a batch into one .npz or .npy, each under the limit the attack
+used; the peak must stay within what cnn checked against it.
 """
 
 from __future__ import annotations
@@ -123,6 +127,38 @@ def process_table() -> None:
     print(f"\nworst engine / limit {worst:.2f}: {'the limit holds' if worst <= 1 else 'OVER THE LIMIT'}")
 
 
+def outputs_table() -> None:
+    """The output attacks (tests/test_memory_outputs.py) as child processes under the issue's limits:
+    peak RSS against what cnn checked, and against the limit."""
+    import contextlib
+    import io
+
+    from peak import measure_peak
+    from test_memory_outputs import ALLOWANCE, CASES, WARMUP, checked_need
+
+    print("\nOutputs (child process, RSS above the imports; the limit as the attack gave it; MiB)")
+    header = f"{'case':34} {'limit':>6} {'checked':>8} {'peak':>7} {'peak/checked':>13}  verdict"
+    print(header)
+    print("-" * len(header))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder)
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (2000, 2000), dtype=np.uint8)).save(path / "big.png", compress_level=1)
+        (path / "batch").mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (1000, 1000), dtype=np.uint8)).save(path / "batch" / f"{i}.png",
+                                                                                     compress_level=1)
+        for name, (args, limit) in CASES.items():
+            argv = ["run", *[str(path / a) if a in ("big.png", "batch") else a.format(out=folder) for a in args]]
+            sink = io.TextIOWrapper(io.BytesIO())  # cnn writes machine formats to stdout's bytes
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(io.StringIO()):
+                need = checked_need(argv)
+            measured = measure_peak(argv + ["--max-memory", limit], warmup=WARMUP)
+            verdict = "PASS" if measured.code == 0 and measured.peak <= need + ALLOWANCE else "OVER"
+            print(f"{name:34} {limit:>6} {need / 2**20:8.1f} {measured.peak / 2**20:7.1f} "
+                  f"{measured.peak / need:13.2f}  {verdict}")
+
+
 def main() -> None:
     import argparse
 
@@ -132,6 +168,7 @@ def main() -> None:
     traced_table()
     if not args.traced:
         process_table()
+        outputs_table()
 
 
 if __name__ == "__main__":

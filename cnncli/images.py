@@ -337,9 +337,10 @@ def decoding_bytes(width: int, height: int, channels: int, dtype: np.dtype) -> i
     """An upper estimate of the memory alive at once while an image becomes a (C, H, W) array.
 
     Pillow holds up to 4 bytes a pixel, and a converted copy as large; the planes are then stacked
-    (as float64 for deep images) and cast to ``dtype``.
+    (as float64 for deep images) and cast to ``dtype``. Beside them, Pillow's decoder reads in
+    blocks of up to 1 MiB (ImageFile.SAFEBLOCK), and a tiny image measured just that: 2 MiB more.
     """
-    return width * height * (2 * 4 + channels * (8 + dtype.itemsize)) + (1 << 20)
+    return width * height * (2 * 4 + channels * (8 + dtype.itemsize)) + (2 << 20)
 
 
 def _to_planes(im, color: Color, alpha: Alpha, notes: list[str]):

@@ -156,7 +156,11 @@ def load_npz(data: bytes, source: str, error: type[CnnError], limit: int) -> dic
     if len(members) > MAX_NPZ_MEMBERS:
         raise error(f"holds {len(members):,} arrays, over the limit of {MAX_NPZ_MEMBERS:,}", source=source)
     inflated = sum(member.file_size for member in members)
-    Limits(max_memory=limit).check_memory(inflated, source, f"its {len(members)} arrays (inflated)")
+    # Held at once while the largest member is read: the file's bytes, the arrays before it, and
+    # that member twice (its inflated bytes and the array made from them).
+    largest = max((member.file_size for member in members), default=0)
+    Limits(max_memory=limit).check_memory(len(data) + inflated + largest, source,
+                                          f"its {len(members)} arrays (inflated)")
     arrays = {}
     for member in members:
         name = member.filename.removesuffix(".npy") or "''"

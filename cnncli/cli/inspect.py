@@ -66,6 +66,8 @@ def inspect(
 
         folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
         inputs = InputSet(opt.input_files(options, images=paths), stdin="-" in paths)
+    rendered = (format,) + (("pictures",) if save is not None and not no_pictures else ())
+    options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
     job = InspectJob(options, format, look, folders, force, inputs, not no_pictures, timing)
     if not batch:
         outcome = job(0, paths[0])
@@ -192,6 +194,7 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
         _tell_warnings(result.outcome.warnings)
         sink.add(result.position, result.source, result.outcome.parts[format])
         result.outcome.release()
+        result.outcome = None  # its maps go now, not when the next image's result replaces it
         written += 1
     for position in range(done, len(paths)):  # stopped early (--fail-fast): their places are kept too
         sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")

@@ -132,6 +132,7 @@ class LayerOptions:
     max_pixels: int | None = None
     max_memory: int | None = None
     max_file_size: int | None = None
+    outputs: tuple[str, ...] = ()  # what the command renders (sinks.output_bytes), not an option
 
     @property
     def limits(self) -> Limits:
@@ -228,7 +229,7 @@ def prepare(options: LayerOptions) -> Prepared:
                                  "white or black", param_hint="--alpha")
     # The network's size is the model's, whatever the image: refuse a run too big before reading it.
     itemsize = 4 if options.dtype == "float32" else 8
-    check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model)
+    check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model, options.outputs)
     # Paper is white: a transparent background under dark ink must not become ink once inverted.
     alpha = options.alpha or ("white" if model.input.invert else "drop")
     loaded = load_image(options, model.input.color, model.input.scale, alpha)
@@ -330,7 +331,7 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
         ceil_mode=options.ceil_mode, softmax=options.softmax)
     dense = _dense_layer(options, image, bank, stage)
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
-    check_run_memory(network, image, options.limits)
+    check_run_memory(network, image, options.limits, options.outputs)
     return network
 
 
@@ -361,18 +362,23 @@ def _dense_weights(path: str, limits: Limits):
     return _once(read_dense_weights, path, limits)
 
 
-def check_run_memory(network: Network, image: LoadedImage, limits: Limits) -> None:
+def check_run_memory(network: Network, image: LoadedImage, limits: Limits, outputs: tuple[str, ...] = ()) -> None:
     """Check the network's shapes on the image, then refuse a run over the memory limit before it starts."""
-    check_network_memory(network, image.array.shape, image.array.itemsize, limits, image.source)
+    check_network_memory(network, image.array.shape, image.array.itemsize, limits, image.source, outputs)
 
 
-def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int, limits: Limits, source: str) -> None:
-    """Check the network's shapes on an input of ``shape``, and refuse a run over the memory limit."""
+def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int, limits: Limits, source: str,
+                         outputs: tuple[str, ...] = ()) -> None:
+    """Check the network's shapes on an input of ``shape``, and refuse a run over the memory limit:
+    its maps and work buffers, and what rendering ``outputs`` takes beside them."""
+    from ..sinks import output_bytes
+
     try:
-        estimate = network.memory_estimate(shape, itemsize)
+        estimate = network.memory_estimate(shape, itemsize) + output_bytes(outputs, network.shapes(shape))
     except CnnError as err:
         raise err.within(source) from None
-    limits.check_memory(estimate, source, "the run's maps and weights")
+    what = "the run's maps and weights" + (" and its outputs" if outputs else "")
+    limits.check_memory(estimate, source, what)
 
 
 def forward(prepared: Prepared) -> tuple[list, list[str]]:

@@ -107,6 +107,8 @@ def run(
         raise OutputError("is closed (started with >&-); give -o FILE, or leave stdout open", source="stdout")
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
     ranked = "csv" in kinds and values is None and _has_predictions(options)
+    rendered = kinds + (("heatmap",) if view == "heatmap" else ())
+    options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
     job = RunJob(options, kinds, look, view, full, values, timing, (options.top or 1) if ranked else 0)
     _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
 
@@ -236,7 +238,7 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
                 if sink is not None:
                     sink.add(0, paths[0], outcome.parts[kind])
                     sink.close()
-            written, last = 1, outcome
+            written, last = 1, outcome.facts
         else:
             done = 0
             for result in run_all(job, paths, workers, fail_fast):
@@ -252,7 +254,8 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
                     if sink is not None:
                         sink.add(result.position, result.source, result.outcome.parts[kind])
                 result.outcome.release()
-                written, last = written + 1, result.outcome
+                # Let this image's maps go now, not when the next image's result replaces this one.
+                written, last, result.outcome = written + 1, result.outcome.facts, None
             for position in range(done, len(paths)):  # stopped early (--fail-fast): keep their places too
                 for sink in sinks:
                     sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
@@ -269,7 +272,7 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
             tell(f"wrote {to_file} of {count(len(paths), 'image')} to {output}" +
                  (f" ({count(failed, 'failure')} in place)" if failed else ""))
         else:
-            tell(f"wrote {last.facts['what'][to_file]} to {output}")
+            tell(f"wrote {last['what'][to_file]} to {output}")
     if failed:
         raise failure(failed, len(paths), fail_fast)
 
