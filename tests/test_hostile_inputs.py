@@ -193,12 +193,12 @@ def test_kernel_and_dense_files_are_read_within_the_memory_limit(capsys, tmp_pat
     kernel.write_text("[[1]]" + " " * (2 << 20))
     dense = tmp_path / "w.npy"
     dense.write_bytes(bytes(3 << 20))
-    ends = ("over the 96.0 KiB that the memory limit of 1.5 MiB leaves for parsing it (JSON takes about 16 bytes a "
+    ends = ("over the 160.0 KiB that the memory limit of 2.5 MiB leaves for parsing it (JSON takes about 16 bytes a "
             "byte) (--max-memory raises it)\n",
-            "over the memory limit of 1.5 MiB for reading it whole (--max-memory raises it)\n")
+            "over the memory limit of 2.5 MiB for reading it whole (--max-memory raises it)\n")
     for (args, size), end in zip(((["-k", kernel], "k.json: is 2.0 MiB"),
                                   (["-k", "sobel_x", "--dense", dense], "w.npy: is 3.0 MiB")), ends):
-        code, err = run(capsys, "run", image, *args, "--max-memory", "1.5M")
+        code, err = run(capsys, "run", image, *args, "--max-memory", "2.5M")
         assert code == 1 and size in err, err
         assert err.endswith(end), err
 
