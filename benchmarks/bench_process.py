@@ -13,7 +13,8 @@ Targets:
   correlation, read from a PNG and written to a raw array file);
 - `cnn --help` takes at most 1.2x `python -c "import numpy, PIL.Image, typer, rich"`.
 
-Every command runs as a fresh process, the kinds interleaved, so that a noisy moment slows all
+The "floor" row is what any program on cnn's stack pays before its own work: importing NumPy,
+Typer and Pillow and decoding the PNG. Every command runs as a fresh process, the kinds interleaved, so that a noisy moment slows all
 alike; the image is made here, smooth noise standing for a photo (PNG-compressed as a photo is).
 """
 
@@ -73,6 +74,9 @@ def main() -> None:
                         "-o", "out.npy", "--force"],
             "cnn --help": [cnn, "--help"],
             "imports": [sys.executable, "-c", "import numpy, PIL.Image, typer, rich"],
+            # What any tool on this stack pays before its own work: the imports and Pillow decoding the PNG.
+            "floor": [sys.executable, "-c", "import numpy, typer; from PIL import Image; "
+                                            "numpy.asarray(Image.open('big.png'))"],
         }
         if convert:
             commands["convert"] = [convert, "big.png", "-morphology", "Convolve", "Sobel", "out.miff"]
@@ -93,6 +97,8 @@ def main() -> None:
             ratio = medians[name] / medians[reference]
             verdict = "PASS" if ratio <= target else "FAIL"
             print(f"target: {name} <= {target}x {reference}: {ratio:.2f} -> {verdict}")
+    if "convert" in medians:
+        print(f"floor / convert: {medians['floor'] / medians['convert']:.2f} (imports and decoding alone)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .inputs import load_npy, load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsontext import jsonable
 from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,  # noqa: F401
-                      refuse_terminal_stdout, stdout_bytes, write_atomic)
+                      refuse_terminal_stdout, stdout_bytes, temporary_beside, write_atomic)
 from .trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
@@ -164,10 +164,8 @@ class _Hashing:
 def _stage(path: Path, write: Callable[[BinaryIO], None], source: str, digests: dict[str, str] | None = None) -> str:
     """Write a hidden temporary file beside ``path``, flushed to disk, and return its name (removed
     again on any failure, Ctrl-C included); its SHA-256 goes in ``digests`` under its name."""
-    import tempfile
-
     try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+        handle = temporary_beside(path)
     except OSError as err:
         raise OutputError(f"cannot write here: {err.strerror or err}", source=source) from None
     try:

@@ -99,10 +99,7 @@ class StagedFile:
         if special:
             self.stream = self._open(lambda: open(self.path, "wb"), "cannot write")
             return
-        import tempfile  # only runs that write pay for its import
-
-        handle = self._open(lambda: tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                                                  suffix=".tmp", delete=False), "cannot write here")
+        handle = self._open(lambda: temporary_beside(self.path), "cannot write here")
         self.temporary = handle.name
         self.stream = handle
 
@@ -161,6 +158,18 @@ class StagedFile:
         if self.temporary is not None:
             Path(self.temporary).unlink(missing_ok=True)
             self.temporary = None
+
+
+def temporary_beside(path: Path):
+    """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path``, open for binary writing, mode 0600
+    (its ``name`` is its path). Made with O_EXCL, as tempfile does, without the cost of importing it."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return open(name, "xb", opener=lambda file, flags: os.open(file, flags, 0o600))
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], force: bool = False,

@@ -511,12 +511,12 @@ def test_a_read_only_folder_is_an_error_and_stays_empty(tmp_path, capsys):
 
 def test_a_folder_that_refuses_files_is_an_error_and_stays_empty(tmp_path, capsys, monkeypatch):
     """The read-only case as root sees it: creating the temporary file fails with EACCES; exit 1, nothing left."""
-    import tempfile
+    from cnncli import targets
 
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refused)
+    monkeypatch.setattr(targets, "temporary_beside", refused)
     seed = str(Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png")
     code = main(["run", seed, "-k", "sobel_x", "-o", str(tmp_path / "y.npy")])
     assert code == 1 and capsys.readouterr().err.endswith("y.npy: cannot write here: Permission denied\n")

@@ -14,8 +14,10 @@ import typer
 
 from .. import __version__
 from ..errors import CnnError
+from .helptext import PanelledGroup
 
 _APP_SETTINGS = dict(
+    cls=PanelledGroup,
     name="cnn",
     help="Run convolutional-network layers on images and see every intermediate feature map.\n\n"
          "Example: cnn run sample_images/seed_5x5.png --kernel vertical_edge",
@@ -93,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        _fail(message)
+        if message:
+            _fail(message)
         return code
 
 
@@ -154,6 +157,9 @@ def _explain(err: BaseException) -> tuple[str, int | None]:
         return "terminated", 143
     if isinstance(err, MemoryError):
         return "out of memory; use a smaller image, stride or layer, or a lower --max-memory", 1
+    if type(err).__name__ == "NoArgsIsHelpError":  # a bare `cnn`: the help is the message, not a line
+        sys.stderr.write(err.ctx.get_help() + "\n")
+        return "", err.exit_code
     if hasattr(err, "exit_code") and hasattr(err, "format_message"):  # a click usage error
         return err.format_message(), err.exit_code
     if isinstance(err, OSError):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app, options as opt
+from .helptext import PanelledCommand
 from .output import palette, print_json, set_no_color, stdout_console, warn
 from .run import NoColor
 
@@ -29,7 +30,7 @@ Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
                                     help="Show every input channel and kernel tap instead of eliding them.")]
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 @opt.layer_command
 def explain(
     options: opt.LayerOptions,

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app, options as opt
+from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell
 from .run import FailFast, NoColor, Timing, Workers
 
@@ -28,7 +29,7 @@ Format = Annotated[Literal["table", "json", "jsonl"], typer.Option(
          "jsonl: one line per image.")]
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 @opt.layer_command(many=True)
 def inspect(
     options: opt.LayerOptions,

@@ -8,10 +8,11 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from . import app
+from .helptext import PanelledCommand
 from .output import print_json, stdout_console, tell
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 def kernels(
     names: Annotated[Optional[list[str]], typer.Argument(
         help="Kernels to show (built-in names or kernel files); all built-in ones if none.", show_default=False)] = None,

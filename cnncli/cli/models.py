@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 import typer
 
 from . import app
+from .helptext import PanelledCommand
 from .options import MaxFileSize, MaxMemory
 from .output import print_json, stdout_console
 
 Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 def summary(
     model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
                                          show_default=False)],
@@ -46,7 +47,7 @@ def summary(
     stdout_console().print(model_summary(loaded, rows, shape))
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 def models(format: Format = "table") -> None:
     """List the bundled models: cnn run IMAGE --model NAME runs one, cnn summary NAME shows its layers."""
     from ..modelfile import bundled_models, load_model

@@ -128,10 +128,15 @@ def print_json(document: Any) -> None:
 
 
 def tell(message: str) -> None:
-    """A message for the person at the terminal, on stderr, on one line whatever it holds."""
+    """A message for the person at the terminal, on stderr, on one line whatever it holds.
+
+    Plain print, not a Rich console: a message is one line of text, and Rich's console costs a
+    run that prints nothing else about 17 ms of start-up.
+    """
     if sys.stderr is None:  # started with 2>&-
         return
-    stderr_console().print(shown(message), markup=False, soft_wrap=True)
+    _encodable(sys.stderr)
+    print(shown(message), file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from . import app, options as opt
+from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell
 
 Format = Annotated[Optional[Literal["table", "json", "jsonl", "csv", "npy", "npz", "png"]], typer.Option(
@@ -51,7 +52,7 @@ BINARY = ("npy", "npz", "png")
 TAKES_VALUES = ("json", "jsonl", "csv", "npz")
 
 
-@app.command()
+@app.command(cls=PanelledCommand)
 @opt.layer_command(many=True)
 def run(
     options: opt.LayerOptions,
