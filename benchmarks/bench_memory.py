@@ -134,20 +134,14 @@ def outputs_table() -> None:
     import io
 
     from peak import measure_peak
-    from test_memory_outputs import ALLOWANCE, CASES, WARMUP, checked_need
+    from test_memory_outputs import ALLOWANCE, CASES, WARMUP, checked_need, write_files
 
     print("\nOutputs (child process, RSS above the imports; the limit as the attack gave it; MiB)")
     header = f"{'case':34} {'limit':>6} {'checked':>8} {'peak':>7} {'peak/checked':>13}  verdict"
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder)
-        rng = np.random.default_rng(0)
-        Image.fromarray(rng.integers(0, 256, (2000, 2000), dtype=np.uint8)).save(path / "big.png", compress_level=1)
-        (path / "batch").mkdir()
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (1000, 1000), dtype=np.uint8)).save(path / "batch" / f"{i}.png",
-                                                                                     compress_level=1)
+        path = write_files(Path(folder))
         for name, (args, limit) in CASES.items():
             argv = ["run", *[str(path / a) if a in ("big.png", "batch") else a.format(out=folder) for a in args]]
             sink = io.TextIOWrapper(io.BytesIO())  # cnn writes machine formats to stdout's bytes

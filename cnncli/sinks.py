@@ -274,13 +274,14 @@ class PictureFolder:
 
 
 class TextSink:
-    """Tables for people on stdout, as text."""
+    """Tables for people on stdout, as text; ``between`` goes between two images' text."""
 
-    def __init__(self) -> None:
+    def __init__(self, between: str = "") -> None:
+        self.between = between
         self.count = 0
 
     def add(self, position: int, source: str, part: str) -> None:
-        sys.stdout.write(part)
+        sys.stdout.write(part if not self.count else self.between + part)
         self.count += 1
 
     def fail(self, position: int, source: str, message: str) -> None:

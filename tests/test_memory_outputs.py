@@ -21,7 +21,11 @@ WARMUP = ["run", str(ROOT / "sample_images" / "seed_5x5.png"), "-k", "sobel_x", 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("outputs")
+    return write_files(tmp_path_factory.mktemp("outputs"))
+
+
+def write_files(path):
+    """A 2000x2000 noise image, a folder of six 1000x1000 ones, and a model whose input is 8192x8192."""
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (2000, 2000), dtype=np.uint8)).save(path / "big.png", compress_level=1)
     (path / "batch").mkdir()

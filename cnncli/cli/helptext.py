@@ -17,14 +17,18 @@ OTHER = "Options"
 _METAVARS = {"<int range>": "N", "<int>": "N", "<float>": "NUMBER", "<str>": "TEXT", "<path>": "PATH"}
 
 
-class PanelledCommand(TyperCommand):
-    """A command whose help is plain text: usage, description, then a section per help panel."""
+class _PlainHelp:
+    """Click's own help layout (usage, description, options, epilog), which Typer replaces with Rich's."""
 
     def format_help(self, ctx, formatter) -> None:
         self.format_usage(ctx, formatter)
         self.format_help_text(ctx, formatter)
         self.format_options(ctx, formatter)
         self.format_epilog(ctx, formatter)
+
+
+class PanelledCommand(_PlainHelp, TyperCommand):
+    """A command whose help is plain text: usage, description, then a section per help panel."""
 
     def format_options(self, ctx, formatter) -> None:
         write_panels(self, ctx, formatter)
@@ -33,14 +37,8 @@ class PanelledCommand(TyperCommand):
         return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
 
 
-class PanelledGroup(TyperGroup):
+class PanelledGroup(_PlainHelp, TyperGroup):
     """The app: its options and its commands, in plain text."""
-
-    def format_help(self, ctx, formatter) -> None:
-        self.format_usage(ctx, formatter)
-        self.format_help_text(ctx, formatter)
-        self.format_options(ctx, formatter)
-        self.format_epilog(ctx, formatter)
 
     def format_options(self, ctx, formatter) -> None:
         write_panels(self, ctx, formatter)

@@ -139,32 +139,11 @@ class InspectJob:
         return self.look.render(Group(*parts))
 
 
-class _Tables:
-    """Each image's summary on stdout, a blank line between two."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def add(self, position: int, source: str, part: str) -> None:
-        from .output import write_text
-
-        write_text(part if not self.count else "\n" + part)
-        self.count += 1
-
-    def fail(self, position: int, source: str, message: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def discard(self) -> None:
-        pass
-
-
 def _sink(format: str, batch: bool):
+    from ..sinks import JsonSink, Stdout, TextSink
+
     if format == "table":
-        return _Tables()
-    from ..sinks import JsonSink, Stdout
+        return TextSink(between="\n")  # each image's summary, a blank line between two
     from ..trace import INSPECT_FORMAT
 
     return JsonSink(Stdout(), format == "jsonl", batch, INSPECT_FORMAT)
