@@ -1,5 +1,5 @@
 """`python -m cnncli` runs the command line."""
 
-from .cli import run_main
+from .signals import console
 
-run_main()
+console()

@@ -79,7 +79,7 @@ def layer_picture_name(step: Step) -> str:
 
 def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
                     extras: dict | None = None, inputs: InputSet = NO_INPUTS, pictures: bool = True,
-                    timing: bool = False) -> dict:
+                    timing: bool = False, limits: Limits = DEFAULT_LIMITS) -> dict:
     """Write one .npy and one .png per layer and DIR/manifest.json listing them; return the manifest.
 
     A layer's record names its array (``"file": "03_relu1.npy"``) and, with ``pictures``, its
@@ -101,8 +101,8 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     names = [layer_file_name(step) for step in steps]
     picture_names = [layer_picture_name(step) for step in steps] if pictures else []
     for name in (*names, *picture_names, "manifest.json"):
-        check_output(directory / name, force, inputs)
-    stale = {name: digest for name, digest in _listed_files(manifest_path).items()
+        check_output(directory / name, force, inputs, special=False)
+    stale = {name: digest for name, digest in _listed_files(manifest_path, manifest_limit(limits)).items()
              if name not in names and name not in picture_names}
     created = not directory.exists()
     try:
@@ -242,40 +242,64 @@ def _remove_if_empty(directory: Path) -> None:
         pass
 
 
-def clear_single_inspection(directory: str | Path, force: bool, inputs: InputSet = NO_INPUTS) -> None:
+def clear_single_inspection(directory: str | Path, force: bool, inputs: InputSet = NO_INPUTS,
+                            remove: bool = True, limits: Limits = DEFAULT_LIMITS) -> None:
     """Make ``directory`` ready for a batch's one folder per image: an earlier single-image
-    inspection in it (its manifest and layer files) is refused, or removed with ``force``, so that
-    no stale layer is left beside the new folders. Only this tool's files go, never an input."""
+    inspection in it (its manifest and layer files) is refused, or with ``force`` removed (when
+    ``remove``: after the batch has saved something), so that no stale layer is left beside the
+    new folders. Only this tool's files go, never an input."""
     manifest = Path(directory) / "manifest.json"
     if not manifest.is_file():
         return
     if not force:
         raise OutputError("holds an earlier inspection; --force replaces it", source=str(directory))
-    for name, digest in _listed_files(manifest).items():
+    if not remove:
+        return
+    for name, digest in _listed_files(manifest, manifest_limit(limits)).items():
         _remove_own(Path(directory) / name, digest, inputs)
-    (Path(directory) / "manifest.json").unlink(missing_ok=True)
+    manifest.unlink(missing_ok=True)
+
+
+def manifest_limit(limits: Limits) -> int:
+    """How much of an earlier manifest.json is read: what the memory limit leaves for parsing JSON."""
+    return min(MAX_MANIFEST_BYTES, limits.read_limit("model")[0])
 
 
 MAX_MANIFEST_BYTES = 64 << 20  # 10,000 layers' records take about 5 MB
+MAX_LISTED_FILES = 2 * 10_000 + 1  # a .npy and a .png for each of a model's layers at most
 LAYER_FILE = re.compile(r"[0-9]{2,}_[A-Za-z0-9_.-]+\.(?:npy|png)")  # as layer_file_name writes them
 
 
-def _listed_files(manifest_path: Path) -> dict[str, str]:
+def _listed_files(manifest_path: Path, limit: int = MAX_MANIFEST_BYTES) -> dict[str, str]:
     """The files an earlier manifest of this tool says it wrote, with their SHA-256: only names this
     tool writes (``03_conv2.npy``), so that a crafted manifest cannot name other files or point
-    outside, and cannot name a file whose content its author does not know."""
+    outside, and cannot name a file whose content its author does not know. A manifest that is not
+    a regular file (a FIFO, a link to a device), larger than ``limit`` bytes, nested deeper than
+    JSON of ours is, or listing more files than a model can have layers is not one of ours."""
     import json
+    import stat
 
     try:
-        with open(manifest_path, "rb") as stream:
-            data = stream.read(MAX_MANIFEST_BYTES + 1)
-        if len(data) > MAX_MANIFEST_BYTES:  # not one this tool wrote
+        descriptor = os.open(manifest_path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return {}
+    with open(descriptor, "rb") as stream:
+        try:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                return {}
+            data = stream.read(limit + 1)
+        except OSError:
             return {}
+    if len(data) > limit:
+        return {}
+    try:
         old = json.loads(data)
         if old.get("format") != INSPECT_FORMAT or not isinstance(old.get("sha256"), dict):
             return {}
         listed = old["sha256"]
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return {}
+    if len(listed) > MAX_LISTED_FILES:
         return {}
     return {name: digest for name, digest in listed.items()
             if isinstance(name, str) and LAYER_FILE.fullmatch(name) and isinstance(digest, str)}

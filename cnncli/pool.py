@@ -105,10 +105,8 @@ class _Stop(BaseException):
 
 class _Pool:
     def __init__(self, job, describe: Describe, ship, size: int) -> None:
-        import tempfile
-
         self.job, self.describe, self.ship = job, describe, ship
-        self.folder = tempfile.mkdtemp(prefix="cnn-spool-")
+        self.folder = _spool_folder()
         self.workers: list[_Worker] = []
         self.replaced = 0
         self.finished = False
@@ -123,8 +121,9 @@ class _Pool:
         from multiprocessing.connection import Pipe
 
         ours, theirs = Pipe()
-        sys.stdout.flush()  # a forked child never writes what the parent's buffers hold, but be sure
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # a child must not inherit unwritten text (None: closed)
+            if stream is not None:
+                stream.flush()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
@@ -147,10 +146,15 @@ class _Pool:
         end = expected + len(items)
         window = 4 * len(self.workers)  # results held ahead of the one awaited, at most
         while expected < end:
-            for worker in self.workers:
+            for worker in list(self.workers):
                 while len(worker.running) < AHEAD and pending and pending[0][0] < expected + window:
                     item = pending.popleft()
-                    worker.conn.send(item)
+                    try:
+                        worker.conn.send(item)
+                    except OSError:  # it died before taking this one (EPIPE): replace it, this one waits
+                        pending.appendleft(item)
+                        self._replace(worker, pending, done)
+                        break
                     worker.running.append(item)
             while expected in done:
                 yield done.pop(expected)
@@ -223,6 +227,38 @@ class _Pool:
             _restore_signals(previous)
 
 
+SPOOL_PREFIX = "cnn-spool-"
+
+
+def _spool_folder() -> str:
+    """A new folder for the workers' big results, named after this process; folders left by runs
+    that were killed (SIGKILL leaves no chance to clean) are removed on the way."""
+    import shutil
+    import tempfile
+
+    root = tempfile.gettempdir()
+    try:
+        for entry in os.scandir(root):
+            if entry.name.startswith(SPOOL_PREFIX) and not _alive(entry.name[len(SPOOL_PREFIX):].split("-")[0]):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        return tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-", dir=root)
+    except OSError as err:
+        raise CnnError(f"cannot make a folder for the workers' results: {err.strerror or err} (TMPDIR chooses "
+                       "where)", source=root) from None
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return True  # not a name this code makes: leave it alone
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
 def _serve(job, describe: Describe, ship, folder: str, conn) -> int:
     """A worker's life: run each image the parent sends, send back its result, until told to stop."""
 
@@ -246,7 +282,12 @@ def _serve(job, describe: Describe, ship, folder: str, conn) -> int:
                 return 0
             result = guarded(job, *item, describe)
             if result.outcome is not None:
-                result.outcome = ship(result.outcome, folder)
+                try:
+                    result.outcome = ship(result.outcome, folder)
+                except OSError as err:  # the spool folder's disk is full: this image fails, saying where
+                    result = Result(result.position, result.source,
+                                    error=f"{result.source}: cannot pass its output on through {folder}: "
+                                          f"{err.strerror or err} (TMPDIR chooses where)")
             if stopping:  # a SIGTERM that a finalizer swallowed: stop now, as it asked
                 return 0
             conn.send(result)

@@ -47,24 +47,52 @@ def output_bytes(kinds, shapes) -> int:
 
 
 class Stdout:
-    """Standard output as a sink's target: bytes after whatever text was printed before."""
+    """Standard output as a sink's target: bytes after whatever text was printed before. It may be
+    a file (``> out.npy``, ``1<> image.png``): never one of the run's inputs."""
 
     source = "stdout"
 
-    def __init__(self) -> None:
-        self.write = stdout_bytes()
-        self.stream = sys.stdout.buffer
+    def __init__(self, inputs: InputSet = NO_INPUTS, held: bool = False) -> None:
+        import os
+
+        from .errors import OutputError
+        from .targets import _Written
+
+        write = stdout_bytes()  # refuses a closed stdout
+        try:
+            holder = inputs.holding(os.fstat(sys.stdout.fileno()))
+        except (OSError, ValueError, AttributeError):  # no file behind it (a test's capture)
+            holder = None
+        if holder is not None:
+            raise OutputError(f"is {holder}, one of this run's inputs; write the output elsewhere", source="stdout")
+        self._stdout = write
+        self._held = None
+        if held:  # everything waits in an unnamed temporary file until commit
+            import tempfile
+
+            self._held = tempfile.TemporaryFile()
+            write = self._held.write
+        self.stream = _Written(sys.stdout.buffer, "stdout", seekable=False, write=write)
+        self.write = self.stream.write
 
     def commit(self) -> None:
+        if self._held is not None:
+            self._held.seek(0)
+            while block := self._held.read(1 << 20):
+                self._stdout(block)
+            self._held.close()
+            self._held = None
         sys.stdout.flush()
 
     def discard(self) -> None:
-        pass
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
-def target(path: str, force: bool = False, inputs: InputSet = NO_INPUTS) -> Stdout | StagedFile:
+def target(path: str, force: bool = False, inputs: InputSet = NO_INPUTS, binary: bool = True) -> Stdout | StagedFile:
     """``-`` is standard output; anything else a file written beside its place (see StagedFile)."""
-    return Stdout() if path == "-" else StagedFile(path, force, inputs)
+    return Stdout(inputs) if path == "-" else StagedFile(path, force, inputs, binary)
 
 
 class Sink:
@@ -223,8 +251,10 @@ class NpzSink(Sink):
             part.write_to(member.write)
 
     def _add(self, position: int, source: str, part: Layers) -> None:
+        taken: set[str] = set()
         for layer, array in part.items:
-            self._member(f"{self.names[position]}/{layer}" if self.batch else layer, array)
+            key = member_name(layer, taken)
+            self._member(f"{member_name(self.names[position])}/{key}" if self.batch else key, array)
 
     def _fail(self, position: int, source: str, message: str) -> None:
         self.errors[position] = message
@@ -238,8 +268,30 @@ class NpzSink(Sink):
         super().close()
 
     def discard(self) -> None:
-        self.archive = None  # not closed: that would write a directory making a partial archive look whole
+        if self.archive is not None:
+            # Not closed, now or by its finalizer: that would write a directory making a partial
+            # archive look whole (and, on a broken stream, fail again with a traceback).
+            self.archive.fp = None
+            self.archive = None
         super().discard()
+
+
+def member_name(name: str, taken: set[str] | None = None) -> str:
+    """A name as an .npz member: no path separators, no ``..``, printable, so that unzipping the
+    archive writes only inside its folder; a name made distinct from those ``taken`` (updated)."""
+    import re
+
+    from .display import shown
+
+    safe = re.sub(r"[/\\]", "_", shown(name))
+    if safe.startswith(".") or not safe:
+        safe = "_" + safe
+    if taken is not None:
+        base, number = safe, 2
+        while safe in taken:
+            safe, number = f"{base}_{number}", number + 1
+        taken.add(safe)
+    return safe
 
 
 class BytesSink(Sink):

@@ -50,10 +50,11 @@ class InputSet:
 NO_INPUTS = InputSet()
 
 
-def check_output(path: str | Path, force: bool = False, inputs: InputSet = NO_INPUTS) -> None:
+def check_output(path: str | Path, force: bool = False, inputs: InputSet = NO_INPUTS, special: bool = True) -> None:
     """Refuse, before any work, an output that is a folder, that is one of the run's ``inputs``
     under any name or link (even with ``force``), or that exists (unless ``force``). Devices and
-    FIFOs (/dev/null, a named pipe) are written in place and allowed, unless they are an input.
+    FIFOs (/dev/null, a named pipe) are written in place and allowed, unless they are an input
+    or ``special`` is False (files of a folder, which are always renamed into place).
     """
     source = str(path)
     try:
@@ -67,7 +68,7 @@ def check_output(path: str | Path, force: bool = False, inputs: InputSet = NO_IN
     if stat.S_ISDIR(status.st_mode):
         raise OutputError("is a folder; expected a file name", source=source)
     _refuse_input(status, source, inputs)
-    if stat.S_ISREG(status.st_mode) and not force:
+    if (stat.S_ISREG(status.st_mode) or not special) and not force:
         raise OutputError("already exists; --force replaces it", source=source)
 
 
@@ -80,28 +81,32 @@ def _refuse_input(status: os.stat_result, source: str, inputs: InputSet) -> None
 
 class StagedFile:
     """A binary output file: written to a hidden temporary file beside ``path``, then moved into
-    place by ``commit`` (or removed by ``discard``); a device or a FIFO is written in place.
+    place by ``commit`` (or removed by ``discard``); a device or a FIFO (/dev/null, a named pipe,
+    ``>(gzip > x.gz)``'s /dev/fd path) is written in place.
 
-    A symbolic link has its target replaced, not the link.
+    A symbolic link has its target replaced, not the link. ``binary`` output is refused for a
+    terminal (/dev/tty). Every write error names the file.
     """
 
-    def __init__(self, path: str | Path, force: bool = False, inputs: InputSet = NO_INPUTS) -> None:
+    def __init__(self, path: str | Path, force: bool = False, inputs: InputSet = NO_INPUTS,
+                 binary: bool = True) -> None:
         self.source = str(path)
         self.force = force
         self.inputs = inputs
         check_output(path, force, inputs)
-        self.path = Path(os.path.realpath(path))
         self.temporary: str | None = None
-        try:
-            special = not stat.S_ISREG(os.stat(self.path).st_mode)
-        except OSError:
-            special = False
-        if special:
-            self.stream = self._open(lambda: open(self.path, "wb"), "cannot write")
+        if is_special(path):  # /dev/fd/N of a pipe resolves to "pipe:[...]": open the name as given
+            self.path = Path(path)
+            self._file = self._open(lambda: open(self.path, "wb"), "cannot write")
+            if binary and self._file.isatty():
+                self._file.close()
+                raise OutputError("is a terminal; binary output needs a file or a pipe", source=self.source)
+            self.stream = _Written(self._file, self.source, seekable=False)
             return
-        handle = self._open(lambda: temporary_beside(self.path), "cannot write here")
-        self.temporary = handle.name
-        self.stream = handle
+        self.path = Path(os.path.realpath(path))
+        self._file = self._open(lambda: temporary_beside(self.path), "cannot write here")
+        self.temporary = self._file.name
+        self.stream = _Written(self._file, self.source, seekable=True)
 
     def _open(self, opener: Callable[[], Any], what: str) -> Any:
         try:
@@ -110,22 +115,18 @@ class StagedFile:
             raise OutputError(f"{what}: {err.strerror or err}", source=self.source) from None
 
     def write(self, data: bytes | memoryview) -> None:
-        try:
-            self.stream.write(data)
-        except OSError as err:
-            self.discard()
-            raise OutputError(f"cannot write: {err.strerror or err}", source=self.source) from None
+        self.stream.write(data)
 
     def commit(self) -> None:
         """Move the written file into place: a new name is linked (failing if it appeared meanwhile),
         an existing file replaced with ``force``; never over an input."""
         try:
-            self.stream.flush()
+            self._file.flush()
             if self.temporary is None:
-                self.stream.close()
+                self._file.close()
                 return
-            os.fsync(self.stream.fileno())
-            self.stream.close()
+            os.fsync(self._file.fileno())
+            self._file.close()
             try:
                 status = os.stat(self.path)
             except FileNotFoundError:
@@ -144,6 +145,8 @@ class StagedFile:
         except FileExistsError:
             raise OutputError("already exists (made while this run was writing); --force replaces it",
                               source=self.source) from None
+        except BrokenPipeError:
+            raise OutputError("the reader of this pipe left", source=self.source) from None
         except OSError as err:
             raise OutputError(f"cannot write: {err.strerror or err}", source=self.source) from None
         finally:
@@ -152,7 +155,7 @@ class StagedFile:
     def discard(self) -> None:
         """Remove the temporary file (after a commit, only its name is left to remove, if any)."""
         try:
-            self.stream.close()
+            self._file.close()
         except OSError:
             pass
         if self.temporary is not None:
@@ -160,11 +163,53 @@ class StagedFile:
             self.temporary = None
 
 
+class _Written:
+    """A file as writers (zipfile, np.lib.format) see it: a write error names the file, and a
+    stream that cannot seek (a FIFO, /dev/null, stdout) says so, so that zipfile never seeks it."""
+
+    def __init__(self, file, source: str, seekable: bool, write: Callable[[bytes], Any] | None = None) -> None:
+        self._file, self._source, self._seekable = file, source, seekable
+        self._write = write or file.write
+
+    def write(self, data) -> int:
+        try:
+            self._write(data)
+        except BrokenPipeError:
+            if self._source == "stdout":
+                raise  # the reader of stdout left: main() ends quietly
+            raise OutputError("the reader of this pipe left", source=self._source) from None
+        except OSError as err:
+            raise OutputError(f"cannot write: {err.strerror or err}", source=self._source) from None
+        return len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        if not self._seekable:
+            raise OSError("not seekable")
+        return self._file.tell()
+
+    def seek(self, *args) -> int:
+        if not self._seekable:
+            raise OSError("not seekable")
+        return self._file.seek(*args)
+
+
+MAX_NAME_BYTES = 255  # a file name's length on Linux file systems
+_TEMPORARY_EXTRA = len(".") + len(".0123456789ab.tmp")
+
+
 def temporary_beside(path: Path):
-    """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path``, open for binary writing, mode 0600
-    (its ``name`` is its path). Made with O_EXCL, as tempfile does, without the cost of importing it."""
+    """A new hidden file ``.NAME.RANDOM.tmp`` beside ``path`` (NAME cut short if the whole would be
+    too long a file name), open for binary writing, mode 0600; its ``name`` is its path. Made with
+    O_EXCL, as tempfile does, without the cost of importing it."""
+    stem = os.fsdecode(os.fsencode(path.name)[:MAX_NAME_BYTES - _TEMPORARY_EXTRA])
     for _ in range(100):
-        name = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
+        name = str(path.parent / f".{stem}.{os.urandom(6).hex()}.tmp")
         try:
             return open(name, "xb", opener=lambda file, flags: os.open(file, flags, 0o600))
         except FileExistsError:

@@ -224,6 +224,6 @@ def nonfinite_warning(steps: Sequence[Step]) -> str | None:
         # (the statistics would take several, and are only computed where they are shown).
         low, high = float(step.output.min()), float(step.output.max())
         if not (math.isfinite(low) and math.isfinite(high)):
-            return (f"{step.name} has infinite or NaN values (overflow in {step.output.dtype}; "
-                    "--dtype float64 or smaller weights may help)")
+            remedy = "--dtype float64 or smaller weights" if step.output.dtype == np.float32 else "smaller weights"
+            return f"{step.name} has infinite or NaN values (overflow in {step.output.dtype}; {remedy} may help)"
     return None

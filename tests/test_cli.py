@@ -284,7 +284,7 @@ def test_overflow_gives_valid_json_and_a_warning(capsys):
     code, out, err = run_main(capsys, "run", SEED, "-k", "[[1e38]]", "-f", "json")
     trace = json.loads(out)
     assert code == 0 and trace["layers"][1]["stats"]["max"] is None and None in trace["layers"][1]["values"][0][1]
-    assert err.count("\n") == 1 and "warning: conv1 has infinite or NaN values" in err
+    assert err.count("\n") == 1 and "warning: " + SEED + ": conv1 has infinite or NaN values" in err
 
 
 @pytest.mark.parametrize("args, words", [

@@ -266,7 +266,7 @@ def test_an_overflowing_run_gives_valid_json_with_null_predictions(capsysbinary)
     assert code == 0 and len(traces) == 2
     assert all(p["probability"] is None for p in traces[0]["predictions"])
     assert traces[0]["layers"][1]["stats"]["max"] is None
-    assert err.count("cnn: warning: conv1 has infinite or NaN values") == 2
+    assert err.count(f"cnn: warning: {SEED}: conv1 has infinite or NaN values") == 2
 
 
 @pytest.mark.parametrize("change", ["zero-variance", "tiny-std"])

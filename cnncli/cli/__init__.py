@@ -59,8 +59,8 @@ from . import models as _models  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised like Ctrl-C so that temporary files are removed on the way out."""
+from ..pool import WorkerBug  # noqa: E402  (a bug in a worker process)
+from ..signals import Terminated  # noqa: E402  (SIGTERM, raised like Ctrl-C)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,10 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _drop_stdout()  # a full disk behind `> file`: the exit's flush would fail again, with a traceback
         if code is None:
             raise
-        if _debug:
+        if _debug and sys.stderr is not None:  # with 2>&- there is nowhere to show it (not stdout)
             import traceback
 
-            traceback.print_exc()
+            traceback.print_exc(file=sys.stderr)
+            if isinstance(err, WorkerBug):
+                sys.stderr.write(err.details)
         if message:
             _fail(message)
         return code
@@ -113,15 +115,15 @@ def _warnings_as_lines() -> None:
     warnings.showwarning = show
 
 
-MAX_COLUMNS = 10_000
+MIN_COLUMNS, MAX_COLUMNS = 20, 10_000  # narrower than 20, a table shows no value at all
 
 
 def _drop_unusable_sizes() -> None:
-    """COLUMNS and LINES that are not a size a terminal can have (COLUMNS=99999999999999999999, -3,
+    """COLUMNS and LINES that are not a size to draw in (COLUMNS=99999999999999999999, -3, 1,
     words) are ignored, as if unset, rather than sizing every table and help screen by them."""
-    for name in ("COLUMNS", "LINES"):
+    for name, low in (("COLUMNS", MIN_COLUMNS), ("LINES", 1)):
         value = os.environ.get(name)
-        if value is not None and not (value.strip().isdigit() and 0 < int(value) <= MAX_COLUMNS):
+        if value is not None and not (value.strip().isdigit() and low <= int(value) <= MAX_COLUMNS):
             del os.environ[name]
 
 
@@ -184,47 +186,19 @@ def _drop_stdout() -> None:
 
 def _fail(message: str) -> None:
     """One line, whatever a file name or a library's message holds: newlines and escapes are shown, not obeyed."""
-    from ..display import shown
+    from .output import tell
 
-    if sys.stderr is not None:  # started with 2>&-: the exit code alone tells
-        print(f"cnn: {shown(message)}", file=sys.stderr)
-
-
-stop_requested: type[BaseException] | None = None  # Ctrl-C or SIGTERM, even if a finalizer swallowed it
-
-
-def check_stop() -> None:
-    """Raise the Ctrl-C or SIGTERM that arrived, if its exception was lost (see run_main)."""
-    if stop_requested is not None:
-        raise stop_requested
+    tell(f"cnn: {message}")  # one line, escapes shown; nothing with 2>&-: the exit code alone tells
 
 
 def run_main() -> None:
-    """The `cnn` console script.
+    """Run the command line and exit with its code; Ctrl-C and SIGTERM are handled by
+    cnncli.signals (installed here too, for callers that start here)."""
+    from .. import signals
 
-    Ctrl-C and SIGTERM raise an exception wherever the program is, so that temporary files are
-    removed on the way out. If that place is an object's finalizer, Python prints "Exception
-    ignored" and goes on; so the signal is also remembered, that message is not printed, and a
-    batch checks after each image (check_stop), and the exit code tells, however the command ended.
-    """
-    import signal
-
-    def stop(exception: type[BaseException]):
-        def handler(signum, frame):
-            global stop_requested
-            stop_requested = exception
-            raise exception
-        return handler
-
-    def unraisable(info, default=sys.unraisablehook):
-        if not isinstance(info.exc_value, (Terminated, KeyboardInterrupt)):
-            default(info)
-
-    sys.unraisablehook = unraisable
-    signal.signal(signal.SIGTERM, stop(Terminated))
-    signal.signal(signal.SIGINT, stop(KeyboardInterrupt))
+    signals.install()
     code = main()
-    if stop_requested is not None and code not in (130, 143):
-        message, code = _explain(stop_requested())
+    if signals.stop_requested is not None and code not in (130, 143):
+        message, code = _explain(signals.stop_requested())
         _fail(message)
     sys.exit(code)

@@ -30,7 +30,8 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
     import time
 
     from ..pool import ordered_results
-    from . import _explain, check_stop
+    from ..signals import check_stop
+    from . import _explain
 
     workers = worker_count(workers, len(sources))
     results = ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship)
@@ -44,7 +45,7 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
             if bar:
                 bar.advance()
             yield result
-            if time.monotonic() - flushed > 0.1:
+            if time.monotonic() - flushed > 0.1 and sys.stdout is not None:  # None: closed, -o takes it all
                 sys.stdout.flush()
                 flushed = time.monotonic()
             if result.error is not None and fail_fast:
@@ -96,6 +97,10 @@ class _Bar:
                                   transient=True, redirect_stdout=False, redirect_stderr=False)
         self._task = self._progress.add_task("images", total=total, rate="")
         self._progress.start()
+        from . import output
+
+        output.above_bar = lambda line: self._progress.console.print(line, markup=False, highlight=False,
+                                                                     soft_wrap=True)
 
     def advance(self) -> None:
         task = self._progress.tasks[0]
@@ -103,6 +108,9 @@ class _Bar:
         self._progress.update(self._task, advance=1, rate=f"{speed:.1f}/s" if speed else "")
 
     def stop(self) -> None:
+        from . import output
+
+        output.above_bar = None
         self._progress.stop()
 
 

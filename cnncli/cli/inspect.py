@@ -67,6 +67,10 @@ def inspect(
 
         folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
         inputs = InputSet(opt.input_files(options, images=paths), stdin="-" in paths)
+    if timing and save is None and format == "table":
+        raise typer.BadParameter("puts each layer's time in json, jsonl and the manifest of --save; the table "
+                                 "shows it already", param_hint="--timing")
+    opt.check_sources(options)  # a bad kernel or model file ends the command, not each image
     rendered = (format,) + (("pictures",) if save is not None and not no_pictures else ())
     options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
     job = InspectJob(options, format, look, folders, force, inputs, not no_pictures, timing)
@@ -80,8 +84,10 @@ def inspect(
     if save is not None:
         from ..files import clear_single_inspection
 
-        clear_single_inspection(save, force, inputs)
-    _inspect_batch(job, paths, format, save, workers, fail_fast)
+        clear_single_inspection(save, force, inputs, remove=False)  # refused now, without --force
+    written = _inspect_batch(job, paths, format, save, workers, fail_fast)
+    if save is not None and written:  # an earlier single inspection in DIR goes once there are new ones
+        clear_single_inspection(save, force, inputs, limits=options.limits)
 
 
 class InspectJob:
@@ -107,7 +113,7 @@ class InspectJob:
             from ..files import save_inspection
 
             manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
-                                       pictures=self.pictures, timing=self.timing)
+                                       pictures=self.pictures, timing=self.timing, limits=options.limits)
         if self.format in ("json", "jsonl"):
             from ..jsontext import dumps
             from ..parts import Rendered
@@ -157,7 +163,8 @@ def _tell_warnings(warnings) -> None:
 
 
 def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
-                   fail_fast: bool) -> None:
+                   fail_fast: bool) -> int:
+    """Run the batch, writing each image's summary or records in order; return how many succeeded."""
     from ..sinks import NOT_RUN
     from . import _fail
     from .batch import count, failure, run_all
@@ -182,4 +189,9 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
     if save is not None and written:
         tell(f"saved {count(written, 'inspection')} to {save}, one folder per image")
     if failed:
+        if save is not None and written:
+            from ..files import clear_single_inspection
+
+            clear_single_inspection(save, job.force, job.inputs, limits=job.options.limits)
         raise failure(failed, len(paths), fail_fast)
+    return written

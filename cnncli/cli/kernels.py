@@ -31,7 +31,7 @@ def kernels(
         folder.mkdir(parents=True, exist_ok=True)
         for kernel in chosen:
             save_json(folder / f"{kernel.name}.json", kernel.to_json())
-        tell(f"wrote {len(chosen)} kernel files to {folder}")
+        tell(f"wrote {len(chosen)} kernel file{'' if len(chosen) == 1 else 's'} to {folder}")
         return
     if format == "json":
         print_json([kernel.to_json() for kernel in chosen])

@@ -297,7 +297,10 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
     source = options.image
     if source == "-":
         source = "stdin"
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None:
+            raise CnnError("is closed (started with <&-); pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`",
+                           source=source)
+        if sys.stdin.isatty():
             raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
         from ..inputs import read_stream
 
@@ -333,6 +336,23 @@ def build_network(options: LayerOptions, image: LoadedImage) -> Network:
     network = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage, dense)
     check_run_memory(network, image, options.limits, options.outputs)
     return network
+
+
+def check_sources(options: LayerOptions) -> int | None:
+    """Read the kernels, dense weights and model file a command names, once, before any image: a bad
+    one ends the command then, rather than failing every image of a batch the same way. Return the
+    number of class scores the network gives, when that is known before an image (else None)."""
+    if options.model is not None:
+        model = load_model_once(options.model, options.limits)
+        out = model.network.shapes(model.input.shape)[-1]
+        return out[0] if len(out) == 1 else None
+    if options.dense is not None and options.dense_random is not None:
+        raise typer.BadParameter("give either --dense FILE or --dense-random UNITS, not both", param_hint="--dense")
+    for spec in options.kernels or ():
+        _resolve_kernel(spec, options.limits)
+    if options.dense is not None:
+        return _dense_weights(options.dense, options.limits)[0].shape[0]
+    return options.dense_random
 
 
 def _refuse_unused(options: LayerOptions) -> None:
@@ -387,8 +407,8 @@ def forward(prepared: Prepared) -> tuple[list, list[str]]:
     from ..trace import nonfinite_warning
 
     steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
-    overflow = nonfinite_warning(steps)
-    return steps, [*prepared.warnings, *([overflow] if overflow else [])]
+    overflow = nonfinite_warning(steps)  # named with its image: in a batch, warnings come from many
+    return steps, [*prepared.warnings, *([f"{prepared.image.source}: {overflow}"] if overflow else [])]
 
 
 DEFAULT_TOP = 5

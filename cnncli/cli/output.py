@@ -127,13 +127,20 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
+above_bar = None  # while a progress bar shows, a callable that prints a line above it
+
+
 def tell(message: str) -> None:
     """A message for the person at the terminal, on stderr, on one line whatever it holds.
 
     Plain print, not a Rich console: a message is one line of text, and Rich's console costs a
-    run that prints nothing else about 17 ms of start-up.
+    run that prints nothing else about 17 ms of start-up. While a progress bar shows, the line goes
+    above it rather than onto its line.
     """
     if sys.stderr is None:  # started with 2>&-
+        return
+    if above_bar is not None:
+        above_bar(shown(message))
         return
     _encodable(sys.stderr)
     print(shown(message), file=sys.stderr, flush=True)

@@ -77,6 +77,8 @@ def run(
     from ..paths import expand_images
 
     set_no_color(no_color)
+    if output is not None and not output.strip():
+        raise typer.BadParameter("is empty; expected a file name, a folder ending in /, or -", param_hint="--output")
     if output in STDOUT_NAMES:
         output = "-"  # written in place, like -o -, not replaced by a temporary file
     paths, batch = expand_images(images)
@@ -87,11 +89,14 @@ def run(
     to_file = None if output in (None, "-") else "png" if folder else _file_kind(output, format)
     kinds = tuple(dict.fromkeys(kind for kind in (to_file, to_stdout) if kind))
     if view != "table" and to_stdout != "table":
-        raise typer.BadParameter(f"draws the maps of --format table; --format {to_stdout} has none to draw",
-                                 param_hint="--view")
+        shown = f"--format {to_stdout}" if to_stdout else "-o without --format (stdout shows nothing)"
+        raise typer.BadParameter(f"draws the maps of --format table; {shown} has none to draw", param_hint="--view")
     if values is not None and not set(kinds) & set(TAKES_VALUES):
         raise typer.BadParameter(f"chooses what {', '.join(TAKES_VALUES)} carry; {' and '.join(kinds)} has no "
                                  "such choice", param_hint="--values")
+    if timing and not set(kinds) & {"json", "jsonl"}:
+        raise typer.BadParameter(f"puts each layer's time in json and jsonl; {' and '.join(kinds)} has no such "
+                                 "field", param_hint="--timing")
     if to_stdout == "png" and batch:
         raise typer.BadParameter("gives one picture per image; for several, write them with -o FOLDER/",
                                  param_hint="--format")
@@ -107,10 +112,15 @@ def run(
 
         raise OutputError("is closed (started with >&-); give -o FILE, or leave stdout open", source="stdout")
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
-    ranked = "csv" in kinds and values is None and _has_predictions(options)
+    classes = opt.check_sources(options)  # a bad kernel or model file ends the command, not each image
+    ranked = "csv" in kinds and values in (None, "none") and _has_predictions(options)
+    if "csv" in kinds and values == "none" and not ranked:
+        raise typer.BadParameter("leaves csv nothing to write: its rows are values, or predictions of a --model or "
+                                 "--top run", param_hint="--values")
     rendered = kinds + (("heatmap",) if view == "heatmap" else ())
     options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
-    job = RunJob(options, kinds, look, view, full, values, timing, (options.top or 1) if ranked else 0)
+    columns = min(options.top or 1, classes or options.top or 1)  # no more ranks than classes
+    job = RunJob(options, kinds, look, view, full, values, timing, columns if ranked else 0)
     _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
 
 
@@ -118,10 +128,13 @@ STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def _names_a_folder(output: str) -> bool:
-    """-o DIR/ (or an existing folder) takes one picture per image, however many images there are."""
+    """-o DIR/ (or an existing folder not named like a file) takes one picture per image, however many
+    images there are; -o out.npy that is a folder is an error (check_output says so)."""
     import os
 
-    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+    if output.endswith(("/", os.sep)):
+        return True
+    return os.path.isdir(output) and os.path.splitext(output)[1].lower() not in FILE_KINDS
 
 
 def _file_kind(output: str, format: str | None) -> str:
@@ -222,13 +235,18 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
     error ends the command, as it always has (with its traceback under --debug).
     """
     from ..sinks import NOT_RUN
-    from . import _fail
-    from .batch import count, failure, run_all
+    from . import _drop_stdout, _fail
+    from .batch import failure, run_all
 
+    every_shape_known = True
     if batch and "npy" in (to_file, to_stdout) and job.options.model is None:
-        _check_stackable(job.options, paths, output if to_file == "npy" else "--format npy")
-    to_file_sink, to_stdout_sink = _sinks(job, paths, batch, to_stdout, output, to_file, force, folder)
-    sinks = [sink for sink in (to_file_sink, to_stdout_sink) if sink is not None]
+        every_shape_known = _check_stackable(job.options, paths, output if to_file == "npy" else "--format npy")
+    # A stacked .npy on stdout of images whose shapes could not be read ahead (stdin, a pipe) waits
+    # in a temporary file until complete: stdout gets the whole array or nothing.
+    hold_stdout = to_stdout == "npy" and batch and not every_shape_known
+    to_file_sink, to_stdout_sink = _sinks(job, paths, batch, to_stdout, output, to_file, force, folder, hold_stdout)
+    outputs = [(kind, sink) for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)) if sink is not None]
+    sinks = [sink for _, sink in outputs]
     failed = written = 0
     last = None
     try:
@@ -241,46 +259,67 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
                     sink.close()
             written, last = 1, outcome.facts
         else:
-            done = 0
+            done, reader_left = 0, False
             for result in run_all(job, paths, workers, fail_fast):
                 done += 1
                 if result.error is not None:
                     failed += 1
                     _fail(result.error)
-                    for sink in sinks:
-                        sink.fail(result.position, result.source, result.error)
-                    continue
-                _tell_warnings(result.outcome.warnings)
-                for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)):
-                    if sink is not None:
-                        sink.add(result.position, result.source, result.outcome.parts[kind])
-                result.outcome.release()
-                # Let this image's maps go now, not when the next image's result replaces this one.
-                written, last, result.outcome = written + 1, result.outcome.facts, None
+                    calls = [(kind, sink, sink.fail, result.error) for kind, sink in outputs]
+                else:
+                    _tell_warnings(result.outcome.warnings)
+                    calls = [(kind, sink, sink.add, result.outcome.parts[kind]) for kind, sink in outputs]
+                for kind, sink, call, what in calls:
+                    try:
+                        call(result.position, result.source, what)
+                    except BrokenPipeError:
+                        # stdout's reader left (`| head -1`): the file is still wanted whole, if there is one
+                        if sink is not to_stdout_sink or to_file_sink is None:
+                            raise
+                        outputs, reader_left = [(to_file, to_file_sink)], True
+                        _drop_stdout()
+                calls = what = None  # they hold this image's maps (its parts): let them go before the next image
+                if result.outcome is not None:
+                    result.outcome.release()
+                    # Let this image's maps go now, not when the next image's result replaces this one.
+                    written, last, result.outcome = written + 1, result.outcome.facts, None
             for position in range(done, len(paths)):  # stopped early (--fail-fast): keep their places too
-                for sink in sinks:
+                for _, sink in outputs:
                     sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
-            for sink in sinks:
+            for _, sink in outputs:
                 sink.close()
+            if reader_left:
+                _tell_written(to_file, output, folder, batch, written, failed, len(paths), last)
+                raise BrokenPipeError  # main() ends quietly, with 1, as for any reader that leaves
     except BaseException:
         for sink in sinks:
             sink.discard()
         raise
-    if to_file is not None and written:
-        if folder:
-            tell(f"wrote {count(written, 'picture')} to {output}")
-        elif batch:
-            tell(f"wrote {to_file} of {count(len(paths), 'image')} to {output}" +
-                 (f" ({count(failed, 'failure')} in place)" if failed else ""))
-        else:
-            tell(f"wrote {last['what'][to_file]} to {output}")
+    _tell_written(to_file, output, folder, batch, written, failed, len(paths), last)
     if failed:
         raise failure(failed, len(paths), fail_fast)
 
 
-def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) -> None:
+def _tell_written(to_file: str | None, output: str | None, folder: bool, batch: bool, written: int, failed: int,
+                  total: int, last: dict | None) -> None:
+    """The closing message: what went to the -o file or folder."""
+    from .batch import count
+
+    if to_file is None or not written:
+        return
+    if folder:
+        tell(f"wrote {count(written, 'picture')} to {output}")
+    elif batch:
+        tell(f"wrote {to_file} of {count(total, 'image')} to {output}" +
+             (f" ({count(failed, 'failure')} in place)" if failed else ""))
+    else:
+        tell(f"wrote {last['what'][to_file]} to {output}")
+
+
+def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) -> bool:
     """Refuse, before any work, a stacked .npy of images whose outputs would differ in shape, from
-    their headers: the output shape of each distinct input shape (a model's input is fixed)."""
+    their headers: the output shape of each distinct input shape (a model's input is fixed).
+    Return whether every image's shape was known (stdin and pipes cannot be read ahead)."""
     import numpy as np
 
     from ..errors import CnnError
@@ -289,8 +328,10 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     color, alpha = options.color or "gray", options.alpha or "drop"
     first: dict[tuple, tuple[str, tuple]] = {}  # input shape -> (an image of it, its output shape)
     outputs: dict[tuple, str] = {}  # output shape -> the first image giving it
+    known = True
     for path in paths:
         shape = peek_shape(path, color, alpha, options.limits)
+        known = known and shape is not None
         if shape is None or shape in first:
             continue
         names = ("gray",) if color == "gray" else ("R", "G", "B")
@@ -306,6 +347,7 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
             (one, a), (other, b) = [(name, out) for out, name in outputs.items()]
             raise CnnError(f"{other} would give an output of shape {b} but {one} gives {a}; one .npy stacks outputs "
                            "of one shape: use --format npz, or resize the images", source=where)
+    return known
 
 
 def _tell_warnings(warnings) -> None:
@@ -316,7 +358,7 @@ def _tell_warnings(warnings) -> None:
 
 
 def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
-           force: bool, folder: bool):
+           force: bool, folder: bool, hold_stdout: bool = False):
     """The file's sink and stdout's, each None when not asked for. The file's targets are checked
     before the work: none may exist (without --force) or be one of the run's inputs."""
     from ..sinks import Stdout, TextSink, target
@@ -325,7 +367,7 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
 
     names = unique_names(paths)
     inputs = NO_INPUTS
-    if to_file is not None:
+    if to_file is not None or (to_stdout is not None and _stdout_is_a_file()):
         inputs = InputSet(opt.input_files(job.options, images=paths), stdin="-" in paths)
     file_sink = None
     if folder:
@@ -337,13 +379,25 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
         for path in file_sink.paths:
             check_output(path, force, inputs)
     elif to_file is not None:
-        file_sink = _sink(to_file, target(output, force, inputs), job, batch, paths, names)
+        file_sink = _sink(to_file, target(output, force, inputs, to_file in BINARY), job, batch, paths, names)
     stdout_sink = None
     if to_stdout == "table":
+        Stdout(inputs)  # refuses a stdout that is one of the inputs (1<> image.png)
         stdout_sink = TextSink()
     elif to_stdout is not None:
-        stdout_sink = _sink(to_stdout, Stdout(), job, batch, paths, names)
+        stdout_sink = _sink(to_stdout, Stdout(inputs, held=hold_stdout), job, batch, paths, names)
     return file_sink, stdout_sink
+
+
+def _stdout_is_a_file() -> bool:
+    """Whether stdout is a regular file (``> out``, ``1<> x``), which could be one of the inputs."""
+    import os
+    import stat
+
+    try:
+        return stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _sink(kind: str, to, job: RunJob, batch: bool, paths: list[str], names: list[str]):
