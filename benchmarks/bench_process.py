@@ -14,8 +14,9 @@ Targets:
 - `cnn --help` takes at most 1.2x `python -c "import numpy, PIL.Image, typer, rich"`.
 
 The "floor" row is what any program on cnn's stack pays before its own work: importing NumPy,
-Typer and Pillow and decoding the PNG. Every command runs as a fresh process, the kinds interleaved, so that a noisy moment slows all
-alike; the image is made here, smooth noise standing for a photo (PNG-compressed as a photo is).
+Typer and Pillow and decoding the PNG. Every command runs as a fresh process, the kinds
+interleaved, so that a noisy moment slows all alike; the image is made here, smooth noise standing
+for a photo (PNG-compressed as a photo is).
 """
 
 from __future__ import annotations

@@ -32,21 +32,40 @@ def number_texts(values: np.ndarray, null: bytes | None = None) -> list[bytes]:
     finite = np.isfinite(values)
     every_finite = bool(finite.all())
     if every_finite and _integral(values):
-        # Whole numbers (raw pixels, integer kernels) are formatted as integers, 3x faster, and
-        # given back their ".0" so that readers see floats, as the float formatter writes them.
-        return np.char.add(values.astype(np.int64).astype(bytes), b".0").tolist()
+        # Whole numbers (raw pixels, integer kernels) are looked up when small, or formatted as
+        # integers, and written with their ".0" so that readers see floats, as the float
+        # formatter writes them.
+        whole = values.astype(np.int64)
+        if -SMALL_WHOLE <= whole.min() and whole.max() < SMALL_WHOLE:
+            texts = _small_whole().take(whole + SMALL_WHOLE)
+        else:
+            texts = np.char.add(whole.astype(bytes), b".0").astype(object)
+        negative_zero = np.signbit(values) & (values == 0)
+        if negative_zero.any():  # -0.0 keeps its sign, as the float formatter writes it
+            texts[negative_zero] = b"-0.0"
+        return texts.tolist()
     texts = values.astype(bytes)  # NumPy's shortest round-trip text for the array's own dtype
     if not every_finite and null is not None:
         texts[~finite] = null
     return texts.tolist()
 
 
+SMALL_WHOLE = 1 << 12  # whole numbers from -4096 to 4095 have their text in a table
+_SMALL_WHOLE_TEXTS: list = []
+
+
+def _small_whole() -> np.ndarray:
+    """The texts of -4096.0 .. 4095.0, made once: a lookup is 10x faster than formatting."""
+    if not _SMALL_WHOLE_TEXTS:
+        texts = np.empty(2 * SMALL_WHOLE, dtype=object)
+        texts[:] = [b"%d.0" % n for n in range(-SMALL_WHOLE, SMALL_WHOLE)]
+        _SMALL_WHOLE_TEXTS.append(texts)
+    return _SMALL_WHOLE_TEXTS[0]
+
+
 def _integral(values: np.ndarray) -> bool:
-    """Whole numbers small enough to be exact, and no negative zero (which would lose its sign)."""
-    biggest = np.abs(values).max()
-    if biggest >= _EXACT_INTEGERS[values.dtype] or not np.array_equal(values, np.trunc(values)):
-        return False
-    return not np.any(np.signbit(values) & (values == 0))
+    """Whole numbers small enough to be exact."""
+    return bool(np.abs(values).max() < _EXACT_INTEGERS[values.dtype]) and np.array_equal(values, np.trunc(values))
 
 
 def write_array(write: Write, array: np.ndarray) -> None:
@@ -60,24 +79,26 @@ def write_array(write: Write, array: np.ndarray) -> None:
         write(number_texts(array.reshape(1), b"null")[0])
         return
     if array.size == 0:  # no numbers, only brackets: [[], []]
-        write(json.dumps(array.tolist()).encode())
+        write(json.dumps(array.tolist(), separators=(",", ":")).encode())
         return
     width = array.shape[-1]
     rows = array.reshape(-1, width)  # (R, W): every run of the last axis
     # Row r opens a bracket for each level whose block of rows starts there, and closes one for
     # each whose block ends after it: for (C, H, W), the whole array, a channel and the row.
     blocks = [math.prod(array.shape[level:-1]) for level in range(array.ndim)]  # rows per bracket
-    per_chunk = max(1, CHUNK_VALUES // max(1, width))
+    per_chunk = max(1, CHUNK_VALUES // width)
     for r0 in range(0, rows.shape[0], per_chunk):
         r1 = min(r0 + per_chunk, rows.shape[0])
+        opens = [sum(r % size == 0 for size in blocks) for r in range(r0, r1)]
+        closes = [sum((r + 1) % size == 0 for size in blocks) for r in range(r0, r1)]
         texts = number_texts(rows[r0:r1].reshape(-1), b"null")
-        pieces = []
-        for r in range(r0, r1):
-            opens = sum(1 for size in blocks if r % size == 0)
-            closes = sum(1 for size in blocks if (r + 1) % size == 0)
-            start = (r - r0) * width
-            pieces.append((b"," if r else b"") + b"[" * opens + b",".join(texts[start:start + width]) + b"]" * closes)
-        write(b"".join(pieces))
+        pieces = [b",".join(texts[i * width:(i + 1) * width]) for i in range(r1 - r0)]
+        write(b"".join((b"," if r0 + i else b"") + _OPEN[opens[i]] + piece + _CLOSE[closes[i]]
+                       for i, piece in enumerate(pieces)))
+
+
+_OPEN = [b"[" * n for n in range(33)]  # up to 32 dimensions, as NumPy allows
+_CLOSE = [b"]" * n for n in range(33)]
 
 
 def float32_short(value: float) -> float:
@@ -102,4 +123,7 @@ def jsonable(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes (ASCII: any character is escaped), with null for non-finite numbers."""
-    return json.dumps(jsonable(value), allow_nan=False, separators=(",", ":")).encode("ascii")
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode("ascii")
+    except (ValueError, TypeError):  # NaN or an infinity somewhere, or a NumPy scalar: the slow, careful way
+        return json.dumps(jsonable(value), allow_nan=False, separators=(",", ":")).encode("ascii")

@@ -108,6 +108,7 @@ class _Pool:
         self.job, self.describe, self.ship = job, describe, ship
         self.folder = _spool_folder()
         self.workers: list[_Worker] = []
+        self.selector = None  # while results() runs: the workers' pipes, ready to read
         self.replaced = 0
         self.finished = False
         try:
@@ -138,45 +139,51 @@ class _Pool:
         return _Worker(pid, ours)
 
     def results(self, items: list[tuple[int, str]]) -> Iterator[Result]:
-        from multiprocessing.connection import wait
+        import selectors
 
         pending = deque(items)
         done: dict[int, Result] = {}
         expected = items[0][0] if items else 0
         end = expected + len(items)
-        window = 4 * len(self.workers)  # results held ahead of the one awaited, at most
-        while expected < end:
-            for worker in list(self.workers):
-                while len(worker.running) < AHEAD and pending and pending[0][0] < expected + window:
-                    item = pending.popleft()
+        window = 2 * AHEAD * len(self.workers)  # results held ahead of the one awaited, at most
+        with selectors.DefaultSelector() as self.selector:  # one for the batch: cheaper than a wait() each time
+            for worker in self.workers:
+                self.selector.register(worker.conn, selectors.EVENT_READ, worker)
+            while expected < end:
+                for worker in list(self.workers):
+                    while len(worker.running) < AHEAD and pending and pending[0][0] < expected + window:
+                        item = pending.popleft()
+                        try:
+                            worker.conn.send(item)
+                        except OSError:  # it died before taking this one (EPIPE): replace it, this one waits
+                            pending.appendleft(item)
+                            self._replace(worker, pending, done)
+                            break
+                        worker.running.append(item)
+                while expected in done:
+                    yield done.pop(expected)
+                    expected += 1
+                if expected >= end:
+                    break
+                for key, _ in self.selector.select():
+                    worker = key.data
                     try:
-                        worker.conn.send(item)
-                    except OSError:  # it died before taking this one (EPIPE): replace it, this one waits
-                        pending.appendleft(item)
+                        message = worker.conn.recv()
+                    except (EOFError, OSError):
                         self._replace(worker, pending, done)
-                        break
-                    worker.running.append(item)
-            while expected in done:
-                yield done.pop(expected)
-                expected += 1
-            if expected >= end:
-                break
-            for conn in wait([worker.conn for worker in self.workers]):
-                worker = next(w for w in self.workers if w.conn is conn)
-                try:
-                    message = conn.recv()
-                except (EOFError, OSError):
-                    self._replace(worker, pending, done)
-                    continue
-                if isinstance(message, WorkerBug):
-                    raise message
-                worker.running.popleft()
-                done[message.position] = message
+                        continue
+                    if isinstance(message, WorkerBug):
+                        raise message
+                    worker.running.popleft()
+                    done[message.position] = message
+        self.selector = None
         self.finished = True
 
     def _replace(self, worker: _Worker, pending: deque, done: dict[int, Result]) -> None:
         """A worker died: the image it was running fails, naming how; its others go back in line."""
         _, status = os.waitpid(worker.pid, 0)
+        if self.selector is not None:
+            self.selector.unregister(worker.conn)
         worker.conn.close()
         self.workers.remove(worker)
         how = _death(status)
@@ -189,6 +196,10 @@ class _Pool:
         if self.replaced > MAX_REPLACEMENTS + len(self.workers):
             raise CnnError(f"worker processes keep dying (the last {how}); stopped", source="batch")
         self.workers.append(self._start())
+        if self.selector is not None:
+            import selectors
+
+            self.selector.register(self.workers[-1].conn, selectors.EVENT_READ, self.workers[-1])
 
     def stop(self) -> None:
         """Stop every worker: idle ones finish at once; busy ones (an early stop) are told to stop,

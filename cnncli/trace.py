@@ -44,10 +44,10 @@ def layer_record(step: Step, timing: bool = False) -> dict[str, Any]:
     stats = dict(step.stats)
     if step.output.dtype == np.float32:  # the map's own values: their shortest float32 text
         stats["min"], stats["max"] = float32_short(stats["min"]), float32_short(stats["max"])
-    record["stats"] = stats
+    record["stats"] = {key: value if math.isfinite(value) else None for key, value in stats.items()}
     if step.labels:
         record["channels"] = list(step.labels)
-    return jsonable(record)
+    return record
 
 
 def image_record(image: LoadedImage) -> dict[str, Any]:

@@ -531,10 +531,10 @@ def test_stopping_a_batch_with_workers_leaves_no_file_and_no_process(tmp_path, h
 
     images = _slow_images(tmp_path / "images", 30)
     target = tmp_path / output
-    # JSON Lines on stdout too, for the time they take: every image is still running when the signal comes
-    child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "sobel_x", "-o", str(target),
-                              "--workers", "2", "-f", "jsonl"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             cwd=ROOT, start_new_session=True)
+    # JSON Lines of fractions on stdout too, for the time they take: images are still running when the signal comes
+    child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "gaussian_3x3", "-o",
+                              str(target), "--workers", "2", "-f", "jsonl"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
     workers = _wait_for_workers(child.pid, 2)
     time.sleep(0.3)
     if how == "ctrl-c":
@@ -562,7 +562,8 @@ def test_a_worker_killed_mid_batch_fails_its_image_and_the_batch_goes_on(tmp_pat
     images = _slow_images(tmp_path / "images", 16)
     target = tmp_path / "all.npy"
     with open(tmp_path / "out.jsonl", "wb") as stdout:
-        child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "sobel_x", "--pool",
+        # gaussian_3x3 gives fractions: their JSON text takes long enough for the kill to find work going on
+        child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(images), "-k", "gaussian_3x3", "--pool",
                                   "none", "-o", str(target), "--workers", "2", "-f", "jsonl"], stdout=stdout,
                                  stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True)
         victim = _wait_for_workers(child.pid, 2)[0]

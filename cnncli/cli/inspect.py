@@ -133,7 +133,8 @@ class InspectJob:
         from ..display import shown
 
         parts = [render.image_header(prepared.image),
-                 render.summary_view(steps, f"Layers of the forward pass on {shown(prepared.image.source)}", self.look.width)]
+                 render.summary_view(steps, f"Layers of the forward pass on {shown(prepared.image.source)}",
+                                     self.look.width)]
         if prepared.model is not None:
             from ..render_model import model_header
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
@@ -310,7 +311,24 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
 
 
 def build_network(options: LayerOptions, image: LoadedImage) -> Network:
-    """The conv stage from the kernels and options; an option given overrides the kernel file's setting."""
+    """The conv stage from the kernels and options; an option given overrides the kernel file's setting.
+
+    The network depends on the image only through its shape and channel names: a batch of images
+    of one shape shares one network (and its memory check), built once.
+    """
+    key = (dataclasses.replace(options, image="", kernels=tuple(options.kernels or ())), image.array.shape,
+           image.array.dtype.str, tuple(image.channel_names))
+    if key not in _NETWORKS:
+        if len(_NETWORKS) > 64:
+            _NETWORKS.clear()
+        _NETWORKS[key] = _build_network(options, image)
+    return _NETWORKS[key]
+
+
+_NETWORKS: dict[tuple, Network] = {}
+
+
+def _build_network(options: LayerOptions, image: LoadedImage) -> Network:
     from ..kernels import build_filter_bank, merged_settings
     from ..model import StageOptions, single_stage
 

@@ -245,7 +245,8 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
     # in a temporary file until complete: stdout gets the whole array or nothing.
     hold_stdout = to_stdout == "npy" and batch and not every_shape_known
     to_file_sink, to_stdout_sink = _sinks(job, paths, batch, to_stdout, output, to_file, force, folder, hold_stdout)
-    outputs = [(kind, sink) for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)) if sink is not None]
+    outputs = [(kind, sink) for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink))
+               if sink is not None]
     sinks = [sink for _, sink in outputs]
     failed = written = 0
     last = None
