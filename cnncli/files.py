@@ -6,7 +6,6 @@ a failed or interrupted run never leaves a half-written file where a good one is
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from pathlib import Path
@@ -19,20 +18,14 @@ from .errors import OutputError, SpecError
 from .inputs import load_npy, load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsontext import jsonable
-from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,  # noqa: F401
-                      refuse_terminal_stdout, stdout_bytes, temporary_beside, write_atomic)
+from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,
+                      refuse_terminal_stdout, temporary_beside, write_atomic)
 from .trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
     from .images import LoadedImage
     from .model import Step
 
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
@@ -43,20 +36,17 @@ def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
     if str(path) != "-" and Path(path).suffix.lower() != ".npy" and not is_special(path):
         raise OutputError("expected a file name ending in .npy (the array is written in NumPy's .npy format)",
                           source=str(path))
-    write_bytes(path, npy_bytes(array), force, "npy")
+    if str(path) == "-":
+        refuse_terminal_stdout("npy")
+    from .sinks import target
 
-
-def write_bytes(path: str | Path, data: bytes, force: bool = False, what: str = "npy",
-                inputs: InputSet = NO_INPUTS) -> None:
-    """Binary output (``what``: npy, npz or png) to a file, atomically, or to standard output for ``-``."""
-    if str(path) != "-":
-        write_atomic(path, lambda stream: stream.write(data), force, inputs)
-        return
-    refuse_terminal_stdout(what)
-    stdout_bytes()(data)
-    import sys
-
-    sys.stdout.flush()
+    to = target(str(path), force)
+    try:
+        write_npy(to.stream, array)
+    except BaseException:
+        to.discard()
+        raise
+    to.commit()
 
 
 def save_json(path: str | Path, document: Any, force: bool = False) -> None:

@@ -34,10 +34,10 @@ class Rendered:
 class Stored:
     """Bytes rendered by a worker: in memory (``data``), or in a spool file (``path``, ``size``)."""
 
-    __slots__ = ("data", "path", "size")
+    __slots__ = ("data", "path")
 
-    def __init__(self, data: bytes | None = None, path: str | None = None, size: int = 0) -> None:
-        self.data, self.path, self.size = data, path, size
+    def __init__(self, data: bytes | None = None, path: str | None = None) -> None:
+        self.data, self.path = data, path
 
     def write_to(self, write: Write) -> None:
         if self.path is None:
@@ -143,9 +143,9 @@ class Spool:
                 os.unlink(state["file"].name)
             raise
         if state["file"] is None:
-            return Stored(data=b"".join(pieces), size=state["size"])
+            return Stored(data=b"".join(pieces))
         state["file"].close()
-        return Stored(path=state["file"].name, size=state["size"])
+        return Stored(path=state["file"].name)
 
     def ship(self, part: Any) -> Any:
         """``part`` as it can travel to the parent: text and bytes as they are, renderings stored."""
@@ -156,9 +156,3 @@ class Spool:
         if isinstance(part, Layers):
             return Layers([(name, self.ship(item)) for name, item in part.items])
         return part
-
-
-def release(part: Any) -> None:
-    """Remove what a part keeps in the spool folder, if anything."""
-    if hasattr(part, "release"):
-        part.release()

@@ -136,7 +136,12 @@ class _Pool:
             finally:
                 os._exit(code)
         theirs.close()
-        return _Worker(pid, ours)
+        worker = _Worker(pid, ours)
+        if self.selector is not None:  # a replacement during a batch: watched with the others
+            import selectors
+
+            self.selector.register(ours, selectors.EVENT_READ, worker)
+        return worker
 
     def results(self, items: list[tuple[int, str]]) -> Iterator[Result]:
         import selectors
@@ -196,10 +201,6 @@ class _Pool:
         if self.replaced > MAX_REPLACEMENTS + len(self.workers):
             raise CnnError(f"worker processes keep dying (the last {how}); stopped", source="batch")
         self.workers.append(self._start())
-        if self.selector is not None:
-            import selectors
-
-            self.selector.register(self.workers[-1].conn, selectors.EVENT_READ, self.workers[-1])
 
     def stop(self) -> None:
         """Stop every worker: idle ones finish at once; busy ones (an early stop) are told to stop,

@@ -185,6 +185,14 @@ class CsvSink(Sink):
         self.to.write(csv_error_line(source, message, len(self.header)))
 
 
+def unstackable(source: str, shape: tuple, other: str, other_shape: tuple, where: str, ahead: bool = False) -> CnnError:
+    """The error for a stacked .npy whose image ``source`` gives ``shape`` but ``other`` gave
+    ``other_shape``; ``ahead``: found from the images' headers, before the work."""
+    gives, gave = ("would give", "gives") if ahead else ("gives", "gave")
+    return CnnError(f"{source} {gives} an output of shape {shape} but {other} {gave} {other_shape}; one .npy stacks "
+                    "outputs of one shape: use --format npz, or resize the images", source=where)
+
+
 class NpySink(Sink):
     """The final array; for a batch, every image's stacked under one header (N, ...), a failed
     image's row all NaN. The header is written at the first image that succeeds; an image of
@@ -207,8 +215,7 @@ class NpySink(Sink):
                 self._nan_row()
         elif tuple(part.shape) != self.first[1]:
             first, shape, _ = self.first
-            raise CnnError(f"{source} gives an output of shape {tuple(part.shape)} but {first} gave {shape}; one .npy "
-                           "stacks outputs of one shape: use --format npz, or resize the images", source=self.to.source)
+            raise unstackable(source, tuple(part.shape), first, shape, self.to.source)
         part.write_data(self.to.write)
 
     def _fail(self, position: int, source: str, message: str) -> None:
@@ -309,11 +316,9 @@ class PictureFolder:
 
         self.paths = [os.path.join(folder, f"{name}.png") for name in names]
         self.force, self.inputs = force, inputs
-        self.written = 0
 
     def add(self, position: int, source: str, part: bytes) -> None:
         write_atomic(self.paths[position], lambda stream: stream.write(part), self.force, self.inputs)
-        self.written += 1
 
     def fail(self, position: int, source: str, message: str) -> None:
         pass

@@ -258,12 +258,17 @@ def is_special(path: str | Path) -> bool:
         return False
 
 
+def stdout_closed() -> OutputError:
+    """The error for a command started with stdout closed (``>&-``) that has something to write there."""
+    return OutputError("is closed (started with >&-); give -o FILE, or leave stdout open", source="stdout")
+
+
 def refuse_terminal_stdout(what: str) -> None:
     """Binary data is never written to a terminal (nor to a closed stdout)."""
     import sys
 
     if sys.stdout is None:
-        raise OutputError("is closed; nothing can be written", source="stdout")
+        raise stdout_closed()
     if sys.stdout.isatty():
         raise OutputError(f"is a terminal; binary .{what} output needs a file or a pipe, e.g. > out.{what} "
                           "or -o FILE", source="stdout")
@@ -276,7 +281,7 @@ def stdout_bytes() -> Callable[[bytes], Any]:
     import sys
 
     if sys.stdout is None:
-        raise OutputError("is closed; nothing can be written", source="stdout")
+        raise stdout_closed()
     sys.stdout.flush()
     buffer = sys.stdout.buffer
 

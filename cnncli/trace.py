@@ -92,11 +92,9 @@ def run_extras(model: Model | None, predictions: Sequence[Prediction] | None,
     return extras
 
 
-def with_values(steps: Sequence[Step], values: str) -> set[int]:
-    """The indices of the steps whose values a trace carries (``values``: all, final or none)."""
-    if values == "all":
-        return set(range(len(steps)))
-    return {len(steps) - 1} if values == "final" else set()
+def with_values(steps: Sequence[Step], values: str) -> range:
+    """The indices of the steps whose values an output carries, in order (``values``: all, final or none)."""
+    return range({"all": 0, "final": len(steps) - 1}.get(values, len(steps)), len(steps))
 
 
 def write_trace(write: Write, image: LoadedImage, steps: Sequence[Step], extras: dict[str, Any] | None = None,

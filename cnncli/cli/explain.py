@@ -8,7 +8,7 @@ import typer
 
 from . import app, options as opt
 from .helptext import PanelledCommand
-from .output import palette, print_json, set_no_color, stdout_console, warn
+from .output import palette, print_json, set_no_color, stdout_console, warn_each
 from .run import NoColor
 
 EXPLAIN = "Cell"
@@ -65,8 +65,7 @@ def explain(
     except CnnError as err:
         raise err.within(prepared.image.source) from None
     steps, warnings = opt.forward(prepared)
-    for warning in warnings:
-        warn(warning)
+    warn_each(warnings)
     if not isinstance(position, tuple):
         position = _extreme_cell(steps[index].output[channel], position)
     explanation = explain_cell(steps, index, channel, *position)

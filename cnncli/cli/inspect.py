@@ -4,14 +4,13 @@ for one image or many."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Annotated, Literal, Optional
 
 import typer
 
 from . import app, options as opt
 from .helptext import PanelledCommand
-from .output import Look, set_no_color, tell
+from .output import Look, set_no_color, tell, warn_each
 from .run import FailFast, NoColor, Timing, Workers
 
 Save = Annotated[Optional[str], typer.Option(
@@ -54,10 +53,7 @@ def inspect(
 
     set_no_color(no_color)
     paths, batch = expand_images(images)
-    if format != "table" and sys.stdout is None:
-        from ..errors import OutputError
-
-        raise OutputError("is closed (started with >&-); leave stdout open for --format " + format, source="stdout")
+    sink = _sink(format, batch)  # refuses a closed stdout before the work
     look = Look.of_stdout() if format == "table" else Look(80, None)
     folders = inputs = None
     if save is not None:
@@ -76,8 +72,8 @@ def inspect(
     job = InspectJob(options, format, look, folders, force, inputs, not no_pictures, timing)
     if not batch:
         outcome = job(0, paths[0])
-        _tell_warnings(outcome.warnings)
-        _sink(format, batch=False).add(0, paths[0], outcome.parts[format])
+        warn_each(outcome.warnings)
+        sink.add(0, paths[0], outcome.parts[format])
         if save is not None:
             tell(f"saved {outcome.facts['layers']} layers to {save} (manifest.json lists them)")
         return
@@ -85,9 +81,7 @@ def inspect(
         from ..files import clear_single_inspection
 
         clear_single_inspection(save, force, inputs, remove=False)  # refused now, without --force
-    written = _inspect_batch(job, paths, format, save, workers, fail_fast)
-    if save is not None and written:  # an earlier single inspection in DIR goes once there are new ones
-        clear_single_inspection(save, force, inputs, limits=options.limits)
+    _inspect_batch(job, paths, sink, save, workers, fail_fast)
 
 
 class InspectJob:
@@ -156,21 +150,13 @@ def _sink(format: str, batch: bool):
     return JsonSink(Stdout(), format == "jsonl", batch, INSPECT_FORMAT)
 
 
-def _tell_warnings(warnings) -> None:
-    from .output import warn
-
-    for warning in warnings:
-        warn(warning)
-
-
-def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | None, workers: int,
-                   fail_fast: bool) -> int:
-    """Run the batch, writing each image's summary or records in order; return how many succeeded."""
+def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, workers: int, fail_fast: bool) -> None:
+    """Run the batch, writing each image's summary or records in order; once one is saved, an
+    earlier single-image inspection in ``save`` goes (it was refused before the work without --force)."""
     from ..sinks import NOT_RUN
     from . import _fail
     from .batch import count, failure, run_all
 
-    sink = _sink(format, batch=True)
     failed = written = done = 0
     for result in run_all(job, paths, workers, fail_fast):
         done += 1
@@ -179,8 +165,8 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
             _fail(result.error)
             sink.fail(result.position, result.source, result.error)
             continue
-        _tell_warnings(result.outcome.warnings)
-        sink.add(result.position, result.source, result.outcome.parts[format])
+        warn_each(result.outcome.warnings)
+        sink.add(result.position, result.source, result.outcome.parts[job.format])
         result.outcome.release()
         result.outcome = None  # its maps go now, not when the next image's result replaces it
         written += 1
@@ -188,11 +174,9 @@ def _inspect_batch(job: InspectJob, paths: list[str], format: str, save: str | N
         sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
     sink.close()
     if save is not None and written:
+        from ..files import clear_single_inspection
+
+        clear_single_inspection(save, job.force, job.inputs, limits=job.options.limits)
         tell(f"saved {count(written, 'inspection')} to {save}, one folder per image")
     if failed:
-        if save is not None and written:
-            from ..files import clear_single_inspection
-
-            clear_single_inspection(save, job.force, job.inputs, limits=job.options.limits)
         raise failure(failed, len(paths), fail_fast)
-    return written

@@ -47,10 +47,10 @@ def set_no_color(value: bool) -> None:
 def stdout_console(width: int | None = None) -> Console:
     from rich.console import Console
 
-    from ..errors import OutputError
+    from ..targets import stdout_closed
 
     if sys.stdout is None:  # started with stdout closed (`cnn ... >&-`)
-        raise OutputError("is closed; nothing can be printed", source="stdout")
+        raise stdout_closed()
     _encodable(sys.stdout)
     # Rich drops colour when stdout is not a terminal and honours NO_COLOR; highlight would
     # colour numbers of its own accord, which the heat colours already do; emoji codes such as
@@ -148,3 +148,8 @@ def tell(message: str) -> None:
 
 def warn(message: str) -> None:
     tell(f"cnn: warning: {message}")
+
+
+def warn_each(warnings) -> None:
+    for warning in warnings:
+        warn(warning)

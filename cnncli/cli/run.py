@@ -11,7 +11,7 @@ import typer
 
 from . import app, options as opt
 from .helptext import PanelledCommand
-from .output import Look, set_no_color, tell
+from .output import Look, set_no_color, tell, warn_each
 
 Format = Annotated[Optional[Literal["table", "json", "jsonl", "csv", "npy", "npz", "png"]], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT, show_default="table",
@@ -107,13 +107,11 @@ def run(
         from ..targets import refuse_terminal_stdout
 
         refuse_terminal_stdout(to_stdout)  # before the work, not after a whole batch
-    elif to_stdout is not None and sys.stdout is None:
-        from ..errors import OutputError
-
-        raise OutputError("is closed (started with >&-); give -o FILE, or leave stdout open", source="stdout")
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
     classes = opt.check_sources(options)  # a bad kernel or model file ends the command, not each image
-    ranked = "csv" in kinds and values in (None, "none") and _has_predictions(options)
+    # A run ranks classes with --top (which requires a vector), or a model whose output is a vector.
+    has_predictions = options.top is not None or (options.model is not None and classes is not None)
+    ranked = "csv" in kinds and values in (None, "none") and has_predictions
     if "csv" in kinds and values == "none" and not ranked:
         raise typer.BadParameter("leaves csv nothing to write: its rows are values, or predictions of a --model or "
                                  "--top run", param_hint="--values")
@@ -149,16 +147,6 @@ def _file_kind(output: str, format: str | None) -> str:
         raise typer.BadParameter(f"{output}: cannot tell what to write from its name; end it in "
                                  f"{', '.join(FILE_KINDS)}, or give --format", param_hint="--output")
     return kind
-
-
-def _has_predictions(options: opt.LayerOptions) -> bool:
-    """Whether the run ranks classes: a model whose output is a vector, or --top (which requires one)."""
-    if options.top is not None:
-        return True
-    if options.model is None:
-        return False
-    model = opt.load_model_once(options.model, options.limits)
-    return len(model.network.shapes(model.input.shape)[-1]) == 1
 
 
 class RunJob:
@@ -205,15 +193,14 @@ class RunJob:
             if self.ranked:
                 line = predictions_line(source, predictions, self.ranked, steps[-1].output.dtype)
                 return Rendered(lambda write: write(line))
-            chosen = [steps[i] for i in sorted(with_values(steps, self.values or "final"))]
+            chosen = [steps[i] for i in with_values(steps, self.values or "final")]
             return Rendered(lambda write: write_csv_maps(write, source, chosen, _class_labels(prepared)))
         if kind == "npy":
             return ArrayPart(steps[-1].output)
         if kind == "npz":
             from ..trace import with_values
 
-            chosen = sorted(with_values(steps, self.values or "all"))
-            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in chosen])
+            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")])
         from ..pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
@@ -253,11 +240,10 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
     try:
         if not batch:  # one image: its error ends the command; its file first, so a failed write leaves stdout empty
             outcome = job(0, paths[0])
-            _tell_warnings(outcome.warnings)
-            for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink)):
-                if sink is not None:
-                    sink.add(0, paths[0], outcome.parts[kind])
-                    sink.close()
+            warn_each(outcome.warnings)
+            for kind, sink in outputs:
+                sink.add(0, paths[0], outcome.parts[kind])
+                sink.close()
             written, last = 1, outcome.facts
         else:
             done, reader_left = 0, False
@@ -266,20 +252,20 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
                 if result.error is not None:
                     failed += 1
                     _fail(result.error)
-                    calls = [(kind, sink, sink.fail, result.error) for kind, sink in outputs]
                 else:
-                    _tell_warnings(result.outcome.warnings)
-                    calls = [(kind, sink, sink.add, result.outcome.parts[kind]) for kind, sink in outputs]
-                for kind, sink, call, what in calls:
+                    warn_each(result.outcome.warnings)
+                for kind, sink in outputs:
                     try:
-                        call(result.position, result.source, what)
+                        if result.error is not None:
+                            sink.fail(result.position, result.source, result.error)
+                        else:
+                            sink.add(result.position, result.source, result.outcome.parts[kind])
                     except BrokenPipeError:
                         # stdout's reader left (`| head -1`): the file is still wanted whole, if there is one
                         if sink is not to_stdout_sink or to_file_sink is None:
                             raise
                         outputs, reader_left = [(to_file, to_file_sink)], True
                         _drop_stdout()
-                calls = what = None  # they hold this image's maps (its parts): let them go before the next image
                 if result.outcome is not None:
                     result.outcome.release()
                     # Let this image's maps go now, not when the next image's result replaces this one.
@@ -345,17 +331,11 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
         first[shape] = (path, output)
         outputs.setdefault(output, path)
         if len(outputs) > 1:
+            from ..sinks import unstackable
+
             (one, a), (other, b) = [(name, out) for out, name in outputs.items()]
-            raise CnnError(f"{other} would give an output of shape {b} but {one} gives {a}; one .npy stacks outputs "
-                           "of one shape: use --format npz, or resize the images", source=where)
+            raise unstackable(other, b, one, a, where, ahead=True)
     return known
-
-
-def _tell_warnings(warnings) -> None:
-    from .output import warn
-
-    for warning in warnings:
-        warn(warning)
 
 
 def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
