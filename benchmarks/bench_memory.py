@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cnncli.cli.options import LayerOptions, forward, prepare  # noqa: E402
-from cnncli.images import decoding_bytes, read_image  # noqa: E402
+from cnncli.io.images import decoding_bytes, read_image  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))
 

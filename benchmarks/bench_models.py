@@ -31,7 +31,7 @@ import numpy as np
 from bench_ops import (NOT_INSTALLED, REPO, best_ms, cpu_seconds, describe_setup, print_table, report_other_load,
                        settle_allocator, torch)
 
-from cnncli.modelfile import load_model
+from cnncli.io.modelfile import load_model
 
 WITHIN = ("<= 1.25", lambda ratio: ratio <= 1.25)
 

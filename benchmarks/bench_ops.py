@@ -1,4 +1,4 @@
-"""Time cnncli.ops against SciPy, OpenCV, PyTorch and the seed tutorial's Python loop.
+"""Time cnncli.engine.ops against SciPy, OpenCV, PyTorch and the seed tutorial's Python loop.
 
 Run from the repository root (the script finds the package itself; PYTHONPATH=. works too):
 
@@ -33,7 +33,7 @@ from scipy import signal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from cnncli import ops  # noqa: E402
+from cnncli.engine import ops  # noqa: E402
 
 try:
     import torch
@@ -188,7 +188,7 @@ def layer_rows(big_pool: int, repeat: int) -> list[list[str]]:
 MEMORY_CHILD = """
 import json, resource, sys, time, tracemalloc
 import numpy as np
-from cnncli import ops
+from cnncli.engine import ops
 
 def peak_rss():
     # ru_maxrss also counts the parent's RSS from before exec on Linux; VmHWM is this process's own.

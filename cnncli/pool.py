@@ -77,7 +77,7 @@ def ordered_results(job: Callable[[int, str], Outcome], sources: list[str], work
                     ship: Callable[[Outcome, str], Outcome] | None = None) -> Iterator[Result]:
     """Results in the order of ``sources``. With ``workers`` > 1, the first image runs here (what it
     loads, forked workers then share) and the rest in the workers; ``ship(outcome, spool_folder)``
-    turns a worker's outcome into one that can travel (see cnncli.parts.Spool).
+    turns a worker's outcome into one that can travel (see cnncli.io.parts.Spool).
 
     Close the iterator (or let it finish) to stop: workers are stopped and waited for.
     """

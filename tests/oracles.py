@@ -1,7 +1,7 @@
 """Naive loop implementations of PyTorch's layer definitions: the tests' independent oracle.
 
 Deliberately slow and literal: one Python loop per output cell, written from the formulas in
-PyTorch's documentation, sharing no code with cnncli.ops.
+PyTorch's documentation, sharing no code with cnncli.engine.ops.
 """
 
 import math

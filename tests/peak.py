@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # What `cnn run` imports on its way (some only inside functions), so that none of it counts as the work.
 PRELOAD = ("numpy", "PIL.Image", "PIL.PngImagePlugin", "rich.console", "concurrent.futures", "cnncli.cli",
-           "cnncli.cli.run", "cnncli.cli.options", "cnncli.cli.output", "cnncli.cli.batch", "cnncli.files",
-           "cnncli.images", "cnncli.inputs", "cnncli.kernels", "cnncli.model", "cnncli.modelfile", "cnncli.ops",
-           "cnncli.trace")
+           "cnncli.cli.run", "cnncli.cli.options", "cnncli.cli.output", "cnncli.cli.batch", "cnncli.io.saving",
+           "cnncli.io.images", "cnncli.io.reading", "cnncli.io.kernels", "cnncli.engine.graph", "cnncli.io.modelfile", "cnncli.engine.ops",
+           "cnncli.io.trace")
 
 _CHILD = r"""
 import gc, importlib, io, json, os, resource, sys

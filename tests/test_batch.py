@@ -19,7 +19,7 @@ import pytest
 
 from cnncli.cli import main
 from cnncli.cli.batch import unique_names
-from cnncli.paths import expand_images
+from cnncli.io.paths import expand_images
 from cnncli.errors import CnnError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,7 +471,7 @@ def test_limits_are_immutable_hashable_and_survive_pickling():
     """Readers are cached per (file, limits), and limits travel to worker processes."""
     import pickle
 
-    from cnncli.limits import Limits
+    from cnncli.io.limits import Limits
 
     limits = Limits(max_memory=5 << 20)
     assert pickle.loads(pickle.dumps(limits)) == limits and hash(limits) == hash(Limits(max_memory=5 << 20))

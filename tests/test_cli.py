@@ -144,7 +144,7 @@ def test_inspect_json_lists_the_layers():
 
 def test_kernels_lists_the_library_and_exports_it(tmp_path):
     """`cnn kernels` shows every built-in kernel with its weights; --export writes loadable files."""
-    from cnncli.kernels import LIBRARY, load_kernel_file
+    from cnncli.io.kernels import LIBRARY, load_kernel_file
 
     shown = invoke("kernels", "--format", "json")
     assert [k["name"] for k in json.loads(shown.stdout)] == list(LIBRARY)

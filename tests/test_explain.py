@@ -1,4 +1,4 @@
-"""`cnn explain`: one conv output cell, term by term, in the core (cnncli.explain) and on the command line."""
+"""`cnn explain`: one conv output cell, term by term, in the core (cnncli.engine.explain) and on the command line."""
 
 import itertools
 import json
@@ -10,10 +10,10 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from cnncli import ops
+from cnncli.engine import ops
 from cnncli.cli import app, main
-from cnncli.explain import CellError, check_cell, explain_cell, find_conv_layer
-from cnncli.model import Activation, BatchNorm, Conv2d, GlobalAvgPool2d, Network, Pool2d
+from cnncli.engine.explain import CellError, check_cell, explain_cell, find_conv_layer
+from cnncli.engine.graph import Activation, BatchNorm, Conv2d, GlobalAvgPool2d, Network, Pool2d
 
 SEED = str(ROOT / "sample_images" / "seed_5x5.png")
 DIGIT = str(ROOT / "sample_images" / "digit_7.png")
@@ -241,8 +241,8 @@ def test_a_wrong_recomputation_is_reported_as_a_bug():
 
 
 def test_the_core_does_not_import_the_cli_libraries():
-    """cnncli.explain leaves typer and rich unloaded."""
-    code = ("import sys, cnncli.explain; "
+    """cnncli.engine.explain leaves typer and rich unloaded."""
+    code = ("import sys, cnncli.engine.explain; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

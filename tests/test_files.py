@@ -1,4 +1,4 @@
-"""cnncli.files: dense weights in (never unpickled), atomic outputs out."""
+"""cnncli.io.saving: dense weights in (never unpickled), atomic outputs out."""
 
 import json
 import os
@@ -8,14 +8,14 @@ import pytest
 from badfiles import npy_claiming
 
 from cnncli.errors import LimitError, OutputError, SpecError
-from cnncli.files import (
+from cnncli.io.saving import (
     random_dense,
     read_dense_weights,
     save_json,
     save_npy,
     write_atomic,
 )
-from cnncli.limits import Limits
+from cnncli.io.limits import Limits
 
 
 def test_dense_weights_from_npy_npz_and_json(tmp_path):
@@ -150,7 +150,7 @@ def test_npz_bombs_and_crowds_are_refused(tmp_path, monkeypatch):
     """An archive inflating past the limit, one with too many members, or a forged member, is a SpecError."""
     import zipfile
 
-    import cnncli.inputs as inputs
+    import cnncli.io.reading as inputs
 
     bomb = tmp_path / "bomb.npz"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -1,4 +1,4 @@
-"""cnncli.render_heatmap: whole maps in half blocks at terminal width, and a plain fallback."""
+"""cnncli.views.heatmap: whole maps in half blocks at terminal width, and a plain fallback."""
 
 import io
 import math
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from cnncli import pictures
-from cnncli.model import Step
-from cnncli.render_heatmap import MAX_CHANNELS, UPPER_HALF, draw, fit, heatmap_view
+from cnncli.views import pictures
+from cnncli.engine.graph import Step
+from cnncli.views.heatmap import MAX_CHANNELS, UPPER_HALF, draw, fit, heatmap_view
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -408,7 +408,7 @@ def test_a_signal_while_waiting_for_input_exits_cleanly(signal_number, code, wor
 
 def test_ctrl_c_while_saving_an_inspection_leaves_nothing(tmp_path, capsys, monkeypatch):
     """Ctrl-C while the third layer file is being written: exit 130, and no folder or temporary file is left."""
-    from cnncli import files
+    from cnncli.io import saving as files
 
     written = []
 
@@ -481,7 +481,7 @@ def test_debug_shows_the_traceback_then_the_line(tmp_path):
 
 def test_an_unexpected_error_is_one_line_naming_a_bug(capsys, monkeypatch):
     """A bug (here a ZeroDivisionError planted in the engine) is one `internal error` line and exit 1."""
-    from cnncli import ops
+    from cnncli.engine import ops
 
     def broken(*args, **kwargs):
         return 1 / 0
@@ -511,7 +511,7 @@ def test_a_read_only_folder_is_an_error_and_stays_empty(tmp_path, capsys):
 
 def test_a_folder_that_refuses_files_is_an_error_and_stays_empty(tmp_path, capsys, monkeypatch):
     """The read-only case as root sees it: creating the temporary file fails with EACCES; exit 1, nothing left."""
-    from cnncli import targets
+    from cnncli.io import targets
 
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")

@@ -27,11 +27,11 @@ from badfiles import (conv, encode, gif_of_frames, model, noise, npz, tiff_chain
 
 from cnncli.cli import main
 from cnncli.errors import ImageError, LimitError, SpecError
-from cnncli.images import gif_frames, read_image, tiff_frames
-from cnncli.inputs import load_npz, read_bytes
-from cnncli.jsonspec import Reader, _depth_exceeds
-from cnncli.limits import MAX_SIZE, Limits, parse_size
-from cnncli.modelfile import MAX_LAYERS, load_model
+from cnncli.io.images import gif_frames, read_image, tiff_frames
+from cnncli.io.reading import load_npz, read_bytes
+from cnncli.io.jsonspec import Reader, _depth_exceeds
+from cnncli.io.limits import MAX_SIZE, Limits, parse_size
+from cnncli.io.modelfile import MAX_LAYERS, load_model
 
 
 def run(capsys, *args: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""Tests for cnncli.images.read_image: formats, Pillow modes, alpha, scaling, orientation and errors.
+"""Tests for cnncli.io.images.read_image: formats, Pillow modes, alpha, scaling, orientation and errors.
 
 Every image is made here with Pillow (in tmp_path or in memory); only seed_5x5.png is read from the
 repository. Expected values come from hand arithmetic or from Pillow's own decoding of the same file.
@@ -17,8 +17,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from PIL import Image
 
 from cnncli.errors import ImageError, LimitError
-from cnncli.images import read_image
-from cnncli.limits import Limits
+from cnncli.io.images import read_image
+from cnncli.io.limits import Limits
 
 SEED = Path(__file__).resolve().parents[1] / "sample_images" / "seed_5x5.png"
 SEED_VALUES = [[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]

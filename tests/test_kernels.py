@@ -1,4 +1,4 @@
-"""Tests for cnncli.kernels and cnncli.jsonspec: the library, kernel files, filter banks and strict JSON.
+"""Tests for cnncli.io.kernels and cnncli.io.jsonspec: the library, kernel files, filter banks and strict JSON.
 
 Cross-correlation is checked against scipy.signal.correlate2d, an independent reference.
 """
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.signal import correlate2d
 
-from cnncli import jsonspec
+from cnncli.io import jsonspec
 from cnncli.errors import ShapeError, SpecError
-from cnncli.kernels import (
+from cnncli.io.kernels import (
     LIBRARY,
     Kernel,
     build_filter_bank,

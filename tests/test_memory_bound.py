@@ -23,14 +23,14 @@ from PIL import Image
 from peak import measure_peak
 
 from cnncli.cli import main
-from cnncli.model import Network
+from cnncli.engine.graph import Network
 
 # What the process may hold beyond the estimate: malloc's free lists and arenas (memory freed by
 # one layer and not yet reused by the next), page rounding, and the Python objects the command
 # makes around the engine (options, kernels, the model file's parse, messages). None of these
 # cases has needed it so far: their forward passes peaked at 0.67-0.93 of the estimate.
 ALLOWANCE = 2 << 20
-ENGINE = "cnncli.model:Network.forward"
+ENGINE = "cnncli.engine.graph:Network.forward"
 DILATED = '{"weights": [[1,0,1],[0,1,0],[1,0,1]], "dilation": 40}'
 DILATED_BANK = '{"weights": [[[1,0,1],[0,1,0],[1,0,1]], [[0,1,0],[1,0,1],[0,1,0]], [[1,1,1],[1,0,1],[1,1,1]]]}'
 FAR = '{"weights": [[[1,0,1],[0,1,0],[1,0,1]], [[0,1,0],[1,0,1],[0,1,0]], [[1,1,1],[1,0,1],[1,1,1]]], "dilation": 1000}'

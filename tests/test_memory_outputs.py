@@ -13,7 +13,7 @@ from PIL import Image
 from peak import measure_peak
 
 from cnncli.cli import main
-from cnncli.limits import Limits
+from cnncli.io.limits import Limits
 
 ALLOWANCE = 2 << 20  # malloc's free lists and arenas, page rounding (as in test_memory_bound)
 WARMUP = ["run", str(ROOT / "sample_images" / "seed_5x5.png"), "-k", "sobel_x", "-f", "json"]

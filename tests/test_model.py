@@ -1,4 +1,4 @@
-"""cnncli.model: whole-network shape checks and the forward pass that keeps every map."""
+"""cnncli.engine.graph: whole-network shape checks and the forward pass that keeps every map."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 from conftest import assert_array
 
 import oracles
-from cnncli import model as model_module
+from cnncli.engine import graph as model_module
 from cnncli.errors import ShapeError
-from cnncli.model import (Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Network, Pool2d, Softmax,
+from cnncli.engine.graph import (Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Network, Pool2d, Softmax,
                           StageOptions, single_stage)
 
 SEED_IMAGE = np.array([[[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]],
@@ -112,7 +112,7 @@ def test_softmax_layer_and_settings_are_plain_data():
 
 def test_map_stats_match_numpy_across_chunks():
     """Reference: numpy's min/max/mean/std in float64, on a float32 map spanning three stats chunks."""
-    from cnncli.model import map_stats
+    from cnncli.engine.graph import map_stats
 
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((5, 700, 700)) * 100 + 50).astype(np.float32)
@@ -129,7 +129,7 @@ def test_map_stats_match_numpy_across_chunks():
 def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_limit):
     """predict folds batch norm into the conv, drops dropout, moves ReLU after a max-pool and may run a
     conv as one matrix product; reference: forward, one image at a time, which runs every layer as written."""
-    from cnncli.model import BatchNorm, Dropout
+    from cnncli.engine.graph import BatchNorm, Dropout
 
     monkeypatch.setattr(model_module, "UNROLLED_MAX_ELEMENTS", unrolled_limit)
     rng = np.random.default_rng(21)
@@ -168,7 +168,7 @@ def _traced_forward(network, x):
 def test_memory_estimate_bounds_forward_of_random_networks():
     """Over random networks (every layer type, padding mode, pooling with padding and ceil_mode),
     in float32 and float64: the estimate is above tracemalloc's peak of forward plus statistics."""
-    from cnncli.model import BatchNorm, Dropout
+    from cnncli.engine.graph import BatchNorm, Dropout
 
     rng = np.random.default_rng(26)
     checked = 0
@@ -192,7 +192,7 @@ def test_memory_estimate_bounds_forward_of_random_networks():
 def test_view_layers_add_no_map():
     """Flatten, dropout and the activation "none" return their input: the estimate adds only their
     Python objects (a layer's, and a Step's once the maps are all there), not a 360 KiB map."""
-    from cnncli.model import Dropout
+    from cnncli.engine.graph import Dropout
 
     rng = np.random.default_rng(27)
     conv = Conv2d(rng.standard_normal((2, 1, 3, 3)), name="c")
@@ -205,7 +205,7 @@ def test_view_layers_add_no_map():
 def test_forward_lets_the_work_buffers_go():
     """ops keeps work buffers between calls; forward lets them go after each layer, so a layer
     holds only its own and nothing is left once it returns."""
-    from cnncli import ops
+    from cnncli.engine import ops
 
     rng = np.random.default_rng(28)
     network = Network((Conv2d(rng.standard_normal((8, 3, 3, 3)), padding=1), Activation("relu")))

@@ -12,12 +12,12 @@ import pytest
 from conftest import ROOT, assert_array
 from PIL import Image
 
-from cnncli import ops
+from cnncli.engine import ops
 from cnncli.errors import CnnError, ShapeError, SpecError
-from cnncli.images import LoadedImage, read_image
-from cnncli.model import Softmax
-from cnncli.modelfile import load_model, parse_model
-from cnncli.predictions import top_k
+from cnncli.io.images import LoadedImage, read_image
+from cnncli.engine.graph import Softmax
+from cnncli.io.modelfile import load_model, parse_model
+from cnncli.engine.predictions import top_k
 
 HELD_OUT = np.load(ROOT / "tests" / "data" / "digits_heldout.npz", allow_pickle=False)
 

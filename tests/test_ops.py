@@ -1,4 +1,4 @@
-"""cnncli.ops against hand-worked answers, scipy (signal, ndimage, special) and the loop oracle."""
+"""cnncli.engine.ops against hand-worked answers, scipy (signal, ndimage, special) and the loop oracle."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import scipy.special as special
 from conftest import assert_array
 
 import oracles
-from cnncli import ops
+from cnncli.engine import ops
 from cnncli.errors import ShapeError
 
 SEED_IMAGE = np.array([[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]],

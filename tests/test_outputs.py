@@ -228,7 +228,7 @@ def test_inspect_force_removes_only_its_own_stale_layers(capsysbinary, tmp_path)
 
 def test_a_save_that_meets_another_runs_file_takes_back_what_it_placed(capsysbinary, tmp_path, monkeypatch):
     """Another run's layer file appears after this run checked the folder: exit 1, and only the other's file is left."""
-    from cnncli import files
+    from cnncli.io import saving as files
 
     folder = tmp_path / "acts"
     real = files._place_all

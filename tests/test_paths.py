@@ -1,4 +1,4 @@
-"""cnncli.paths: the image files that files, folders and globs name; loops of links end, each file once."""
+"""cnncli.io.paths: the image files that files, folders and globs name; loops of links end, each file once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cnncli.errors import CnnError, UsageError
-from cnncli.paths import IMAGE_SUFFIXES, expand_images, folder_images, glob_files
+from cnncli.io.paths import IMAGE_SUFFIXES, expand_images, folder_images, glob_files
 
 
 def touch(root: Path, *names: str) -> None:
@@ -235,8 +235,8 @@ def test_two_thousand_files_are_found_fast(tmp_path):
 
 
 def test_the_module_needs_no_cli_libraries():
-    """Importing cnncli.paths loads neither typer, rich nor click."""
-    code = ("import sys, cnncli.paths; "
+    """Importing cnncli.io.paths loads neither typer, rich nor click."""
+    code = ("import sys, cnncli.io.paths; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

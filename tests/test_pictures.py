@@ -1,4 +1,4 @@
-"""cnncli.pictures: colour tables, colouring planes, montages of a layer, and PNG files."""
+"""cnncli.views.pictures: colour tables, colouring planes, montages of a layer, and PNG files."""
 
 import io
 import json
@@ -13,11 +13,11 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from cnncli import pictures
+from cnncli.views import pictures
 from cnncli.errors import OutputError
-from cnncli.files import save_inspection
-from cnncli.images import LoadedImage
-from cnncli.model import Step
+from cnncli.io.saving import save_inspection
+from cnncli.io.images import LoadedImage
+from cnncli.engine.graph import Step
 
 WHITE = [255, 255, 255]
 
@@ -262,7 +262,7 @@ def test_a_failed_picture_leaves_nothing(tmp_path, monkeypatch):
 
 def test_importing_pictures_loads_neither_pillow_nor_the_cli_libraries():
     """pictures imports Pillow only to draw, and never Typer or Rich."""
-    code = ("import sys, cnncli.pictures; "
+    code = ("import sys, cnncli.views.pictures; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'PIL', 'typer', 'rich', 'click'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"

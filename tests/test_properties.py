@@ -17,11 +17,11 @@ from conftest import assert_array
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from cnncli import ops
+from cnncli.engine import ops
 from cnncli.errors import CnnError, ShapeError
-from cnncli.jsonspec import loads
-from cnncli.kernels import FILE_KEYS, parse_kernel
-from cnncli.modelfile import _BUILDERS, ALIASES, INPUT_KEYS, parse_model
+from cnncli.io.jsonspec import loads
+from cnncli.io.kernels import FILE_KEYS, parse_kernel
+from cnncli.io.modelfile import _BUILDERS, ALIASES, INPUT_KEYS, parse_model
 
 SOURCE = "model.json"
 

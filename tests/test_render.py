@@ -1,10 +1,10 @@
-"""cnncli.render: tables fit the terminal, elide big maps with a note, and colour by value."""
+"""cnncli.views.tables: tables fit the terminal, elide big maps with a note, and colour by value."""
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from cnncli import render
+from cnncli.views import tables as render
 
 
 def _text(renderable, width=80):

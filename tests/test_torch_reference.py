@@ -1,11 +1,11 @@
-"""cnncli.ops against PyTorch itself, when it is installed (it is not a test dependency: a CUDA
+"""cnncli.engine.ops against PyTorch itself, when it is installed (it is not a test dependency: a CUDA
 build is several GB). Install the CPU build to run these: pip install torch==2.13.0."""
 
 import numpy as np
 import pytest
 from conftest import assert_array
 
-from cnncli import ops
+from cnncli.engine import ops
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -99,7 +99,7 @@ def test_digits_model_logits_equal_the_training_networks():
     (the stored-logits test in test_modelfile.py checks the same without torch). 1e-5 relative."""
     from conftest import ROOT
 
-    from cnncli.modelfile import load_model
+    from cnncli.io.modelfile import load_model
 
     net = _load_training_script().DigitsNet()
     weights = np.load(ROOT / "cnncli" / "models" / "digits.npz", allow_pickle=False)
@@ -119,7 +119,7 @@ def test_a_pytorch_state_dict_runs_as_a_model_file(tmp_path):
     README says, gives PyTorch's output (float64, 1e-10)."""
     import json
 
-    from cnncli.modelfile import load_model
+    from cnncli.io.modelfile import load_model
 
     nn = torch.nn
     torch.manual_seed(0)

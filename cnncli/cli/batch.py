@@ -1,6 +1,6 @@
 """Many images in one command: each image run on its own (in worker processes with --workers),
 failures reported with their path while the batch goes on, and a progress bar on stderr. Folders
-and globs are expanded by cnncli.paths.
+and globs are expanded by cnncli.io.paths.
 
 A job turns one image into an Outcome holding what the command prints or writes for it; the
 parent writes results in the order the images were given (cnncli.pool), so a batch prints the
@@ -72,7 +72,7 @@ def worker_count(asked: int, images: int) -> int:
 
 def ship(outcome, folder: str):
     """A worker's outcome as it travels to the parent: big renderings through the spool folder."""
-    from ..parts import Spool
+    from ..io.parts import Spool
     from ..pool import Outcome
 
     spool = Spool(folder)

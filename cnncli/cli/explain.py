@@ -47,7 +47,7 @@ def explain(
     cnn explain sample_images/digit_7.png --model digits --layer conv2 --channel 5 --at max
     """
     from ..errors import CnnError
-    from ..explain import CellError, check_cell, explain_cell, find_conv_layer
+    from ..engine.explain import CellError, check_cell, explain_cell, find_conv_layer
 
     set_no_color(no_color)
     if options.top is not None:
@@ -70,20 +70,20 @@ def explain(
         position = _extreme_cell(steps[index].output[channel], position)
     explanation = explain_cell(steps, index, channel, *position)
     if format == "json":
-        from ..explain import EXPLAIN_FORMAT, EXPLAIN_VERSION
-        from ..trace import image_record, model_record
+        from ..engine.explain import EXPLAIN_FORMAT, EXPLAIN_VERSION
+        from ..io.trace import image_record, model_record
 
         document = {"format": EXPLAIN_FORMAT, "version": EXPLAIN_VERSION, "image": image_record(prepared.image)}
         if prepared.model is not None:
             document["model"] = model_record(prepared.model)
         print_json({**document, **explanation.record()})
         return
-    from .. import render
-    from ..render_explain import explanation_view
+    from ..views import tables as render
+    from ..views.explain import explanation_view
 
     console = stdout_console()
     if prepared.model is not None:
-        from ..render_model import model_header
+        from ..views.models import model_header
 
         console.print(model_header(prepared.model))
     console.print(render.image_header(prepared.image))

@@ -48,7 +48,7 @@ def inspect(
     cnn inspect sample_images/digit_3.png --model digits --save acts/;
     cnn inspect 'sample_images/digit_*.png' --model digits --save acts/ -f jsonl
     """
-    from ..paths import expand_images
+    from ..io.paths import expand_images
     from .batch import unique_names
 
     set_no_color(no_color)
@@ -59,7 +59,7 @@ def inspect(
     if save is not None:
         from pathlib import Path
 
-        from ..targets import InputSet
+        from ..io.targets import InputSet
 
         folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
         inputs = InputSet(opt.input_files(options, images=paths), stdin="-" in paths)
@@ -78,7 +78,7 @@ def inspect(
             tell(f"saved {outcome.facts['layers']} layers to {save} (manifest.json lists them)")
         return
     if save is not None:
-        from ..files import clear_single_inspection
+        from ..io.saving import clear_single_inspection
 
         clear_single_inspection(save, force, inputs, remove=False)  # refused now, without --force
     _inspect_batch(job, paths, sink, save, workers, fail_fast)
@@ -95,7 +95,7 @@ class InspectJob:
 
     def __call__(self, position: int, source: str):
         from ..pool import Outcome
-        from ..trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record, run_extras
+        from ..io.trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record, run_extras
 
         options = dataclasses.replace(self.options, image=source)
         prepared = opt.prepare(options)
@@ -104,13 +104,13 @@ class InspectJob:
         extras = run_extras(prepared.model, predictions, steps[-1].output.dtype)
         manifest = None
         if self.folders is not None:
-            from ..files import save_inspection
+            from ..io.saving import save_inspection
 
             manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
                                        pictures=self.pictures, timing=self.timing, limits=options.limits)
         if self.format in ("json", "jsonl"):
-            from ..jsontext import dumps
-            from ..parts import Rendered
+            from ..io.jsontext import dumps
+            from ..io.parts import Rendered
 
             document = dumps(manifest or {"format": INSPECT_FORMAT, "version": TRACE_VERSION,
                                           "image": image_record(prepared.image),
@@ -123,29 +123,29 @@ class InspectJob:
     def _tables(self, prepared, steps, predictions) -> str:
         from rich.console import Group
 
-        from .. import render
+        from ..views import tables as render
         from ..display import shown
 
         parts = [render.image_header(prepared.image),
                  render.summary_view(steps, f"Layers of the forward pass on {shown(prepared.image.source)}",
                                      self.look.width)]
         if prepared.model is not None:
-            from ..render_model import model_header
+            from ..views.models import model_header
 
             parts.insert(0, model_header(prepared.model))
         if predictions:
-            from ..render_model import prediction_view
+            from ..views.models import prediction_view
 
             parts.append(prediction_view(predictions, color=self.look.color_system is not None))
         return self.look.render(Group(*parts))
 
 
 def _sink(format: str, batch: bool):
-    from ..sinks import JsonSink, Stdout, TextSink
+    from ..io.sinks import JsonSink, Stdout, TextSink
 
     if format == "table":
         return TextSink(between="\n")  # each image's summary, a blank line between two
-    from ..trace import INSPECT_FORMAT
+    from ..io.trace import INSPECT_FORMAT
 
     return JsonSink(Stdout(), format == "jsonl", batch, INSPECT_FORMAT)
 
@@ -153,7 +153,7 @@ def _sink(format: str, batch: bool):
 def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, workers: int, fail_fast: bool) -> None:
     """Run the batch, writing each image's summary or records in order; once one is saved, an
     earlier single-image inspection in ``save`` goes (it was refused before the work without --force)."""
-    from ..sinks import NOT_RUN
+    from ..io.sinks import NOT_RUN
     from . import _fail
     from .batch import count, failure, run_all
 
@@ -174,7 +174,7 @@ def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, wo
         sink.fail(position, paths[position], f"{paths[position]}: {NOT_RUN}")
     sink.close()
     if save is not None and written:
-        from ..files import clear_single_inspection
+        from ..io.saving import clear_single_inspection
 
         clear_single_inspection(save, job.force, job.inputs, limits=job.options.limits)
         tell(f"saved {count(written, 'inspection')} to {save}, one folder per image")

@@ -21,9 +21,9 @@ def kernels(
         metavar="DIR", show_default=False, help="Write each kernel to DIR/NAME.json, in the kernel file format.")] = None,
 ) -> None:
     """List the built-in kernels with their weights (cross-correlation: applied as written, not flipped)."""
-    from .. import render
-    from ..files import save_json
-    from ..kernels import LIBRARY, resolve_kernel
+    from ..views import tables as render
+    from ..io.saving import save_json
+    from ..io.kernels import LIBRARY, resolve_kernel
 
     chosen = [resolve_kernel(name, "cnn kernels") for name in names] if names else list(LIBRARY.values())
     if export is not None:

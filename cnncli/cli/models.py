@@ -26,9 +26,9 @@ def summary(
 
     Example: cnn summary digits
     """
-    from ..limits import Limits
-    from ..modelfile import load_model
-    from ..trace import model_record
+    from ..io.limits import Limits
+    from ..io.modelfile import load_model
+    from ..io.trace import model_record
 
     given = {"max_memory": max_memory, "max_file_size": max_file_size}
     limits = Limits(**{name: value for name, value in given.items() if value is not None})
@@ -42,7 +42,7 @@ def summary(
                                for row in rows],
                     "total": {"parameters": loaded.params, "macs": sum(row["macs"] for row in rows)}})
         return
-    from ..render_model import model_summary
+    from ..views.models import model_summary
 
     stdout_console().print(model_summary(loaded, rows, shape))
 
@@ -50,8 +50,8 @@ def summary(
 @app.command(cls=PanelledCommand)
 def models(format: Format = "table") -> None:
     """List the bundled models: cnn run IMAGE --model NAME runs one, cnn summary NAME shows its layers."""
-    from ..modelfile import bundled_models, load_model
-    from ..trace import model_record
+    from ..io.modelfile import bundled_models, load_model
+    from ..io.trace import model_record
 
     found = [load_model(str(path), "cnn models") for path in bundled_models()]
     if format == "json":
@@ -59,6 +59,6 @@ def models(format: Format = "table") -> None:
                     "models": [{**model_record(m), "description": m.description, "parameters": m.params,
                                 "metadata": m.metadata} for m in found]})
         return
-    from ..render_model import models_table
+    from ..views.models import models_table
 
     stdout_console().print(models_table(found))

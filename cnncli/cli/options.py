@@ -16,10 +16,10 @@ import typer
 from ..errors import CnnError
 
 if TYPE_CHECKING:  # the core is imported when a command runs, so --help and completion stay fast
-    from ..images import LoadedImage
-    from ..limits import Limits
-    from ..model import Dense, Network, StageOptions
-    from ..modelfile import Model
+    from ..io.images import LoadedImage
+    from ..io.limits import Limits
+    from ..engine.graph import Dense, Network, StageOptions
+    from ..io.modelfile import Model
 
 INPUT, MODEL, CONV, LAYERS, OUTPUT, BATCH, LIMITS = ("Input", "Model", "Convolution", "Layers", "Output",
                                                     "Many images", "Limits")
@@ -83,7 +83,7 @@ AlphaOpt = Annotated[Optional[Literal["drop", "white", "black", "keep"]], typer.
 
 
 def _size(text: str) -> int:
-    from ..limits import parse_size
+    from ..io.limits import parse_size
 
     try:
         return parse_size(text)
@@ -137,7 +137,7 @@ class LayerOptions:
 
     @property
     def limits(self) -> Limits:
-        from ..limits import Limits
+        from ..io.limits import Limits
 
         given = {name: getattr(self, name) for name in ("max_pixels", "max_memory", "max_file_size")}
         return Limits(**{name: value for name, value in given.items() if value is not None})
@@ -254,7 +254,7 @@ def input_files(options: LayerOptions, prepared: Prepared | None = None, images:
 
 def load_model_once(spec: str, limits: Limits) -> Model:
     """A model file, read once per process however many images a batch runs it on."""
-    from ..modelfile import load_model
+    from ..io.modelfile import load_model
 
     return _once(load_model, spec, limits)
 
@@ -292,7 +292,7 @@ def _looks_inverted(model: Model, image: LoadedImage) -> str | None:
 def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> LoadedImage:
     import numpy as np
 
-    from ..images import read_image
+    from ..io.images import read_image
 
     data = None
     source = options.image
@@ -303,7 +303,7 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
                            source=source)
         if sys.stdin.isatty():
             raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
-        from ..inputs import read_stream
+        from ..io.reading import read_stream
 
         data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
     return read_image(source, data, color=color, scale=scale, alpha=alpha,
@@ -329,8 +329,8 @@ _NETWORKS: dict[tuple, Network] = {}
 
 
 def _build_network(options: LayerOptions, image: LoadedImage) -> Network:
-    from ..kernels import build_filter_bank, merged_settings
-    from ..model import StageOptions, single_stage
+    from ..io.kernels import build_filter_bank, merged_settings
+    from ..engine.graph import StageOptions, single_stage
 
     if not options.kernels:
         raise typer.BadParameter("give at least one kernel, e.g. --kernel sobel_x (`cnn kernels` lists them), "
@@ -389,13 +389,13 @@ def _refuse_unused(options: LayerOptions) -> None:
 
 def _resolve_kernel(spec: str, limits: Limits):
     """A kernel (built-in, file or inline JSON), read once per process for a whole batch."""
-    from ..kernels import resolve_kernel
+    from ..io.kernels import resolve_kernel
 
     return _once(resolve_kernel, spec, limits)
 
 
 def _dense_weights(path: str, limits: Limits):
-    from ..files import read_dense_weights
+    from ..io.saving import read_dense_weights
 
     return _once(read_dense_weights, path, limits)
 
@@ -409,7 +409,7 @@ def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int
                          outputs: tuple[str, ...] = ()) -> None:
     """Check the network's shapes on an input of ``shape``, and refuse a run over the memory limit:
     its maps and work buffers, and what rendering ``outputs`` takes beside them."""
-    from ..sinks import output_bytes
+    from ..io.sinks import output_bytes
 
     try:
         estimate = network.memory_estimate(shape, itemsize) + output_bytes(outputs, network.shapes(shape))
@@ -422,7 +422,7 @@ def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int
 def forward(prepared: Prepared) -> tuple[list, list[str]]:
     """Run the network on the image; return every step and the warnings to give (the prepared
     image's, and one if a map overflowed)."""
-    from ..trace import nonfinite_warning
+    from ..io.trace import nonfinite_warning
 
     steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
     overflow = nonfinite_warning(steps)  # named with its image: in a batch, warnings come from many
@@ -436,8 +436,8 @@ def predictions(options: LayerOptions, prepared: Prepared, steps: list) -> list 
     """The top classes of the output vector: always for a model, with --top for a --kernel run."""
     if prepared.model is None and options.top is None:
         return None
-    from ..model import Softmax
-    from ..predictions import top_k
+    from ..engine.graph import Softmax
+    from ..engine.predictions import top_k
 
     output = steps[-1].output
     if output.ndim != 1:
@@ -458,8 +458,8 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
             raise typer.BadParameter("needs a dense layer (--dense or --dense-random) to apply to",
                                      param_hint="--softmax")
         return None
-    from ..files import random_dense  # only runs with a dense layer pay for this
-    from ..model import Dense, single_stage
+    from ..io.saving import random_dense  # only runs with a dense layer pay for this
+    from ..engine.graph import Dense, single_stage
 
     if options.dense is not None:
         weight, bias = _dense_weights(options.dense, options.limits)

@@ -47,7 +47,7 @@ def set_no_color(value: bool) -> None:
 def stdout_console(width: int | None = None) -> Console:
     from rich.console import Console
 
-    from ..targets import stdout_closed
+    from ..io.targets import stdout_closed
 
     if sys.stdout is None:  # started with stdout closed (`cnn ... >&-`)
         raise stdout_closed()

@@ -74,7 +74,7 @@ def run(
     cnn run sample_images/digit_7.png --model digits;
     cnn run sample_images/ --model digits -f jsonl --workers 2
     """
-    from ..paths import expand_images
+    from ..io.paths import expand_images
 
     set_no_color(no_color)
     if output is not None and not output.strip():
@@ -104,7 +104,7 @@ def run(
         raise typer.BadParameter(f"{output}: several images give several pictures; name a folder, e.g. -o pictures/",
                                  param_hint="--output")
     if to_stdout in BINARY:
-        from ..targets import refuse_terminal_stdout
+        from ..io.targets import refuse_terminal_stdout
 
         refuse_terminal_stdout(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
@@ -176,19 +176,19 @@ class RunJob:
         return Outcome(parts, warnings, {"what": what})
 
     def _render(self, kind: str, prepared, steps, predictions) -> Any:
-        from ..parts import ArrayPart, Layers, Rendered
+        from ..io.parts import ArrayPart, Layers, Rendered
 
         source = prepared.image.source
         if kind == "table":
             return _tables(prepared, steps, predictions, self.look, self.view, self.full)
         if kind in ("json", "jsonl"):
-            from ..trace import run_extras, write_trace
+            from ..io.trace import run_extras, write_trace
 
             extras = run_extras(prepared.model, predictions, steps[-1].output.dtype)
             return Rendered(lambda write: write_trace(write, prepared.image, steps, extras, self.values or "all",
                                                       self.timing))
         if kind == "csv":
-            from ..trace import predictions_line, with_values, write_csv_maps
+            from ..io.trace import predictions_line, with_values, write_csv_maps
 
             if self.ranked:
                 line = predictions_line(source, predictions, self.ranked, steps[-1].output.dtype)
@@ -198,10 +198,10 @@ class RunJob:
         if kind == "npy":
             return ArrayPart(steps[-1].output)
         if kind == "npz":
-            from ..trace import with_values
+            from ..io.trace import with_values
 
             return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")])
-        from ..pictures import layer_montage, png_bytes, step_caption
+        from ..views.pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
         return png_bytes(layer_montage(step.output, step.labels or _class_labels(prepared),
@@ -221,7 +221,7 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
     error record or row, a NaN row), and the batch goes on, ending with exit 1; a single image's
     error ends the command, as it always has (with its traceback under --debug).
     """
-    from ..sinks import NOT_RUN
+    from ..io.sinks import NOT_RUN
     from . import _drop_stdout, _fail
     from .batch import failure, run_all
 
@@ -310,7 +310,7 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     import numpy as np
 
     from ..errors import CnnError
-    from ..images import LoadedImage, peek_shape
+    from ..io.images import LoadedImage, peek_shape
 
     color, alpha = options.color or "gray", options.alpha or "drop"
     first: dict[tuple, tuple[str, tuple]] = {}  # input shape -> (an image of it, its output shape)
@@ -331,7 +331,7 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
         first[shape] = (path, output)
         outputs.setdefault(output, path)
         if len(outputs) > 1:
-            from ..sinks import unstackable
+            from ..io.sinks import unstackable
 
             (one, a), (other, b) = [(name, out) for out, name in outputs.items()]
             raise unstackable(other, b, one, a, where, ahead=True)
@@ -342,8 +342,8 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
            force: bool, folder: bool, hold_stdout: bool = False):
     """The file's sink and stdout's, each None when not asked for. The file's targets are checked
     before the work: none may exist (without --force) or be one of the run's inputs."""
-    from ..sinks import Stdout, TextSink, target
-    from ..targets import NO_INPUTS, InputSet
+    from ..io.sinks import Stdout, TextSink, target
+    from ..io.targets import NO_INPUTS, InputSet
     from .batch import unique_names
 
     names = unique_names(paths)
@@ -352,8 +352,8 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
         inputs = InputSet(opt.input_files(job.options, images=paths), stdin="-" in paths)
     file_sink = None
     if folder:
-        from ..sinks import PictureFolder
-        from ..targets import check_output
+        from ..io.sinks import PictureFolder
+        from ..io.targets import check_output
 
         _make_folder(output)
         file_sink = PictureFolder(output, names, force, inputs)
@@ -382,12 +382,12 @@ def _stdout_is_a_file() -> bool:
 
 
 def _sink(kind: str, to, job: RunJob, batch: bool, paths: list[str], names: list[str]):
-    from ..sinks import BytesSink, CsvSink, JsonSink, NpySink, NpzSink
+    from ..io.sinks import BytesSink, CsvSink, JsonSink, NpySink, NpzSink
 
     if kind in ("json", "jsonl"):
         return JsonSink(to, kind == "jsonl", batch)
     if kind == "csv":
-        from ..trace import CSV_HEADER, predictions_header
+        from ..io.trace import CSV_HEADER, predictions_header
 
         return CsvSink(to, predictions_header(job.ranked) if job.ranked else CSV_HEADER)
     if kind == "npy":
@@ -412,7 +412,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
     from rich.console import Group
     from rich.text import Text
 
-    from .. import render
+    from ..views import tables as render
     from ..errors import CnnError
 
     if full:
@@ -422,7 +422,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
                            "--format json or -o FILE.npy give every value", source="--full")
     parts = [render.image_header(prepared.image)]
     if prepared.model is not None:
-        from ..render_model import model_header
+        from ..views.models import model_header
 
         parts.insert(0, model_header(prepared.model))
     hidden = range(MAX_TABLE_LAYERS // 2, len(steps) - MAX_TABLE_LAYERS // 2) if not full else range(0)
@@ -435,13 +435,13 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         if step is steps[-1]:
             parts.append(Text("Output", style="bold underline"))
         if view == "heatmap":
-            from ..render_heatmap import heatmap_view
+            from ..views.heatmap import heatmap_view
 
             parts += [heatmap_view(step, look.width, look.color_system, full), Text()]
         else:
             parts += [render.step_view(step, look.width, full, look.palette), Text()]
     if predictions:
-        from ..render_model import prediction_view
+        from ..views.models import prediction_view
 
         parts.append(prediction_view(predictions, color=look.color_system is not None))
     group = Group(*parts)

@@ -98,7 +98,7 @@ def _tight(func: Callable) -> dict[str, Any]:
 
     params = inspect.signature(func).parameters
     if "limits" in params:
-        from cnncli.limits import Limits
+        from cnncli.io.limits import Limits
 
         return {"limits": Limits(max_pixels=FUZZ_MAX_PIXELS, max_memory=FUZZ_MAX_MEMORY)}
     return {"max_pixels": FUZZ_MAX_PIXELS} if "max_pixels" in params else {}
@@ -117,11 +117,11 @@ def _message(err: Exception) -> str:
 
 
 def target_image(data: bytes) -> str:
-    """cnncli.images.read_image with options picked from the input's CRC."""
+    """cnncli.io.images.read_image with options picked from the input's CRC."""
     import numpy as np
 
     from cnncli.errors import CnnError
-    from cnncli.images import read_image
+    from cnncli.io.images import read_image
 
     v = _variant(data)
     try:
@@ -139,10 +139,10 @@ def target_image(data: bytes) -> str:
 
 
 def target_kernel(data: bytes) -> str:
-    """cnncli.jsonspec.loads, then cnncli.kernels.parse_kernel."""
-    from cnncli import jsonspec
+    """cnncli.io.jsonspec.loads, then cnncli.io.kernels.parse_kernel."""
+    from cnncli.io import jsonspec
     from cnncli.errors import CnnError
-    from cnncli.kernels import parse_kernel
+    from cnncli.io.kernels import parse_kernel
 
     try:
         kernel = parse_kernel(jsonspec.loads(data, "fuzz.json"), "fuzz.json")
@@ -152,10 +152,10 @@ def target_kernel(data: bytes) -> str:
 
 
 def target_model(data: bytes) -> str:
-    """cnncli.jsonspec.loads, then cnncli.modelfile.parse_model, in a folder holding tiny.npz and digits.npz."""
-    from cnncli import jsonspec
+    """cnncli.io.jsonspec.loads, then cnncli.io.modelfile.parse_model, in a folder holding tiny.npz and digits.npz."""
+    from cnncli.io import jsonspec
     from cnncli.errors import CnnError
-    from cnncli.modelfile import parse_model
+    from cnncli.io.modelfile import parse_model
 
     try:
         model = parse_model(jsonspec.loads(data, "fuzz.json"), "fuzz.json", _workdir(), **_tight(parse_model))
@@ -165,9 +165,9 @@ def target_model(data: bytes) -> str:
 
 
 def target_npy(data: bytes) -> str:
-    """cnncli.inputs.load_npy."""
+    """cnncli.io.reading.load_npy."""
     from cnncli.errors import CnnError, SpecError
-    from cnncli.inputs import load_npy
+    from cnncli.io.reading import load_npy
 
     try:
         array = load_npy(data, "fuzz.npy", SpecError)
@@ -177,9 +177,9 @@ def target_npy(data: bytes) -> str:
 
 
 def target_npz(data: bytes) -> str:
-    """cnncli.inputs.load_npz, with the fuzzing memory limit as its inflation limit."""
+    """cnncli.io.reading.load_npz, with the fuzzing memory limit as its inflation limit."""
     from cnncli.errors import CnnError, SpecError
-    from cnncli.inputs import load_npz
+    from cnncli.io.reading import load_npz
 
     try:
         arrays = load_npz(data, "fuzz.npz", SpecError, FUZZ_MAX_MEMORY)
@@ -189,9 +189,9 @@ def target_npz(data: bytes) -> str:
 
 
 def target_dense(data: bytes) -> str:
-    """cnncli.files.read_dense_weights on a temporary file named .npy, .npz or .json after the input's magic."""
+    """cnncli.io.saving.read_dense_weights on a temporary file named .npy, .npz or .json after the input's magic."""
     from cnncli.errors import CnnError
-    from cnncli.files import read_dense_weights
+    from cnncli.io.saving import read_dense_weights
 
     suffix = ".npy" if data.startswith(b"\x93NUMPY") else ".npz" if data.startswith(b"PK") else ".json"
     path = _workdir() / f"weights{suffix}"
@@ -206,7 +206,7 @@ def target_dense(data: bytes) -> str:
 
 
 def target_paths(data: bytes) -> str:
-    """cnncli.paths.expand_images on a folder tree and arguments that the input describes as JSON:
+    """cnncli.io.paths.expand_images on a folder tree and arguments that the input describes as JSON:
     {"tree": ["d/a.png", "d/sub/", "d/x -> ..", ...], "args": ["d/**/*.png", ...]}, built in a
     temporary folder (links may only lead inside it). Besides raising only CnnError, each glob must
     give files in sorted order, each file once; and on a tree without links, what glob.glob gives."""
@@ -214,7 +214,7 @@ def target_paths(data: bytes) -> str:
     import shutil
 
     from cnncli.errors import CnnError
-    from cnncli.paths import expand_images, glob_files
+    from cnncli.io.paths import expand_images, glob_files
 
     try:
         document = json.loads(data)
@@ -1530,13 +1530,13 @@ def _atheris_child(target: str, scratch: Path, seconds: float, seed: int, timeou
     import atheris
 
     with atheris.instrument_imports():
-        import cnncli.files
-        import cnncli.images
-        import cnncli.inputs
-        import cnncli.jsonspec
-        import cnncli.kernels
-        import cnncli.modelfile
-        import cnncli.paths  # noqa: F401 - imported to be instrumented
+        import cnncli.io.saving
+        import cnncli.io.images
+        import cnncli.io.reading
+        import cnncli.io.jsonspec
+        import cnncli.io.kernels
+        import cnncli.io.modelfile
+        import cnncli.io.paths  # noqa: F401 - imported to be instrumented
     known: set[str] = set()
     rng = random.Random(seed)
     pool = SEEDS[target]()

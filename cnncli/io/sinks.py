@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import CnnError
+from ..errors import CnnError
 from .jsontext import dumps
 from .parts import ArrayPart, Layers, write_npy_header
 from .targets import NO_INPUTS, InputSet, StagedFile, stdout_bytes, write_atomic
@@ -55,7 +55,7 @@ class Stdout:
     def __init__(self, inputs: InputSet = NO_INPUTS, held: bool = False) -> None:
         import os
 
-        from .errors import OutputError
+        from ..errors import OutputError
         from .targets import _Written
 
         write = stdout_bytes()  # refuses a closed stdout
@@ -288,7 +288,7 @@ def member_name(name: str, taken: set[str] | None = None) -> str:
     archive writes only inside its folder; a name made distinct from those ``taken`` (updated)."""
     import re
 
-    from .display import shown
+    from ..display import shown
 
     safe = re.sub(r"[/\\]", "_", shown(name))
     if safe.startswith(".") or not safe:

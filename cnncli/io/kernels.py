@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ShapeError, SpecError
-from .inputs import read_bytes
+from ..errors import ShapeError, SpecError
+from .reading import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
-from .ops import PADDING_MODES
+from ..engine.ops import PADDING_MODES
 
 if TYPE_CHECKING:
     from .jsonspec import Reader
@@ -183,7 +183,7 @@ def load_kernel_file(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Kerne
     text = read_bytes(path, kind="kernel", error=SpecError, expected="a kernel JSON file", limits=limits)
     from .jsonspec import loads
 
-    from .display import shown
+    from ..display import shown
 
     # A name taken from the file's own name is shown escaped, as file names are (it may hold anything).
     return parse_kernel(loads(text, source), source, default_name=shown(path.stem))

@@ -22,18 +22,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import model as layers, ops
-from .display import shown
-from .errors import ShapeError, SpecError
+from ..engine import graph as layers, ops
+from ..display import shown
+from ..errors import ShapeError, SpecError
 from .images import LoadedImage, array_size, resize
-from .inputs import load_npz, read_bytes
+from .reading import load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsonspec import Reader, loads
 from .kernels import parse_conv_settings
 
 MODEL_FORMAT = "cnn-model"
 MODEL_VERSION = 1
-BUNDLED = Path(__file__).parent / "models"
+BUNDLED = Path(__file__).parent.parent / "models"
 TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "metadata")
 INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std")
 MAX_SIDE = 1 << 14

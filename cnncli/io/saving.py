@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence
 import numpy as np
 
 from . import jsonspec
-from .errors import OutputError, SpecError
-from .inputs import load_npy, load_npz, read_bytes
+from ..errors import OutputError, SpecError
+from .reading import load_npy, load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsontext import jsonable
 from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,
@@ -24,7 +24,7 @@ from .trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record
 
 if TYPE_CHECKING:
     from .images import LoadedImage
-    from .model import Step
+    from ..engine.graph import Step
 
 
 
@@ -73,7 +73,7 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     """Write one .npy and one .png per layer and DIR/manifest.json listing them; return the manifest.
 
     A layer's record names its array (``"file": "03_relu1.npy"``) and, with ``pictures``, its
-    montage (``"picture": "03_relu1.png"``, see cnncli.pictures.step_picture). Nothing is left
+    montage (``"picture": "03_relu1.png"``, see cnncli.views.pictures.step_picture). Nothing is left
     half-done: every file is first written beside its place as a hidden temporary file, and only
     when all are written are they moved into place, the manifest last. A new name is linked into
     place, so that if another run made it meanwhile this one stops and takes back what it placed.
@@ -108,7 +108,7 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
                                   written), directory / name))
             record = {**layer_record(step, timing), "file": name}
             if pictures:
-                from .pictures import png_bytes, step_picture  # Pillow's drawing code only when saving
+                from ..views.pictures import png_bytes, step_picture  # Pillow's drawing code only when saving
 
                 png = png_bytes(step_picture(step))
                 target = directory / picture_names[i]

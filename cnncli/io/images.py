@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import CnnError, ImageError, LimitError, describe
-from .inputs import read_bytes
+from ..errors import CnnError, ImageError, LimitError, describe
+from .reading import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")

@@ -11,9 +11,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .display import shown
-from .modelfile import Model
-from .predictions import Prediction
+from ..display import shown
+from ..io.modelfile import Model
+from ..engine.predictions import Prediction
 
 BAR_WIDTH = 30
 _EIGHTHS = " ▏▎▍▌▋▊▉"  # partial blocks, so a bar shows a share to 1/8 of a cell

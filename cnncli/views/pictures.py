@@ -21,7 +21,7 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .model import Step
+    from ..engine.graph import Step
 
 # Anchor colours, equally spaced, interpolated linearly into 256 entries. Sequential: viridis
 # sampled at every eighth. Diverging: ColorBrewer's RdBu reversed, with its near-white middle made
@@ -473,8 +473,8 @@ def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
     The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
     only with ``force``. Raises OutputError.
     """
-    from .errors import OutputError
-    from .targets import is_special, write_atomic
+    from ..errors import OutputError
+    from ..io.targets import is_special, write_atomic
 
     if Path(path).suffix.lower() != ".png" and not is_special(path):
         raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .errors import CnnError, UsageError
+from ..errors import CnnError, UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 _GLOB_CHARACTERS = frozenset("*?[")

@@ -4,7 +4,7 @@ Each text cell is an upper half block, its foreground the colour of the map pixe
 background the colour of the pixel below, so a line shows two rows of the map and, a cell being
 about twice as tall as wide, a pixel comes out about square. A map wider than the terminal (or
 taller than ``MAX_LINES`` lines) is averaged down to fit; a tiny one is blown up by a whole
-factor. The colours are those of the PNG pictures (cnncli.pictures), on one scale per layer.
+factor. The colours are those of the PNG pictures (cnncli.views.pictures), on one scale per layer.
 Without colour (a pipe, NO_COLOR) each cell is a character of a shade ramp instead, so the
 output stays readable with no escape codes. Never prints, never exits.
 """
@@ -21,8 +21,8 @@ from rich.style import Style
 from rich.text import Span, Text
 
 from . import pictures
-from .model import Step
-from .render import step_title
+from ..engine.graph import Step
+from .tables import step_title
 
 UPPER_HALF = "\u2580"
 SHADES = " .:-=+*#%@"  # low to high, for output without colour

@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
-from .errors import OutputError
+from ..errors import OutputError
 
 
 class InputSet:

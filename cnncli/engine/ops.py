@@ -18,7 +18,7 @@ from typing import Literal, Sequence, Union
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from .errors import ShapeError
+from ..errors import ShapeError
 
 Pair = tuple[int, int]
 Padding = Union[str, int, Sequence[int]]

@@ -24,8 +24,8 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import ops
-from .errors import CnnError
-from .model import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d, Step
+from ..errors import CnnError
+from .graph import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d, Step
 
 EXPLAIN_FORMAT = "cnn-explain"
 EXPLAIN_VERSION = 1
@@ -430,6 +430,6 @@ def _number(value: float) -> float | None:
 
 def _values(array: np.ndarray) -> Any:
     """Nested lists of floats; NaN and infinities become null."""
-    from .trace import json_values
+    from ..io.trace import json_values
 
     return json_values(array)

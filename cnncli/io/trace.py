@@ -15,11 +15,11 @@ import numpy as np
 
 from .images import LoadedImage
 from .jsontext import dumps, float32_short, jsonable, number_texts, write_array
-from .model import Step
+from ..engine.graph import Step
 
 if TYPE_CHECKING:
     from .modelfile import Model
-    from .predictions import Prediction
+    from ..engine.predictions import Prediction
 
 Write = Callable[[bytes], Any]
 TRACE_FORMAT = "cnn-trace"

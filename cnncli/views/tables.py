@@ -17,11 +17,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .display import shown
-from .images import LoadedImage
-from .kernels import Kernel
-from .model import Step
-from .model import map_stats
+from ..display import shown
+from ..io.images import LoadedImage
+from ..io.kernels import Kernel
+from ..engine.graph import Step
+from ..engine.graph import map_stats
 
 MAX_ROWS = 16
 _ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each

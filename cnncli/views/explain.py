@@ -15,9 +15,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .explain import Elementwise, Explanation, Pooling
-from .model import Step
-from .render import MAX_CHANNELS, heat_grid, natural_width, number_format, shown_indices, step_title
+from ..engine.explain import Elementwise, Explanation, Pooling
+from ..engine.graph import Step
+from .tables import MAX_CHANNELS, heat_grid, natural_width, number_format, shown_indices, step_title
 
 MAX_SIDE = 9  # a kernel with more rows or columns shows its first and last ones around an ellipsis
 MAX_WRITTEN_TERMS = 25  # up to this many taps per channel, the sum is written out term by term

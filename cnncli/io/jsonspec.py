@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import SpecError
+from ..errors import SpecError
 
 MAX_DEPTH = 32
 

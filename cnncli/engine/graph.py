@@ -18,7 +18,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import ops
-from .errors import CnnError, ShapeError
+from ..errors import CnnError, ShapeError
 
 Shape = tuple[int, ...]
 # Up to this many elements (1 MiB of float32) a conv on a batch runs as one product with its

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CnnError, LimitError, describe
+from ..errors import CnnError, LimitError, describe
 from .limits import DEFAULT_LIMITS, Limits, format_bytes
 
 if TYPE_CHECKING:

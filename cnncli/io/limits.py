@@ -8,7 +8,7 @@ allocated, and each limit says which flag raises it.
 
 from __future__ import annotations
 
-from .errors import LimitError
+from ..errors import LimitError
 
 # The largest file of each kind read by default. Text is parsed into Python objects (about 30
 # bytes a number), so JSON gets less room than binary arrays and images.
