@@ -36,6 +36,22 @@ class ShapeError(CnnError):
     """Settings or weights whose shapes do not fit the data they are applied to."""
 
 
+class GraphError(CnnError):
+    """A network whose layers are not joined into one graph: an unknown or later input, a repeated
+    name, a layer that reaches no output. ``layer`` is the index of the layer at fault and ``field``
+    its setting ("inputs", "name"), so that a model file can point at its JSON path."""
+
+    def __init__(self, message: str, *, source: str | None = None, layer: int | None = None,
+                 field: str = "") -> None:
+        super().__init__(message, source=source)
+        self.layer = layer
+        self.field = field
+
+    def within(self, source: str) -> GraphError:
+        inner = f"{self.source}: {self.message}" if self.source else self.message
+        return GraphError(inner, source=source, layer=self.layer, field=self.field)
+
+
 class OutputError(CnnError):
     """An output file or folder that cannot be written."""
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from cnncli.engine import ops
 from cnncli.cli import app, main
 from cnncli.engine.explain import CellError, check_cell, explain_cell, find_conv_layer
-from cnncli.engine.graph import Activation, BatchNorm, Conv2d, GlobalAvgPool2d, Network, Pool2d
+from cnncli.engine.graph import Network
+from cnncli.engine.layers import Activation, BatchNorm, Conv2d, GlobalAvgPool2d, Pool2d
 
 SEED = str(ROOT / "sample_images" / "seed_5x5.png")
 DIGIT = str(ROOT / "sample_images" / "digit_7.png")

@@ -191,7 +191,7 @@ CASES = [
          IMG),
     # --- model JSON -------------------------------------------------------------------------------
     model_case("model-syntax", '{"format": "cnn-model",', "m.json", "invalid JSON"),
-    model_case("model-version", model(good_layers(), version=2), "m.json", "version", "reads version 1"),
+    model_case("model-version", model(good_layers(), version=3), "m.json", "version", "reads versions 1 to 2"),
     model_case("model-stride-zero", model(with_layer(2, stride=0)), "layers[2].stride", "at least 1"),
     model_case("model-typo", model(with_layer(0, strid=2)), "layers[0].strid", "did you mean 'stride'"),
     model_case("model-unknown-layer", model(with_layer(1, type="relu6")), "layers[1].type", "expected one of"),

@@ -8,9 +8,10 @@ from conftest import assert_array
 
 import oracles
 from cnncli.engine import graph as model_module
+from cnncli.engine.layers import core as core_layers
 from cnncli.errors import ShapeError
-from cnncli.engine.graph import (Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Network, Pool2d, Softmax,
-                          StageOptions, single_stage)
+from cnncli.engine.graph import Network, StageOptions, single_stage
+from cnncli.engine.layers import Activation, Conv2d, Dense, Flatten, GlobalAvgPool2d, Pool2d, Softmax
 
 SEED_IMAGE = np.array([[[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]]],
                       dtype=np.float32)
@@ -129,9 +130,9 @@ def test_map_stats_match_numpy_across_chunks():
 def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_limit):
     """predict folds batch norm into the conv, drops dropout, moves ReLU after a max-pool and may run a
     conv as one matrix product; reference: forward, one image at a time, which runs every layer as written."""
-    from cnncli.engine.graph import BatchNorm, Dropout
+    from cnncli.engine.layers import BatchNorm, Dropout
 
-    monkeypatch.setattr(model_module, "UNROLLED_MAX_ELEMENTS", unrolled_limit)
+    monkeypatch.setattr(core_layers, "UNROLLED_MAX_ELEMENTS", unrolled_limit)
     rng = np.random.default_rng(21)
     net = Network((
         Conv2d(rng.standard_normal((4, 2, 3, 3)), None, padding=1, name="c1"),
@@ -168,7 +169,7 @@ def _traced_forward(network, x):
 def test_memory_estimate_bounds_forward_of_random_networks():
     """Over random networks (every layer type, padding mode, pooling with padding and ceil_mode),
     in float32 and float64: the estimate is above tracemalloc's peak of forward plus statistics."""
-    from cnncli.engine.graph import BatchNorm, Dropout
+    from cnncli.engine.layers import BatchNorm, Dropout
 
     rng = np.random.default_rng(26)
     checked = 0
@@ -192,12 +193,12 @@ def test_memory_estimate_bounds_forward_of_random_networks():
 def test_view_layers_add_no_map():
     """Flatten, dropout and the activation "none" return their input: the estimate adds only their
     Python objects (a layer's, and a Step's once the maps are all there), not a 360 KiB map."""
-    from cnncli.engine.graph import Dropout
+    from cnncli.engine.layers import Dropout
 
     rng = np.random.default_rng(27)
     conv = Conv2d(rng.standard_normal((2, 1, 3, 3)), name="c")
     plain = Network((conv, Activation("relu")))
-    views = Network((conv, Activation("relu"), Activation("none"), Dropout(), Flatten()))
+    views = Network((conv, Activation("relu"), Activation("none", name="none"), Dropout(), Flatten()))
     added = views.memory_estimate((1, 300, 300), 4) - plain.memory_estimate((1, 300, 300), 4)
     assert 3 * model_module.LAYER_BYTES <= added <= 3 * (model_module.LAYER_BYTES + model_module.STEP_BYTES)
 

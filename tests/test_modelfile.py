@@ -15,7 +15,7 @@ from PIL import Image
 from cnncli.engine import ops
 from cnncli.errors import CnnError, ShapeError, SpecError
 from cnncli.io.images import LoadedImage, read_image
-from cnncli.engine.graph import Softmax
+from cnncli.engine.layers import Softmax
 from cnncli.io.modelfile import load_model, parse_model
 from cnncli.engine.predictions import top_k
 
@@ -228,7 +228,7 @@ def test_missing_weights_without_a_file_say_how_to_give_them(tmp_path):
 
 @pytest.mark.parametrize("top, words", [
     ({"format": "keras"}, ["format", "cnn-model"]),
-    ({"version": 2}, ["version", "reads version 1"]),
+    ({"version": 3}, ["version", "reads versions 1 to 2"]),
     ({"input": {"size": [4, 4], "std": [0]}}, ["input.std[0]", "above 0"]),
     ({"input": {"size": [4, 4], "mean": [1, 2]}}, ["input.mean", "expected 1 value, got 2"]),
     ({"input": {"size": [4, 4], "color": "rgb", "std": [1, 2]}}, ["input.std", "1 or 3 values (one per channel)"]),

@@ -21,7 +21,9 @@ from cnncli.engine import ops
 from cnncli.errors import CnnError, ShapeError
 from cnncli.io.jsonspec import loads
 from cnncli.io.kernels import FILE_KEYS, parse_kernel
-from cnncli.io.modelfile import _BUILDERS, ALIASES, INPUT_KEYS, parse_model
+from cnncli.engine.layers import ALIASES, layer_class
+from cnncli.engine.layers.base import keys_of
+from cnncli.io.modelfile import INPUT_KEYS, parse_model
 
 SOURCE = "model.json"
 
@@ -48,7 +50,7 @@ LAYER_KEYS = {  # every key the generator writes, per layer type; checked agains
     "relu": (), "sigmoid": (), "tanh": (), "leaky_relu": ("negative_slope",),
     "batchnorm2d": ("num_features", "eps", "momentum", "affine", "weight", "bias", "running_mean", "running_var"),
     "batchnorm1d": ("num_features", "eps", "momentum", "affine", "weight", "bias", "running_mean", "running_var"),
-    "dropout": ("p",), "flatten": (), "globalavgpool2d": (), "softmax": (),
+    "dropout": ("p",), "flatten": (), "globalavgpool2d": (), "softmax": ("dim",),
     "dense": ("in_features", "out_features", "bias", "weight"),
 }
 ON_MAPS = ("conv2d",) * 5 + ("maxpool2d", "avgpool2d", "relu", "flatten") * 2 + ("batchnorm2d", "globalavgpool2d")
@@ -381,7 +383,17 @@ def _layer(layers: _Layers, index: int, names: list) -> tuple[dict, tuple | None
         if len(shape) != 3:
             layers.fault("globalavgpool2d on a vector")
         out = (shape[0], 1, 1) if len(shape) == 3 else None
-    else:  # relu, sigmoid, tanh, softmax
+    elif kind == "softmax":
+        out = shape
+        if draw(st.booleans()):
+            dim = layers.value("dim", st.sampled_from([1, -1, len(shape), -len(shape)]), ("1", None, 1.5, True))
+            if isinstance(dim, int) and not isinstance(dim, bool) and not (dim != 0 and -len(shape) <= dim <= len(shape)):
+                layers.fault(f"dim {dim} outside a sample of {len(shape)} dimensions")
+            if layers.chance(layers.percent // 2):
+                dim = draw(st.sampled_from([0, len(shape) + 1]))  # the batch, or past the last dimension
+                layers.fault(f"dim {dim} outside a sample of {len(shape)} dimensions")
+            item["dim"] = dim
+    else:  # relu, sigmoid, tanh
         out = shape
     if layers.chance(layers.percent // 5):
         layers.fault("unknown key")
@@ -439,12 +451,15 @@ def model_documents(draw) -> Doc:
     return doc
 
 
-def test_generator_knows_every_layer_type_and_key():
-    """The model generator writes every layer type and every key the builder's table allows."""
-    assert set(EVERY_TYPE) == set(_BUILDERS) | set(ALIASES)
-    for kind, (allowed, required, _) in _BUILDERS.items():
-        assert set(LAYER_KEYS[kind]) == set(allowed), kind
-        assert set(required) <= set(LAYER_KEYS[kind])
+def test_generator_knows_every_key_of_the_layer_types_it_writes():
+    """The model generator writes every key the registry's class allows, for each type it writes (the
+    types added with graphs have their own tests against PyTorch: tests/test_layers_torch.py)."""
+    assert set(ALIASES) <= set(EVERY_TYPE)
+    for kind in LAYER_KEYS:
+        cls = layer_class(kind)
+        assert cls is not None, kind
+        assert set(LAYER_KEYS[kind]) == set(keys_of(cls, kind)), kind
+        assert set(cls.required) <= set(LAYER_KEYS[kind])
 
 
 @_settings(600)

@@ -18,7 +18,8 @@ from ..errors import CnnError
 if TYPE_CHECKING:  # the core is imported when a command runs, so --help and completion stay fast
     from ..io.images import LoadedImage
     from ..io.limits import Limits
-    from ..engine.graph import Dense, Network, StageOptions
+    from ..engine.graph import Network, StageOptions
+    from ..engine.layers import Dense
     from ..io.modelfile import Model
 
 INPUT, MODEL, CONV, LAYERS, OUTPUT, BATCH, LIMITS = ("Input", "Model", "Convolution", "Layers", "Output",
@@ -436,7 +437,7 @@ def predictions(options: LayerOptions, prepared: Prepared, steps: list) -> list 
     """The top classes of the output vector: always for a model, with --top for a --kernel run."""
     if prepared.model is None and options.top is None:
         return None
-    from ..engine.graph import Softmax
+    from ..engine.layers import Softmax
     from ..engine.predictions import top_k
 
     output = steps[-1].output
@@ -459,7 +460,8 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
                                      param_hint="--softmax")
         return None
     from ..io.saving import random_dense  # only runs with a dense layer pay for this
-    from ..engine.graph import Dense, single_stage
+    from ..engine.graph import single_stage
+    from ..engine.layers import Dense
 
     if options.dense is not None:
         weight, bias = _dense_weights(options.dense, options.limits)

@@ -25,7 +25,8 @@ import numpy as np
 
 from . import ops
 from ..errors import CnnError
-from .graph import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d, Step
+from .graph import Step
+from .layers import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d
 
 EXPLAIN_FORMAT = "cnn-explain"
 EXPLAIN_VERSION = 1

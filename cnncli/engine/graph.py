@@ -1,8 +1,10 @@
-"""Layers, networks and the forward pass that keeps every intermediate map.
+"""Networks as graphs, and the forward pass that keeps every intermediate map.
 
-A Network is an ordered tuple of layers. ``Network.shapes`` checks the whole network against an
-input shape before anything is computed; ``Network.forward`` returns one Step per layer, the
-input first. The options of ``cnn run`` build the same kind of Network as a model file would.
+A Network is a tuple of layers in an order where each reads only the input or layers before it
+(topological order), with the names each reads: a chain when each reads the one before, as the
+options of ``cnn run`` and version-1 model files build it. ``Network.shapes`` checks the whole
+graph against an input shape before anything is computed; ``Network.forward`` walks the layers
+in order, keeping a dict of outputs by name, and returns one Step per layer, the input first.
 Each layer also says what its forward allocates (``working_bytes``, from the op's formula in
 ops), so that ``Network.memory_estimate`` bounds a run's memory before it starts.
 """
@@ -13,18 +15,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import ops
-from ..errors import CnnError, ShapeError
+from ..errors import CnnError, GraphError, ShapeError
+from .layers import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, Layer, Pool2d, Shape, Softmax
+from .layers.base import input_counts, map_bytes as _map_bytes
 
-Shape = tuple[int, ...]
-# Up to this many elements (1 MiB of float32) a conv on a batch runs as one product with its
-# unrolled matrix: 2-3x faster than window copies for the digits model's 8x8 and 4x4 maps, slower
-# for LeNet-5's 28x28 and 14x14 maps, whose matrices are 3.7M and 1.9M elements (benchmarks/).
-UNROLLED_MAX_ELEMENTS = 1 << 18
+INPUT = "input"  # the name layers use for the network's input
 # Python objects that memory_estimate counts beside the arrays: per layer of a network, the layer
 # object and its settings (measured: 100-170 bytes of RSS a layer over 10,000 layers); per map
 # of a forward pass, its Step, the Step's statistics, the array object and its shape tuples
@@ -32,381 +32,6 @@ UNROLLED_MAX_ELEMENTS = 1 << 18
 LAYER_BYTES = 512
 STEP_BYTES = 1 << 10
 
-
-@dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
-class Conv2d:
-    """A conv layer: cross-correlation unless ``flip``; weight (F, C/groups, KH, KW)."""
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    stride: tuple[int, int] = (1, 1)
-    padding: Any = "valid"
-    padding_mode: str = "zeros"
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    flip: bool = False
-    name: str = "conv"
-    labels: tuple[str, ...] = ()  # one per output channel, e.g. the kernel names
-    type = "conv2d"
-    _unrolled: dict = field(default_factory=dict, init=False, repr=False)  # input shape -> matrix
-
-    def output_shape(self, shape: Shape) -> Shape:
-        _require_map(shape, self)
-        _, out = ops.conv_geometry(shape, self.weight.shape, self.stride, self.padding, self.dilation,
-                                   self.groups, self.padding_mode)
-        return out
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        if batched and x.shape[0] > 1 and not self.flip:
-            matrix = self._unrolled_matrix(x.shape[1:], x.dtype)
-            if matrix is not None:
-                y = x.reshape(x.shape[0], -1) @ matrix
-                if self.bias is not None:
-                    y += np.repeat(self.bias.astype(x.dtype), y.shape[1] // self.bias.size)
-                return y.reshape(x.shape[0], *self.output_shape(x.shape[1:]))
-        return ops.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                          self.padding_mode, self.flip)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        """Bytes ``forward`` allocates for one map of ``in_shape``: its output and ops.conv2d's work."""
-        return ops.conv2d_workspace(in_shape, self.weight.shape, self.stride, self.padding, self.dilation, self.groups,
-                                    self.padding_mode, self.flip, "auto", itemsize, self.weight.dtype.itemsize)
-
-    def kept_bytes(self, in_shape: Shape, itemsize: int) -> dict[str, int]:
-        """What ``forward`` leaves allocated in libraries (OpenBLAS, the thread pool), by library."""
-        return ops.conv2d_kept(in_shape, self.weight.shape, self.stride, self.padding, self.dilation, self.groups,
-                               self.padding_mode, "auto", itemsize)
-
-    def _unrolled_matrix(self, shape: Shape, dtype: np.dtype) -> np.ndarray | None:
-        """The conv as one matrix for maps of ``shape``, when that matrix is small (a batch of small
-        maps, such as 8x8 digits); None otherwise. Kept per input shape and dtype."""
-        key = (tuple(shape), np.dtype(dtype).str)
-        if key not in self._unrolled:
-            size = math.prod(shape) * math.prod(self.output_shape(shape))
-            self._unrolled[key] = None if size > UNROLLED_MAX_ELEMENTS else ops.unrolled_conv_matrix(
-                shape, self.weight.astype(dtype), self.stride, self.padding, self.dilation, self.groups,
-                self.padding_mode)
-        return self._unrolled[key]
-
-    @property
-    def params(self) -> int:
-        return self.weight.size + (0 if self.bias is None else self.bias.size)
-
-    def macs(self, out_shape: Shape) -> int:
-        return ops.conv_macs(out_shape, self.weight.shape)
-
-    def settings(self) -> dict[str, Any]:
-        f, c, kh, kw = self.weight.shape
-        return {
-            "operation": "convolution" if self.flip else "cross-correlation",
-            "kernel_size": [kh, kw], "in_channels": c * self.groups, "out_channels": f,
-            "stride": list(self.stride), "padding": _jsonable(self.padding), "padding_mode": self.padding_mode,
-            "dilation": list(self.dilation), "groups": self.groups, "bias": self.bias is not None,
-        }
-
-    def describe(self) -> str:
-        f, c, kh, kw = self.weight.shape
-        parts = [f"{kh}x{kw}", f"stride {_pair_text(self.stride)}", f"padding {_padding_text(self.padding)}"]
-        if self.flip:  # cross-correlation goes without saying, as in every CNN library
-            parts.insert(1, "convolution (flipped kernel)")
-        if self.padding_mode != "zeros" and self.padding != "valid":
-            parts.append(self.padding_mode)
-        if self.dilation != (1, 1):
-            parts.append(f"dilation {_pair_text(self.dilation)}")
-        if self.groups > 1:  # c is the channels each group sees: one means depthwise
-            parts.append(f"groups {self.groups}" + (" (depthwise: each channel on its own)" if c == 1 else ""))
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Activation:
-    """An element-wise activation: relu, leaky_relu, sigmoid, tanh or none."""
-
-    kind: str = "relu"
-    negative_slope: float = 0.01
-    name: str = "relu"
-
-    def __post_init__(self) -> None:
-        if self.kind not in ops.ACTIVATIONS:
-            raise ShapeError(f"expected one of {', '.join(ops.ACTIVATIONS)}, got {self.kind!r}", source="activation")
-
-    @property
-    def type(self) -> str:
-        return self.kind
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return shape
-
-    @property
-    def view(self) -> bool:
-        return self.kind == "none"  # returns its input
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        if self.kind == "leaky_relu":
-            return ops.leaky_relu(x, self.negative_slope)
-        return ops.ACTIVATIONS[self.kind](x)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.activation_workspace(self.kind, in_shape, itemsize, self.negative_slope)
-
-    def settings(self) -> dict[str, Any]:
-        return {"negative_slope": self.negative_slope} if self.kind == "leaky_relu" else {}
-
-    def describe(self) -> str:
-        return f"negative slope {self.negative_slope:g}" if self.kind == "leaky_relu" else ""
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Pool2d:
-    """Max or average pooling, with PyTorch's settings; ``stride`` None means the kernel size."""
-
-    kind: str = "max"
-    kernel_size: tuple[int, int] = (2, 2)
-    stride: tuple[int, int] | None = None
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    ceil_mode: bool = False
-    count_include_pad: bool = True
-    name: str = "maxpool"
-
-    @property
-    def type(self) -> str:
-        return f"{self.kind}pool2d"
-
-    def output_shape(self, shape: Shape) -> Shape:
-        _require_map(shape, self)
-        *_, out, _ = ops.pool_geometry(shape[1:], self.kernel_size, self.stride, self.padding,
-                                       self.dilation, self.ceil_mode)
-        return (shape[0], *out)
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        if self.kind == "max":
-            return ops.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
-        return ops.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.pool2d_workspace(self.kind, in_shape, self.kernel_size, self.stride,
-                                    self.padding, self.dilation, self.ceil_mode, itemsize)
-
-    def settings(self) -> dict[str, Any]:
-        settings = {"kernel_size": list(self.kernel_size), "stride": list(self.stride or self.kernel_size),
-                    "padding": list(self.padding), "ceil_mode": self.ceil_mode}
-        if self.kind == "max":
-            settings["dilation"] = list(self.dilation)
-        else:
-            settings["count_include_pad"] = self.count_include_pad
-        return settings
-
-    def describe(self) -> str:
-        parts = [f"{self.kernel_size[0]}x{self.kernel_size[1]}", f"stride {_pair_text(self.stride or self.kernel_size)}"]
-        if any(self.padding):
-            parts.append(f"padding {_pair_text(self.padding)}")
-        if self.ceil_mode:
-            parts.append("ceil_mode")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class GlobalAvgPool2d:
-    """Mean of each channel: (C, H, W) -> (C, 1, 1)."""
-
-    name: str = "globalavgpool"
-    type = "globalavgpool2d"
-
-    def output_shape(self, shape: Shape) -> Shape:
-        _require_map(shape, self)
-        return (shape[0], 1, 1)
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return ops.global_avg_pool2d(x)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.global_avg_pool2d_workspace(in_shape, itemsize)
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> str:
-        return ""
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Flatten:
-    """(C, H, W) -> (C*H*W,) in C order: channel slowest, then row, then column (as PyTorch)."""
-
-    name: str = "flatten"
-    type = "flatten"
-    view = True  # of its C-contiguous input, as every op returns and images are read
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return (math.prod(shape),)
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return ops.flatten(x, batched)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return 0
-
-    def settings(self) -> dict[str, Any]:
-        return {"order": "CHW"}
-
-    def describe(self) -> str:
-        return "C, H, W order"
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Dense:
-    """A fully-connected layer y = x W^T + b with W (out, in)."""
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    name: str = "dense"
-    origin: str = ""  # where the weights came from, e.g. "random, seed 0" or a file name
-    labels: tuple[str, ...] = ()
-    type = "dense"
-
-    def output_shape(self, shape: Shape) -> Shape:
-        if len(shape) != 1:
-            raise ShapeError(f"takes a flat vector, got shape {shape}; put a flatten layer first")
-        if shape[0] != self.weight.shape[1]:
-            origin = f" from {self.origin}" if self.origin else ""
-            raise ShapeError(f"weight {self.weight.shape}{origin} takes {self.weight.shape[1]} inputs, "
-                             f"but the layer before gives {shape[0]}")
-        return (self.weight.shape[0],)
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return ops.linear(x, self.weight, self.bias)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.linear_workspace(in_shape, self.weight.shape, itemsize, self.weight.dtype.itemsize)
-
-    def kept_bytes(self, in_shape: Shape, itemsize: int) -> dict[str, int]:
-        return ops.linear_kept()
-
-    @property
-    def params(self) -> int:
-        return self.weight.size + (0 if self.bias is None else self.bias.size)
-
-    def macs(self, out_shape: Shape) -> int:
-        return self.weight.size
-
-    def settings(self) -> dict[str, Any]:
-        settings = {"in_features": self.weight.shape[1], "out_features": self.weight.shape[0],
-                    "bias": self.bias is not None}
-        if self.origin:
-            settings["weights"] = self.origin
-        return settings
-
-    def describe(self) -> str:
-        text = f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
-        return f"{text}, {self.origin} weights" if self.origin else text
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Softmax:
-    """exp(x) / sum(exp(x)) over a flat vector."""
-
-    name: str = "softmax"
-    type = "softmax"
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return shape
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return ops.softmax(x, axis=-1)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.softmax_workspace(in_shape, itemsize)
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> str:
-        return ""
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class BatchNorm:
-    """Inference batch normalisation, as PyTorch's eval mode: per channel of a map (batchnorm2d)
-    or per feature of a vector (batchnorm1d), y = (x - running_mean) / sqrt(running_var + eps)
-    * weight + bias."""
-
-    running_mean: np.ndarray
-    running_var: np.ndarray
-    weight: np.ndarray | None = None  # None: affine=False, as 1
-    bias: np.ndarray | None = None  # None: as 0
-    eps: float = 1e-5
-    name: str = "bn"
-    kind: str = "batchnorm2d"
-
-    @property
-    def type(self) -> str:
-        return self.kind
-
-    @property
-    def features(self) -> int:
-        return self.running_mean.shape[0]
-
-    def output_shape(self, shape: Shape) -> Shape:
-        if self.kind == "batchnorm2d":
-            _require_map(shape, self)
-            what = "channels"
-        elif len(shape) != 1:
-            raise ShapeError(f"takes a flat vector, got shape {shape}; batchnorm2d normalises maps")
-        else:
-            what = "features"
-        if shape[0] != self.features:
-            raise ShapeError(f"normalises {self.features} {what}, but the layer before gives {shape[0]}")
-        return shape
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return ops.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.eps,
-                              axis=1 if batched else 0)
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return ops.batch_norm_workspace(in_shape, self.features, itemsize)
-
-    @property
-    def params(self) -> int:
-        """Learned parameters, as PyTorch counts them: weight and bias, not the running statistics."""
-        return sum(0 if p is None else p.size for p in (self.weight, self.bias))
-
-    def macs(self, out_shape: Shape) -> int:
-        return math.prod(out_shape)  # one multiply-add per value, with the scale and shift folded
-
-    def settings(self) -> dict[str, Any]:
-        return {"num_features": self.features, "eps": self.eps, "affine": self.weight is not None}
-
-    def describe(self) -> str:
-        return f"{self.features} {'channels' if self.kind == 'batchnorm2d' else 'features'}, eps {self.eps:g}"
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Dropout:
-    """Dropout: nothing at inference. Kept so the network reads as it was trained."""
-
-    p: float = 0.5
-    name: str = "dropout"
-    type = "dropout"
-    view = True  # returns its input
-
-    def output_shape(self, shape: Shape) -> Shape:
-        return shape
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return x
-
-    def working_bytes(self, in_shape: Shape, itemsize: int) -> int:
-        return 0
-
-    def settings(self) -> dict[str, Any]:
-        return {"p": self.p}
-
-    def describe(self) -> str:
-        return f"p {self.p:g} (nothing at inference)"
-
-
-Layer = Union[Conv2d, Activation, Pool2d, GlobalAvgPool2d, Flatten, Dense, Softmax, BatchNorm, Dropout]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -421,6 +46,7 @@ class Step:
     layer: Layer | None = None
     in_shape: Shape = ()
     labels: tuple[str, ...] = ()  # one per channel: kernel names, or the image's channel names
+    inputs: tuple[str, ...] = ()  # the names of the steps it read ("input" for the network's input)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -477,46 +103,87 @@ def stats_workspace(size: int, itemsize: int) -> int:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Network:
+    """Layers in topological order; ``inputs[i]`` names what layer i reads (None: a chain, each
+    layer reading the one before). The last layer is the output; ``outputs`` names more layers
+    whose values are outputs too (auxiliary heads). Checked when made: GraphError names the layer."""
+
     layers: tuple[Layer, ...]
+    inputs: tuple[tuple[str, ...], ...] | None = None
+    outputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.inputs is None:
+            names = [INPUT] + [layer.name for layer in self.layers[:-1]]
+            object.__setattr__(self, "inputs", tuple((name,) for name in names))
+        else:
+            object.__setattr__(self, "inputs", tuple(tuple(names) for names in self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        check_graph([layer.name for layer in self.layers], self.reads, self.outputs,
+                    [input_counts(layer) for layer in self.layers])
+
+    @property
+    def reads(self) -> tuple[tuple[str, ...], ...]:
+        """What each layer reads, by name (``inputs`` after the chain default is filled in)."""
+        return self.inputs  # type: ignore[return-value]
+
+    @cached_property
+    def is_chain(self) -> bool:
+        return all(names == (INPUT if i == 0 else self.layers[i - 1].name,) for i, names in enumerate(self.reads))
+
+    @cached_property
+    def _positions(self) -> tuple[tuple[int, ...], ...]:
+        """For each layer, the positions of what it reads in ``shapes``' list: 0 the input, i layer i."""
+        index = {INPUT: 0} | {layer.name: i for i, layer in enumerate(self.layers, start=1)}
+        return tuple(tuple(index[name] for name in names) for names in self.reads)
+
+    @cached_property
+    def consumers(self) -> dict[str, tuple[str, ...]]:
+        """For each name (the input's and each layer's), the layers that read it, in order."""
+        result: dict[str, list[str]] = {INPUT: []} | {layer.name: [] for layer in self.layers}
+        for layer, names in zip(self.layers, self.reads):
+            for name in dict.fromkeys(names):
+                result[name].append(layer.name)
+        return {name: tuple(readers) for name, readers in result.items()}
 
     def shapes(self, input_shape: Shape) -> list[Shape]:
-        """The output shape of every layer for one input of ``input_shape``, checking each layer.
+        """The input's shape, then the output shape of every layer, for one input of ``input_shape``.
 
         Raises ShapeError naming the first layer that does not fit.
         """
         shapes = [tuple(input_shape)]
-        for layer in self.layers:
+        for layer, positions in zip(self.layers, self._positions):
+            given = [shapes[p] for p in positions]
             try:
-                shapes.append(tuple(layer.output_shape(shapes[-1])))
+                shapes.append(tuple(layer.output_shape(*given)))
             except CnnError as err:
                 message = err.message if err.source == layer.name else str(err)
-                raise ShapeError(f"{message} (input {_shape_text(shapes[-1])})", source=layer.name) from None
+                raise ShapeError(f"{message} (input {_shapes_text(given)})", source=layer.name) from None
         return shapes
 
     def forward(self, x: np.ndarray, labels: Sequence[str] = ()) -> list[Step]:
         """Run every layer on a (C, H, W) map; return the input and each layer's output, in order.
 
-        ``labels`` name the input's channels; a layer that keeps the channels (an activation, a
-        pooling) keeps the labels of the layer before it. The work buffers ops keeps between
-        calls are let go after each layer, so what a layer holds at once is its own
-        (``memory_estimate``).
+        ``labels`` name the input's channels; a layer that keeps the channels of its first input
+        (an activation, a pooling) keeps its labels. The work buffers ops keeps between calls are
+        let go after each layer, so what a layer holds at once is its own (``memory_estimate``).
         """
         self.shapes(x.shape)
-        labels = tuple(labels)
-        steps = [Step(0, "input", "input", x, labels=labels)]
+        steps = [Step(0, INPUT, INPUT, x, labels=tuple(labels))]
         ops.release_buffers()
         try:
             with np.errstate(all="ignore"):  # overflow shows as inf in the maps, and the CLI says so
-                for index, layer in enumerate(self.layers, start=1):
+                for index, (layer, positions) in enumerate(zip(self.layers, self._positions), start=1):
+                    given = [steps[p] for p in positions]
                     started = time.perf_counter()
-                    y = layer.forward(x)
+                    y = layer.forward(*(step.output for step in given))
                     elapsed = time.perf_counter() - started
                     ops.release_buffers()
+                    first = given[0]
                     own = tuple(getattr(layer, "labels", ()))
-                    keeps_channels = y.ndim == x.ndim == 3 and y.shape[0] == x.shape[0]
-                    labels = own or (labels if keeps_channels else ())
-                    steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, x.shape, labels))
-                    x = y
+                    keeps_channels = y.ndim == first.output.ndim == 3 and y.shape[0] == first.output.shape[0]
+                    labels = own or (first.labels if keeps_channels else ())
+                    steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, first.output.shape, labels,
+                                      self.reads[index - 1]))
         finally:
             ops.release_buffers()
         return steps
@@ -524,33 +191,78 @@ class Network:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch (N, C, H, W) through every layer at once and return only the last output.
 
-        No map is kept, so the layers may be rewritten into fewer, equal ones (``inference_layers``).
+        No map is kept: each is let go once the last layer reading it has run, and the layers may
+        be rewritten into fewer, equal ones (``inference_plan``).
         """
         self.shapes(batch.shape[1:])
-        x = batch
+        values: dict[str, np.ndarray] = {INPUT: batch}
         with np.errstate(all="ignore"):
-            for layer in self.inference_layers:
-                x = layer.forward(x, batched=True)
-        return x
+            for layer, names, done in self.inference_plan:
+                values[layer.name] = layer.forward(*(values[name] for name in names), batched=True)
+                for name in done:
+                    del values[name]
+        return values[self.layers[-1].name]
 
     @cached_property
-    def inference_layers(self) -> tuple[Layer, ...]:
-        """The layers with the rewrites inference runtimes make, none of which changes a result
-        beyond float rounding: batch norm folded into the conv before it, dropout dropped, and
-        ReLU moved after a max-pool that follows it (max commutes with ReLU; 4x fewer values)."""
-        result: list[Layer] = []
-        for layer in self.layers:
-            before = result[-1] if result else None
-            if isinstance(layer, Dropout):
+    def inference_plan(self) -> tuple[tuple[Layer, tuple[str, ...], tuple[str, ...]], ...]:
+        """The layers as batch inference runs them: (layer, names it reads, names no longer needed
+        after it). Rewritten as inference runtimes do, none of which changes a result beyond float
+        rounding, and each only where the graph allows it: batch norm folded into the conv before
+        it when nothing else reads the conv; dropout dropped (its readers read its input); ReLU
+        moved after a max-pool that alone reads it (max commutes with ReLU; 4x fewer values)."""
+        kept = set(self.outputs) | {self.layers[-1].name}
+        readers = self.consumers
+        rename: dict[str, str] = {}  # a dropped layer's name -> the name that stands for it
+        plan: list[list[Any]] = []  # [layer, reads]
+        by_name: dict[str, int] = {}  # a planned layer's name -> its position in plan
+
+        def alone(name: str, reader: str) -> bool:  # ``reader`` is all that reads ``name``
+            return name not in kept and readers[name] == (reader,)
+
+        for layer, names in zip(self.layers, self.reads):
+            names = tuple(rename.get(name, name) for name in names)
+            before = plan[by_name[names[0]]] if len(names) == 1 and names[0] in by_name else None
+            if isinstance(layer, Dropout) and layer.name not in kept:
+                rename[layer.name] = names[0]
                 continue
-            if isinstance(layer, BatchNorm) and isinstance(before, Conv2d) and not before.flip:
-                result[-1] = _fold_batch_norm(before, layer)
-            elif (isinstance(layer, Pool2d) and layer.kind == "max" and isinstance(before, Activation)
-                  and before.kind == "relu"):
-                result[-1:] = [layer, before]
-            else:
-                result.append(layer)
-        return tuple(result)
+            if (isinstance(layer, BatchNorm) and before is not None and isinstance(before[0], Conv2d)
+                    and not before[0].flip and alone(names[0], layer.name)):
+                folded = _fold_batch_norm(before[0], layer)
+                before[0] = folded
+                rename[layer.name] = names[0]
+                continue
+            if (isinstance(layer, Pool2d) and layer.kind == "max" and before is not None
+                    and isinstance(before[0], Activation) and before[0].kind == "relu"
+                    and alone(names[0], layer.name) and before is plan[-1]):
+                relu, relu_reads = before
+                # pool reads what the relu read; the relu reads the pool, under the pool's name
+                before[0], before[1] = layer, relu_reads
+                by_name[layer.name] = by_name.pop(relu.name)
+                plan.append([_renamed(relu, layer.name + "/relu"), (layer.name,)])
+                rename[layer.name] = layer.name + "/relu"
+                by_name[layer.name + "/relu"] = len(plan) - 1
+                continue
+            plan.append([layer, names])
+            by_name[layer.name] = len(plan) - 1
+        final = rename.get(self.layers[-1].name, self.layers[-1].name)
+        if final != self.layers[-1].name:  # the output's value under the output's name
+            plan.append([_renamed(_Same(), self.layers[-1].name), (final,)])
+        # Let each value go after the last layer that reads it.
+        last_use: dict[str, int] = {}
+        for position, (_, names) in enumerate(plan):
+            for name in names:
+                last_use[name] = position
+        done: list[list[str]] = [[] for _ in plan]
+        for name, position in last_use.items():
+            if name != self.layers[-1].name:
+                done[position].append(name)
+        return tuple((layer, tuple(names), tuple(gone)) for (layer, names), gone in zip(plan, done))
+
+    @property
+    def inference_layers(self) -> tuple[Layer, ...]:
+        """The layers batch inference runs, in order (``inference_plan`` without the wiring)."""
+        return tuple(layer for layer, _, _ in self.inference_plan if not isinstance(layer, _Renamed)
+                     or not isinstance(layer.layer, _Same))
 
     def memory_estimate(self, input_shape: Shape, itemsize: int) -> int:
         """Bytes that a ``forward`` on one input of ``input_shape`` has allocated at once, at most,
@@ -572,27 +284,103 @@ class Network:
         held = _map_bytes(math.prod(shapes[0]), itemsize) + STEP_BYTES
         kept: dict[str, int] = {}  # by library, the most any layer so far left there
         peak = 0
-        for layer, before, after in zip(self.layers, shapes, shapes[1:]):
+        for layer, positions, after in zip(self.layers, self._positions, shapes[1:]):
+            given = [shapes[p] for p in positions]
             if hasattr(layer, "kept_bytes"):
-                for name, size in layer.kept_bytes(before, itemsize).items():
+                for name, size in layer.kept_bytes(*given, itemsize=itemsize).items():
                     kept[name] = max(kept.get(name, 0), size)
-            peak = max(peak, held + sum(kept.values()) + layer.working_bytes(before, itemsize))
+            peak = max(peak, held + sum(kept.values()) + layer.working_bytes(*given, itemsize=itemsize))
             held += (0 if getattr(layer, "view", False) else _map_bytes(math.prod(after), itemsize)) + STEP_BYTES
         largest = max(math.prod(shape) for shape in shapes)
         peak = max(peak, held + sum(kept.values()) + stats_workspace(largest, itemsize))
         return network + peak
 
     def table(self, input_shape: Shape) -> list[dict[str, Any]]:
-        """One row per layer for one input (name, type, description, output shape, parameters,
-        multiply-adds), computed from shapes alone: what ``cnn summary`` prints."""
+        """One row per layer for one input (name, type, the names it reads, description, output
+        shape, parameters, multiply-adds), from shapes alone: what ``cnn summary`` prints."""
         shapes = self.shapes(input_shape)
         rows = []
-        for layer, shape in zip(self.layers, shapes[1:]):
+        for layer, names, shape in zip(self.layers, self.reads, shapes[1:]):
             macs = getattr(layer, "macs", None)
-            rows.append({"name": layer.name, "type": layer.type, "describe": layer.describe(),
+            rows.append({"name": layer.name, "type": layer.type, "inputs": list(names), "describe": layer.describe(),
                          "settings": layer.settings(), "shape": shape, "params": getattr(layer, "params", 0),
                          "macs": 0 if macs is None else macs(shape)})
         return rows
+
+
+def check_graph(names: Sequence[str], reads: Sequence[Sequence[str]], outputs: Sequence[str],
+                counts: Sequence[tuple[int, int | None]] = ()) -> None:
+    """Raise GraphError unless layers named ``names``, reading ``reads``, form one graph in
+    topological order: unique names (none of them "input"), each input the network's or an earlier
+    layer's, as many inputs as the layer takes, ``outputs`` known, and every layer on a path to an
+    output (the last layer or one of ``outputs``)."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name == INPUT:
+            raise GraphError(f"{INPUT!r} names the network's input; give the layer another name", source=name,
+                             layer=index, field="name")
+        if name in seen:
+            raise GraphError(f"{name!r} is also the name of layer {seen[name]}; names must be unique", source=name,
+                             layer=index, field="name")
+        given = reads[index]
+        if counts:
+            least, most = counts[index]
+            if not least <= len(given) <= (most if most is not None else len(given)):
+                wanted = f"{least}" if least == most else (f"at least {least}" if most is None else f"{least} to {most}")
+                raise GraphError(f"reads {len(given)} input{'s' if len(given) != 1 else ''}; expected {wanted}",
+                                 source=name, layer=index, field="inputs")
+        for read in given:
+            if read == name:
+                raise GraphError("reads itself; a layer reads the input or layers before it", source=name,
+                                 layer=index, field="inputs")
+            if read != INPUT and read not in seen:
+                later = read in names[index + 1:]
+                why = ("comes later; a layer reads the input or layers before it (list layers in the order they run)"
+                       if later else "names no layer")
+                raise GraphError(f"input {read!r} {why}", source=name, layer=index, field="inputs")
+        seen[name] = index
+    for index, name in enumerate(outputs):
+        if name not in seen:
+            raise GraphError(f"output {name!r} names no layer", source="outputs", layer=None, field=f"outputs[{index}]")
+    # Walk back from the outputs; a layer not reached feeds nothing that is shown as a result.
+    reached = set(outputs) | ({names[-1]} if names else set())
+    for index in range(len(names) - 1, -1, -1):
+        if names[index] in reached:
+            reached.update(reads[index])
+    for index, name in enumerate(names):
+        if name not in reached:
+            raise GraphError("reaches no output: nothing reads it and it is not the last layer nor in 'outputs'",
+                             source=name, layer=index, field="name")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class _Same:
+    """Batch inference's stand-in for a dropped layer at the end of a network: its input as is."""
+
+    name: str = "same"
+    type = "identity"
+
+    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
+        return x
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class _Renamed:
+    """A layer run under another name in an inference plan."""
+
+    layer: Any
+    name: str
+
+    @property
+    def type(self) -> str:
+        return self.layer.type
+
+    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray:
+        return self.layer.forward(*inputs, batched=batched)
+
+
+def _renamed(layer: Any, name: str) -> _Renamed:
+    return _Renamed(layer, name)
 
 
 def _fold_batch_norm(conv: Conv2d, norm: BatchNorm) -> Conv2d:
@@ -609,37 +397,8 @@ def _array_bytes(layer: Any) -> int:
     return sum(value.nbytes for value in vars(layer).values() if isinstance(value, np.ndarray))
 
 
-def _map_bytes(size: int, itemsize: int) -> int:
-    """Bytes a map of ``size`` values takes in memory: a big one in whole pages of its own (4 KiB),
-    a small one with its allocator header, rounded to 16 bytes."""
-    nbytes = size * itemsize + 16
-    return -(-nbytes // 4096) * 4096 if nbytes > 1 << 17 else -(-nbytes // 16) * 16
-
-
-def _require_map(shape: Shape, layer: Any) -> None:
-    if len(shape) != 3:
-        raise ShapeError(f"takes a (C, H, W) map, got shape {shape}")
-
-
-def _jsonable(value: Any) -> Any:
-    return value if isinstance(value, (str, int)) else [int(v) for v in value]
-
-
-def _pair_text(value: Sequence[int]) -> str:
-    return str(value[0]) if value[0] == value[1] else ",".join(str(v) for v in value)
-
-
-def _padding_text(padding: Any) -> str:
-    if isinstance(padding, str):
-        return padding
-    if isinstance(padding, int):
-        return str(padding)
-    values = list(padding)
-    return str(values[0]) if len(set(values)) == 1 else ",".join(str(v) for v in values)
-
-
-def _shape_text(shape: Shape) -> str:
-    return str(tuple(shape))
+def _shapes_text(shapes: Sequence[Shape]) -> str:
+    return ", ".join(str(tuple(shape)) for shape in shapes)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..engine import graph as layers, ops
+from ..engine.graph import INPUT, Network
+from ..engine.layers import ALIASES, layer_class, type_names
+from ..engine.layers.base import input_counts, keys_of
 from ..display import shown
-from ..errors import ShapeError, SpecError
+from ..errors import GraphError, ShapeError, SpecError
 from .images import LoadedImage, array_size, resize
 from .reading import load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
@@ -32,9 +34,10 @@ from .jsonspec import Reader, loads
 from .kernels import parse_conv_settings
 
 MODEL_FORMAT = "cnn-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # version 2 adds graphs: a layer's ``inputs``, the model's ``outputs``
 BUNDLED = Path(__file__).parent.parent / "models"
-TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "metadata")
+TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs",
+            "metadata")
 INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std")
 MAX_SIDE = 1 << 14
 # Layers in one model file. Real networks fit with room to spare: ResNet-152 or DenseNet-201 exported
@@ -108,7 +111,7 @@ class Model:
     name: str
     input: InputSpec
     labels: tuple[str, ...]
-    network: layers.Network
+    network: Network
     source: str  # the model file
     description: str = ""
     weights_source: str | None = None
@@ -158,8 +161,8 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     if fmt != MODEL_FORMAT:
         raise read.fail("format", f"expected {MODEL_FORMAT!r}, got {fmt!r}")
     version = read.integer(document["version"], "version")
-    if version != MODEL_VERSION:
-        raise read.fail("version", f"this cnn reads version {MODEL_VERSION}, got {version}")
+    if not 1 <= version <= MODEL_VERSION:
+        raise read.fail("version", f"this cnn reads versions 1 to {MODEL_VERSION}, got {version}")
     # Names, descriptions, labels and the weights file's name are shown to people: printable text.
     name = read.text(document["name"], "name", empty=False) if "name" in document else shown(Path(source).stem)
     description = read.text(document.get("description", ""), "description")
@@ -180,7 +183,7 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
         stored = load_npz(data, weights_source, SpecError, limits.max_memory)
         paths = (weights_path,)
     weights = _Weights(stored, weights_source)
-    network, out_shape = _build_network(read, document["layers"], spec, weights)
+    network, out_shape = _build_network(read, document, spec, weights, version)
     weights.check_all_used()
     labels = _labels(read, document.get("labels"), out_shape)
     return Model(name, spec, labels, network, source, description, weights_source, metadata, paths)
@@ -270,171 +273,193 @@ class _Weights:
             raise SpecError(f"holds arrays that no layer uses: {shown}; check the layer names", source=self.source)
 
 
-def _build_network(read: Reader, value: Any, spec: InputSpec, weights: _Weights) -> tuple[layers.Network, tuple]:
-    """The network, each layer built for the shape the one before gives; and its output shape."""
+def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weights,
+                   version: int) -> tuple[Network, tuple]:
+    """The network, each layer built for the shapes of what it reads; and its output shape."""
+    value = document["layers"]
     if not isinstance(value, list) or not value:
         raise read.fail("layers", "expected a list of layers")
     if len(value) > MAX_LAYERS:  # before any is built
         raise read.fail("layers", f"has {len(value):,} layers, over the limit of {MAX_LAYERS:,} for a model file")
     built: list[Any] = []
+    reads: list[tuple[str, ...]] = []
+    shapes: dict[str, tuple[int, ...]] = {INPUT: spec.shape}
     names: dict[str, int] = {}
-    shape: tuple[int, ...] = spec.shape
     for index, item in enumerate(value):
         r = read.within(f"layers[{index}]")
         if not isinstance(item, dict):
             raise r.fail("", "expected an object with a 'type'")
         if "type" not in item:
             raise r.fail("", "missing key 'type'")
-        kind = r.string(item["type"], "type", LAYER_TYPES)
+        kind = r.string(item["type"], "type", type_names())
         kind = ALIASES.get(kind, kind)
-        allowed, required, builder = _BUILDERS[kind]
-        r.object(item, "", ("name", "type") + allowed, required)
+        cls = layer_class(kind)
+        r.object(item, "", ("name", "type", "inputs") + keys_of(cls, kind), cls.required)
         name = r.text(item.get("name", f"{kind}{index}"), "name", empty=False)  # shown, and it names files
-        if name in names:
-            raise r.fail("name", f"{name!r} is also the name of layers[{names[name]}]; names must be unique")
+        if name in names or name == INPUT:
+            why = "the network's input" if name == INPUT else f"the name of layers[{names[name]}]"
+            raise r.fail("name", f"{name!r} is also {why}; names must be unique")
         names[name] = index
+        given = _inputs(r, item, index, built, names, version)
+        least, most = input_counts(cls)
+        if not least <= len(given) <= (most if most is not None else len(given)):
+            wanted = f"{least}" if least == most else (f"at least {least}" if most is None else f"{least} to {most}")
+            raise r.fail("inputs", f"{kind} reads {wanted} input{'s' if wanted != '1' else ''}, got {len(given)}")
+        in_shapes = tuple(shapes[n] for n in given)
         try:
-            layer = builder(r, item, name, shape, weights)
-            shape = layer.output_shape(shape)
+            layer = cls.from_spec(LayerSpec(r, item, kind, name, in_shapes, weights))
+            shapes[name] = tuple(layer.output_shape(*in_shapes))
         except ShapeError as err:
-            raise ShapeError(f"layer {name} ({r.prefix}): {err} (input {shape})", source=read.source) from None
+            shown_in = ", ".join(str(s) for s in in_shapes)
+            raise ShapeError(f"layer {name} ({r.prefix}): {err} (input {shown_in})", source=read.source) from None
         built.append(layer)
-    return layers.Network(tuple(built)), shape
+        reads.append(given)
+    outputs = _outputs(read, document.get("outputs"), names, version)
+    try:
+        network = Network(tuple(built), tuple(reads), outputs)
+    except GraphError as err:
+        where = read.within(f"layers[{err.layer}]") if err.layer is not None else read
+        raise where.fail(err.field if err.layer is not None else "", f"layer {err.source}: {err.message}"
+                         if err.layer is not None else err.message) from None
+    return network, shapes[built[-1].name]
 
 
-def _conv(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Conv2d:
-    settings = parse_conv_settings(r, item)
-    groups = r.integer(item.get("groups", 1), "groups", 1, 1 << 16)
-    out_channels = r.integer(item["out_channels"], "out_channels", 1, 1 << 16)
-    kh, kw = r.pair(item["kernel_size"], "kernel_size")
-    channels = _channels(shape)
-    if "in_channels" in item and r.integer(item["in_channels"], "in_channels", 1) != channels:
-        raise r.fail("in_channels", f"is {item['in_channels']}, but the layer before gives {channels} channels")
-    if channels % groups or out_channels % groups:
-        raise r.fail("groups", f"must divide in_channels ({channels}) and out_channels ({out_channels}), got {groups}")
-    weight_shape = (out_channels, channels // groups, kh, kw)
-    stride, dilation = tuple(settings.get("stride", (1, 1))), tuple(settings.get("dilation", (1, 1)))
-    padding, mode = _padding(settings.get("padding", 0)), settings.get("padding_mode", "zeros")
-    ops.conv_geometry(shape, weight_shape, stride, padding, dilation, groups, mode)  # before the weights
-    weight = weights.take(r, item, name, "weight", weight_shape)
-    bias = weights.take(r, item, name, "bias", (out_channels,)) if _has_bias(r, item) else None
-    return layers.Conv2d(weight, bias, stride, padding, mode, dilation, groups, name=name)
+def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], version: int) -> tuple[str, ...]:
+    """The names a layer reads: its ``inputs``, or the layer before it (the input for the first)."""
+    if "inputs" not in item:
+        return (built[-1].name if built else INPUT,)
+    if version < 2:
+        raise r.fail("inputs", 'needs "version": 2 (a graph); version 1 files are chains')
+    value = item["inputs"]
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value:
+        raise r.fail("inputs", "expected a list of earlier layer names, or \"input\"")
+    given = tuple(r.text(v, f"inputs[{i}]", empty=False) for i, v in enumerate(value))
+    for i, name in enumerate(given):
+        if name != INPUT and names.get(name, index) >= index:
+            known = name in names and names[name] != index
+            why = ("is itself" if names.get(name) == index else
+                   "comes later; a layer reads the input or layers before it" if known else "names no layer")
+            raise r.fail(f"inputs[{i}]", f"{name!r} {why}")
+    return given
 
 
-def _has_bias(r: Reader, item: dict) -> bool:
-    """``bias`` is true or false as in PyTorch (the values then come from the weights file), or the values."""
-    value = item.get("bias", True)
-    return True if isinstance(value, list) else r.boolean(value, "bias")
+def _outputs(read: Reader, value: Any, names: dict[str, int], version: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if version < 2:
+        raise read.fail("outputs", 'needs "version": 2 (a graph)')
+    if not isinstance(value, list):
+        raise read.fail("outputs", "expected a list of layer names whose values are outputs too")
+    outputs = tuple(read.text(v, f"outputs[{i}]", empty=False) for i, v in enumerate(value))
+    for i, name in enumerate(outputs):
+        if name not in names:
+            raise read.fail(f"outputs[{i}]", f"{name!r} names no layer")
+    return outputs
 
 
-def _padding(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+class LayerSpec:
+    """One layer object of a model file, as a layer class reads it (``from_spec``): its settings,
+    each checked with its JSON path, its weights (inline or from the weights file) and the shapes
+    of what it reads."""
 
+    def __init__(self, read: Reader, item: dict, type_name: str, name: str, shapes: tuple[tuple[int, ...], ...],
+                 weights: _Weights) -> None:
+        self.read, self.item, self.type, self.name, self.shapes = read, item, type_name, name, shapes
+        self.weights = weights
 
-def _dense(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Dense:
-    out_features = r.integer(item["out_features"], "out_features", 1, 1 << 24)
-    if len(shape) != 1:
-        raise ShapeError(f"takes a flat vector, but the layer before gives shape {shape}; put a flatten layer first")
-    if "in_features" in item and r.integer(item["in_features"], "in_features", 1) != shape[0]:
-        raise r.fail("in_features", f"is {item['in_features']}, but the layer before gives {shape[0]} values")
-    weight = weights.take(r, item, name, "weight", (out_features, shape[0]))
-    bias = weights.take(r, item, name, "bias", (out_features,)) if _has_bias(r, item) else None
-    return layers.Dense(weight, bias, name)  # the model's header says where its weights come from
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of the first (often only) input."""
+        return self.shapes[0]
 
+    def has(self, key: str) -> bool:
+        return key in self.item
 
-def _batch_norm(kind: str) -> Callable[..., layers.BatchNorm]:
-    def build(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.BatchNorm:
-        if kind == "batchnorm2d":
-            features = _channels(shape)
-        elif len(shape) != 1:
-            raise ShapeError(f"batchnorm1d takes a flat vector, but the layer before gives shape {shape}; "
-                             "use batchnorm2d on maps")
-        else:
-            features = shape[0]
-        if "num_features" in item and r.integer(item["num_features"], "num_features", 1) != features:
-            raise r.fail("num_features", f"is {item['num_features']}, but the layer before gives {features}")
-        eps = r.number(item.get("eps", 1e-5), "eps")
-        if eps < 0:
-            raise r.fail("eps", f"must be at least 0, got {eps:g}")
-        if "momentum" in item:
-            r.number(item["momentum"], "momentum")  # a training setting, read only to check it
-        affine = r.boolean(item.get("affine", True), "affine")
-        for key in ("weight", "bias"):
-            if not affine and key in item:
-                raise r.fail(key, "is given but affine is false; a layer without a learned scale takes no weight "
-                                  "or bias")
-        stats = [weights.take(r, item, name, key, (features,)) for key in ("running_mean", "running_var")]
-        if np.any(stats[1] < 0):
-            message = "has negative values; expected variances, which are at least 0"
-            if "running_var" in item:
-                raise r.fail("running_var", message)
-            raise SpecError(f"{name}.running_var: {message}", source=weights.source)
-        scale = [weights.take(r, item, name, key, (features,)) if affine else None for key in ("weight", "bias")]
-        return layers.BatchNorm(stats[0], stats[1], scale[0], scale[1], eps, name, kind)
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.item.get(key, default)
 
-    return build
+    def fail(self, key: str, message: str) -> SpecError:
+        return self.read.fail(key, message)
 
+    def fail_weight(self, key: str, message: str) -> SpecError:
+        """An error about an array, at its inline path or as the weights file's ``<layer>.<key>``."""
+        if key in self.item:
+            return self.read.fail(key, message)
+        return SpecError(f"{self.name}.{key}: {message}", source=self.weights.source)
 
-def _channels(shape: tuple) -> int:
-    if len(shape) != 3:
-        raise ShapeError(f"takes a (C, H, W) map, but the layer before gives a vector of shape {shape}")
-    return shape[0]
+    def _bounded(self, key: str, value: float, minimum: float | None, maximum: float | None) -> None:
+        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            raise self.fail(key, f"must be between {minimum:g} and {maximum:g}, got {value:g}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be at least {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum:g}, got {value:g}")
 
+    def number(self, key: str, default: float | None = None, minimum: float | None = None,
+               maximum: float | None = None) -> float:
+        if key not in self.item:
+            return default  # type: ignore[return-value]
+        value = self.read.number(self.item[key], key)
+        self._bounded(key, value, minimum, maximum)
+        return value
 
-def _pool(kind: str) -> Callable[..., layers.Pool2d]:
-    def build(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Pool2d:
-        size = r.pair(item["kernel_size"], "kernel_size")
-        stride = r.pair(item["stride"], "stride") if item.get("stride") is not None else None
-        padding = r.pair(item.get("padding", 0), "padding", minimum=0)
-        dilation = r.pair(item.get("dilation", 1), "dilation")
-        ceil_mode = r.boolean(item.get("ceil_mode", False), "ceil_mode")
-        include = r.boolean(item.get("count_include_pad", True), "count_include_pad")
-        return layers.Pool2d(kind, size, stride, padding, dilation, ceil_mode, include, name)
+    def integer(self, key: str, default: int | None = None, minimum: int | None = None,
+                maximum: int | None = None) -> int:
+        if key not in self.item:
+            return default  # type: ignore[return-value]
+        return self.read.integer(self.item[key], key, minimum, maximum)
 
-    return build
+    def integers(self, key: str, default: Any = None, minimum: int | None = None,
+                 maximum: int | None = None) -> tuple[int, ...]:
+        """A list of integers, or one integer as a list of one."""
+        if key not in self.item:
+            return default
+        value = self.item[key]
+        if not isinstance(value, list):
+            return (self.read.integer(value, key, minimum, maximum),)
+        if not value:
+            raise self.fail(key, "expected one or more integers, got an empty list")
+        return tuple(self.read.integer(v, f"{key}[{i}]", minimum, maximum) for i, v in enumerate(value))
 
+    def numbers(self, key: str, default: Any = None) -> tuple[float, ...]:
+        """A list of numbers, or one number as a list of one."""
+        if key not in self.item:
+            return default
+        value = self.item[key]
+        if not isinstance(value, list):
+            return (self.read.number(value, key),)
+        return tuple(self.read.number(v, f"{key}[{i}]") for i, v in enumerate(value))
 
-def _activation(kind: str) -> Callable[..., layers.Activation]:
-    def build(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Activation:
-        return layers.Activation(kind, r.number(item.get("negative_slope", 0.01), "negative_slope"), name)
+    def boolean(self, key: str, default: bool) -> bool:
+        return self.read.boolean(self.item[key], key) if key in self.item else default
 
-    return build
+    def pair(self, key: str, default: Any = None, minimum: int = 1) -> tuple[int, int]:
+        if key not in self.item:
+            return default if default is None else self.read.pair(default, key, minimum)
+        return self.read.pair(self.item[key], key, minimum)
 
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        return self.read.string(self.item[key], key, choices) if key in self.item else default
 
-def _dropout(r: Reader, item: dict, name: str, shape: tuple, weights: _Weights) -> layers.Dropout:
-    p = r.number(item.get("p", 0.5), "p")
-    if not 0 <= p <= 1:
-        raise r.fail("p", f"must be between 0 and 1, got {p:g}")
-    return layers.Dropout(p, name)
+    def conv_settings(self) -> dict[str, Any]:
+        """stride, dilation, padding and padding_mode as conv kernels take them (io/kernels.py)."""
+        return parse_conv_settings(self.read, self.item)
 
+    def channels(self) -> int:
+        """The channels of the (first) input, which must be a (C, H, W) map."""
+        if len(self.shape) != 3:
+            raise ShapeError(f"takes a (C, H, W) map, but the layer before gives a vector of shape {self.shape}")
+        return self.shape[0]
 
-def _plain(factory: Callable[[str], Any]) -> Callable[..., Any]:
-    return lambda r, item, name, shape, weights: factory(name)
+    def has_bias(self) -> bool:
+        """``bias`` is true or false as in PyTorch (the values then come from the weights file), or the values."""
+        value = self.item.get("bias", True)
+        return True if isinstance(value, list) else self.read.boolean(value, "bias")
 
-
-_CONV_KEYS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "padding_mode", "dilation",
-              "groups", "bias", "weight")
-_POOL_KEYS = ("kernel_size", "stride", "padding", "ceil_mode")
-_BN_KEYS = ("num_features", "eps", "momentum", "affine", "weight", "bias", "running_mean", "running_var")
-# type: (allowed keys, required keys, builder)
-_BUILDERS: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[..., Any]]] = {
-    "conv2d": (_CONV_KEYS, ("out_channels", "kernel_size"), _conv),
-    "relu": ((), (), _activation("relu")),
-    "leaky_relu": (("negative_slope",), (), _activation("leaky_relu")),
-    "sigmoid": ((), (), _activation("sigmoid")),
-    "tanh": ((), (), _activation("tanh")),
-    "maxpool2d": (_POOL_KEYS + ("dilation",), ("kernel_size",), _pool("max")),
-    "avgpool2d": (_POOL_KEYS + ("count_include_pad",), ("kernel_size",), _pool("avg")),
-    "globalavgpool2d": ((), (), _plain(layers.GlobalAvgPool2d)),
-    "flatten": ((), (), _plain(layers.Flatten)),
-    "dense": (("in_features", "out_features", "bias", "weight"), ("out_features",), _dense),
-    "batchnorm2d": (_BN_KEYS, (), _batch_norm("batchnorm2d")),
-    "batchnorm1d": (_BN_KEYS, (), _batch_norm("batchnorm1d")),
-    "dropout": (("p",), (), _dropout),
-    "softmax": ((), (), _plain(layers.Softmax)),
-}
-ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
-LAYER_TYPES = tuple(_BUILDERS) + tuple(ALIASES)
+    def weight(self, key: str, shape: tuple[int, ...], required: bool = True) -> np.ndarray:
+        """The array ``key`` of this layer, inline or as ``<layer>.<key>`` in the weights file, of ``shape``."""
+        return self.weights.take(self.read, self.item, self.name, key, shape, required)  # type: ignore[return-value]
 
 
 def _numbers(values: tuple[float, ...]) -> str:

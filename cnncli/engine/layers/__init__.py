@@ -1,0 +1,11 @@
+"""Every layer type, one class each, registered by the names model files use (see base.py)."""
+
+from .base import ALIASES, REGISTRY, Layer, Shape, layer_class, register, type_names
+from .core import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool2d, Pool2d, Softmax
+from .merge import Add, Concat, Mean, Mul, Sub
+
+__all__ = [
+    "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
+    "Activation", "BatchNorm", "Conv2d", "Dense", "Dropout", "Flatten", "GlobalAvgPool2d", "Pool2d", "Softmax",
+    "Add", "Concat", "Mean", "Mul", "Sub",
+]

@@ -1,0 +1,167 @@
+"""What every layer type is, and the registry that the model reader, summary, views and explain use.
+
+A layer type is one class. An instance is a node of a network: it has a ``name`` (unique in its
+network) and answers, from shapes alone, what it makes of its inputs; then computes it.
+
+    types        the names model files give it ("relu6"); the first is its own
+    keys         the model-file keys it reads besides name, type and inputs; ``required`` of them
+                 (``type_keys`` when its types differ: maxpool2d has dilation, avgpool2d not)
+    inputs       how many inputs it takes: (least, most), most None for any number
+    from_spec    builds it from a model file's layer object, through a LayerSpec (io/modelfile.py)
+    output_shape (*input shapes) -> shape; raises ShapeError naming what does not fit
+    forward      (*inputs, batched) -> output; a map is (C, H, W), a batch (N, C, H, W)
+    working_bytes (*input shapes, itemsize) -> what forward allocates at most, its output included
+    params, macs(out_shape), settings() (JSON), describe() (one line for people)
+
+``register`` adds a class under each of its names. Shapes are a sample's, without the batch
+dimension; ``dim`` settings count it, as the PyTorch module a file describes does (``dim=1`` is
+the channels of a map). ``axis`` turns one into the other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
+
+import numpy as np
+
+from ...errors import ShapeError
+
+if TYPE_CHECKING:
+    from ...io.modelfile import LayerSpec
+
+Shape = tuple[int, ...]
+REGISTRY: dict[str, type] = {}
+# Other names model files may use for a type: PyTorch's class names, lower-cased.
+ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
+
+
+class Layer(Protocol):
+    name: str
+    type: str
+
+    def output_shape(self, *shapes: Shape) -> Shape: ...
+
+    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray: ...
+
+    def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int: ...
+
+    def settings(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
+
+
+def register(cls: type) -> type:
+    """Class decorator: make ``cls`` a layer type under each of its ``types``."""
+    for name in cls.types:
+        if name in REGISTRY:
+            raise ValueError(f"layer type {name!r} registered twice")
+        REGISTRY[name] = cls
+    return cls
+
+
+def layer_class(type_name: str) -> type | None:
+    """The class of a model file's layer type, or None."""
+    return REGISTRY.get(ALIASES.get(type_name, type_name))
+
+
+def type_names() -> tuple[str, ...]:
+    return tuple(REGISTRY) + tuple(ALIASES)
+
+
+def keys_of(cls: Any, type_name: str) -> tuple[str, ...]:
+    """The model-file keys of ``type_name``, one of the types of ``cls``."""
+    return getattr(cls, "type_keys", {}).get(type_name, cls.keys)
+
+
+def input_counts(cls: Any) -> tuple[int, int | None]:
+    return getattr(cls, "inputs", (1, 1))
+
+
+class Simple:
+    """Defaults for a layer with one input, no parameters and no settings."""
+
+    types: ClassVar[tuple[str, ...]] = ()
+    keys: ClassVar[tuple[str, ...]] = ()
+    required: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[int, int | None]] = (1, 1)
+    view: ClassVar[bool] = False  # True when forward returns its input or a view of it: no memory of its own
+    params: ClassVar[int] = 0
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Any:
+        return cls(name=spec.name)  # type: ignore[call-arg]
+
+    @property
+    def type(self) -> str:
+        return self.types[0]
+
+    def macs(self, out_shape: Shape) -> int:
+        return 0
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> str:
+        return ""
+
+
+class Elementwise(Simple):
+    """A layer that keeps its input's shape and makes one value of each: activations and the like.
+
+    ``work_copies`` is how many more arrays the size of the input ``forward`` holds at once
+    besides its output (temporaries of the formula)."""
+
+    work_copies: ClassVar[int] = 1
+
+    def output_shape(self, *shapes: Shape) -> Shape:
+        return shapes[0]
+
+    def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int:
+        return (1 + self.work_copies) * map_bytes(math.prod(shapes[0]), itemsize) + (1 << 12)
+
+
+def require_map(shape: Shape) -> None:
+    if len(shape) != 3:
+        raise ShapeError(f"takes a (C, H, W) map, got shape {shape}")
+
+
+def axis(dim: int, ndim: int, batched: bool) -> int:
+    """The NumPy axis of PyTorch's ``dim`` (which counts the batch) on a sample of ``ndim``
+    dimensions, or on a batch of them."""
+    if dim < 0:
+        return dim
+    return dim if batched else dim - 1
+
+
+def check_dim(dim: int, ndim: int) -> None:
+    """``dim`` must name a dimension of a sample: 1..ndim, or -ndim..-1 from the end."""
+    if dim == 0:
+        raise ShapeError("dim 0 is the batch; expected 1 (channels or features) or another dimension of a sample")
+    if not -ndim <= dim <= ndim:
+        raise ShapeError(f"dim {dim} is out of range for an input of {ndim} dimensions (expected 1..{ndim} "
+                         f"or -{ndim}..-1, counting the batch as dim 0)")
+
+
+def map_bytes(size: int, itemsize: int) -> int:
+    """Bytes a map of ``size`` values takes in memory: a big one in whole pages of its own (4 KiB),
+    a small one with its allocator header, rounded to 16 bytes."""
+    nbytes = size * itemsize + 16
+    return -(-nbytes // 4096) * 4096 if nbytes > 1 << 17 else -(-nbytes // 16) * 16
+
+
+def jsonable(value: Any) -> Any:
+    return value if isinstance(value, (str, int)) else [int(v) for v in value]
+
+
+def pair_text(value: Sequence[int]) -> str:
+    return str(value[0]) if value[0] == value[1] else ",".join(str(v) for v in value)
+
+
+def padding_text(padding: Any) -> str:
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, int):
+        return str(padding)
+    values = list(padding)
+    return str(values[0]) if len(set(values)) == 1 else ",".join(str(v) for v in values)
