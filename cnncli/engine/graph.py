@@ -139,7 +139,7 @@ class Network:
     @cached_property
     def consumers(self) -> dict[str, tuple[str, ...]]:
         """For each name (the input's and each layer's), the layers that read it, in order."""
-        result: dict[str, list[str]] = {INPUT: []} | {layer.name: [] for layer in self.layers}
+        result: dict[str, list[str]] = {name: [] for name in (INPUT, *(layer.name for layer in self.layers))}
         for layer, names in zip(self.layers, self.reads):
             for name in dict.fromkeys(names):
                 result[name].append(layer.name)
@@ -201,12 +201,17 @@ class Network:
                 values[layer.name] = layer.forward(*(values[name] for name in names), batched=True)
                 for name in done:
                     del values[name]
-        return values[self.layers[-1].name]
+        return values[self._inference[1]]
 
-    @cached_property
+    @property
     def inference_plan(self) -> tuple[tuple[Layer, tuple[str, ...], tuple[str, ...]], ...]:
         """The layers as batch inference runs them: (layer, names it reads, names no longer needed
-        after it). Rewritten as inference runtimes do, none of which changes a result beyond float
+        after it); see ``_inference``."""
+        return self._inference[0]
+
+    @cached_property
+    def _inference(self) -> tuple[tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...], str]:
+        """The plan of batch inference, and the name its output has in it. The layers are rewritten as inference runtimes do, none of which changes a result beyond float
         rounding, and each only where the graph allows it: batch norm folded into the conv before
         it when nothing else reads the conv; dropout dropped (its readers read its input); ReLU
         moved after a max-pool that alone reads it (max commutes with ReLU; 4x fewer values)."""
@@ -245,8 +250,6 @@ class Network:
             plan.append([layer, names])
             by_name[layer.name] = len(plan) - 1
         final = rename.get(self.layers[-1].name, self.layers[-1].name)
-        if final != self.layers[-1].name:  # the output's value under the output's name
-            plan.append([_renamed(_Same(), self.layers[-1].name), (final,)])
         # Let each value go after the last layer that reads it.
         last_use: dict[str, int] = {}
         for position, (_, names) in enumerate(plan):
@@ -254,15 +257,14 @@ class Network:
                 last_use[name] = position
         done: list[list[str]] = [[] for _ in plan]
         for name, position in last_use.items():
-            if name != self.layers[-1].name:
+            if name != final:
                 done[position].append(name)
-        return tuple((layer, tuple(names), tuple(gone)) for (layer, names), gone in zip(plan, done))
+        return tuple((layer, tuple(names), tuple(gone)) for (layer, names), gone in zip(plan, done)), final
 
     @property
     def inference_layers(self) -> tuple[Layer, ...]:
         """The layers batch inference runs, in order (``inference_plan`` without the wiring)."""
-        return tuple(layer for layer, _, _ in self.inference_plan if not isinstance(layer, _Renamed)
-                     or not isinstance(layer.layer, _Same))
+        return tuple(layer for layer, _, _ in self.inference_plan)
 
     def memory_estimate(self, input_shape: Shape, itemsize: int) -> int:
         """Bytes that a ``forward`` on one input of ``input_shape`` has allocated at once, at most,
@@ -351,17 +353,6 @@ def check_graph(names: Sequence[str], reads: Sequence[Sequence[str]], outputs: S
         if name not in reached:
             raise GraphError("reaches no output: nothing reads it and it is not the last layer nor in 'outputs'",
                              source=name, layer=index, field="name")
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class _Same:
-    """Batch inference's stand-in for a dropped layer at the end of a network: its input as is."""
-
-    name: str = "same"
-    type = "identity"
-
-    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
-        return x
 
 
 @dataclass(frozen=True, eq=False, repr=False)

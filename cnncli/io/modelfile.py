@@ -285,6 +285,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     reads: list[tuple[str, ...]] = []
     shapes: dict[str, tuple[int, ...]] = {INPUT: spec.shape}
     names: dict[str, int] = {}
+    every = {item["name"] for item in value if isinstance(item, dict) and isinstance(item.get("name"), str)}
     for index, item in enumerate(value):
         r = read.within(f"layers[{index}]")
         if not isinstance(item, dict):
@@ -300,7 +301,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
             why = "the network's input" if name == INPUT else f"the name of layers[{names[name]}]"
             raise r.fail("name", f"{name!r} is also {why}; names must be unique")
         names[name] = index
-        given = _inputs(r, item, index, built, names, version)
+        given = _inputs(r, item, index, built, names, every, version)
         least, most = input_counts(cls)
         if not least <= len(given) <= (most if most is not None else len(given)):
             wanted = f"{least}" if least == most else (f"at least {least}" if most is None else f"{least} to {most}")
@@ -324,7 +325,8 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     return network, shapes[built[-1].name]
 
 
-def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], version: int) -> tuple[str, ...]:
+def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], every: set[str],
+            version: int) -> tuple[str, ...]:
     """The names a layer reads: its ``inputs``, or the layer before it (the input for the first)."""
     if "inputs" not in item:
         return (built[-1].name if built else INPUT,)
@@ -337,9 +339,8 @@ def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int
     given = tuple(r.text(v, f"inputs[{i}]", empty=False) for i, v in enumerate(value))
     for i, name in enumerate(given):
         if name != INPUT and names.get(name, index) >= index:
-            known = name in names and names[name] != index
             why = ("is itself" if names.get(name) == index else
-                   "comes later; a layer reads the input or layers before it" if known else "names no layer")
+                   "comes later; a layer reads the input or layers before it" if name in every else "names no layer")
             raise r.fail(f"inputs[{i}]", f"{name!r} {why}")
     return given
 

@@ -21,7 +21,7 @@ the channels of a map). ``axis`` turns one into the other.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, Sequence
 
 import numpy as np
 
@@ -37,21 +37,30 @@ ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
 
 
 class Layer(Protocol):
-    name: str
-    type: str
+    """What the network asks of a layer. Single-input layers take one shape and one array; merges
+    take several; so the methods are typed loosely here and checked by their classes."""
 
-    def output_shape(self, *shapes: Shape) -> Shape: ...
+    @property
+    def name(self) -> str: ...
 
-    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray: ...
+    @property
+    def type(self) -> str: ...
 
-    def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int: ...
+    @property
+    def output_shape(self) -> Callable[..., Shape]: ...
+
+    @property
+    def forward(self) -> Callable[..., np.ndarray]: ...
+
+    @property
+    def working_bytes(self) -> Callable[..., int]: ...
 
     def settings(self) -> dict[str, Any]: ...
 
     def describe(self) -> str: ...
 
 
-def register(cls: type) -> type:
+def register(cls: Any) -> Any:
     """Class decorator: make ``cls`` a layer type under each of its ``types``."""
     for name in cls.types:
         if name in REGISTRY:
