@@ -402,7 +402,7 @@ class Softmax:
         return ops.softmax_workspace(in_shape, itemsize)
 
     def settings(self) -> dict[str, Any]:
-        return {"dim": self.dim}
+        return {} if self.dim == 1 else {"dim": self.dim}  # as files before dim was a setting: unchanged
 
     def describe(self) -> str:
         return "" if self.dim == 1 else f"dim {self.dim}"

@@ -1,0 +1,60 @@
+"""Chain networks give the same machine output across the graph engine: each command's stdout as
+the build before graphs wrote it (tests/data/golden/, from commit 12da5ae; no timing fields).
+
+Byte for byte on this machine. A machine whose BLAS sums in another order may differ in the last
+bits of a float, so where the bytes differ the documents must still match in every key, string
+and shape, and in every number to a relative 1e-6."""
+
+import json
+import math
+import shlex
+
+import pytest
+from conftest import ROOT
+
+from cnncli.cli import main
+
+GOLDEN = ROOT / "tests" / "data" / "golden"
+COMMANDS = [line.split("\t") for line in (GOLDEN / "commands.tsv").read_text().splitlines()]
+
+
+def _same(got, want, where="$"):
+    if isinstance(want, float) or isinstance(got, float):
+        assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9), where
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), where
+        for key in want:
+            _same(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (a, b) in enumerate(zip(got, want)):
+            _same(a, b, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+def _cells(line):
+    out = []
+    for cell in line.split(","):
+        try:
+            out.append(float(cell))
+        except ValueError:
+            out.append(cell)
+    return out
+
+
+@pytest.mark.parametrize("name, command", COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_chain_output_is_the_same_as_the_build_before_graphs(name, command, capsysbinary, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the commands name sample images relative to the repository, as the files record
+    assert main(shlex.split(command)) == 0
+    got = capsysbinary.readouterr().out
+    want = (GOLDEN / f"{name}.out").read_bytes()
+    if got == want:
+        return
+    got_lines, want_lines = got.decode().splitlines(), want.decode().splitlines()
+    assert len(got_lines) == len(want_lines)
+    for a, b in zip(got_lines, want_lines):
+        if "-f csv" in command:
+            _same(_cells(a), _cells(b))
+        else:
+            _same(json.loads(a), json.loads(b))
