@@ -1,0 +1,168 @@
+"""Graph networks as model files, each equal to the same network in PyTorch layer by layer; bad
+graphs at the command line.
+
+Reference: PyTorch 2.13 (CPU). tests/fixtures/make_graph_networks.py defines each network as an
+nn.Module (seeded weights, non-trivial batch-norm statistics, eval mode) and stores in
+tests/data/graphs/ the model file read off its trace, its state_dict (NAME.npz) and the output of
+every module as PyTorch computes it in float32 on a seeded (3, 32, 32) input (NAME_ref.npz). Our
+float32 maps must equal PyTorch's to rtol 1e-4 and atol 1e-4 (measured: at most 7.2e-7 apart).
+When torch is importable the networks are rebuilt and run live too, and the stored files checked
+to be what the script writes now.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_array
+from test_cli import invoke
+
+from cnncli.engine.graph import Network
+from cnncli.engine.layers import BatchNorm, layer_class
+from cnncli.io.modelfile import load_model
+
+GRAPHS = ROOT / "tests" / "data" / "graphs"
+PHOTO = str(ROOT / "sample_images" / "photo_chelsea.jpg")
+NETWORKS = ("residual", "inception", "squeeze_excite", "depthwise", "unet")
+NOT_LAYERS = ("input", "input_b", "output_b")  # the keys of NAME_ref.npz that are not layer names
+RTOL = ATOL = 1e-4  # against PyTorch: float32 on both sides, summed in different orders
+BATCH_TOL = 1e-5  # batch inference against our own forward: the same ops, rewritten
+NO_UPSAMPLE = "the 'upsample' layer type is not in this build (it comes with the spatial branch)"
+
+
+def needs_types(name):
+    """Skip a network whose layer types this build does not have yet."""
+    if name in ("unet", "unet_small") and layer_class("upsample") is None:
+        pytest.skip(NO_UPSAMPLE)
+
+
+def network_and_reference(name):
+    needs_types(name)
+    model = load_model(str(GRAPHS / f"{name}.json"))
+    return model, dict(np.load(GRAPHS / f"{name}_ref.npz", allow_pickle=False))
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_layer_equals_pytorchs_map(name):
+    """Every layer's map from Network.forward equals PyTorch's module output, name by name."""
+    model, reference = network_and_reference(name)
+    steps = model.network.forward(reference["input"])
+    assert [step.name for step in steps[1:]] == [layer.name for layer in model.network.layers]
+    assert {step.name for step in steps[1:]} == set(reference) - set(NOT_LAYERS)
+    for step in steps[1:]:
+        assert_array(step.output, reference[step.name], dtype=np.float32, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_batch_inference_equals_one_input_at_a_time(name):
+    """Network.predict on a batch of two equals forward on each, and PyTorch's output on each."""
+    model, reference = network_and_reference(name)
+    batch = np.stack([reference["input"], reference["input_b"]])  # (2, 3, 32, 32)
+    predicted = model.network.predict(batch)
+    last = model.network.layers[-1].name
+    for row, key in zip(predicted, ("input", "input_b")):
+        assert_array(row, model.network.forward(reference[key])[-1].output, dtype=np.float32, rtol=BATCH_TOL,
+                     atol=BATCH_TOL)
+    assert_array(predicted[0], reference[last], rtol=RTOL, atol=ATOL)
+    assert_array(predicted[1], reference["output_b"], rtol=RTOL, atol=ATOL)
+
+
+def test_batch_norm_stays_apart_from_a_conv_that_an_add_also_reads():
+    """In the residual network layer3.0.conv feeds both layer3.0.bn and layer3.0.add: batch
+    inference keeps that batch norm and the conv's own weights; every other batch norm is folded."""
+    model, _ = network_and_reference("residual")
+    planned = {layer.name: layer for layer in model.network.inference_layers}
+    assert [name for name, layer in planned.items() if isinstance(layer, BatchNorm)] == ["layer3.0.bn"]
+    conv = next(layer for layer in model.network.layers if layer.name == "layer3.0.conv")
+    assert planned["layer3.0.conv"] is conv
+    assert model.network.consumers["layer3.0.conv"] == ("layer3.0.bn", "layer3.0.add")
+
+
+def test_folding_that_batch_norm_would_have_changed_the_result():
+    """The check above has teeth: the add reading the folded (normalised) conv gives another output."""
+    model, reference = network_and_reference("residual")
+    layers, reads = list(model.network.layers), list(model.network.reads)
+    at = {layer.name: i for i, layer in enumerate(layers)}
+    # What a careless fold makes: the add reads the batch norm where it read the conv.
+    i = at["layer3.0.add"]
+    reads[i] = tuple("layer3.0.bn" if name == "layer3.0.conv" else name for name in reads[i])
+    wrong = Network(tuple(layers), tuple(reads)).forward(reference["input"])[-1].output
+    assert np.abs(wrong - reference[layers[-1].name]).max() > 1e-3
+
+
+def test_relu_and_max_pool_swap_only_where_the_pool_alone_reads_the_relu():
+    """The residual stem's relu feeds only its max-pool: batch inference pools first. The U-Net's
+    enc1.relu also feeds a skip concatenation: it stays before its pool."""
+    model, _ = network_and_reference("residual")
+    order = [layer.name for layer in model.network.inference_layers]
+    assert order.index("maxpool") < order.index("maxpool/relu")
+    needs_types("unet")
+    model, _ = network_and_reference("unet")
+    order = [layer.name for layer in model.network.inference_layers]
+    assert order.index("enc1.relu") < order.index("pool1") and "pool1/relu" not in order
+
+
+# --- Live against torch, when it is installed --------------------------------------------------------
+
+def _fixture_script():
+    spec = importlib.util.spec_from_file_location("make_graph_networks",
+                                                  ROOT / "tests" / "fixtures" / "make_graph_networks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_live_pytorch_gives_the_stored_maps_and_files(name):
+    """Rebuilt in PyTorch now, each network gives the stored maps, weights and model file, and ours
+    equals its every module's output."""
+    pytest.importorskip("torch")
+    script = _fixture_script()
+    cls, seed, _ = script.NETWORKS[name]
+    torch_model = script.build(cls, seed)
+    x, x_b = script.inputs(seed)
+    stored = dict(np.load(GRAPHS / f"{name}_ref.npz", allow_pickle=False))
+    assert_array(x, stored["input"], rtol=0, atol=0)
+    assert_array(x_b, stored["input_b"], rtol=0, atol=0)
+    traced, maps, _ = script.trace(torch_model, x)
+    for key, array in script.weights_of(torch_model).items():
+        assert_array(np.load(GRAPHS / f"{name}.npz")[key], array, rtol=0, atol=0)
+    document = json.loads((GRAPHS / f"{name}.json").read_text())
+    assert [layer for layer in document["layers"]] == [json.loads(json.dumps(layer)) for layer in
+                                                       script.model_document(name, "", traced, 32, "", {})["layers"]]
+    for key, array in maps.items():
+        assert_array(stored[key], array, rtol=1e-6, atol=1e-6)
+    needs_types(name)
+    steps = load_model(str(GRAPHS / f"{name}.json")).network.forward(x)
+    for step in steps[1:]:
+        assert_array(step.output, maps[step.name], dtype=np.float32, rtol=RTOL, atol=ATOL)
+
+
+# --- The command line on each network ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_cnn_run_json_on_each_network(name):
+    """`cnn run PHOTO -m NAME.json -f json` exits 0 with every layer's map in its JSON."""
+    needs_types(name)
+    result = invoke("run", PHOTO, "-m", str(GRAPHS / f"{name}.json"), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    document = json.loads(result.stdout)
+    names = [layer["name"] for layer in json.loads((GRAPHS / f"{name}.json").read_text())["layers"]]
+    assert [layer["name"] for layer in document["layers"]] == ["input", *names]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_cnn_summary_lists_every_layer(name):
+    """`cnn summary NAME.json` exits 0 and lists every layer by name, in order."""
+    needs_types(name)
+    path = str(GRAPHS / f"{name}.json")
+    result = invoke("summary", path, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    names = [layer["name"] for layer in json.loads((GRAPHS / f"{name}.json").read_text())["layers"]]
+    rows = [line.split()[1] for line in result.stdout.splitlines() if line.split()[:1] and
+            line.split()[0].isdigit()]
+    assert rows == ["input", *names]
+    listed = json.loads(invoke("summary", path, "-f", "json").stdout)["layers"]
+    assert [layer["name"] for layer in listed] == names
