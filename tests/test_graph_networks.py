@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 from conftest import ROOT, assert_array
-from test_cli import invoke
+from test_cli import invoke, run_main
 
 from cnncli.engine.graph import Network
 from cnncli.engine.layers import BatchNorm, layer_class
@@ -166,3 +166,60 @@ def test_cnn_summary_lists_every_layer(name):
     assert rows == ["input", *names]
     listed = json.loads(invoke("summary", path, "-f", "json").stdout)["layers"]
     assert [layer["name"] for layer in listed] == names
+
+
+# --- Bad graphs: one line, the layer and its JSON path, exit 1 ---------------------------------------
+
+def _conv(name, channels_in, channels_out):
+    return {"name": name, "type": "conv2d", "out_channels": channels_out, "kernel_size": 1,
+            "weight": np.ones((channels_out, channels_in, 1, 1)).tolist(), "bias": [0.0] * channels_out}
+
+
+BAD_GRAPHS = {
+    "a layer naming a later one (a cycle)": (
+        [{"name": "a", "type": "relu", "inputs": ["b"]}, {"name": "b", "type": "relu", "inputs": ["a"]}], {},
+        "layers[0].inputs[0]: layer a reads 'b', which comes later (layers[1])"),
+    "a layer naming itself": (
+        [{"name": "a", "type": "relu"}, {"name": "b", "type": "add", "inputs": ["a", "b"]}], {},
+        "layers[1].inputs[1]: layer b reads itself"),
+    "a missing input name": (
+        [{"name": "a", "type": "relu"}, {"name": "b", "type": "add", "inputs": ["a", "nope"]}], {},
+        "layers[1].inputs[1]: layer b reads 'nope', which names no layer"),
+    "a branch that goes nowhere": (
+        [{"name": "a", "type": "relu"}, {"name": "dead", "type": "sigmoid", "inputs": ["a"]},
+         {"name": "b", "type": "tanh", "inputs": ["a"]}], {},
+        "layers[1].name: layer dead: reaches no output"),
+    "concat of mismatched sizes": (
+        [{"name": "half", "type": "maxpool2d", "kernel_size": 2}, {"name": "cat", "type": "concat",
+                                                                   "inputs": ["half", "input"]}], {},
+        "layer cat (layers[1]): inputs (3, 4, 4), (3, 8, 8) differ outside dim 1"),
+    "add of unbroadcastable shapes": (
+        [_conv("wide", 3, 4), {"name": "sum", "type": "add", "inputs": ["wide", "input"]}], {},
+        "layer sum (layers[1]): inputs (4, 8, 8), (3, 8, 8) do not broadcast"),
+    "a name used twice": (
+        [{"name": "a", "type": "relu"}, {"name": "a", "type": "tanh"}], {},
+        "layers[1].name: 'a' is also the name of layers[0]; names must be unique"),
+    "inputs in a version-1 file": (
+        [{"name": "a", "type": "relu", "inputs": ["input"]}], {"version": 1},
+        'layers[0].inputs: layer a names its inputs, which needs "version": 2'),
+    "an unknown name in outputs": (
+        [{"name": "a", "type": "relu"}], {"outputs": ["a", "ghost"]},
+        "outputs[1]: 'ghost' names no layer"),
+}
+
+
+@pytest.mark.parametrize("command", ["summary", "run"])
+@pytest.mark.parametrize("case", BAD_GRAPHS)
+def test_bad_graphs_are_one_line_naming_the_layer_and_its_path(tmp_path, capsys, case, command):
+    """Each bad graph: exit 1, one `cnn:` line on stderr with the file, the JSON path and the
+    layer, nothing on stdout, no traceback."""
+    layers, top, words = BAD_GRAPHS[case]
+    path = tmp_path / "graph.json"
+    path.write_text(json.dumps({"format": "cnn-model", "version": 2, "input": {"size": [8, 8], "color": "rgb"},
+                                "layers": layers, **top}))
+    args = ["summary", str(path)] if command == "summary" else ["run", PHOTO, "-m", str(path)]
+    code, out, err = run_main(capsys, *args)
+    assert code == 1
+    assert err.startswith(f"cnn: {path}: ") and err.count("\n") == 1, err
+    assert words in err, err
+    assert "Traceback" not in err and out == ""
