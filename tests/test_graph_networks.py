@@ -19,7 +19,7 @@ from conftest import ROOT, assert_array
 from test_cli import invoke, run_main
 
 from cnncli.engine.graph import Network
-from cnncli.engine.layers import BatchNorm, layer_class
+from cnncli.engine.layers import Activation, Add, BatchNorm, Pool2d, layer_class
 from cnncli.io.modelfile import load_model
 
 GRAPHS = ROOT / "tests" / "data" / "graphs"
@@ -101,6 +101,16 @@ def test_relu_and_max_pool_swap_only_where_the_pool_alone_reads_the_relu():
     model, _ = network_and_reference("unet")
     order = [layer.name for layer in model.network.inference_layers]
     assert order.index("enc1.relu") < order.index("pool1") and "pool1/relu" not in order
+
+
+def test_the_swapped_relus_name_is_not_taken_from_a_layer():
+    """Fixed bug: the relu moved after a max-pool ran as "<pool>/relu" even when a layer of the
+    network had that name, and batch inference then gave that layer's map to the pool's readers."""
+    layers = (Activation("relu", name="r"), Pool2d("max", (2, 2), name="p"), Pool2d("avg", (2, 2), name="q"),
+              Activation("sigmoid", name="p/relu"), Add("sum"))
+    network = Network(layers, (("input",), ("r",), ("input",), ("q",), ("p", "p/relu")))
+    x = np.random.default_rng(0).standard_normal((2, 4, 4)).astype(np.float32)
+    assert_array(network.predict(x[None])[0], network.forward(x)[-1].output, rtol=1e-6, atol=1e-6)
 
 
 # --- Live against torch, when it is installed --------------------------------------------------------
