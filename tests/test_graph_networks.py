@@ -12,6 +12,8 @@ to be what the script writes now.
 
 import importlib.util
 import json
+import re
+import shlex
 
 import numpy as np
 import pytest
@@ -23,6 +25,7 @@ from cnncli.engine.layers import Activation, Add, BatchNorm, Pool2d, layer_class
 from cnncli.io.modelfile import load_model
 
 GRAPHS = ROOT / "tests" / "data" / "graphs"
+EXAMPLES = ROOT / "docs" / "examples"
 PHOTO = str(ROOT / "sample_images" / "photo_chelsea.jpg")
 NETWORKS = ("residual", "inception", "squeeze_excite", "depthwise", "unet")
 NOT_LAYERS = ("input", "input_b", "output_b")  # the keys of NAME_ref.npz that are not layer names
@@ -233,3 +236,48 @@ def test_bad_graphs_are_one_line_naming_the_layer_and_its_path(tmp_path, capsys,
     assert err.startswith(f"cnn: {path}: ") and err.count("\n") == 1, err
     assert words in err, err
     assert "Traceback" not in err and out == ""
+
+
+# --- The examples in docs/examples -------------------------------------------------------------------
+
+def readme_commands():
+    """The `cnn ...` commands of docs/examples/README.md, by the example model they use."""
+    text = (EXAMPLES / "README.md").read_text()
+    commands = re.findall(r"`(cnn [^`]+)`", text)
+    return {re.search(r"(\w+)\.json", command).group(1): command for command in commands}
+
+
+def test_readme_has_one_command_per_example():
+    """docs/examples/README.md gives a command for each example model file there."""
+    assert sorted(readme_commands()) == sorted(path.stem for path in EXAMPLES.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "unet_small"])
+def test_readme_commands_run(name, tmp_path):
+    """Each README command exits 0 (photo.png: a sample photo; acts/: a fresh folder): resnet_tiny
+    ends in 10 probabilities, unet_small in per-pixel probabilities of 2 classes at 64x64."""
+    needs_types(name)
+    command = readme_commands()[name].replace("photo.png", PHOTO).replace("acts/", str(tmp_path / "acts"))
+    result = invoke(*shlex.split(command)[1:], "-f", "json") if " run " in command else invoke(
+        *shlex.split(command)[1:])
+    assert result.exit_code == 0, result.stderr
+    if name == "resnet_tiny":
+        document = json.loads(result.stdout)
+        assert len(document["layers"]) == 29 and len(document["predictions"]) == 5
+        assert_array(sum(document["layers"][-1]["values"]), 1.0, rtol=1e-5, atol=1e-5)
+    else:
+        last = np.load(sorted((tmp_path / "acts").glob("*_softmax.npy"))[0])
+        assert last.shape == (2, 64, 64)
+        assert_array(last.sum(axis=0), np.ones((64, 64), np.float32), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, network", [("resnet_tiny", "residual"), ("unet_small", "unet")])
+def test_examples_are_the_tested_networks(name, network):
+    """The examples have the layers and weights of the networks checked against PyTorch above."""
+    example = json.loads((EXAMPLES / f"{name}.json").read_text())
+    tested = json.loads((GRAPHS / f"{network}.json").read_text())
+    assert example["layers"] == tested["layers"] and example["input"]["size"] == [64, 64]
+    ours, theirs = np.load(EXAMPLES / f"{name}.npz"), np.load(GRAPHS / f"{network}.npz")
+    assert sorted(ours.files) == sorted(theirs.files)
+    for key in ours.files:
+        assert_array(ours[key], theirs[key], rtol=0, atol=0)
