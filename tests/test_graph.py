@@ -179,7 +179,7 @@ RELU = {"type": "relu"}
 @pytest.mark.parametrize("layers, top, words", [
     ([{"name": "a", "type": "relu"}, {"type": "add", "inputs": ["a", "b"]}], {}, ["layers[1].inputs[1]", "'b'", "names no layer"]),
     ([{"name": "a", "type": "relu", "inputs": ["b"]}, {"name": "b", "type": "relu"}], {}, ["layers[0].inputs[0]", "comes later"]),
-    ([{"name": "a", "type": "relu", "inputs": ["a"]}], {}, ["layers[0].inputs[0]", "is itself"]),
+    ([{"name": "a", "type": "relu", "inputs": ["a"]}], {}, ["layers[0].inputs[0]", "reads itself"]),
     ([{"name": "a", "type": "relu"}, {"name": "b", "type": "relu", "inputs": ["input"]}], {}, ["layers[0]", "reaches no output"]),
     ([{"name": "a", "type": "relu"}, {"type": "add", "inputs": ["a"]}], {}, ["layers[1].inputs", "at least 2"]),
     ([{"name": "a", "type": "maxpool2d", "kernel_size": 2}, {"type": "concat", "inputs": ["a", "input"]}], {},

@@ -220,6 +220,7 @@ class Network:
         rename: dict[str, str] = {}  # a dropped layer's name -> the name that stands for it
         plan: list[list[Any]] = []  # [layer, reads]
         by_name: dict[str, int] = {}  # a planned layer's name -> its position in plan
+        taken = {INPUT} | {layer.name for layer in self.layers}  # a name made up here must be none of these
 
         def alone(name: str, reader: str) -> bool:  # ``reader`` is all that reads ``name``
             return name not in kept and readers[name] == (reader,)
@@ -240,12 +241,16 @@ class Network:
                     and isinstance(before[0], Activation) and before[0].kind == "relu"
                     and alone(names[0], layer.name) and before is plan[-1]):
                 relu, relu_reads = before
-                # pool reads what the relu read; the relu reads the pool, under the pool's name
+                # pool reads what the relu read; the relu reads the pool, under a new name
+                alias = layer.name + "/relu"
+                while alias in taken:  # a layer of the network may be called that
+                    alias += "'"
+                taken.add(alias)
                 before[0], before[1] = layer, relu_reads
                 by_name[layer.name] = by_name.pop(relu.name)
-                plan.append([_renamed(relu, layer.name + "/relu"), (layer.name,)])
-                rename[layer.name] = layer.name + "/relu"
-                by_name[layer.name + "/relu"] = len(plan) - 1
+                plan.append([_renamed(relu, alias), (layer.name,)])
+                rename[layer.name] = alias
+                by_name[alias] = len(plan) - 1
                 continue
             plan.append([layer, names])
             by_name[layer.name] = len(plan) - 1

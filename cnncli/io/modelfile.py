@@ -285,7 +285,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     reads: list[tuple[str, ...]] = []
     shapes: dict[str, tuple[int, ...]] = {INPUT: spec.shape}
     names: dict[str, int] = {}
-    every = {item["name"] for item in value if isinstance(item, dict) and isinstance(item.get("name"), str)}
+    declared = [_declared_name(item, index) for index, item in enumerate(value)]  # to tell "later" from "none"
     for index, item in enumerate(value):
         r = read.within(f"layers[{index}]")
         if not isinstance(item, dict):
@@ -301,7 +301,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
             why = "the network's input" if name == INPUT else f"the name of layers[{names[name]}]"
             raise r.fail("name", f"{name!r} is also {why}; names must be unique")
         names[name] = index
-        given = _inputs(r, item, index, built, names, every, version)
+        given = _inputs(r, item, index, built, names, version, name, declared)
         least, most = input_counts(cls)
         if not least <= len(given) <= (most if most is not None else len(given)):
             wanted = f"{least}" if least == most else (f"at least {least}" if most is None else f"{least} to {most}")
@@ -325,13 +325,24 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     return network, shapes[built[-1].name]
 
 
-def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], every: set[str],
-            version: int) -> tuple[str, ...]:
+def _declared_name(item: Any, index: int) -> str | None:
+    """The name a layer object gives itself (or gets by default), read loosely: checked when it is built."""
+    if not isinstance(item, dict):
+        return None
+    if isinstance(item.get("name"), str):
+        return item["name"]
+    kind = item.get("type")
+    return f"{ALIASES.get(kind, kind)}{index}" if isinstance(kind, str) else None
+
+
+def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], version: int, layer: str,
+            declared: list[str | None]) -> tuple[str, ...]:
     """The names a layer reads: its ``inputs``, or the layer before it (the input for the first)."""
     if "inputs" not in item:
         return (built[-1].name if built else INPUT,)
     if version < 2:
-        raise r.fail("inputs", 'needs "version": 2 (a graph); version 1 files are chains')
+        raise r.fail("inputs", f'layer {layer} names its inputs, which needs "version": 2 (a graph); version 1 '
+                               "files are chains")
     value = item["inputs"]
     value = [value] if isinstance(value, str) else value
     if not isinstance(value, list) or not value:
@@ -339,9 +350,15 @@ def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int
     given = tuple(r.text(v, f"inputs[{i}]", empty=False) for i, v in enumerate(value))
     for i, name in enumerate(given):
         if name != INPUT and names.get(name, index) >= index:
-            why = ("is itself" if names.get(name) == index else
-                   "comes later; a layer reads the input or layers before it" if name in every else "names no layer")
-            raise r.fail(f"inputs[{i}]", f"{name!r} {why}")
+            if names.get(name) == index:
+                why = "itself; a layer reads the input or layers before it"
+            elif name in declared[index + 1:]:
+                later = declared.index(name, index + 1)
+                why = (f"{name!r}, which comes later (layers[{later}]); a layer reads the input or layers before "
+                       "it: list layers in the order they run, without cycles")
+            else:
+                why = f"{name!r}, which names no layer"
+            raise r.fail(f"inputs[{i}]", f"layer {layer} reads {why}")
     return given
 
 
