@@ -157,7 +157,8 @@ class Network:
                 shapes.append(tuple(layer.output_shape(*given)))
             except CnnError as err:
                 message = err.message if err.source == layer.name else str(err)
-                raise ShapeError(f"{message} (input {_shapes_text(given)})", source=layer.name) from None
+                given_text = "" if len(given) > 1 else f" (input {_shapes_text(given)})"  # merges list their inputs
+                raise ShapeError(f"{message}{given_text}", source=layer.name) from None
         return shapes
 
     def forward(self, x: np.ndarray, labels: Sequence[str] = ()) -> list[Step]:

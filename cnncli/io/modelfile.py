@@ -312,7 +312,8 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
             shapes[name] = tuple(layer.output_shape(*in_shapes))
         except ShapeError as err:
             shown_in = ", ".join(str(s) for s in in_shapes)
-            raise ShapeError(f"layer {name} ({r.prefix}): {err} (input {shown_in})", source=read.source) from None
+            given_text = "" if len(in_shapes) > 1 else f" (input {shown_in})"  # a merge's message lists its inputs
+            raise ShapeError(f"layer {name} ({r.prefix}): {err}{given_text}", source=read.source) from None
         built.append(layer)
         reads.append(given)
     outputs = _outputs(read, document.get("outputs"), names, version)
