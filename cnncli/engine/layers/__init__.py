@@ -5,6 +5,7 @@ from .core import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, Global
 from .merge import Add, Concat, Mean, Mul, Sub
 from .activations import ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, Mish, PReLU, ReLU6, SiLU, Softplus
 from .norms import GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm
+from .shaping import ChannelShuffle, Identity, Pad
 
 __all__ = [
     "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
@@ -12,4 +13,5 @@ __all__ = [
     "Add", "Concat", "Mean", "Mul", "Sub",
     "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU", "Softplus",
     "GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm",
+    "ChannelShuffle", "Identity", "Pad",
 ]
