@@ -139,7 +139,8 @@ def softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.nd
     Below the threshold it is computed as max(beta x, 0) + log1p(exp(-|beta x|)), which cannot
     overflow: with a threshold above ~88 / beta PyTorch's float32 gives inf there, this the value.
     """
-    scaled = np.multiply(x, beta)  # inf when beta x passes the dtype: then above any threshold
+    with np.errstate(over="ignore"):  # beta x past the dtype's largest is inf: above any threshold, as it should
+        scaled = np.multiply(x, beta)
     linear = scaled > threshold
     out = _softplus_of(scaled)
     if beta != 1:
@@ -171,14 +172,15 @@ def mish(x: np.ndarray) -> np.ndarray:
 # whether it makes a boolean mask of that size too.
 WORK = {
     "relu6": (0, False), "hardtanh": (0, False), "hardsigmoid": (0, False), "hardswish": (0, False),
-    "silu": (1, True), "gelu": (2, True), "elu": (0, True), "prelu": (0, True), "softplus": (1, True),
+    "silu": (1, True), "gelu": (2, True), "gelu_tanh": (1, False), "elu": (0, True), "prelu": (0, True), "softplus": (1, True),
     "mish": (1, False),
 }
 
 
 def pointwise_workspace(kind: str, shape: Sequence[int], itemsize: int = 4) -> int:
     """Bytes the function ``kind`` allocates for an input of ``shape``: its output, its work
-    arrays and mask (``WORK``), each rounded as the allocator does, and NumPy's call buffers."""
+    arrays and mask (``WORK``; gelu with approximate="tanh" is "gelu_tanh"), each rounded as the
+    allocator does, and NumPy's call buffers."""
     size = math.prod(shape)
     copies, mask = WORK[kind]
     return ((1 + copies) * _array_bytes(size * itemsize) + (_array_bytes(size) if mask else 0)

@@ -117,6 +117,10 @@ class GELU(_Pointwise):
     def from_spec(cls, spec: LayerSpec) -> GELU:
         return cls(spec.choice("approximate", "none", ("none", "tanh")), spec.name)
 
+    def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int:
+        kind = "gelu_tanh" if self.approximate == "tanh" else "gelu"
+        return pointwise.pointwise_workspace(kind, shapes[0], itemsize)
+
     def settings(self) -> dict[str, Any]:
         return {"approximate": self.approximate}
 
