@@ -103,9 +103,10 @@ def local_response_norm(x: np.ndarray, size: int, alpha: float = 1e-4, beta: flo
     return out
 
 
-def norm_workspace(shape: Sequence[int], itemsize: int = 4, statistics: int = 0) -> int:
-    """Bytes a function of this module allocates for an input of ``shape``: its output, one array
-    as large, ``statistics`` values of each of two statistics, and NumPy's call buffers."""
+def norm_workspace(shape: Sequence[int], itemsize: int = 4, statistics: int = 0, copies: int = 1) -> int:
+    """Bytes a function of this module allocates for an input of ``shape``: its output, ``copies``
+    more arrays as large (one; none for instance_norm with running statistics), ``statistics``
+    values of each of two statistics, and NumPy's call buffers."""
     size = math.prod(shape)
-    return (2 * _array_bytes(size * itemsize) + 2 * _array_bytes(statistics * itemsize)
+    return ((1 + copies) * _array_bytes(size * itemsize) + 2 * _array_bytes(statistics * itemsize)
             + ops._call_bytes(itemsize))

@@ -219,7 +219,7 @@ class InstanceNorm2d(_Norm):
                                            batched)
 
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
-        return normalization.norm_workspace(in_shape, itemsize, in_shape[0])
+        return normalization.norm_workspace(in_shape, itemsize, in_shape[0], 0 if self.running_mean is not None else 1)
 
     @property
     def params(self) -> int:
