@@ -191,20 +191,35 @@ def test_activations_match_scipy_and_numpy_formulas_in_float64():
     assert_array(ELU(0.7).forward(x), np.where(x > 0, x, 0.7 * np.expm1(np.minimum(x, 0))), rtol=1e-15, atol=0)
 
 
+ACTIVATION_FUNCTIONS = {
+    "relu6": pointwise.relu6, "hardtanh": pointwise.hardtanh, "hardswish": pointwise.hardswish,
+    "hardsigmoid": pointwise.hardsigmoid, "silu": pointwise.silu, "gelu": pointwise.gelu,
+    "gelu_tanh": lambda x: pointwise.gelu(x, "tanh"), "elu": pointwise.elu, "softplus": pointwise.softplus,
+    "softplus_beta": lambda x: pointwise.softplus(x, 10.0, 100.0), "mish": pointwise.mish,
+    "prelu": lambda x: pointwise.prelu(x, np.full(1, 0.25)),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind", sorted(pointwise.WORK))
+@pytest.mark.parametrize("kind", sorted(ACTIVATION_FUNCTIONS))
 def test_activations_stay_finite_and_quiet_on_huge_inputs(kind, dtype):
-    """Inputs up to the dtype's largest give no overflow, no NaN and no warning, in the input's dtype."""
+    """Inputs up to the dtype's largest give no overflow, no NaN and no warning, in the input's dtype;
+    NaN stays NaN."""
+    function = ACTIVATION_FUNCTIONS[kind]
     big = np.finfo(dtype).max
     x = np.array([-big, -1e30, -1e4, -100, -1, -0.0, 0, 1, 100, 1e4, 1e30, big], dtype=dtype)
-    args = {"prelu": (np.ones(1, dtype),)}.get(kind, ())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(over="raise", invalid="raise", divide="raise"):
-            out = getattr(pointwise, kind)(x, *args)
+            out = function(x)
     assert out.dtype == dtype and out.shape == x.shape
-    assert not np.isnan(out).any() and np.isfinite(out).all()
-    assert np.isnan(getattr(pointwise, kind)(np.array([np.nan], dtype), *args)).all()  # NaN stays NaN
+    assert np.isfinite(out).all()
+    assert np.isnan(function(np.array([np.nan], dtype))).all()
+
+
+def test_every_activation_has_its_memory_counted():
+    """pointwise.WORK names every activation function the layers call (and gelu's tanh form)."""
+    assert set(pointwise.WORK) == {kind for kind in ACTIVATION_FUNCTIONS if kind != "softplus_beta"}
 
 
 # --- Through model files and the command line --------------------------------------------------------------
@@ -396,3 +411,34 @@ def test_forward_stays_within_working_bytes(dtype):
             assert out.dtype == dtype
             assert peak <= bound, f"{layer.type} {layer.describe()}: peak {peak:,} > working_bytes {bound:,}"
             assert peak >= 0.9 * out.nbytes * (out is not given), f"{layer.type}: the output was not traced"
+
+
+def test_memory_estimate_of_a_network_of_every_type_bounds_its_forward():
+    """A conv then every new layer on 64 x 64 maps: Network.memory_estimate, which adds up each layer's
+    working_bytes, stays above tracemalloc's peak of forward plus every map's statistics (as `cnn run`)."""
+    from cnncli.engine.graph import Network
+    from cnncli.engine.layers import Conv2d
+
+    layers = [layer for layer in _every_layer(16) if not isinstance(layer, Pad)]
+    layers += [Pad((1, 2, 3, 4), "replicate"), Pad((3, 3, 3, 3), "reflect")]
+    rng = np.random.default_rng(10)
+    conv = Conv2d(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), padding=1, name="conv")
+    network = Network((conv, *(_renamed(layer, f"l{i}") for i, layer in enumerate(layers))))
+    x = rng.standard_normal((3, 64, 64)).astype(np.float32)
+    estimate = network.memory_estimate(x.shape, 4)
+    tracemalloc.start()
+    try:
+        steps = network.forward(x)
+        for step in steps:
+            step.stats
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert steps[-1].output.shape == (16, 77, 73)
+    assert peak <= estimate, f"peak {peak:,} > estimate {estimate:,}"
+
+
+def _renamed(layer, name):
+    from dataclasses import replace
+
+    return replace(layer, name=name)
