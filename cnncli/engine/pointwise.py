@@ -172,8 +172,8 @@ def mish(x: np.ndarray) -> np.ndarray:
 # whether it makes a boolean mask of that size too.
 WORK = {
     "relu6": (0, False), "hardtanh": (0, False), "hardsigmoid": (0, False), "hardswish": (0, False),
-    "silu": (1, True), "gelu": (2, True), "gelu_tanh": (1, False), "elu": (0, True), "prelu": (0, True), "softplus": (1, True),
-    "mish": (1, False),
+    "silu": (1, True), "gelu": (2, True), "gelu_tanh": (1, False), "elu": (0, True), "prelu": (0, True),
+    "softplus": (1, True), "mish": (1, False),
 }
 
 

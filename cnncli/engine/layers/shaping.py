@@ -140,7 +140,8 @@ class Pad(_Moves):
         mode = spec.choice("mode", "constant", PAD_MODES)
         if spec.has("value") and mode != "constant":
             raise spec.fail("value", f"is for mode constant only; mode {mode} takes its values from the map")
-        pad = cls(padding * 4 if len(padding) == 1 else padding, mode, spec.number("value", 0.0), spec.name)  # type: ignore[arg-type]
+        sides = padding * 4 if len(padding) == 1 else padding
+        pad = cls(sides, mode, spec.number("value", 0.0), spec.name)  # type: ignore[arg-type]
         require_map(spec.shape)
         try:
             pad.output_shape(spec.shape)
