@@ -295,6 +295,37 @@ def test_cli_runs_the_model_as_json(tmp_path):
         assert f'"{kind}"' in text, kind
 
 
+def test_weights_from_the_weights_file_equal_inline_ones(tmp_path, capsys):
+    """prelu, layernorm, groupnorm and instancenorm2d read ``<name>.weight`` and ``<name>.bias`` from the
+    .npz as conv does, giving the same network as inline arrays; a wrong shape there names the array."""
+    from test_cli import run_main
+
+    path, document = _every_type_model(tmp_path)
+    stored = {}
+    for layer in document["layers"]:
+        if layer["type"] in ("prelu", "layernorm", "groupnorm", "instancenorm2d"):
+            for key in ("weight", "bias"):
+                if key in layer:
+                    stored[f"{layer['name']}.{key}"] = np.asarray(layer.pop(key), np.float32)
+    assert len(stored) == 7
+    np.savez(tmp_path / "w.npz", **stored)
+    document["weights"] = "w.npz"
+    from_file = tmp_path / "from_file.json"
+    from_file.write_text(json.dumps(document))
+    x = np.random.default_rng(11).uniform(0, 1, (3, 6, 7)).astype(np.float32)
+    inline, loaded = load_model(str(path)), load_model(str(from_file))
+    for a, b in zip(inline.network.forward(x), loaded.network.forward(x)):
+        assert_array(b.output, a.output, rtol=1e-6, atol=1e-7)
+    stored["prelu.weight"] = stored["prelu.weight"][:3]
+    np.savez(tmp_path / "w.npz", **stored)
+    image = tmp_path / "in.png"
+    Image.new("RGB", (7, 6)).save(image)
+    code, out, err = run_main(capsys, "run", str(image), "-m", str(from_file))
+    assert code == 1 and out == ""
+    assert err == (f"cnn: {tmp_path / 'w.npz'}: prelu.weight: has shape (3,), but layer prelu needs (4,) from the "
+                   "layers before it\n")
+
+
 BAD = [  # (layer, the JSON path, words of the message); on a 4 x 6 x 7 map (after the conv)
     ({"type": "gelu", "approximate": "fast"}, "layers[1].approximate", "expected one of none, tanh"),
     ({"type": "hardtanh", "min_val": 1, "max_val": 1}, "layers[1].max_val", "above min_val"),
