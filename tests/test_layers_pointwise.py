@@ -473,3 +473,56 @@ def _renamed(layer, name):
     from dataclasses import replace
 
     return replace(layer, name=name)
+
+
+def _random_item(rng, kind):
+    """A layer object of ``kind`` with random settings, some of them out of range."""
+    pick = lambda *values: values[int(rng.integers(len(values)))]  # noqa: E731
+    small = lambda: int(rng.integers(-1, 7))  # noqa: E731
+    settings = {
+        "hardtanh": lambda: {"min_val": float(rng.uniform(-3, 1)), "max_val": float(rng.uniform(-1, 3))},
+        "gelu": lambda: {"approximate": pick("none", "tanh", "fast")},
+        "elu": lambda: {"alpha": float(rng.uniform(-2, 3))},
+        "softplus": lambda: {"beta": float(rng.uniform(-1, 4)), "threshold": float(rng.uniform(-5, 30))},
+        "prelu": lambda: {"num_parameters": pick(1, 2, 3, 4, 8), "init": float(rng.uniform(-1, 1))},
+        "channel_shuffle": lambda: {"groups": small()},
+        "pad": lambda: {"padding": pick(small(), [small() for _ in range(4)], [1, 2]),
+                        "mode": pick("constant", "reflect", "replicate", "circular")},
+        "layernorm": lambda: {"normalized_shape": [small() for _ in range(int(rng.integers(1, 4)))],
+                              "elementwise_affine": False, "eps": float(rng.uniform(0, 1e-3))},
+        "groupnorm": lambda: {"num_groups": small(), "affine": False},
+        "instancenorm2d": lambda: {"eps": float(rng.uniform(0, 1e-2))},
+        "lrn": lambda: {"size": small(), "alpha": float(rng.uniform(0, 1)), "beta": float(rng.uniform(0, 1)),
+                        "k": float(rng.uniform(0.5, 2))},
+    }.get(kind, dict)()
+    return {"type": kind, **settings}
+
+
+def test_random_settings_build_and_run_in_the_shape_they_promise_or_fail_cleanly():
+    """Over 600 random layers of the new types on random maps and vectors: either a one-line CnnError,
+    or forward on a sample and on a batch of 2 gives output_shape's shape, in the input's dtype, and the
+    batch's rows equal the samples'."""
+    from cnncli.errors import CnnError
+
+    rng = np.random.default_rng(12)
+    built = 0
+    for trial in range(600):
+        kind = NEW_TYPES[trial % len(NEW_TYPES)]
+        item = _random_item(rng, kind)
+        shape = tuple(int(v) for v in rng.integers(1, 7, int(rng.choice([1, 3]))))
+        try:
+            layer = build(item, shape)
+            out_shape = layer.output_shape(shape)
+        except CnnError as err:
+            assert "\n" not in str(err)
+            continue
+        dtype = (np.float32, np.float64)[trial % 2]
+        batch = rng.standard_normal((2, *shape)).astype(dtype)
+        together = layer.forward(batch, batched=True)
+        assert together.shape == (2, *out_shape) and together.dtype == dtype, (item, shape)
+        for i in range(2):
+            alone = layer.forward(batch[i])
+            assert alone.shape == out_shape and alone.dtype == dtype, (item, shape)
+            assert_array(together[i], alone, rtol=1e-6, atol=1e-6)
+        built += 1
+    assert 300 < built < 600
