@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class _Pointwise(Elementwise):
-    """An activation of ../pointwise.py named by its type; ``forward`` calls it with ``_arguments``."""
+    """An activation of ../pointwise.py named by its type: ``forward`` calls it with ``settings()``."""
 
     def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int:
         return pointwise.pointwise_workspace(self.type, shapes[0], itemsize)
