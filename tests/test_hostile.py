@@ -194,7 +194,7 @@ CASES = [
     model_case("model-version", model(good_layers(), version=3), "m.json", "version", "reads versions 1 to 2"),
     model_case("model-stride-zero", model(with_layer(2, stride=0)), "layers[2].stride", "at least 1"),
     model_case("model-typo", model(with_layer(0, strid=2)), "layers[0].strid", "did you mean 'stride'"),
-    model_case("model-unknown-layer", model(with_layer(1, type="relu6")), "layers[1].type", "expected one of"),
+    model_case("model-unknown-layer", model(with_layer(1, type="relu7")), "layers[1].type", "expected one of"),
     model_case("model-missing-key", model(without(0, "out_channels")), "layers[0]", "out_channels"),
     model_case("model-wrong-type", model(with_layer(0, kernel_size="3")), "layers[0].kernel_size", "whole number"),
     model_case("model-boolean-size", model(with_layer(0, kernel_size=True)), "layers[0].kernel_size", "whole number"),

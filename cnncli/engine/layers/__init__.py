@@ -3,9 +3,15 @@
 from .base import ALIASES, REGISTRY, Layer, Shape, layer_class, register, type_names
 from .core import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool2d, Pool2d, Softmax
 from .merge import Add, Concat, Mean, Mul, Sub
+from .activations import ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, Mish, PReLU, ReLU6, SiLU, Softplus
+from .norms import GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm
+from .shaping import ChannelShuffle, Identity, Pad
 
 __all__ = [
     "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
     "Activation", "BatchNorm", "Conv2d", "Dense", "Dropout", "Flatten", "GlobalAvgPool2d", "Pool2d", "Softmax",
     "Add", "Concat", "Mean", "Mul", "Sub",
+    "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU", "Softplus",
+    "GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm",
+    "ChannelShuffle", "Identity", "Pad",
 ]
