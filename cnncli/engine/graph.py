@@ -181,7 +181,8 @@ class Network:
                     ops.release_buffers()
                     first = given[0]
                     own = tuple(getattr(layer, "labels", ()))
-                    keeps_channels = y.ndim == first.output.ndim == 3 and y.shape[0] == first.output.shape[0]
+                    keeps_channels = (y.ndim == first.output.ndim == 3 and y.shape[0] == first.output.shape[0]
+                                      and not getattr(layer, "mixes_channels", False))
                     labels = own or (first.labels if keeps_channels else ())
                     steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, first.output.shape, labels,
                                       self.reads[index - 1]))

@@ -12,6 +12,8 @@ network) and answers, from shapes alone, what it makes of its inputs; then compu
     forward      (*inputs, batched) -> output; a map is (C, H, W), a batch (N, C, H, W)
     working_bytes (*input shapes, itemsize) -> what forward allocates at most, its output included
     params, macs(out_shape), settings() (JSON), describe() (one line for people)
+    mixes_channels  True when output channel i is not input channel i (a conv, a shuffle): the
+                 input's channel labels are not carried over
 
 ``register`` adds a class under each of its names. Shapes are a sample's, without the batch
 dimension; ``dim`` settings count it, as the PyTorch module a file describes does (``dim=1`` is

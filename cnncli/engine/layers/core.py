@@ -39,6 +39,7 @@ class Conv2d:
     labels: tuple[str, ...] = ()  # one per output channel, e.g. the kernel names
     type = "conv2d"
     types: ClassVar = ("conv2d",)
+    mixes_channels: ClassVar = True  # each output channel sums them all: the input's labels do not carry over
     keys: ClassVar = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "padding_mode", "dilation",
                       "groups", "bias", "weight")
     required: ClassVar = ("out_channels", "kernel_size")

@@ -77,6 +77,7 @@ class ChannelShuffle(_Moves):
     keys: ClassVar = ("groups",)
     required: ClassVar = ("groups",)
     view: ClassVar = False
+    mixes_channels: ClassVar = True  # output channel i is not input channel i: its label does not carry over
 
     @classmethod
     def from_spec(cls, spec: LayerSpec) -> ChannelShuffle:
