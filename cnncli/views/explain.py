@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from . import colors
 from ..engine.explain import Elementwise, Explanation, Pooling
 from ..engine.graph import Step
 from .tables import MAX_CHANNELS, heat_grid, natural_width, number_format, shown_indices, step_title
@@ -39,7 +40,8 @@ def explanation_view(explanation: Explanation, steps: Sequence[Step], width: int
     if note:
         parts.append(Text(note, style="dim"))
     parts.append(Text())
-    bounds = (source.stats["min"], source.stats["max"])
+    low, high, _ = colors.value_range(source.output)  # the input's scale, as its table and heatmap show it
+    bounds = (low, high)
     count = len(e.in_channels)
     shown = count if full else min(count, MAX_CHANNELS)
     for k in range(shown):
@@ -96,7 +98,7 @@ def _channel_block(e: Explanation, k: int, bounds: tuple[float, float], width: i
     channel = e.in_channels[k]
     label = e.in_labels[k]
     heading = f"input channel {channel}" + (f": {label}" if label else "")
-    signed_input = bounds[0] < 0 < bounds[1]
+    signed_input = bounds[0] < 0
     patch = _grid("input patch", e.patch[k], e.rows, e.cols, palette, full, bounds, signed_input, e.padding)
     kernel = _grid("kernel", e.kernel[k], range(e.kernel_size[0]), range(e.kernel_size[1]), palette, full,
                    _symmetric(e.kernel[k]), True)

@@ -1,7 +1,8 @@
 """Rich renderables for feature maps, kernels and layer summaries. Never prints, never exits.
 
-A map is shown one channel per table, each cell coloured by its value: a diverging blue-white-red
-scale when the map has both signs (white is zero), a dark-to-bright heat scale otherwise. A map
+A map is shown one channel per table, each cell coloured by its value on the layer's scale, the
+one of the heatmaps and pictures (cnncli.views.colors): blue-white-red when some value is negative
+(white is zero), dark-to-bright otherwise; named colours on 8/16-colour terminals. A map
 too big for the terminal shows its first and last rows and columns around an ellipsis, and says
 so in its caption; ``full=True`` shows every value.
 """
@@ -17,6 +18,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from . import colors
 from ..display import shown
 from ..io.images import LoadedImage
 from ..io.kernels import Kernel
@@ -26,13 +28,6 @@ from ..engine.graph import map_stats
 MAX_ROWS = 16
 _ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each
 MAX_CHANNELS = 8
-# Diverging (negative, zero, positive) and heat (low, middle, high) colour stops.
-_DIVERGING = ((59, 76, 192), (242, 242, 242), (180, 4, 38))
-_HEAT = ((0, 0, 4), (187, 55, 84), (252, 255, 164))
-# The same scales in named colours, for terminals that have only 8 or 16: strong and weak
-# negative, about zero, weak and strong positive; and four steps from low to high.
-_BASIC_DIVERGING = ("white on blue", "black on cyan", "", "black on yellow", "white on red")
-_BASIC_HEAT = ("", "white on blue", "white on magenta", "black on yellow")
 
 
 def image_header(image: LoadedImage) -> Text:
@@ -64,8 +59,8 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") 
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
     parts: list[RenderableType] = [Text(title, style="bold")]
-    bounds = (step.stats["min"], step.stats["max"])
-    signed = bounds[0] < 0 < bounds[1]
+    low, high, signed = colors.value_range(output)  # the layer's scale, as heatmaps and pictures draw it
+    bounds = (low, high)
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
@@ -102,6 +97,12 @@ def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequen
     ``dim`` is true is shown in parentheses without colour (padding, in cnn explain)."""
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("", justify="right", style="dim", no_wrap=True)
+    shown_rows = [i for i in row_idx if i is not None]
+    shown_cols = [j for j in col_idx if j is not None]
+    # Only the cells shown are coloured: one lookup in the shared colour table for all of them.
+    index = colors.color_indices(values[np.ix_(shown_rows, shown_cols)], bounds[0], bounds[1], signed)
+    at_row = {i: k for k, i in enumerate(shown_rows)}
+    at_col = {j: k for k, j in enumerate(shown_cols)}
     for j in col_idx:
         name = _ELIDED_COLUMN if j is None else str(j if col_names is None else col_names[j])
         table.add_column(name, justify="right", no_wrap=True)
@@ -118,7 +119,7 @@ def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequen
             if dim is not None and dim[i, j]:
                 cells.append(Text(f"({fmt(value)})", style="dim"))
                 continue
-            style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
+            style = _cell_style(int(index[at_row[i], at_col[j]]), signed, palette, math.isfinite(value))
             cells.append(Text(fmt(value), style=style))
         table.add_row(str(i if row_names is None else row_names[i]), *cells)
     return table
@@ -184,29 +185,18 @@ def number_format(values: np.ndarray):
 
 
 def heat_style(value: float, bounds: tuple[float, float], signed: bool, palette: str = "rgb") -> str:
-    """A background colour for ``value`` within ``bounds``, and black or white text to read on it."""
-    low, high = bounds
-    if not math.isfinite(value):
-        return "bold"
-    if signed:
-        limit = max(-low, high) or 1.0
-        t = value / limit
-        if palette == "basic":
-            return _BASIC_DIVERGING[min(4, int((t + 1) * 2.5))]
-        rgb = _blend(_DIVERGING[1], _DIVERGING[2] if t > 0 else _DIVERGING[0], abs(t))
-    else:
-        t = 0.0 if high == low else (value - low) / (high - low)
-        if palette == "basic":
-            return _BASIC_HEAT[min(3, int(t * 4))]
-        rgb = _blend(_HEAT[0], _HEAT[1], t * 2) if t < 0.5 else _blend(_HEAT[1], _HEAT[2], t * 2 - 1)
-    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    ink = "black" if luma > 140 else "white"
-    return f"{ink} on rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+    """The style of a cell holding ``value`` on the scale from ``bounds`` (finite; diverging when
+    ``signed``): the colour a heatmap or a picture gives it as background, and black or white ink."""
+    index = int(colors.color_indices(np.float64(value), bounds[0], bounds[1], signed))
+    return _cell_style(index, signed, palette, math.isfinite(value))
 
 
-def _blend(a: Sequence[int], b: Sequence[int], t: float) -> tuple[int, int, int]:
-    t = min(max(t, 0.0), 1.0)
-    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+def _cell_style(index: int, signed: bool, palette: str, finite: bool = True) -> str:
+    """The style of colour-table entry ``index``; a value that is not finite is bold as well."""
+    if palette == "none":
+        return "" if finite else "bold"
+    style = colors.basic_style(index, signed) if palette == "basic" else colors.rich_style(index, signed)
+    return style if finite else f"bold {style}".rstrip()
 
 
 def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bool, stats: dict | None = None) -> Group:
