@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..display import shown
+from ..io.limits import format_bytes
 from ..io.modelfile import Model
 from ..engine.predictions import Prediction
 
@@ -79,9 +80,9 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
                       f"{row['params']:,}", f"{row['macs']:,}")
     activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
     lines = [
-        f"parameters: {total_params:,} ({_bytes(total_params * itemsize)} in float32)",
+        f"parameters: {total_params:,} ({format_bytes(total_params * itemsize)} in float32)",
         f"multiply-adds per image: {total_macs:,}",
-        f"activations of one image, every layer kept (as cnn run does): {_bytes(activations)}",
+        f"activations of one image, every layer kept (as cnn run does): {format_bytes(activations)}",
     ]
     if model.labels:
         shown = ", ".join(model.labels[:12]) + (f", … ({len(model.labels)} in all)" if len(model.labels) > 12 else "")
@@ -107,10 +108,3 @@ def models_table(models: Sequence[Model]) -> Table:
 
 def _shape(shape: Sequence[int]) -> str:
     return "x".join(str(v) for v in shape)
-
-
-def _bytes(count: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} bytes"
