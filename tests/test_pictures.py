@@ -225,7 +225,7 @@ def _image():
 def test_save_inspection_writes_a_picture_beside_each_array(tmp_path):
     """Each layer gets NN_name.png beside NN_name.npy, listed as "picture"; no temporary file is left."""
     folder = tmp_path / "acts"
-    manifest = save_inspection(folder, _image(), _steps())
+    manifest = save_inspection(folder, _image(), _steps(), picture=pictures.step_pngs(_steps()))
     assert sorted(os.listdir(folder)) == ["00_input.npy", "00_input.png", "01_conv1.npy", "01_conv1.png",
                                           "02_dense1.npy", "02_dense1.png", "manifest.json"]
     on_disk = json.loads((folder / "manifest.json").read_text())
@@ -236,15 +236,16 @@ def test_save_inspection_writes_a_picture_beside_each_array(tmp_path):
 
 
 def test_save_inspection_without_pictures_and_stale_pictures_removed(tmp_path):
-    """pictures=False writes arrays only; a forced save removes the pictures an old manifest listed."""
+    """Without a picture renderer only arrays are written; a forced save removes the pictures an old
+    manifest listed."""
     folder = tmp_path / "acts"
-    save_inspection(folder, _image(), _steps())
-    save_inspection(folder, _image(), _steps()[:2], force=True, pictures=False)
+    save_inspection(folder, _image(), _steps(), picture=pictures.step_pngs(_steps()))
+    save_inspection(folder, _image(), _steps()[:2], force=True)
     assert sorted(os.listdir(folder)) == ["00_input.npy", "01_conv1.npy", "manifest.json"]
     assert "picture" not in json.loads((folder / "manifest.json").read_text())["layers"][0]
 
 
-def test_a_failed_picture_leaves_nothing(tmp_path, monkeypatch):
+def test_a_failed_picture_leaves_nothing(tmp_path):
     """A failure while drawing the second layer's picture leaves no folder and no temporary file."""
     calls = []
 
@@ -254,9 +255,8 @@ def test_a_failed_picture_leaves_nothing(tmp_path, monkeypatch):
         calls.append(step)
         return pictures.layer_montage(step.output, (), "")
 
-    monkeypatch.setattr(pictures, "step_picture", failing)
     with pytest.raises(OutputError, match="No space left"):
-        save_inspection(tmp_path / "acts", _image(), _steps())
+        save_inspection(tmp_path / "acts", _image(), _steps(), picture=lambda step: pictures.png_bytes(failing(step)))
     assert os.listdir(tmp_path) == []
 
 

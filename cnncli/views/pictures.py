@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -118,6 +118,15 @@ class _Layout:
     def __init__(self) -> None:
         self.font, self.title_font = _font(FONT_SIZE), _font(TITLE_SIZE)
         self.line, self.title_line = _line_height(self.font), _line_height(self.title_font)
+
+
+def step_head(step: Step, graph: bool = False) -> str:
+    """A step's name, with its type when that differs, and with ``graph`` the names it read:
+    "conv1 (conv2d)", "add (reads conv2, relu1)", "gate (globalavgpool2d, reads add)"."""
+    notes = [step.type] if step.name != step.type else []
+    if graph and step.inputs:
+        notes.append("reads " + ", ".join(step.inputs))
+    return f"{step.name} ({', '.join(notes)})" if notes else step.name
 
 
 def as_maps(output: np.ndarray) -> np.ndarray:
@@ -338,21 +347,25 @@ def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: fl
     return body, texts, note
 
 
-def step_caption(step: Step) -> str:
-    """A picture's title: "layer 1: conv1 (conv2d) -> 1x3x3" and, on a second line, the layer's settings."""
+def step_caption(step: Step, graph: bool = False) -> str:
+    """A picture's title: "layer 1: conv1 (conv2d) -> 1x3x3" and, on a second line, the layer's settings.
+
+    With ``graph`` (a network that is not a chain) it names what the step read:
+    "layer 4: add (reads conv2, relu1) -> 2x8x8".
+    """
     shape = "x".join(str(s) for s in step.output.shape)
-    head = f"layer {step.index}: {step.name}" + (f" ({step.type})" if step.name != step.type else "")
+    head = f"layer {step.index}: {step_head(step, graph)}"
     describe = step.layer.describe() if step.layer is not None else ""
     return f"{head} -> {shape}" + (f"\n{describe}" if describe else "")
 
 
-def step_picture(step: Step) -> Image.Image:
+def step_picture(step: Step, graph: bool = False) -> Image.Image:
     """The montage of one step of a forward pass (``layer_montage``), titled by ``step_caption``.
 
     This is the picture ``cnn inspect --save`` writes per layer and ``cnn run -o x.png`` writes for
     the final layer.
     """
-    return layer_montage(step.output, step.labels, step_caption(step))
+    return layer_montage(step.output, step.labels, step_caption(step, graph))
 
 
 PNG_COMPRESS_LEVEL = 3  # zlib level: maps blown up by whole factors compress well even so, and fast
@@ -367,16 +380,21 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def step_pngs(steps: Sequence[Step]) -> Callable[[Step], bytes]:
+    """A step's picture as PNG bytes, captioned as among ``steps`` (naming what it read when they are
+    not a chain): what ``cnn inspect --save`` passes to io.saving.save_inspection."""
+    from ..engine.graph import is_chain
+
+    graph = not is_chain(steps)
+    return lambda step: png_bytes(step_picture(step, graph))
+
+
 def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
-    """Write ``image`` as a PNG file, atomically (``targets.write_atomic``).
+    """Write ``image`` as a PNG file, atomically (``io.saving.save_png``).
 
     The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
     only with ``force``. Raises OutputError.
     """
-    from ..errors import OutputError
-    from ..io.targets import is_special, write_atomic
+    from ..io.saving import save_png as save_bytes
 
-    if Path(path).suffix.lower() != ".png" and not is_special(path):
-        raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))
-    data = png_bytes(image)
-    write_atomic(path, lambda stream: stream.write(data), force)
+    save_bytes(path, png_bytes(image), force)
