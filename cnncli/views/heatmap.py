@@ -36,7 +36,8 @@ VECTOR_CELL = 6  # columns per unit at most, for a short vector
 BAR_CELLS = 24
 
 
-def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = False) -> RenderableType:
+def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = False, graph: bool = False
+                 ) -> RenderableType:
     """A step's output as heatmaps: each channel of a (C, H, W) map, or a vector as one row of cells.
 
     Parameters
@@ -45,6 +46,7 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     width : columns available (the console's width)
     color_system : the console's, e.g. "truecolor" or "256"; None draws with the shade ramp instead
     full : every channel; else the first ``MAX_CHANNELS`` and a note
+    graph : name what the step read in its title (a network that is not a chain)
 
     Channels share one colour scale (as in the pictures), drawn once with its ends; maps that fit
     go side by side.
@@ -53,7 +55,7 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     output = pictures.as_maps(step.output)
     low, high, diverging = colors.value_range(output)
     color = color_system is not None
-    parts: list[RenderableType] = [Text(step_title(step), style="bold", no_wrap=True, overflow="ellipsis")]
+    parts: list[RenderableType] = [Text(step_title(step, graph), style="bold", no_wrap=True, overflow="ellipsis")]
     if output.ndim == 1:
         parts += _vector(output, step.labels, width, low, high, diverging, color)
         note = f"{output.size} values" + (f", averaged into {width} cells" if output.size > width else "")

@@ -19,11 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from . import colors
+from .pictures import step_head
 from ..display import shown
 from ..io.images import LoadedImage
 from ..io.kernels import Kernel
-from ..engine.graph import Step
-from ..engine.graph import map_stats
+from ..engine.graph import Step, is_chain, map_stats
 
 MAX_ROWS = 16
 _ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each
@@ -37,22 +37,24 @@ def image_header(image: LoadedImage) -> Text:
     return text
 
 
-def step_title(step: Step) -> str:
-    """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"."""
+def step_title(step: Step, graph: bool = False) -> str:
+    """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"; with ``graph``
+    (a network that is not a chain) naming what the step read: "add (reads conv2, relu1) -> 2x8x8"."""
     describe = step.layer.describe() if step.layer is not None else ""
     shape = "x".join(str(s) for s in step.output.shape)
-    head = f"{step.name} ({step.type})" if step.name != step.type else step.name
-    return f"{head} -> {shape}{f': {describe}' if describe else ''}"
+    return f"{step_head(step, graph)} -> {shape}{f': {describe}' if describe else ''}"
 
 
-def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") -> RenderableType:
+def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb", graph: bool = False
+              ) -> RenderableType:
     """Every channel of a step's output as a table, or a vector as a one-column table.
 
     ``palette`` is "rgb" (blended colours), "basic" (named colours for 8/16-colour terminals,
-    where blended ones would be rounded to the same grey) or "none".
+    where blended ones would be rounded to the same grey) or "none"; ``graph`` names what the step
+    read in its title (``step_title``).
     """
     output = step.output
-    title = step_title(step)
+    title = step_title(step, graph)
     if output.ndim == 1:
         return vector_table(output, title, step.labels, full, step.stats)
     channels = output.shape[0]
@@ -227,12 +229,13 @@ _VALUE_COLUMNS = SUMMARY_COLUMNS[:2] + SUMMARY_COLUMNS[7:]
 
 
 def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
-    """Per layer: name, type, settings, output shape, parameters, multiply-adds, statistics, time."""
+    """Per layer: name, type, what it reads, settings, output shape, parameters, multiply-adds,
+    statistics, time."""
     rows = []
     for step in steps:
         s = step.stats
         rows.append({
-            "#": str(step.index), "layer": step.name, "type": step.type,
+            "#": str(step.index), "layer": step.name, "type": step.type, "reads": ", ".join(step.inputs),
             "settings": step.layer.describe() if step.layer is not None else "",
             "output": "x".join(str(v) for v in step.output.shape),
             "params": f"{step.params:,}", "mult-adds": f"{step.macs:,}",
@@ -248,18 +251,26 @@ def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableTyp
     rows = summary_rows(steps)
     totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
     caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
-    whole = _summary_table(rows, SUMMARY_COLUMNS)
+    columns, layout = SUMMARY_COLUMNS, _LAYOUT_COLUMNS
+    if not is_chain(steps):  # a graph: what each layer reads, beside its type
+        columns, layout = (_with_reads(names) for names in (columns, layout))
+    whole = _summary_table(rows, columns)
     if natural_width(whole) <= width:
         return _titled(title, whole, caption)
-    return Group(_titled(title, _summary_table(rows, _LAYOUT_COLUMNS), caption),
+    return Group(_titled(title, _summary_table(rows, layout), caption),
                  _titled("Values", _summary_table(rows, _VALUE_COLUMNS), "zeros: share of cells exactly 0"))
+
+
+def _with_reads(columns: Sequence[str]) -> tuple[str, ...]:
+    at = columns.index("type") + 1
+    return (*columns[:at], "reads", *columns[at:])
 
 
 def _summary_table(rows: list[dict[str, str]], columns: Sequence[str]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for name in columns:
-        left = name in ("layer", "type", "settings", "output")
-        table.add_column(name, justify="left" if left else "right", no_wrap=name != "settings",
+        left = name in ("layer", "type", "reads", "settings", "output")
+        table.add_column(name, justify="left" if left else "right", no_wrap=name not in ("settings", "reads"),
                          overflow="fold")
     for row in rows:
         table.add_row(*(row[name] for name in columns))
