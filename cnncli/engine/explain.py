@@ -3,8 +3,11 @@
 ``explain_cell`` takes the steps of a forward pass (``Network.forward``), the index of a conv
 step and an output cell (channel, row, col), and returns an ``Explanation``: the input patch the
 kernel lies on, the kernel, their element-wise products, the sums, the bias and the result, all in
-float64, checked against the value the forward pass computed; then what the layers right after do
-to that number (an activation, a batch norm) and which pooling window it falls in.
+float64, checked against the value the forward pass computed; then what the layers that consume
+it do to that number: an activation or a batch norm (followed on to what consumes them), the
+pooling windows it falls in, and a merge (add, mul, sub, mean, concat) with the other inputs'
+values at that cell. In a graph the conv reads the step it names (``Step.inputs``), not
+necessarily the step before, and a value may have several consumers, each shown.
 
 Conv is cross-correlation, as in every CNN library: output cell (r, c) multiplies kernel tap
 (i, j) with the input at row r*stride - pad_top + i*dilation and column c*stride - pad_left +
@@ -25,8 +28,10 @@ import numpy as np
 
 from . import ops
 from ..errors import CnnError
-from .graph import Step
-from .layers import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d
+from .graph import Step, is_chain
+from .layers import (Activation, Add, BatchNorm, Concat, Conv2d, Dropout, GlobalAvgPool2d, Layer, Mean, Mul, Pool2d,
+                     Sub)
+from .layers.base import axis
 
 EXPLAIN_FORMAT = "cnn-explain"
 EXPLAIN_VERSION = 1
@@ -57,10 +62,11 @@ class Elementwise:
     negative_slope: float | None = None  # leaky_relu only
     scale: float | None = None  # batch norm only
     shift: float | None = None
+    reads: str | None = None  # in a graph: the step whose value it takes (None in a chain: the one before)
 
     def record(self) -> dict[str, Any]:
-        record = {"index": self.index, "name": self.name, "type": self.type, "before": _number(self.before),
-                  "after": _number(self.after)}
+        record = {"index": self.index, "name": self.name, "type": self.type, **_reads(self.reads),
+                  "before": _number(self.before), "after": _number(self.after)}
         for key in ("negative_slope", "scale", "shift"):
             if getattr(self, key) is not None:
                 record[key] = _number(getattr(self, key))
@@ -112,14 +118,45 @@ class Pooling:
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
     cells: tuple[PoolCell, ...]
+    reads: str | None = None  # as Elementwise.reads
 
     def record(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "type": self.type, "kind": self.kind,
+        return {"index": self.index, "name": self.name, "type": self.type, **_reads(self.reads), "kind": self.kind,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "cells": [cell.record() for cell in self.cells]}
 
 
-After = Union[Elementwise, Pooling]
+@dataclass(frozen=True, eq=False, repr=False)
+class Merge:
+    """A layer that joins the cell's value with other maps: add, mul, sub, mean or concat.
+
+    ``terms`` holds each input's name and its value at the cell (broadcast: a (C, 1, 1) gate's
+    value for the cell's channel), in the layer's order; for a concat, only the followed input's.
+    ``cell`` is the output cell the value lands in (a concat shifts it by ``offset`` along its
+    dimension); None when the followed value is broadcast over many output cells.
+    """
+
+    index: int
+    name: str
+    type: str
+    inputs: tuple[str, ...]  # everything the layer reads
+    reads: str  # the one whose cell is followed
+    terms: tuple[tuple[str, float], ...]
+    cell: tuple[int, ...] | None
+    value: float | None  # the merge's output at ``cell``
+    offset: int | None = None  # concat only
+
+    def record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"index": self.index, "name": self.name, "type": self.type,
+                                  "inputs": list(self.inputs), "input": self.reads, "terms": [{"name": name, "value": _number(value)} for name, value in self.terms],
+                                  "cell": None if self.cell is None else list(self.cell),
+                                  "value": None if self.value is None else _number(self.value)}
+        if self.offset is not None:
+            record["offset"] = self.offset
+        return record
+
+
+After = Union[Elementwise, Pooling, Merge]
 
 
 @dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
@@ -164,6 +201,13 @@ class Explanation:
     value: float  # total + bias
     layer_value: float  # the layer's output at the cell, from the forward pass
     after: tuple[After, ...] = ()
+    input_index: int | None = None  # the step the conv read (None: the step before)
+    reads: str | None = None  # in a graph: that step's name (None in a chain, whose records are as before)
+
+    @property
+    def source_index(self) -> int:
+        """The step the conv read: ``steps[source_index]`` is its input."""
+        return self.layer_index - 1 if self.input_index is None else self.input_index
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -183,7 +227,7 @@ class Explanation:
                              "sum": _number(self.sums[k])})
         return {
             "layer": {"index": self.layer_index, "name": self.layer_name, "type": self.layer_type,
-                      "input_shape": list(self.in_shape), "output_shape": list(self.out_shape),
+                      **({} if self.reads is None else {"inputs": [self.reads]}), "input_shape": list(self.in_shape), "output_shape": list(self.out_shape),
                       "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                       "dilation": list(self.dilation), "padding": list(self.pads), "padding_mode": self.padding_mode,
                       "groups": self.groups, "operation": "convolution" if self.flipped else "cross-correlation"},
@@ -247,7 +291,8 @@ def check_cell(out_shape: Sequence[int], channel: int, row: int, col: int, name:
 
 
 def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: int) -> Explanation:
-    """Explain output cell (channel, row, col) of conv step ``steps[index]``, whose input is ``steps[index - 1]``.
+    """Explain output cell (channel, row, col) of conv step ``steps[index]``, from the step it read
+    (its ``inputs``; the step before when it names none), then follow the cell into its consumers.
 
     Parameters
     ----------
@@ -267,7 +312,8 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
         raise CellError(f"step {index} is not a conv layer; the conv layers are {convs or 'none'}", param="layer")
     step = steps[index]
     layer: Conv2d = step.layer  # type: ignore[assignment]
-    x = steps[index - 1].output  # C, H, W
+    source = _read_by(steps, step)
+    x = source.output  # C, H, W
     check_cell(step.output.shape, channel, row, col, step.name)
     pads, out_shape = ops.conv_geometry(x.shape, layer.weight.shape, layer.stride, layer.padding, layer.dilation,
                                         layer.groups, layer.padding_mode)
@@ -303,7 +349,8 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
                  step.output.dtype, step.name)
 
     labels = step.labels
-    in_labels = tuple(steps[index - 1].labels[c] if c < len(steps[index - 1].labels) else "" for c in in_channels)
+    in_labels = tuple(source.labels[c] if c < len(source.labels) else "" for c in in_channels)
+    graph = not is_chain(steps)
     return Explanation(
         layer_index=index, layer_name=step.name, layer_type=step.type, channel=channel, row=row, col=col,
         label=labels[channel] if channel < len(labels) else "", in_shape=tuple(x.shape), out_shape=tuple(out_shape),
@@ -311,8 +358,17 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
         flipped=layer.flip, in_channels=in_channels, in_labels=in_labels, rows=rows, cols=cols,
         source_rows=source_rows, source_cols=source_cols, padding=padding, patch=patch, kernel=kernel,
         products=products, sums=sums, total=total, bias=bias, value=value, layer_value=layer_value,
-        after=tuple(_after(steps, index, channel, row, col)),
+        after=tuple(_after(steps, index, channel, row, col, graph)),
+        input_index=None if source.index == index - 1 else source.index, reads=source.name if graph else None,
     )
+
+
+def _read_by(steps: Sequence[Step], step: Step, position: int = 0) -> Step:
+    """The step that ``step`` read at ``position`` of its inputs; the step before when it names none."""
+    if not step.inputs:
+        return steps[step.index - 1]
+    name = step.inputs[position]
+    return next(s for s in steps[:step.index] if s.name == name)
 
 
 def _source(index: int, size: int, mode: str) -> int | None:
@@ -349,42 +405,82 @@ def _check_value(value: float, expected: float, magnitude: float, terms: int, dt
     raise RuntimeError(f"{name}: the cell recomputes to {value!r} but the forward pass gave {expected!r}")
 
 
-def _after(steps: Sequence[Step], index: int, channel: int, row: int, col: int) -> list[After]:
-    """What the layers right after the conv do to the cell: element-wise layers, then one pooling layer."""
+def _after(steps: Sequence[Step], index: int, channel: int, row: int, col: int, graph: bool = False) -> list[After]:
+    """What the layers that consume the conv's cell do to it, in the order they run.
+
+    A value is followed while it stays one cell: through element-wise layers (activation, batch
+    norm, dropout), through a merge whose output has the followed input's shape (add, mul, sub,
+    mean; a concat shifts the cell), and into the pooling windows that hold it, where it stops.
+    Other consumers (a conv, a flatten, a dense layer) are not followed. In a chain this is the
+    layers right after the conv, as far as the first pooling layer.
+    """
+    by_name = {step.name: step for step in steps}
+    reached: dict[str, tuple[int, ...]] = {steps[index].name: (channel, row, col)}  # value -> its cell
     found: list[After] = []
-    for j in range(index + 1, len(steps)):
-        before, step = steps[j - 1], steps[j]
+    for step in steps[index + 1:]:
+        names = step.inputs or (steps[step.index - 1].name,)
         layer = step.layer
-        elementwise = isinstance(layer, (Activation, Dropout)) or (
-            isinstance(layer, BatchNorm) and layer.kind == "batchnorm2d")
-        if elementwise and step.output.shape == before.output.shape:
-            found.append(_elementwise(step, float(before.output[channel, row, col]),
-                                      float(step.output[channel, row, col]), channel))
-            continue
-        if isinstance(layer, (Pool2d, GlobalAvgPool2d)):
-            found.append(_pooling(step, before.output[channel], channel, row, col))
-        break
+        for followed in [name for name in dict.fromkeys(names) if name in reached]:  # a merge may read two
+            cell, before = reached[followed], by_name[followed]
+            reads = followed if graph else None
+            elementwise = isinstance(layer, (Activation, Dropout)) or (
+                isinstance(layer, BatchNorm) and layer.kind == "batchnorm2d")
+            if elementwise and step.output.shape == before.output.shape:
+                found.append(_elementwise(step, float(before.output[cell]), float(step.output[cell]), cell[0], reads))
+                reached[step.name] = cell
+            elif isinstance(layer, (Pool2d, GlobalAvgPool2d)) and before.output.ndim == 3:
+                found.append(_pooling(step, before.output[cell[0]], *cell, reads=reads))
+            elif isinstance(layer, (Add, Mul, Sub, Mean, Concat)):
+                merge = _merge(step, [by_name[name] for name in names], followed, cell)
+                found.append(merge)
+                if merge.cell is not None:
+                    reached.setdefault(step.name, merge.cell)  # followed on from the first input that reaches it
     return found
 
 
-def _elementwise(step: Step, before: float, after: float, channel: int) -> Elementwise:
+def _merge(step: Step, inputs: Sequence[Step], followed: str, cell: tuple[int, ...]) -> Merge:
+    """What a merge layer does with the value at ``cell`` of its input ``followed``."""
+    layer = step.layer
+    names = tuple(s.name for s in inputs)
+    position = [s.name for s in inputs].index(followed)
+    if isinstance(layer, Concat):
+        along = axis(layer.dim, step.output.ndim, False) % step.output.ndim
+        offset = sum(s.output.shape[along] for s in inputs[:position])
+        out_cell = tuple(i + offset if k == along else i for k, i in enumerate(cell))
+        value = float(inputs[position].output[cell])
+        return Merge(step.index, step.name, step.type, names, followed, ((followed, value),), out_cell,
+                     float(step.output[out_cell]), offset)
+    if inputs[position].output.shape != step.output.shape:  # a (C, 1, 1) gate: it reaches many cells
+        return Merge(step.index, step.name, step.type, names, followed, ((followed, float(inputs[position].output[cell])),),
+                     None, None)
+    # add, mul, sub, mean: each input's value at the cell, a size-1 dimension broadcast (a gate)
+    terms = tuple((s.name, float(s.output[_broadcast_index(s.output.shape, cell)])) for s in inputs)
+    return Merge(step.index, step.name, step.type, names, followed, terms, cell, float(step.output[cell]))
+
+
+def _broadcast_index(shape: Sequence[int], cell: Sequence[int]) -> tuple[int, ...]:
+    """The index of ``cell`` of a broadcast output in an input of ``shape``: 0 where its size is 1."""
+    return tuple(0 if size == 1 else i for size, i in zip(shape, cell))
+
+
+def _elementwise(step: Step, before: float, after: float, channel: int, reads: str | None = None) -> Elementwise:
     layer = step.layer
     if isinstance(layer, BatchNorm):
         scale, shift = ops.batch_norm_terms(layer.running_mean, layer.running_var, layer.weight, layer.bias, layer.eps)
         return Elementwise(step.index, step.name, step.type, before, after, scale=float(scale[channel]),
-                           shift=float(shift[channel]))
+                           shift=float(shift[channel]), reads=reads)
     slope = layer.negative_slope if isinstance(layer, Activation) and layer.kind == "leaky_relu" else None
-    return Elementwise(step.index, step.name, step.type, before, after, negative_slope=slope)
+    return Elementwise(step.index, step.name, step.type, before, after, negative_slope=slope, reads=reads)
 
 
-def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int) -> Pooling:
+def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int, reads: str | None = None) -> Pooling:
     """The pooling output cells whose windows hold (row, col) of ``plane``, the pool's input channel (H, W)."""
     layer = step.layer
     height, width = plane.shape
     if isinstance(layer, GlobalAvgPool2d):
         cell = PoolCell(0, 0, float(step.output[channel, 0, 0]), tuple(range(height)), tuple(range(width)), None,
                         divisor=height * width)
-        return Pooling(step.index, step.name, step.type, "global", (height, width), (height, width), (cell,))
+        return Pooling(step.index, step.name, step.type, "global", (height, width), (height, width), (cell,), reads)
     dilation = layer.dilation if layer.kind == "max" else (1, 1)  # avg_pool2d has no dilation
     k, s, d, p, out, _ = ops.pool_geometry((height, width), layer.kernel_size, layer.stride, layer.padding,
                                            dilation, layer.ceil_mode)
@@ -411,7 +507,7 @@ def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int) ->
                           for a, (size, o) in enumerate(((height, i), (width, j)))]
                 cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
                                       divisor=int(counts[0] * counts[1])))
-    return Pooling(step.index, step.name, step.type, layer.kind, k, s, tuple(cells))
+    return Pooling(step.index, step.name, step.type, layer.kind, k, s, tuple(cells), reads)
 
 
 def _windows_holding(index: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> list[int]:
@@ -422,6 +518,11 @@ def _windows_holding(index: int, kernel: int, stride: int, padding: int, dilatio
         if start >= 0 and start % stride == 0 and start // stride < out:
             found.append(start // stride)
     return sorted(set(found))
+
+
+def _reads(name: str | None) -> dict[str, str]:
+    """``{"input": name}`` for a record in a graph; nothing in a chain (records as before)."""
+    return {} if name is None else {"input": name}
 
 
 def _number(value: float) -> float | None:
