@@ -531,7 +531,10 @@ def _number(value: float) -> float | None:
 
 
 def _values(array: np.ndarray) -> Any:
-    """Nested lists of floats; NaN and infinities become null."""
-    from ..io.trace import json_values
-
-    return json_values(array)
+    """Nested lists of Python floats (exactly the array's values); NaN and infinities become null."""
+    values = np.asarray(array, dtype=np.float64)
+    if np.all(np.isfinite(values)):
+        return values.tolist()
+    objects = values.astype(object)
+    objects[~np.isfinite(values)] = None
+    return objects.tolist()

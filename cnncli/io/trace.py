@@ -182,16 +182,6 @@ def error_record(source: str, message: str, format: str = TRACE_FORMAT) -> dict[
     return {"format": format, "version": TRACE_VERSION, "image": {"source": source}, "error": message}
 
 
-def json_values(array: np.ndarray) -> Any:
-    """Nested lists of Python floats (exactly the array's values); NaN and infinities become null."""
-    values = np.asarray(array, dtype=np.float64)
-    if np.all(np.isfinite(values)):
-        return values.tolist()
-    objects = values.astype(object)
-    objects[~np.isfinite(values)] = None
-    return objects.tolist()
-
-
 # --- CSV ----------------------------------------------------------------------------------------
 
 CSV_HEADER = ("source", "layer", "channel", "label", "row", "column", "value", "error")
