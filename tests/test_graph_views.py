@@ -1,6 +1,5 @@
 """Every view names what a step read when the network is a graph, and leaves a chain's output as it was."""
 
-import io
 import json
 import zipfile
 

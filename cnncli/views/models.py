@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..display import shown
+from .pictures import shape_text
 from ..io.limits import format_bytes
 from ..io.modelfile import Model
 from ..engine.predictions import Prediction
@@ -82,11 +83,11 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
         table.add_column(name, footer=footers.get(name, ""), justify="left" if left else "right",
                          no_wrap=name not in ("settings", "reads"), overflow="fold")
     cells = [{"#": "0", "layer": "input", "type": "input", "reads": "", "settings": model.input.describe(),
-              "output": _shape(input_shape), "params": "0", "mult-adds": "0"}]
+              "output": shape_text(input_shape), "params": "0", "mult-adds": "0"}]
     for index, row in enumerate(rows, start=1):
         cells.append({"#": str(index), "layer": row["name"] + (" *" if row["name"] in extra else ""),
                       "type": row["type"], "reads": ", ".join(row["inputs"]), "settings": row["describe"],
-                      "output": _shape(row["shape"]), "params": f"{row['params']:,}", "mult-adds": f"{row['macs']:,}"})
+                      "output": shape_text(row["shape"]), "params": f"{row['params']:,}", "mult-adds": f"{row['macs']:,}"})
     for cell in cells:
         table.add_row(*(cell[name] for name in columns))
     activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
@@ -118,7 +119,3 @@ def models_table(models: Sequence[Model]) -> Table:
             about += f" Held-out accuracy {accuracy:.1%}."
         table.add_row(model.name, model.input.describe(), str(len(model.labels) or ""), f"{model.params:,}", about)
     return table
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "x".join(str(v) for v in shape)

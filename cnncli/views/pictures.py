@@ -120,6 +120,11 @@ class _Layout:
         self.line, self.title_line = _line_height(self.font), _line_height(self.title_font)
 
 
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as the views write it: "16x8x8"."""
+    return "x".join(str(size) for size in shape)
+
+
 def step_head(step: Step, graph: bool = False) -> str:
     """A step's name, with its type when that differs, and with ``graph`` the names it read:
     "conv1 (conv2d)", "add (reads conv2, relu1)", "gate (globalavgpool2d, reads add)"."""
@@ -353,7 +358,7 @@ def step_caption(step: Step, graph: bool = False) -> str:
     With ``graph`` (a network that is not a chain) it names what the step read:
     "layer 4: add (reads conv2, relu1) -> 2x8x8".
     """
-    shape = "x".join(str(s) for s in step.output.shape)
+    shape = shape_text(step.output.shape)
     head = f"layer {step.index}: {step_head(step, graph)}"
     describe = step.layer.describe() if step.layer is not None else ""
     return f"{head} -> {shape}" + (f"\n{describe}" if describe else "")

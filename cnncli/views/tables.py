@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import colors
-from .pictures import step_head
+from .pictures import shape_text, step_head
 from ..display import shown
 from ..io.images import LoadedImage
 from ..io.kernels import Kernel
@@ -41,7 +41,7 @@ def step_title(step: Step, graph: bool = False) -> str:
     """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"; with ``graph``
     (a network that is not a chain) naming what the step read: "add (reads conv2, relu1) -> 2x8x8"."""
     describe = step.layer.describe() if step.layer is not None else ""
-    shape = "x".join(str(s) for s in step.output.shape)
+    shape = shape_text(step.output.shape)
     return f"{step_head(step, graph)} -> {shape}{f': {describe}' if describe else ''}"
 
 
@@ -237,7 +237,7 @@ def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
         rows.append({
             "#": str(step.index), "layer": step.name, "type": step.type, "reads": ", ".join(step.inputs),
             "settings": step.layer.describe() if step.layer is not None else "",
-            "output": "x".join(str(v) for v in step.output.shape),
+            "output": shape_text(step.output.shape),
             "params": f"{step.params:,}", "mult-adds": f"{step.macs:,}",
             "min": f"{s['min']:.4g}", "max": f"{s['max']:.4g}", "mean": f"{s['mean']:.4g}",
             "std": f"{s['std']:.4g}", "zeros": f"{s['zeros']:.0%}",
@@ -307,5 +307,5 @@ def kernels_table(kernels: Sequence[Kernel]) -> Table:
     table.add_column("weights", no_wrap=True)
     table.add_column("description", ratio=1)
     for kernel in kernels:
-        table.add_row(kernel.name, "x".join(str(s) for s in kernel.raw.shape), kernel_grid(kernel), kernel.description)
+        table.add_row(kernel.name, shape_text(kernel.raw.shape), kernel_grid(kernel), kernel.description)
     return table
