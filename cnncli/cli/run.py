@@ -415,6 +415,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
     from rich.console import Group
     from rich.text import Text
 
+    from ..engine.graph import is_chain
     from ..views import tables as render
     from ..errors import CnnError
 
@@ -429,7 +430,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
         parts.insert(0, model_header(prepared.model))
     hidden = range(MAX_TABLE_LAYERS // 2, len(steps) - MAX_TABLE_LAYERS // 2) if not full else range(0)
-    graph = not render.is_chain(steps)  # titles name what each map read
+    graph = not is_chain(steps)  # titles name what each map read
     for index, step in enumerate(steps):
         if index in hidden:
             if index == hidden.start:

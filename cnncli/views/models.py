@@ -87,7 +87,8 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
     for index, row in enumerate(rows, start=1):
         cells.append({"#": str(index), "layer": row["name"] + (" *" if row["name"] in extra else ""),
                       "type": row["type"], "reads": ", ".join(row["inputs"]), "settings": row["describe"],
-                      "output": shape_text(row["shape"]), "params": f"{row['params']:,}", "mult-adds": f"{row['macs']:,}"})
+                      "output": shape_text(row["shape"]), "params": f"{row['params']:,}",
+                      "mult-adds": f"{row['macs']:,}"})
     for cell in cells:
         table.add_row(*(cell[name] for name in columns))
     activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
