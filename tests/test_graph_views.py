@@ -63,6 +63,19 @@ def test_a_chain_trace_is_byte_identical_to_before(monkeypatch):
     assert result.stdout == (DATA / "chain_run_kernel.json").read_text()
 
 
+@pytest.mark.parametrize("command, golden", [
+    (("inspect", "sample_images/seed_5x5.png", "-k", "vertical_edge", "--format", "json"), "chain_inspect_kernel.json"),
+    (("explain", "sample_images/seed_5x5.png", "-k", "vertical_edge", "--at", "0,1", "--format", "json"),
+     "chain_explain_kernel.json"),
+])
+def test_chain_inspect_and_explain_json_are_byte_identical_to_before(monkeypatch, command, golden):
+    """cnn inspect and cnn explain of a kernel run write the bytes they wrote before graphs."""
+    monkeypatch.chdir(ROOT)
+    result = invoke(*command)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == (DATA / golden).read_text()
+
+
 def test_a_chain_summary_is_byte_identical_to_before():
     """`cnn summary digits --format json` is the bytes it was before graphs."""
     result = invoke("summary", "digits", "--format", "json")
