@@ -2,7 +2,8 @@
 
 For each input channel the filter reads, three grids side by side: the input patch under the
 kernel (padding in parentheses, dimmed), the kernel, and their element-wise products; then the
-products written out as a sum, the bias, the result, and what the next layers do with it.
+products written out as a sum, the bias, the result, and what the layers that consume it do with it
+(in a graph: each consumer, and for a merge the other inputs' values at that cell).
 """
 
 from __future__ import annotations
