@@ -394,3 +394,85 @@ def test_help():
     result = invoke("explain", "--help")
     assert result.exit_code == 0
     assert "--at" in result.stdout and "--layer" in result.stdout and "--channel" in result.stdout
+
+
+# --- Graphs ---------------------------------------------------------------------------------------
+
+
+def graph_steps(seed=0):
+    """A residual block with a gate and a concat, whose conv ``side`` reads the input, not the step before.
+
+    input -> conv_a -> relu_a -> conv_b -> add(conv_b, relu_a) -> bn -> gate -> mul(bn, gate)
+          -> side (conv on the input) -> cat(mul, side) -> maxpool
+    """
+    from cnncli.engine.layers import Add, Concat, Mul
+
+    rng = np.random.default_rng(seed)
+
+    def conv(f, c, k, name, **settings):
+        return Conv2d(rng.standard_normal((f, c, k, k)).astype(np.float32), rng.standard_normal(f).astype(np.float32),
+                      name=name, **settings)
+
+    layers = (conv(3, 2, 3, "conv_a", padding=1), Activation("relu", name="relu_a"),
+              conv(3, 3, 1, "conv_b"), Add("add"),
+              BatchNorm(np.zeros(3, np.float32), np.full(3, 4.0, np.float32), np.full(3, 2.0, np.float32),
+                        np.ones(3, np.float32), name="bn"),
+              GlobalAvgPool2d("gate"), Mul("mul"),
+              conv(2, 2, 3, "side", padding=1, stride=(1, 1)), Concat("cat"), Pool2d("max", (2, 2), name="pool"))
+    reads = (("input",), ("conv_a",), ("relu_a",), ("conv_b", "relu_a"), ("add",), ("bn",), ("bn", "gate"),
+             ("input",), ("mul", "side"), ("cat",))
+    network = Network(layers, reads)
+    return network.forward(rng.standard_normal((2, 6, 6)).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["conv_a", "conv_b", "side"])
+def test_convs_in_a_graph_recompute_their_own_output_from_what_they_read(name):
+    """Every cell of every conv in a graph recomputes to the forward pass's value, from the step it read."""
+    steps = graph_steps()
+    index = next(step.index for step in steps if step.name == name)
+    source = {"conv_a": "input", "conv_b": "relu_a", "side": "input"}[name]
+    for channel, row, col in itertools.product(range(steps[index].output.shape[0]), range(6), range(6)):
+        e = explain_cell(steps, index, channel, row, col)
+        assert e.value == pytest.approx(e.layer_value, rel=1e-5, abs=1e-5)
+        assert steps[e.source_index].name == source
+    if name == "side":  # the input, though the step before is mul
+        assert steps[index - 1].name == "mul" and e.record()["layer"]["inputs"] == ["input"]
+
+
+def test_a_conv_cell_is_followed_into_every_consumer():
+    """conv_a's cell goes into relu_a, then add (with conv_b's value), bn, the gate, mul and cat; side's into cat."""
+    steps = graph_steps()
+    by_name = {step.name: step for step in steps}
+    e = explain_cell(steps, by_name["conv_a"].index, 1, 2, 3)
+    names = [after.name for after in e.after]
+    assert names == ["relu_a", "add", "bn", "gate", "mul", "cat", "pool"]
+    add = e.after[1]
+    assert add.reads == "relu_a" and [name for name, _ in add.terms] == ["conv_b", "relu_a"]
+    assert add.value == pytest.approx(sum(value for _, value in add.terms), rel=1e-6)
+    assert add.value == pytest.approx(float(by_name["add"].output[1, 2, 3]))
+    mul = e.after[4]
+    assert mul.terms[1] == ("gate", pytest.approx(float(by_name["gate"].output[1, 0, 0])))
+    assert mul.value == pytest.approx(mul.terms[0][1] * mul.terms[1][1], rel=1e-6)
+    assert e.after[5].cell == (1, 2, 3) and e.after[5].offset == 0
+    side = explain_cell(steps, by_name["side"].index, 1, 2, 3)
+    assert [(after.name, after.cell, after.offset) for after in side.after[:1]] == [("cat", (4, 2, 3), 3)]
+    assert side.after[1].name == "pool" and side.after[1].reads == "cat"
+    json.dumps(e.record(), allow_nan=False)  # the records are JSON
+
+
+def test_explain_on_a_graph_model_from_the_command_line(tmp_path):
+    """cnn explain --layer conv2 on a version-2 model shows the add with both values, and its JSON has inputs."""
+    from test_graph_views import GRAPH
+    from PIL import Image
+
+    model = tmp_path / "res.json"
+    model.write_text(json.dumps(GRAPH))
+    image = tmp_path / "ramp.png"
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.uint8)).save(image)
+    args = (str(image), "--model", str(model), "--layer", "conv2", "--at", "3,4")
+    shown = invoke("explain", *args)
+    assert shown.exit_code == 0, shown.stderr
+    assert "conv2 (conv2d, reads relu1)" in shown.stdout and "add (reads conv2, relu1): conv2 " in shown.stdout
+    document = json.loads(invoke("explain", *args, "--format", "json").stdout)
+    assert document["layer"]["inputs"] == ["relu1"]
+    assert document["after"][0]["name"] == "add" and document["after"][0]["input"] == "conv2"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from cnncli.views import pictures
+from cnncli.views import colors
 from cnncli.engine.graph import Step
 from cnncli.views.heatmap import MAX_CHANNELS, UPPER_HALF, draw, fit, heatmap_view
 
@@ -81,7 +81,7 @@ def test_a_cell_is_the_upper_pixel_in_front_and_the_lower_behind():
     (line,) = draw(np.array([[0.0], [1.0]]), 0.0, 1.0, False, True)
     assert line.plain == UPPER_HALF
     (span,) = line.spans
-    low, high = pictures.SEQUENTIAL[0].tolist(), pictures.SEQUENTIAL[255].tolist()
+    low, high = colors.SEQUENTIAL[0].tolist(), colors.SEQUENTIAL[255].tolist()
     assert list(span.style.color.get_truecolor()) == low and list(span.style.bgcolor.get_truecolor()) == high
 
 

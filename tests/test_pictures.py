@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from cnncli.views import pictures
+from cnncli.views import colors, pictures
 from cnncli.errors import OutputError
 from cnncli.io.saving import save_inspection
 from cnncli.io.images import LoadedImage
@@ -29,7 +29,7 @@ def _luma(rgb):
 
 def test_sequential_table_runs_dark_to_bright():
     """256 uint8 colours from viridis' dark purple to its yellow, brightening all the way."""
-    table = pictures.SEQUENTIAL
+    table = colors.SEQUENTIAL
     assert table.shape == (256, 3) and table.dtype == np.uint8
     assert table[0].tolist() == [68, 1, 84] and table[-1].tolist() == [253, 231, 37]
     assert np.all(np.diff(_luma(table)) >= -1.0)  # monotone within rounding
@@ -37,7 +37,7 @@ def test_sequential_table_runs_dark_to_bright():
 
 def test_diverging_table_is_blue_white_red_with_white_in_the_middle():
     """Dark blue at the bottom, dark red at the top, pure white at both middle entries."""
-    table = pictures.DIVERGING
+    table = colors.DIVERGING
     assert table.shape == (256, 3) and table.dtype == np.uint8
     assert table[0].tolist() == [5, 48, 97] and table[-1].tolist() == [103, 0, 31]
     assert table[127].tolist() == WHITE and table[128].tolist() == WHITE
@@ -49,8 +49,8 @@ def test_diverging_table_is_blue_white_red_with_white_in_the_middle():
 def test_colorize_matches_a_hand_worked_sequential_case():
     """Over 0..1: 0 -> entry 0, 0.25 -> 64, 0.5 -> 128, 1 -> 255 (floor(256 t), clipped)."""
     plane = np.array([[0.0, 0.5], [1.0, 0.25]], dtype=np.float32)
-    expected = pictures.SEQUENTIAL[[[0, 128], [255, 64]]]
-    rgb = pictures.colorize(plane, 0.0, 1.0, False)
+    expected = colors.SEQUENTIAL[[[0, 128], [255, 64]]]
+    rgb = colors.colorize(plane, 0.0, 1.0, False)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     assert np.array_equal(rgb, expected)
 
@@ -58,10 +58,10 @@ def test_colorize_matches_a_hand_worked_sequential_case():
 def test_colorize_diverging_is_symmetric_about_zero():
     """vmin -2, vmax 1 becomes -2..2: -2 is the blue end, 0 white, 1 entry 192, 2 the red end."""
     plane = np.array([-2.0, 0.0, 1.0, 2.0])
-    assert pictures.color_indices(plane, -2.0, 1.0, True).tolist() == [0, 128, 192, 255]
-    rgb = pictures.colorize(plane, -2.0, 1.0, True)
+    assert colors.color_indices(plane, -2.0, 1.0, True).tolist() == [0, 128, 192, 255]
+    rgb = colors.colorize(plane, -2.0, 1.0, True)
     assert rgb[1].tolist() == WHITE
-    assert np.array_equal(rgb[0], pictures.DIVERGING[0]) and np.array_equal(rgb[3], pictures.DIVERGING[255])
+    assert np.array_equal(rgb[0], colors.DIVERGING[0]) and np.array_equal(rgb[3], colors.DIVERGING[255])
 
 
 def test_colorize_handles_every_value_of_a_big_plane_like_the_small_case():
@@ -69,7 +69,7 @@ def test_colorize_handles_every_value_of_a_big_plane_like_the_small_case():
     plane = np.random.default_rng(0).standard_normal((1500, 1000)).astype(np.float32)
     low, high = float(plane.min()), float(plane.max())
     expected = np.clip(np.floor((plane.astype(np.float64) - low) / (high - low) * 256), 0, 255)
-    assert np.array_equal(pictures.color_indices(plane, low, high, False), expected)
+    assert np.array_equal(colors.color_indices(plane, low, high, False), expected)
 
 
 @pytest.mark.parametrize("value, diverging, entry", [(5.0, False, 0), (0.0, True, 128), (-3.0, True, 0)])
@@ -78,8 +78,8 @@ def test_a_constant_map_is_one_colour_without_warnings(value, diverging, entry):
     plane = np.full((3, 4), value)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        index = pictures.color_indices(plane, value, value, diverging)
-        rgb = pictures.colorize(plane, value, value, diverging)
+        index = colors.color_indices(plane, value, value, diverging)
+        rgb = colors.colorize(plane, value, value, diverging)
     assert np.all(index == entry)
     assert np.all(rgb == rgb[0, 0]) and (value != 0 or rgb[0, 0].tolist() == WHITE)
 
@@ -90,19 +90,19 @@ def test_nan_is_grey_and_infinities_clip_to_the_ends():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for diverging in (False, True):
-            rgb = pictures.colorize(plane, 0.0, 1.0, diverging)
-            table = pictures.DIVERGING if diverging else pictures.SEQUENTIAL
-            assert rgb[0].tolist() == list(pictures.NAN_COLOR)
+            rgb = colors.colorize(plane, 0.0, 1.0, diverging)
+            table = colors.DIVERGING if diverging else colors.SEQUENTIAL
+            assert rgb[0].tolist() == list(colors.NAN_COLOR)
             assert np.array_equal(rgb[1], table[0]) and np.array_equal(rgb[2], table[255])
-    assert not np.any(np.all(pictures.SEQUENTIAL == pictures.NAN_COLOR, axis=1))
-    assert not np.any(np.all(pictures.DIVERGING == pictures.NAN_COLOR, axis=1))
+    assert not np.any(np.all(colors.SEQUENTIAL == colors.NAN_COLOR, axis=1))
+    assert not np.any(np.all(colors.DIVERGING == colors.NAN_COLOR, axis=1))
 
 
 def test_value_range_ignores_non_finite_values():
     """The range is over finite values; any negative value asks for the diverging scale."""
-    assert pictures.value_range(np.array([1.0, np.nan, 3.0, np.inf])) == (1.0, 3.0, False)
-    assert pictures.value_range(np.array([-1.0, 2.0])) == (-1.0, 2.0, True)
-    assert pictures.value_range(np.array([np.nan])) == (0.0, 0.0, False)
+    assert colors.value_range(np.array([1.0, np.nan, 3.0, np.inf])) == (1.0, 3.0, False)
+    assert colors.value_range(np.array([-1.0, 2.0])) == (-1.0, 2.0, True)
+    assert colors.value_range(np.array([np.nan])) == (0.0, 0.0, False)
 
 
 def _area_oracle(plane, height, width):
@@ -225,7 +225,7 @@ def _image():
 def test_save_inspection_writes_a_picture_beside_each_array(tmp_path):
     """Each layer gets NN_name.png beside NN_name.npy, listed as "picture"; no temporary file is left."""
     folder = tmp_path / "acts"
-    manifest = save_inspection(folder, _image(), _steps())
+    manifest = save_inspection(folder, _image(), _steps(), picture=pictures.step_pngs(_steps()))
     assert sorted(os.listdir(folder)) == ["00_input.npy", "00_input.png", "01_conv1.npy", "01_conv1.png",
                                           "02_dense1.npy", "02_dense1.png", "manifest.json"]
     on_disk = json.loads((folder / "manifest.json").read_text())
@@ -236,15 +236,16 @@ def test_save_inspection_writes_a_picture_beside_each_array(tmp_path):
 
 
 def test_save_inspection_without_pictures_and_stale_pictures_removed(tmp_path):
-    """pictures=False writes arrays only; a forced save removes the pictures an old manifest listed."""
+    """Without a picture renderer only arrays are written; a forced save removes the pictures an old
+    manifest listed."""
     folder = tmp_path / "acts"
-    save_inspection(folder, _image(), _steps())
-    save_inspection(folder, _image(), _steps()[:2], force=True, pictures=False)
+    save_inspection(folder, _image(), _steps(), picture=pictures.step_pngs(_steps()))
+    save_inspection(folder, _image(), _steps()[:2], force=True)
     assert sorted(os.listdir(folder)) == ["00_input.npy", "01_conv1.npy", "manifest.json"]
     assert "picture" not in json.loads((folder / "manifest.json").read_text())["layers"][0]
 
 
-def test_a_failed_picture_leaves_nothing(tmp_path, monkeypatch):
+def test_a_failed_picture_leaves_nothing(tmp_path):
     """A failure while drawing the second layer's picture leaves no folder and no temporary file."""
     calls = []
 
@@ -254,9 +255,8 @@ def test_a_failed_picture_leaves_nothing(tmp_path, monkeypatch):
         calls.append(step)
         return pictures.layer_montage(step.output, (), "")
 
-    monkeypatch.setattr(pictures, "step_picture", failing)
     with pytest.raises(OutputError, match="No space left"):
-        save_inspection(tmp_path / "acts", _image(), _steps())
+        save_inspection(tmp_path / "acts", _image(), _steps(), picture=lambda step: pictures.png_bytes(failing(step)))
     assert os.listdir(tmp_path) == []
 
 

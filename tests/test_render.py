@@ -50,10 +50,10 @@ def test_number_format_shows_whole_numbers_plainly():
 
 
 def test_heat_styles_diverge_around_zero():
-    """Signed maps: negative cells blue, positive red, zero near white; unsigned maps go dark to bright."""
-    assert render.heat_style(-1.0, (-1.0, 1.0), True).endswith("rgb(59,76,192)")
-    assert render.heat_style(1.0, (-1.0, 1.0), True).endswith("rgb(180,4,38)")
-    assert render.heat_style(0.0, (-1.0, 1.0), True) == "black on rgb(242,242,242)"
+    """Signed maps: negative cells blue, positive red, zero white; unsigned maps go dark to bright."""
+    assert render.heat_style(-1.0, (-1.0, 1.0), True) == "white on rgb(5,48,97)"
+    assert render.heat_style(1.0, (-1.0, 1.0), True) == "white on rgb(103,0,31)"
+    assert render.heat_style(0.0, (-1.0, 1.0), True) == "black on rgb(255,255,255)"
     assert render.heat_style(0.0, (0.0, 5.0), False).startswith("white on")
     assert render.heat_style(5.0, (0.0, 5.0), False).startswith("black on")
 

@@ -71,9 +71,9 @@ def explain(
     explanation = explain_cell(steps, index, channel, *position)
     if format == "json":
         from ..engine.explain import EXPLAIN_FORMAT, EXPLAIN_VERSION
-        from ..io.trace import image_record, model_record
+        from ..io.trace import document_head, model_record
 
-        document = {"format": EXPLAIN_FORMAT, "version": EXPLAIN_VERSION, "image": image_record(prepared.image)}
+        document = document_head(EXPLAIN_FORMAT, prepared.image, EXPLAIN_VERSION)
         if prepared.model is not None:
             document["model"] = model_record(prepared.model)
         print_json({**document, **explanation.record()})

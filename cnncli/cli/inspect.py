@@ -95,7 +95,7 @@ class InspectJob:
 
     def __call__(self, position: int, source: str):
         from ..pool import Outcome
-        from ..io.trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record, run_extras
+        from ..io.trace import inspect_document, layer_records, run_extras
 
         options = dataclasses.replace(self.options, image=source)
         prepared = opt.prepare(options)
@@ -105,16 +105,16 @@ class InspectJob:
         manifest = None
         if self.folders is not None:
             from ..io.saving import save_inspection
+            from ..views.pictures import step_pngs
 
+            picture = step_pngs(steps) if self.pictures else None
             manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
-                                       pictures=self.pictures, timing=self.timing, limits=options.limits)
+                                       picture=picture, timing=self.timing, limits=options.limits)
         if self.format in ("json", "jsonl"):
             from ..io.jsontext import dumps
             from ..io.parts import Rendered
 
-            document = dumps(manifest or {"format": INSPECT_FORMAT, "version": TRACE_VERSION,
-                                          "image": image_record(prepared.image),
-                                          "layers": [layer_record(step, self.timing) for step in steps], **extras})
+            document = dumps(manifest or inspect_document(prepared.image, layer_records(steps, self.timing), extras))
             part = Rendered(lambda write: write(document))
         else:
             part = self._tables(prepared, steps, predictions)

@@ -28,7 +28,6 @@ def summary(
     """
     from ..io.limits import Limits
     from ..io.modelfile import load_model
-    from ..io.trace import model_record
 
     given = {"max_memory": max_memory, "max_file_size": max_file_size}
     limits = Limits(**{name: value for name, value in given.items() if value is not None})
@@ -36,11 +35,10 @@ def summary(
     shape = loaded.input.shape
     rows = loaded.network.table(shape)
     if format == "json":
-        print_json({"format": "cnn-summary", "version": 1, "model": model_record(loaded), "input_shape": list(shape),
-                    "layers": [{"name": row["name"], "type": row["type"], "params": row["settings"],
-                                "shape": list(row["shape"]), "parameters": row["params"], "macs": row["macs"]}
-                               for row in rows],
-                    "total": {"parameters": loaded.params, "macs": sum(row["macs"] for row in rows)}})
+        from ..io.trace import summary_document
+
+        network = loaded.network
+        print_json(summary_document(loaded, rows, shape, network.is_chain, network.outputs))
         return
     from ..views.models import model_summary
 

@@ -198,14 +198,17 @@ class RunJob:
         if kind == "npy":
             return ArrayPart(steps[-1].output)
         if kind == "npz":
-            from ..io.trace import with_values
+            from ..io.trace import INPUTS_MEMBER, inputs_table, with_values
 
-            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")])
+            reads = inputs_table(steps)  # a graph's archive names what each layer read
+            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")]
+                          + ([(INPUTS_MEMBER, ArrayPart(reads))] if reads is not None else []))
+        from ..engine.graph import is_chain
         from ..views.pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
         return png_bytes(layer_montage(step.output, step.labels or _class_labels(prepared),
-                                       f"{prepared.image.source}\n{step_caption(step)}"))
+                                       f"{prepared.image.source}\n{step_caption(step, not is_chain(steps))}"))
 
 
 def _class_labels(prepared) -> tuple[str, ...]:
@@ -412,6 +415,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
     from rich.console import Group
     from rich.text import Text
 
+    from ..engine.graph import is_chain
     from ..views import tables as render
     from ..errors import CnnError
 
@@ -426,6 +430,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
         parts.insert(0, model_header(prepared.model))
     hidden = range(MAX_TABLE_LAYERS // 2, len(steps) - MAX_TABLE_LAYERS // 2) if not full else range(0)
+    graph = not is_chain(steps)  # titles name what each map read
     for index, step in enumerate(steps):
         if index in hidden:
             if index == hidden.start:
@@ -437,9 +442,9 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         if view == "heatmap":
             from ..views.heatmap import heatmap_view
 
-            parts += [heatmap_view(step, look.width, look.color_system, full), Text()]
+            parts += [heatmap_view(step, look.width, look.color_system, full, graph), Text()]
         else:
-            parts += [render.step_view(step, look.width, full, look.palette), Text()]
+            parts += [render.step_view(step, look.width, full, look.palette, graph), Text()]
     if predictions:
         from ..views.models import prediction_view
 

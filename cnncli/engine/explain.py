@@ -3,8 +3,11 @@
 ``explain_cell`` takes the steps of a forward pass (``Network.forward``), the index of a conv
 step and an output cell (channel, row, col), and returns an ``Explanation``: the input patch the
 kernel lies on, the kernel, their element-wise products, the sums, the bias and the result, all in
-float64, checked against the value the forward pass computed; then what the layers right after do
-to that number (an activation, a batch norm) and which pooling window it falls in.
+float64, checked against the value the forward pass computed; then what the layers that consume
+it do to that number: an activation or a batch norm (followed on to what consumes them), the
+pooling windows it falls in, and a merge (add, mul, sub, mean, concat) with the other inputs'
+values at that cell. In a graph the conv reads the step it names (``Step.inputs``), not
+necessarily the step before, and a value may have several consumers, each shown.
 
 Conv is cross-correlation, as in every CNN library: output cell (r, c) multiplies kernel tap
 (i, j) with the input at row r*stride - pad_top + i*dilation and column c*stride - pad_left +
@@ -19,14 +22,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import numpy as np
 
 from . import ops
 from ..errors import CnnError
-from .graph import Step
-from .layers import Activation, BatchNorm, Conv2d, Dropout, GlobalAvgPool2d, Layer, Pool2d
+from .follow import After, Elementwise, Merge, PoolCell, Pooling, follow_cell, json_number as _number, \
+    json_values as _values
+from .graph import Step, is_chain
+from .layers import Conv2d, Layer
+
+__all__ = ["EXPLAIN_FORMAT", "EXPLAIN_VERSION", "After", "CellError", "Elementwise", "Explanation", "Merge", "PoolCell",
+           "Pooling", "check_cell", "conv_indices", "explain_cell", "find_conv_layer"]
 
 EXPLAIN_FORMAT = "cnn-explain"
 EXPLAIN_VERSION = 1
@@ -39,87 +47,6 @@ class CellError(CnnError):
     def __init__(self, message: str, *, param: str, source: str | None = None) -> None:
         super().__init__(message, source=source)
         self.param = param
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Elementwise:
-    """A layer after the conv that changes each value on its own: an activation, a batch norm or dropout.
-
-    ``before`` and ``after`` are the cell's value in the maps before and after the layer; a batch
-    norm is after = before * scale + shift, with this channel's ``scale`` and ``shift``.
-    """
-
-    index: int
-    name: str
-    type: str
-    before: float
-    after: float
-    negative_slope: float | None = None  # leaky_relu only
-    scale: float | None = None  # batch norm only
-    shift: float | None = None
-
-    def record(self) -> dict[str, Any]:
-        record = {"index": self.index, "name": self.name, "type": self.type, "before": _number(self.before),
-                  "after": _number(self.after)}
-        for key in ("negative_slope", "scale", "shift"):
-            if getattr(self, key) is not None:
-                record[key] = _number(getattr(self, key))
-        return record
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class PoolCell:
-    """One pooling output cell whose window holds the explained cell.
-
-    ``rows`` and ``cols`` are the window's rows and columns in the pooling layer's input (outside it:
-    padding); ``window`` holds the values it pools (KH, KW), NaN on padding; None for a global pool.
-    """
-
-    row: int
-    col: int
-    value: float
-    rows: tuple[int, ...]
-    cols: tuple[int, ...]
-    window: np.ndarray | None
-    is_max: bool | None = None  # max pooling: does the explained cell hold the window's maximum?
-    tied: bool = False  # ... shared with another cell of the window
-    divisor: int | None = None  # average pooling: the number of cells the sum is divided by
-
-    def record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"row": self.row, "col": self.col, "value": _number(self.value),
-                                  "rows": list(self.rows), "cols": list(self.cols)}
-        if self.window is not None:
-            record["window"] = _values(self.window)
-        if self.is_max is not None:
-            record["is_max"] = self.is_max
-            record["tied"] = self.tied
-        if self.divisor is not None:
-            record["divisor"] = self.divisor
-        return record
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class Pooling:
-    """A pooling layer after the conv, and the output cells whose windows hold the explained cell.
-
-    ``cells`` is empty when no window reaches the cell (a last row or column the pool drops).
-    """
-
-    index: int
-    name: str
-    type: str
-    kind: str  # max, avg or global
-    kernel_size: tuple[int, int]
-    stride: tuple[int, int]
-    cells: tuple[PoolCell, ...]
-
-    def record(self) -> dict[str, Any]:
-        return {"index": self.index, "name": self.name, "type": self.type, "kind": self.kind,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "cells": [cell.record() for cell in self.cells]}
-
-
-After = Union[Elementwise, Pooling]
 
 
 @dataclass(frozen=True, eq=False, repr=False)  # no repr: it would print the arrays
@@ -164,6 +91,13 @@ class Explanation:
     value: float  # total + bias
     layer_value: float  # the layer's output at the cell, from the forward pass
     after: tuple[After, ...] = ()
+    input_index: int | None = None  # the step the conv read (None: the step before)
+    reads: str | None = None  # in a graph: that step's name (None in a chain, whose records are as before)
+
+    @property
+    def source_index(self) -> int:
+        """The step the conv read: ``steps[source_index]`` is its input."""
+        return self.layer_index - 1 if self.input_index is None else self.input_index
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -183,6 +117,7 @@ class Explanation:
                              "sum": _number(self.sums[k])})
         return {
             "layer": {"index": self.layer_index, "name": self.layer_name, "type": self.layer_type,
+                      **({} if self.reads is None else {"inputs": [self.reads]}),
                       "input_shape": list(self.in_shape), "output_shape": list(self.out_shape),
                       "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                       "dilation": list(self.dilation), "padding": list(self.pads), "padding_mode": self.padding_mode,
@@ -247,7 +182,8 @@ def check_cell(out_shape: Sequence[int], channel: int, row: int, col: int, name:
 
 
 def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: int) -> Explanation:
-    """Explain output cell (channel, row, col) of conv step ``steps[index]``, whose input is ``steps[index - 1]``.
+    """Explain output cell (channel, row, col) of conv step ``steps[index]``, from the step it read
+    (its ``inputs``; the step before when it names none), then follow the cell into its consumers.
 
     Parameters
     ----------
@@ -267,7 +203,8 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
         raise CellError(f"step {index} is not a conv layer; the conv layers are {convs or 'none'}", param="layer")
     step = steps[index]
     layer: Conv2d = step.layer  # type: ignore[assignment]
-    x = steps[index - 1].output  # C, H, W
+    source = _read_by(steps, step)
+    x = source.output  # C, H, W
     check_cell(step.output.shape, channel, row, col, step.name)
     pads, out_shape = ops.conv_geometry(x.shape, layer.weight.shape, layer.stride, layer.padding, layer.dilation,
                                         layer.groups, layer.padding_mode)
@@ -303,7 +240,8 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
                  step.output.dtype, step.name)
 
     labels = step.labels
-    in_labels = tuple(steps[index - 1].labels[c] if c < len(steps[index - 1].labels) else "" for c in in_channels)
+    in_labels = tuple(source.labels[c] if c < len(source.labels) else "" for c in in_channels)
+    graph = not is_chain(steps)
     return Explanation(
         layer_index=index, layer_name=step.name, layer_type=step.type, channel=channel, row=row, col=col,
         label=labels[channel] if channel < len(labels) else "", in_shape=tuple(x.shape), out_shape=tuple(out_shape),
@@ -311,8 +249,17 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
         flipped=layer.flip, in_channels=in_channels, in_labels=in_labels, rows=rows, cols=cols,
         source_rows=source_rows, source_cols=source_cols, padding=padding, patch=patch, kernel=kernel,
         products=products, sums=sums, total=total, bias=bias, value=value, layer_value=layer_value,
-        after=tuple(_after(steps, index, channel, row, col)),
+        after=tuple(follow_cell(steps, index, channel, row, col, graph)),
+        input_index=None if source.index == index - 1 else source.index, reads=source.name if graph else None,
     )
+
+
+def _read_by(steps: Sequence[Step], step: Step, position: int = 0) -> Step:
+    """The step that ``step`` read at ``position`` of its inputs; the step before when it names none."""
+    if not step.inputs:
+        return steps[step.index - 1]
+    name = step.inputs[position]
+    return next(s for s in steps[:step.index] if s.name == name)
 
 
 def _source(index: int, size: int, mode: str) -> int | None:
@@ -347,90 +294,3 @@ def _check_value(value: float, expected: float, magnitude: float, terms: int, dt
     if math.isfinite(rounded) and math.isfinite(expected) and abs(rounded - expected) <= tolerance:
         return
     raise RuntimeError(f"{name}: the cell recomputes to {value!r} but the forward pass gave {expected!r}")
-
-
-def _after(steps: Sequence[Step], index: int, channel: int, row: int, col: int) -> list[After]:
-    """What the layers right after the conv do to the cell: element-wise layers, then one pooling layer."""
-    found: list[After] = []
-    for j in range(index + 1, len(steps)):
-        before, step = steps[j - 1], steps[j]
-        layer = step.layer
-        elementwise = isinstance(layer, (Activation, Dropout)) or (
-            isinstance(layer, BatchNorm) and layer.kind == "batchnorm2d")
-        if elementwise and step.output.shape == before.output.shape:
-            found.append(_elementwise(step, float(before.output[channel, row, col]),
-                                      float(step.output[channel, row, col]), channel))
-            continue
-        if isinstance(layer, (Pool2d, GlobalAvgPool2d)):
-            found.append(_pooling(step, before.output[channel], channel, row, col))
-        break
-    return found
-
-
-def _elementwise(step: Step, before: float, after: float, channel: int) -> Elementwise:
-    layer = step.layer
-    if isinstance(layer, BatchNorm):
-        scale, shift = ops.batch_norm_terms(layer.running_mean, layer.running_var, layer.weight, layer.bias, layer.eps)
-        return Elementwise(step.index, step.name, step.type, before, after, scale=float(scale[channel]),
-                           shift=float(shift[channel]))
-    slope = layer.negative_slope if isinstance(layer, Activation) and layer.kind == "leaky_relu" else None
-    return Elementwise(step.index, step.name, step.type, before, after, negative_slope=slope)
-
-
-def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int) -> Pooling:
-    """The pooling output cells whose windows hold (row, col) of ``plane``, the pool's input channel (H, W)."""
-    layer = step.layer
-    height, width = plane.shape
-    if isinstance(layer, GlobalAvgPool2d):
-        cell = PoolCell(0, 0, float(step.output[channel, 0, 0]), tuple(range(height)), tuple(range(width)), None,
-                        divisor=height * width)
-        return Pooling(step.index, step.name, step.type, "global", (height, width), (height, width), (cell,))
-    dilation = layer.dilation if layer.kind == "max" else (1, 1)  # avg_pool2d has no dilation
-    k, s, d, p, out, _ = ops.pool_geometry((height, width), layer.kernel_size, layer.stride, layer.padding,
-                                           dilation, layer.ceil_mode)
-    out_rows = _windows_holding(row, k[0], s[0], p[0], d[0], out[0])
-    out_cols = _windows_holding(col, k[1], s[1], p[1], d[1], out[1])
-    cells = []
-    for i in out_rows:
-        for j in out_cols:
-            rows = [i * s[0] - p[0] + a * d[0] for a in range(k[0])]
-            cols = [j * s[1] - p[1] + b * d[1] for b in range(k[1])]
-            inside = np.logical_and.outer([0 <= r < height for r in rows], [0 <= c < width for c in cols])
-            window = np.full(k, np.nan)
-            window[inside] = plane[np.ix_([min(max(r, 0), height - 1) for r in rows],
-                                          [min(max(c, 0), width - 1) for c in cols])][inside]
-            value = float(step.output[channel, i, j])
-            if layer.kind == "max":
-                held = float(plane[row, col])
-                best = np.nanmax(window)
-                ties = int(np.count_nonzero(window[inside] == best))
-                cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
-                                      is_max=bool(held == best), tied=bool(held == best and ties > 1)))
-            else:
-                counts = [ops._window_counts(size, k[a], s[a], p[a], out[a], layer.count_include_pad)[o]
-                          for a, (size, o) in enumerate(((height, i), (width, j)))]
-                cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
-                                      divisor=int(counts[0] * counts[1])))
-    return Pooling(step.index, step.name, step.type, layer.kind, k, s, tuple(cells))
-
-
-def _windows_holding(index: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> list[int]:
-    """The pooling outputs o along one axis whose window o*stride - padding + a*dilation (a < kernel) holds ``index``."""
-    found = []
-    for a in range(kernel):
-        start = index + padding - a * dilation
-        if start >= 0 and start % stride == 0 and start // stride < out:
-            found.append(start // stride)
-    return sorted(set(found))
-
-
-def _number(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _values(array: np.ndarray) -> Any:
-    """Nested lists of floats; NaN and infinities become null."""
-    from ..io.trace import json_values
-
-    return json_values(array)

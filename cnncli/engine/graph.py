@@ -66,6 +66,13 @@ class Step:
         return map_stats(self.output)
 
 
+def is_chain(steps: Sequence[Step]) -> bool:
+    """Whether each step of a forward pass reads only the step before it, as every version-1 model
+    and every kernel run does. A step that names no inputs reads the step before (as a record
+    without ``inputs`` does): views name what a step reads only when this is false."""
+    return all(not step.inputs or step.inputs == (before.name,) for before, step in zip(steps, steps[1:]))
+
+
 _STATS_CHUNK = 1 << 16
 
 

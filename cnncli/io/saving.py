@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .jsontext import jsonable
 from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,
                       refuse_terminal_stdout, temporary_beside, write_atomic)
-from .trace import INSPECT_FORMAT, TRACE_VERSION, image_record, layer_record
+from .trace import INSPECT_FORMAT, inspect_document, layer_records
 
 if TYPE_CHECKING:
     from .images import LoadedImage
@@ -55,6 +55,18 @@ def save_json(path: str | Path, document: Any, force: bool = False) -> None:
     write_atomic(path, lambda stream: stream.write(text.encode()), force)
 
 
+def save_png(path: str | Path, data: bytes, force: bool = False) -> None:
+    """Write a picture's PNG bytes (cnncli.views.pictures draws them), atomically
+    (``targets.write_atomic``).
+
+    The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
+    only with ``force``. Raises OutputError.
+    """
+    if Path(path).suffix.lower() != ".png" and not is_special(path):
+        raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))
+    write_atomic(path, lambda stream: stream.write(data), force)
+
+
 def layer_file_name(step: Step) -> str:
     """``03_conv2.npy``: the index keeps the files in order; a name from a model file is reduced to
     safe characters, so that ``../x`` cannot write outside the folder."""
@@ -68,12 +80,14 @@ def layer_picture_name(step: Step) -> str:
 
 
 def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[Step], force: bool = False,
-                    extras: dict | None = None, inputs: InputSet = NO_INPUTS, pictures: bool = True,
-                    timing: bool = False, limits: Limits = DEFAULT_LIMITS) -> dict:
-    """Write one .npy and one .png per layer and DIR/manifest.json listing them; return the manifest.
+                    extras: dict | None = None, inputs: InputSet = NO_INPUTS,
+                    picture: Callable[[Step], bytes] | None = None, timing: bool = False,
+                    limits: Limits = DEFAULT_LIMITS) -> dict:
+    """Write one .npy (and one .png) per layer and DIR/manifest.json listing them; return the manifest.
 
-    A layer's record names its array (``"file": "03_relu1.npy"``) and, with ``pictures``, its
-    montage (``"picture": "03_relu1.png"``, see cnncli.views.pictures.step_picture). Nothing is left
+    A layer's record (``trace.layer_records``) names its array (``"file": "03_relu1.npy"``) and,
+    given ``picture`` (a step's PNG bytes, e.g. cnncli.views.pictures.step_pngs), its montage
+    (``"picture": "03_relu1.png"``). Nothing is left
     half-done: every file is first written beside its place as a hidden temporary file, and only
     when all are written are they moved into place, the manifest last. A new name is linked into
     place, so that if another run made it meanwhile this one stops and takes back what it placed.
@@ -89,7 +103,7 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     if directory.exists() and not directory.is_dir():
         raise OutputError("is a file; expected a folder for the layer files", source=source)
     names = [layer_file_name(step) for step in steps]
-    picture_names = [layer_picture_name(step) for step in steps] if pictures else []
+    picture_names = [layer_picture_name(step) for step in steps] if picture is not None else []
     for name in (*names, *picture_names, "manifest.json"):
         check_output(directory / name, force, inputs, special=False)
     stale = {name: digest for name, digest in _listed_files(manifest_path, manifest_limit(limits)).items()
@@ -102,21 +116,17 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     staged: list[tuple[str, Path]] = []
     written: dict[str, str] = {}  # file name -> its SHA-256, so that a later --force knows its own files
     try:
-        layers = []
-        for i, (step, name) in enumerate(zip(steps, names)):
+        layers = layer_records(steps, timing)
+        for i, (step, name, record) in enumerate(zip(steps, names, layers)):
             staged.append((_stage(directory / name, lambda stream, step=step: write_npy(stream, step.output), source,
                                   written), directory / name))
-            record = {**layer_record(step, timing), "file": name}
-            if pictures:
-                from ..views.pictures import png_bytes, step_picture  # Pillow's drawing code only when saving
-
-                png = png_bytes(step_picture(step))
+            record["file"] = name
+            if picture is not None:
+                png = picture(step)
                 target = directory / picture_names[i]
                 staged.append((_stage(target, lambda stream, png=png: stream.write(png), source, written), target))
                 record["picture"] = picture_names[i]
-            layers.append(record)
-        manifest = {"format": INSPECT_FORMAT, "version": TRACE_VERSION, "image": image_record(image),
-                    "layers": layers, **(extras or {}), "sha256": written}
+        manifest = {**inspect_document(image, layers, extras), "sha256": written}
         text = (jsonspec.dumps(jsonable(manifest)) + "\n").encode()
         staged.append((_stage(manifest_path, lambda stream: stream.write(text), source), manifest_path))
         _place_all(staged, force, inputs, source)

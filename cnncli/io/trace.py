@@ -1,9 +1,15 @@
 """What a forward pass produced, as plain data: per-layer records, the JSON trace and CSV rows.
 
 The same record describes a layer in ``cnn run --format json`` and in the manifest that
-``cnn inspect --save`` writes, so scripts read one layout. The trace and the CSV rows are written
-in pieces through a ``write(bytes)`` callable, so that the text of a big map is never held whole.
-An image that failed in a batch keeps its place as an error record (JSON) or an error row (CSV).
+``cnn inspect --save`` writes, so scripts read one layout; each document is built by one function
+here (``layer_records``, ``document_head``, ``inspect_document``, ``summary_document``). The trace
+and the CSV rows are written in pieces through a ``write(bytes)`` callable, so that the text of a
+big map is never held whole. An image that failed in a batch keeps its place as an error record
+(JSON) or an error row (CSV).
+
+A layer's record names what it reads (``"inputs": ["conv2", "relu1"]``) only when the network is
+not a chain; a record without ``inputs`` reads the record before it, as every version-1 model and
+every kernel run does (their output is as it always was).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 
 from .images import LoadedImage
 from .jsontext import dumps, float32_short, jsonable, number_texts, write_array
-from ..engine.graph import Step
+from ..engine.graph import Step, is_chain
 
 if TYPE_CHECKING:
     from .modelfile import Model
@@ -24,16 +30,18 @@ if TYPE_CHECKING:
 Write = Callable[[bytes], Any]
 TRACE_FORMAT = "cnn-trace"
 INSPECT_FORMAT = "cnn-inspect"
+SUMMARY_FORMAT = "cnn-summary"
 TRACE_VERSION = 2
 VALUES = ("all", "final", "none")  # which layers carry their values in a trace
 
 
-def layer_record(step: Step, timing: bool = False) -> dict[str, Any]:
-    """A layer's name, type, settings, shape, counts, statistics and channel labels; its time with ``timing``."""
-    record = {
-        "index": step.index,
-        "name": step.name,
-        "type": step.type,
+def layer_record(step: Step, timing: bool = False, inputs: bool = False) -> dict[str, Any]:
+    """A layer's name, type, settings, shape, counts, statistics and channel labels; its time with
+    ``timing``; with ``inputs``, the names of the steps it read (the input reads none)."""
+    record: dict[str, Any] = {"index": step.index, "name": step.name, "type": step.type}
+    if inputs:
+        record["inputs"] = list(step.inputs)
+    record |= {
         "params": step.settings,
         "shape": list(step.output.shape),
         "parameters": step.params,
@@ -48,6 +56,43 @@ def layer_record(step: Step, timing: bool = False) -> dict[str, Any]:
     if step.labels:
         record["channels"] = list(step.labels)
     return record
+
+
+def layer_records(steps: Sequence[Step], timing: bool = False) -> list[dict[str, Any]]:
+    """Every step's ``layer_record``, naming what each read when the steps are not a chain."""
+    inputs = not is_chain(steps)
+    return [layer_record(step, timing, inputs) for step in steps]
+
+
+def document_head(format: str, image: LoadedImage, version: int = TRACE_VERSION) -> dict[str, Any]:
+    """The keys every document about one image starts with: its format, version and image."""
+    return {"format": format, "version": version, "image": image_record(image)}
+
+
+def inspect_document(image: LoadedImage, layers: list[dict[str, Any]], extras: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
+    """``cnn inspect --format json`` and the manifest of ``--save`` (which adds each layer's files and
+    their SHA-256): the image, the ``layer_records`` and the run's ``extras``."""
+    return {**document_head(INSPECT_FORMAT, image), "layers": layers, **(extras or {})}
+
+
+def summary_document(model: Model, rows: Sequence[dict[str, Any]], input_shape: Sequence[int],
+                     chain: bool = True, outputs: Sequence[str] = ()) -> dict[str, Any]:
+    """``cnn summary --format json``: a model's layers from shapes alone (``Network.table``), with
+    ``inputs`` per layer unless the network is a ``chain``, and its extra ``outputs`` if it has any."""
+    layers = []
+    for row in rows:
+        layer: dict[str, Any] = {"name": row["name"], "type": row["type"]}
+        if not chain:
+            layer["inputs"] = list(row["inputs"])
+        layer |= {"params": row["settings"], "shape": list(row["shape"]), "parameters": row["params"],
+                  "macs": row["macs"]}
+        layers.append(layer)
+    document = {"format": SUMMARY_FORMAT, "version": 1, "model": model_record(model), "input_shape": list(input_shape),
+                "layers": layers, "total": {"parameters": model.params, "macs": sum(row["macs"] for row in rows)}}
+    if outputs:
+        document["outputs"] = list(outputs)
+    return document
 
 
 def image_record(image: LoadedImage) -> dict[str, Any]:
@@ -105,10 +150,11 @@ def write_trace(write: Write, image: LoadedImage, steps: Sequence[Step], extras:
     ``values`` picks; then the output's name and shape and the ``extras``.
     """
     carried = with_values(steps, values)
-    head = dumps({"format": TRACE_FORMAT, "version": TRACE_VERSION, "image": image_record(image)})
+    head = dumps(document_head(TRACE_FORMAT, image))
     write(head[:-1] + b',"layers":[')
+    inputs = not is_chain(steps)
     for i, step in enumerate(steps):
-        record = dumps(layer_record(step, timing))
+        record = dumps(layer_record(step, timing, inputs))
         if i in carried:
             write((b"," if i else b"") + record[:-1] + b',"values":')
             write_array(write, step.output)
@@ -119,19 +165,21 @@ def write_trace(write: Write, image: LoadedImage, steps: Sequence[Step], extras:
     write(b"]," + tail[1:])
 
 
+INPUTS_MEMBER = "__inputs__"  # the .npz member naming what each layer read, for a network that is not a chain
+
+
+def inputs_table(steps: Sequence[Step]) -> np.ndarray | None:
+    """What an .npz of a network that is not a chain adds as ``INPUTS_MEMBER``: (L, 2) strings, each
+    step's name and the JSON list of the names it read (the layer records' ``inputs``); None for a
+    chain, whose archive is as it always was."""
+    if is_chain(steps):
+        return None
+    return np.array([[step.name, dumps(list(step.inputs)).decode()] for step in steps], dtype=str)
+
+
 def error_record(source: str, message: str, format: str = TRACE_FORMAT) -> dict[str, Any]:
     """What stands in a batch's JSON for an image that failed: its source and the error, in its place."""
     return {"format": format, "version": TRACE_VERSION, "image": {"source": source}, "error": message}
-
-
-def json_values(array: np.ndarray) -> Any:
-    """Nested lists of Python floats (exactly the array's values); NaN and infinities become null."""
-    values = np.asarray(array, dtype=np.float64)
-    if np.all(np.isfinite(values)):
-        return values.tolist()
-    objects = values.astype(object)
-    objects[~np.isfinite(values)] = None
-    return objects.tolist()
 
 
 # --- CSV ----------------------------------------------------------------------------------------

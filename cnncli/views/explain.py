@@ -2,7 +2,8 @@
 
 For each input channel the filter reads, three grids side by side: the input patch under the
 kernel (padding in parentheses, dimmed), the kernel, and their element-wise products; then the
-products written out as a sum, the bias, the result, and what the next layers do with it.
+products written out as a sum, the bias, the result, and what the layers that consume it do with it
+(in a graph: each consumer, and for a merge the other inputs' values at that cell).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.explain import Elementwise, Explanation, Pooling
+from . import colors
+from ..engine.explain import Elementwise, Explanation, Merge, Pooling
 from ..engine.graph import Step
 from .tables import MAX_CHANNELS, heat_grid, natural_width, number_format, shown_indices, step_title
 
@@ -33,13 +35,15 @@ def explanation_view(explanation: Explanation, steps: Sequence[Step], width: int
     """
     e = explanation
     step = steps[e.layer_index]
-    source = steps[e.layer_index - 1]
-    parts: list[RenderableType] = [Text(step_title(step), style="bold"), _cell_line(e, step), _reading_line(e, source)]
+    source = steps[e.source_index]  # the step the conv read: in a graph, not always the one before
+    title = step_title(step, e.reads is not None)
+    parts: list[RenderableType] = [Text(title, style="bold"), _cell_line(e, step), _reading_line(e, source)]
     note = _padding_note(e)
     if note:
         parts.append(Text(note, style="dim"))
     parts.append(Text())
-    bounds = (source.stats["min"], source.stats["max"])
+    low, high, _ = colors.value_range(source.output)  # the input's scale, as its table and heatmap show it
+    bounds = (low, high)
     count = len(e.in_channels)
     shown = count if full else min(count, MAX_CHANNELS)
     for k in range(shown):
@@ -96,7 +100,7 @@ def _channel_block(e: Explanation, k: int, bounds: tuple[float, float], width: i
     channel = e.in_channels[k]
     label = e.in_labels[k]
     heading = f"input channel {channel}" + (f": {label}" if label else "")
-    signed_input = bounds[0] < 0 < bounds[1]
+    signed_input = bounds[0] < 0
     patch = _grid("input patch", e.patch[k], e.rows, e.cols, palette, full, bounds, signed_input, e.padding)
     kernel = _grid("kernel", e.kernel[k], range(e.kernel_size[0]), range(e.kernel_size[1]), palette, full,
                    _symmetric(e.kernel[k]), True)
@@ -169,8 +173,12 @@ def _result_lines(e: Explanation, step: Step) -> list[RenderableType]:
     return lines
 
 
-def _after_line(after: Elementwise | Pooling, e: Explanation) -> Text:
-    head = f"{after.name} ({after.type}): " if after.name != after.type else f"{after.name}: "
+def _after_line(after: Elementwise | Pooling | Merge, e: Explanation) -> Text:
+    reads = ", ".join(after.inputs) if isinstance(after, Merge) else after.reads
+    notes = ([after.type] if after.name != after.type else []) + ([f"reads {reads}"] if reads else [])
+    head = f"{after.name} ({', '.join(notes)}): " if notes else f"{after.name}: "
+    if isinstance(after, Merge):
+        return Text(head + _merge_text(after))
     if isinstance(after, Elementwise):
         x, y = _exact(after.before), _exact(after.after)
         if after.scale is not None:
@@ -202,6 +210,32 @@ def _after_line(after: Elementwise | Pooling, e: Explanation) -> Text:
             lines.append(f"feeds cell row {cell.row}, col {cell.col} = {value}, the mean of {window} (divided by "
                          f"{cell.divisor})")
     return Text(head + "; ".join(lines))
+
+
+_OPERATORS = {"add": " + ", "mul": " x ", "sub": " - "}
+
+
+def _merge_text(merge: Merge) -> str:
+    """e.g. "conv2 0.5 + relu1 1 = 1.5 at channel 0, row 1, col 2"."""
+    value = _exact(merge.terms[0][1]) if merge.terms else ""
+    if merge.cell is None:  # a broadcast value (a gate) reaches every cell along its size-1 dimensions
+        return f"{merge.reads}'s {value} is taken into every cell it is broadcast over ({merge.type})"
+    at = _cell_text(merge.cell)
+    if merge.offset is not None:
+        where = f", after the {merge.offset} of the inputs before it" if merge.offset else ""
+        return f"{merge.reads}'s {value} is {at} of the joined map{where}"
+    terms = [f"{name} {_signed(v)}" for name, v in merge.terms]
+    if merge.type == "mean":
+        written = f"mean({', '.join(terms)})"
+    else:
+        written = _OPERATORS.get(merge.type, f" {merge.type} ").join(terms)
+    return f"{written} = {_exact(merge.value)} at {at}"
+
+
+def _cell_text(cell: Sequence[int]) -> str:
+    if len(cell) == 3:
+        return f"channel {cell[0]}, row {cell[1]}, col {cell[2]}"
+    return "cell " + ", ".join(str(i) for i in cell)
 
 
 def _span(indices: Sequence[int]) -> str:

@@ -4,7 +4,7 @@ Each text cell is an upper half block, its foreground the colour of the map pixe
 background the colour of the pixel below, so a line shows two rows of the map and, a cell being
 about twice as tall as wide, a pixel comes out about square. A map wider than the terminal (or
 taller than ``MAX_LINES`` lines) is averaged down to fit; a tiny one is blown up by a whole
-factor. The colours are those of the PNG pictures (cnncli.views.pictures), on one scale per layer.
+factor. The colours are those of the tables and PNG pictures (cnncli.views.colors), on one scale per layer.
 Without colour (a pipe, NO_COLOR) each cell is a character of a shade ramp instead, so the
 output stays readable with no escape codes. Never prints, never exits.
 """
@@ -20,7 +20,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.text import Span, Text
 
-from . import pictures
+from . import colors, pictures
 from ..engine.graph import Step
 from .tables import step_title
 
@@ -36,7 +36,8 @@ VECTOR_CELL = 6  # columns per unit at most, for a short vector
 BAR_CELLS = 24
 
 
-def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = False) -> RenderableType:
+def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = False, graph: bool = False
+                 ) -> RenderableType:
     """A step's output as heatmaps: each channel of a (C, H, W) map, or a vector as one row of cells.
 
     Parameters
@@ -45,15 +46,16 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     width : columns available (the console's width)
     color_system : the console's, e.g. "truecolor" or "256"; None draws with the shade ramp instead
     full : every channel; else the first ``MAX_CHANNELS`` and a note
+    graph : name what the step read in its title (a network that is not a chain)
 
     Channels share one colour scale (as in the pictures), drawn once with its ends; maps that fit
     go side by side.
     """
     width = max(int(width), 8)
     output = pictures.as_maps(step.output)
-    low, high, diverging = pictures.value_range(output)
+    low, high, diverging = colors.value_range(output)
     color = color_system is not None
-    parts: list[RenderableType] = [Text(step_title(step), style="bold", no_wrap=True, overflow="ellipsis")]
+    parts: list[RenderableType] = [Text(step_title(step, graph), style="bold", no_wrap=True, overflow="ellipsis")]
     if output.ndim == 1:
         parts += _vector(output, step.labels, width, low, high, diverging, color)
         note = f"{output.size} values" + (f", averaged into {width} cells" if output.size > width else "")
@@ -116,14 +118,14 @@ def draw(plane: np.ndarray, low: float, high: float, diverging: bool, color: boo
 
     ``factor`` > 1 repeats every pixel that many times each way (a tiny map blown up).
     """
-    index = pictures.color_indices(plane, low, high, diverging)  # (H, W), -1 for NaN
+    index = colors.color_indices(plane, low, high, diverging)  # (H, W), -1 for NaN
     if factor > 1:
         index = np.repeat(np.repeat(index, factor, axis=0), factor, axis=1)  # (H*f, W*f)
     return draw_indices(index, diverging, color, blend=factor <= 1)
 
 
 def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = True) -> list[Text]:
-    """Colour-table indices (``pictures.color_indices``) of an (H, W) plane as lines of half blocks.
+    """Colour-table indices (``colors.color_indices``) of an (H, W) plane as lines of half blocks.
 
     Without colour a line's character shows the mean of its two rows (``blend``), or the upper
     row alone: for a map blown up by an odd factor, whose rows do not fall on line boundaries, a
@@ -134,8 +136,8 @@ def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = 
     upper, lower = index[0::2], index[1::2]  # (lines, W) each
     if not color:
         return _shade_lines(upper, lower if blend else upper)
-    table = pictures.color_table(diverging)
-    colors = [Color.from_rgb(*rgb) for rgb in table.tolist()]  # index -1 is NaN's grey
+    table = colors.color_table(diverging)
+    palette = [Color.from_rgb(*rgb) for rgb in table.tolist()]  # index -1 is NaN's grey
     styles: dict[int, Style] = {}
     codes = (upper.astype(np.int32) + 2) * 512 + (lower + 2)  # one number per pair of colours
     lines = []
@@ -148,7 +150,7 @@ def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = 
             style = styles.get(code)
             if style is None:
                 top, bottom = code // 512 - 2, code % 512 - 2
-                style = styles[code] = Style(color=colors[top], bgcolor=None if bottom == -2 else colors[bottom])
+                style = styles[code] = Style(color=palette[top], bgcolor=None if bottom == -2 else palette[bottom])
             spans.append(Span(begin, end, style))
         lines.append(Text(UPPER_HALF * line.size, spans=spans, no_wrap=True))
     return lines
@@ -189,7 +191,7 @@ def _vector(values: np.ndarray, labels: Sequence[str], width: int, low: float, h
         return [Text("(no values)", style="dim")]
     shown = pictures.group_means(values, width) if count > width else values  # (cells,)
     cell = max(1, min(VECTOR_CELL, width // shown.size))
-    index = np.repeat(pictures.color_indices(shown, low, high, diverging), cell)  # (cells * cell,)
+    index = np.repeat(colors.color_indices(shown, low, high, diverging), cell)  # (cells * cell,)
     row = draw_indices(np.stack([index, index]), diverging, color)[0]  # upper and lower pixel alike
     names = [_one_line(labels[i]) if i < len(labels) and labels[i] else str(i) for i in range(count)]
     if count == shown.size and max(len(name) for name in names) < cell:
@@ -207,10 +209,10 @@ def _one_line(text: str) -> str:
 
 def _scale(low: float, high: float, diverging: bool, color: bool, width: int, note: str) -> list[Text]:
     """The layer's colour scale on one line, its ends written beside it, and what was drawn how."""
-    bottom, top = pictures.scale_bounds(low, high, diverging)
+    bottom, top = colors.scale_bounds(low, high, diverging)
     line = Text(f"{bottom:.4g} ", no_wrap=True, overflow="ellipsis")
     if color:
-        table = pictures.color_table(diverging)
+        table = colors.color_table(diverging)
         for entry in np.arange(BAR_CELLS) * 256 // BAR_CELLS:
             line.append(" ", style=Style(bgcolor=Color.from_rgb(*table[entry].tolist())))
     else:

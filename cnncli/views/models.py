@@ -12,6 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..display import shown
+from .pictures import shape_text
+from ..io.limits import format_bytes
 from ..io.modelfile import Model
 from ..engine.predictions import Prediction
 
@@ -64,25 +66,40 @@ SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-a
 
 
 def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], itemsize: int = 4) -> RenderableType:
-    """A per-layer table (as torchinfo or Keras' summary) with totals and the memory of one image."""
+    """A per-layer table (as torchinfo or Keras' summary) with totals and the memory of one image.
+
+    A network that is not a chain gets a "reads" column (what each layer reads); a layer whose
+    value is an output besides the last layer's (the model's ``outputs``) is marked with *.
+    """
+    network = model.network
+    extra = set(network.outputs) - {rows[-1]["name"]} if rows else set()
+    columns = SUMMARY_COLUMNS if network.is_chain else SUMMARY_COLUMNS[:3] + ("reads",) + SUMMARY_COLUMNS[3:]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, show_footer=True)
     total_params = sum(row["params"] for row in rows)
     total_macs = sum(row["macs"] for row in rows)
     footers = {"layer": "total", "params": f"{total_params:,}", "mult-adds": f"{total_macs:,}"}
-    for name in SUMMARY_COLUMNS:
-        left = name in ("layer", "type", "settings", "output")
+    for name in columns:
+        left = name in ("layer", "type", "reads", "settings", "output")
         table.add_column(name, footer=footers.get(name, ""), justify="left" if left else "right",
-                         no_wrap=name != "settings", overflow="fold")
-    table.add_row("0", "input", "input", model.input.describe(), _shape(input_shape), "0", "0")
+                         no_wrap=name not in ("settings", "reads"), overflow="fold")
+    cells = [{"#": "0", "layer": "input", "type": "input", "reads": "", "settings": model.input.describe(),
+              "output": shape_text(input_shape), "params": "0", "mult-adds": "0"}]
     for index, row in enumerate(rows, start=1):
-        table.add_row(str(index), row["name"], row["type"], row["describe"], _shape(row["shape"]),
-                      f"{row['params']:,}", f"{row['macs']:,}")
+        cells.append({"#": str(index), "layer": row["name"] + (" *" if row["name"] in extra else ""),
+                      "type": row["type"], "reads": ", ".join(row["inputs"]), "settings": row["describe"],
+                      "output": shape_text(row["shape"]), "params": f"{row['params']:,}",
+                      "mult-adds": f"{row['macs']:,}"})
+    for cell in cells:
+        table.add_row(*(cell[name] for name in columns))
     activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
     lines = [
-        f"parameters: {total_params:,} ({_bytes(total_params * itemsize)} in float32)",
+        f"parameters: {total_params:,} ({format_bytes(total_params * itemsize)} in float32)",
         f"multiply-adds per image: {total_macs:,}",
-        f"activations of one image, every layer kept (as cnn run does): {_bytes(activations)}",
+        f"activations of one image, every layer kept (as cnn run does): {format_bytes(activations)}",
     ]
+    if extra:
+        marked = ", ".join(name for name in network.outputs if name in extra)
+        lines.append(f"* an output besides the last layer: {marked}")
     if model.labels:
         shown = ", ".join(model.labels[:12]) + (f", … ({len(model.labels)} in all)" if len(model.labels) > 12 else "")
         lines.append(f"classes: {shown}")
@@ -103,14 +120,3 @@ def models_table(models: Sequence[Model]) -> Table:
             about += f" Held-out accuracy {accuracy:.1%}."
         table.add_row(model.name, model.input.describe(), str(len(model.labels) or ""), f"{model.params:,}", about)
     return table
-
-
-def _shape(shape: Sequence[int]) -> str:
-    return "x".join(str(v) for v in shape)
-
-
-def _bytes(count: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count} bytes"

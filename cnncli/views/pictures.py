@@ -1,9 +1,8 @@
-"""Feature maps as pictures: two colour maps, coloured planes, and one labelled montage per layer.
+"""Feature maps as pictures: one labelled montage per layer, as PNG bytes.
 
-Every channel of a layer shares one colour scale, so channels compare at a glance. A layer with no
-negative value uses a sequential dark-to-bright scale (viridis-like); a layer with any negative
-value a diverging blue-white-red scale symmetric about 0 (-m..m, m the largest magnitude), so that
-white is exactly 0. NaN is grey; -inf and +inf take the two ends.
+Every channel of a layer shares one colour scale (cnncli.views.colors, the scale of the tables
+and heatmaps too), so channels compare at a glance: sequential dark-to-bright when no value is
+negative, blue-white-red about 0 otherwise; NaN grey, infinities at the ends.
 
 Only NumPy is imported with this module; Pillow is imported when a picture is drawn, so ``cnn``
 starts no slower. Nothing here prints or imports Typer or Rich.
@@ -14,24 +13,17 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+from .colors import color_table, colorize, scale_bounds, value_range
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from ..engine.graph import Step
 
-# Anchor colours, equally spaced, interpolated linearly into 256 entries. Sequential: viridis
-# sampled at every eighth. Diverging: ColorBrewer's RdBu reversed, with its near-white middle made
-# pure white.
-_SEQUENTIAL_ANCHORS = ((68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
-                       (31, 158, 137), (53, 183, 121), (109, 205, 89), (253, 231, 37))
-_DIVERGING_ANCHORS = ((5, 48, 97), (33, 102, 172), (67, 147, 195), (146, 197, 222), (209, 229, 240),
-                      (255, 255, 255),
-                      (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43), (103, 0, 31))
-NAN_COLOR = (128, 128, 128)  # in neither table, so a NaN never reads as a value
 BACKGROUND = (255, 255, 255)
 INK = (0, 0, 0)
 FRAME = (190, 190, 190)
@@ -46,98 +38,6 @@ BAR_WIDTH, BAR_HEIGHT = 256, 14
 FONT_SIZE, TITLE_SIZE = 13, 16
 VECTOR_CELL = 48  # pixels: the side of one unit's cell in a strip
 VECTOR_LABELLED = 20  # up to this many values (a classifier's classes) are one labelled strip; more wrap into rows
-_CHUNK = 1 << 20  # values coloured at a time: bounds the float64 temporaries
-
-
-def _ramp(anchors: Sequence[tuple[int, int, int]], size: int) -> np.ndarray:
-    """``size`` colours from the first anchor to the last, linear between equally spaced anchors."""
-    stops = np.asarray(anchors, dtype=np.float64)  # (K, 3)
-    at = np.linspace(0, len(stops) - 1, size)  # (size,) position of each entry among the anchors
-    ramp = np.stack([np.interp(at, np.arange(len(stops)), stops[:, c]) for c in range(3)], axis=1)  # (size, 3)
-    return np.round(ramp).astype(np.uint8)
-
-
-SEQUENTIAL = _ramp(_SEQUENTIAL_ANCHORS, 256)  # (256, 3) uint8, dark to bright
-# Each half is built on its own so that entries 127 and 128 are both pure white: a value of 0
-# lands on one of them whichever way it rounds.
-DIVERGING = np.concatenate([_ramp(_DIVERGING_ANCHORS[:6], 128), _ramp(_DIVERGING_ANCHORS[5:], 128)])  # (256, 3)
-# The same tables with NaN's grey appended, so that index -1 picks it.
-_TABLES = {False: np.vstack([SEQUENTIAL, NAN_COLOR]).astype(np.uint8),
-           True: np.vstack([DIVERGING, NAN_COLOR]).astype(np.uint8)}
-
-
-def color_table(diverging: bool) -> np.ndarray:
-    """The (257, 3) uint8 table: 256 colours of the scale, then NaN's grey (index -1)."""
-    return _TABLES[bool(diverging)]
-
-
-def value_range(values: np.ndarray) -> tuple[float, float, bool]:
-    """The finite minimum and maximum of ``values``, and whether a diverging scale suits them.
-
-    Diverging means some finite value is negative. With no finite value at all the range is (0, 0).
-    """
-    values = np.asarray(values)
-    if values.size == 0:
-        return 0.0, 0.0, False
-    low, high = float(values.min()), float(values.max())
-    if not (math.isfinite(low) and math.isfinite(high)):  # the rare map with NaN or inf: look closer
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    return low, high, low < 0
-
-
-def scale_bounds(vmin: float, vmax: float, diverging: bool) -> tuple[float, float]:
-    """The ends of the colour scale: (vmin, vmax), or (-m, m) with m = max(|vmin|, |vmax|) if diverging."""
-    if not (math.isfinite(vmin) and math.isfinite(vmax)):
-        raise ValueError(f"vmin and vmax must be finite, got {vmin} and {vmax}")
-    if diverging:
-        m = max(abs(vmin), abs(vmax))
-        return -m, m
-    return float(vmin), float(vmax)
-
-
-def color_indices(plane: np.ndarray, vmin: float, vmax: float, diverging: bool) -> np.ndarray:
-    """Each value's entry in the 256-colour table: int16 of the plane's shape, -1 for NaN.
-
-    With t = (value - low) / (high - low) over the scale's ends (``scale_bounds``), the entry is
-    floor(256 t) clipped to 0..255: low is 0, high is 255, and a diverging 0 is 128 (white).
-    Infinities clip to the ends. A constant map (high == low) takes entry 0, or 128 if diverging.
-    """
-    low, high = scale_bounds(vmin, vmax, diverging)
-    values = np.asarray(plane)
-    flat = values.reshape(-1)  # (N,)
-    out = np.empty(flat.shape, dtype=np.int16)
-    # 128 / (high/2 - low/2) rather than 256 / (high - low): finite for any finite ends, even +-1e308.
-    half_span = high * 0.5 - low * 0.5
-    slope = 128.0 / half_span if half_span > 0 else 0.0
-    middle = 128.0 if diverging else 0.0
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, and is reported as NaN
-        for start in range(0, flat.size, _CHUNK):
-            chunk = flat[start:start + _CHUNK].astype(np.float64)
-            if slope:
-                t = np.floor(chunk * slope - low * slope)
-            else:  # one value: everything at it is the middle (or the bottom), anything else an end
-                t = np.where(chunk > low, 255.0, np.where(chunk < low, 0.0, middle))
-                t[np.isnan(chunk)] = np.nan
-            nan = np.isnan(t)
-            np.clip(t, 0, 255, out=t)
-            t[nan] = -1
-            out[start:start + chunk.size] = t
-    return out.reshape(values.shape)
-
-
-def colorize(plane: np.ndarray, vmin: float, vmax: float, diverging: bool) -> np.ndarray:
-    """An (H, W) plane as (H, W, 3) uint8 RGB on the sequential or diverging scale.
-
-    Parameters
-    ----------
-    plane : (H, W) array (any shape works; the colour axis is appended)
-    vmin, vmax : finite ends of the scale; a diverging scale widens them to -m..m about 0
-    diverging : blue-white-red about 0, else dark-to-bright
-
-    NaN is grey; -inf and +inf take the ends; a constant map never divides by zero.
-    """
-    return color_table(diverging)[color_indices(plane, vmin, vmax, diverging)]
 
 
 def area_resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -218,6 +118,20 @@ class _Layout:
     def __init__(self) -> None:
         self.font, self.title_font = _font(FONT_SIZE), _font(TITLE_SIZE)
         self.line, self.title_line = _line_height(self.font), _line_height(self.title_font)
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """A shape as the views write it: "16x8x8"."""
+    return "x".join(str(size) for size in shape)
+
+
+def step_head(step: Step, graph: bool = False) -> str:
+    """A step's name, with its type when that differs, and with ``graph`` the names it read:
+    "conv1 (conv2d)", "add (reads conv2, relu1)", "gate (globalavgpool2d, reads add)"."""
+    notes = [step.type] if step.name != step.type else []
+    if graph and step.inputs:
+        notes.append("reads " + ", ".join(step.inputs))
+    return f"{step.name} ({', '.join(notes)})" if notes else step.name
 
 
 def as_maps(output: np.ndarray) -> np.ndarray:
@@ -438,21 +352,25 @@ def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: fl
     return body, texts, note
 
 
-def step_caption(step: Step) -> str:
-    """A picture's title: "layer 1: conv1 (conv2d) -> 1x3x3" and, on a second line, the layer's settings."""
-    shape = "x".join(str(s) for s in step.output.shape)
-    head = f"layer {step.index}: {step.name}" + (f" ({step.type})" if step.name != step.type else "")
+def step_caption(step: Step, graph: bool = False) -> str:
+    """A picture's title: "layer 1: conv1 (conv2d) -> 1x3x3" and, on a second line, the layer's settings.
+
+    With ``graph`` (a network that is not a chain) it names what the step read:
+    "layer 4: add (reads conv2, relu1) -> 2x8x8".
+    """
+    shape = shape_text(step.output.shape)
+    head = f"layer {step.index}: {step_head(step, graph)}"
     describe = step.layer.describe() if step.layer is not None else ""
     return f"{head} -> {shape}" + (f"\n{describe}" if describe else "")
 
 
-def step_picture(step: Step) -> Image.Image:
+def step_picture(step: Step, graph: bool = False) -> Image.Image:
     """The montage of one step of a forward pass (``layer_montage``), titled by ``step_caption``.
 
     This is the picture ``cnn inspect --save`` writes per layer and ``cnn run -o x.png`` writes for
     the final layer.
     """
-    return layer_montage(step.output, step.labels, step_caption(step))
+    return layer_montage(step.output, step.labels, step_caption(step, graph))
 
 
 PNG_COMPRESS_LEVEL = 3  # zlib level: maps blown up by whole factors compress well even so, and fast
@@ -467,16 +385,21 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def step_pngs(steps: Sequence[Step]) -> Callable[[Step], bytes]:
+    """A step's picture as PNG bytes, captioned as among ``steps`` (naming what it read when they are
+    not a chain): what ``cnn inspect --save`` passes to io.saving.save_inspection."""
+    from ..engine.graph import is_chain
+
+    graph = not is_chain(steps)
+    return lambda step: png_bytes(step_picture(step, graph))
+
+
 def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
-    """Write ``image`` as a PNG file, atomically (``targets.write_atomic``).
+    """Write ``image`` as a PNG file, atomically (``io.saving.save_png``).
 
     The name must end in .png (a device or FIFO is written as it is). An existing file is replaced
     only with ``force``. Raises OutputError.
     """
-    from ..errors import OutputError
-    from ..io.targets import is_special, write_atomic
+    from ..io.saving import save_png as save_bytes
 
-    if Path(path).suffix.lower() != ".png" and not is_special(path):
-        raise OutputError("expected a file name ending in .png (the picture is written as PNG)", source=str(path))
-    data = png_bytes(image)
-    write_atomic(path, lambda stream: stream.write(data), force)
+    save_bytes(path, png_bytes(image), force)

@@ -1,7 +1,8 @@
 """Rich renderables for feature maps, kernels and layer summaries. Never prints, never exits.
 
-A map is shown one channel per table, each cell coloured by its value: a diverging blue-white-red
-scale when the map has both signs (white is zero), a dark-to-bright heat scale otherwise. A map
+A map is shown one channel per table, each cell coloured by its value on the layer's scale, the
+one of the heatmaps and pictures (cnncli.views.colors): blue-white-red when some value is negative
+(white is zero), dark-to-bright otherwise; named colours on 8/16-colour terminals. A map
 too big for the terminal shows its first and last rows and columns around an ellipsis, and says
 so in its caption; ``full=True`` shows every value.
 """
@@ -17,22 +18,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from . import colors
+from .pictures import shape_text, step_head
 from ..display import shown
 from ..io.images import LoadedImage
 from ..io.kernels import Kernel
-from ..engine.graph import Step
-from ..engine.graph import map_stats
+from ..engine.graph import Step, is_chain, map_stats
 
 MAX_ROWS = 16
 _ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each
 MAX_CHANNELS = 8
-# Diverging (negative, zero, positive) and heat (low, middle, high) colour stops.
-_DIVERGING = ((59, 76, 192), (242, 242, 242), (180, 4, 38))
-_HEAT = ((0, 0, 4), (187, 55, 84), (252, 255, 164))
-# The same scales in named colours, for terminals that have only 8 or 16: strong and weak
-# negative, about zero, weak and strong positive; and four steps from low to high.
-_BASIC_DIVERGING = ("white on blue", "black on cyan", "", "black on yellow", "white on red")
-_BASIC_HEAT = ("", "white on blue", "white on magenta", "black on yellow")
 
 
 def image_header(image: LoadedImage) -> Text:
@@ -42,30 +37,32 @@ def image_header(image: LoadedImage) -> Text:
     return text
 
 
-def step_title(step: Step) -> str:
-    """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"."""
+def step_title(step: Step, graph: bool = False) -> str:
+    """e.g. "conv1 (conv2d) -> 1x3x3: 3x3, cross-correlation, stride 1, padding valid"; with ``graph``
+    (a network that is not a chain) naming what the step read: "add (reads conv2, relu1) -> 2x8x8"."""
     describe = step.layer.describe() if step.layer is not None else ""
-    shape = "x".join(str(s) for s in step.output.shape)
-    head = f"{step.name} ({step.type})" if step.name != step.type else step.name
-    return f"{head} -> {shape}{f': {describe}' if describe else ''}"
+    shape = shape_text(step.output.shape)
+    return f"{step_head(step, graph)} -> {shape}{f': {describe}' if describe else ''}"
 
 
-def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb") -> RenderableType:
+def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb", graph: bool = False
+              ) -> RenderableType:
     """Every channel of a step's output as a table, or a vector as a one-column table.
 
     ``palette`` is "rgb" (blended colours), "basic" (named colours for 8/16-colour terminals,
-    where blended ones would be rounded to the same grey) or "none".
+    where blended ones would be rounded to the same grey) or "none"; ``graph`` names what the step
+    read in its title (``step_title``).
     """
     output = step.output
-    title = step_title(step)
+    title = step_title(step, graph)
     if output.ndim == 1:
         return vector_table(output, title, step.labels, full, step.stats)
     channels = output.shape[0]
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
     parts: list[RenderableType] = [Text(title, style="bold")]
-    bounds = (step.stats["min"], step.stats["max"])
-    signed = bounds[0] < 0 < bounds[1]
+    low, high, signed = colors.value_range(output)  # the layer's scale, as heatmaps and pictures draw it
+    bounds = (low, high)
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
@@ -102,6 +99,12 @@ def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequen
     ``dim`` is true is shown in parentheses without colour (padding, in cnn explain)."""
     table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     table.add_column("", justify="right", style="dim", no_wrap=True)
+    shown_rows = [i for i in row_idx if i is not None]
+    shown_cols = [j for j in col_idx if j is not None]
+    # Only the cells shown are coloured: one lookup in the shared colour table for all of them.
+    index = colors.color_indices(values[np.ix_(shown_rows, shown_cols)], bounds[0], bounds[1], signed)
+    at_row = {i: k for k, i in enumerate(shown_rows)}
+    at_col = {j: k for k, j in enumerate(shown_cols)}
     for j in col_idx:
         name = _ELIDED_COLUMN if j is None else str(j if col_names is None else col_names[j])
         table.add_column(name, justify="right", no_wrap=True)
@@ -118,7 +121,7 @@ def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequen
             if dim is not None and dim[i, j]:
                 cells.append(Text(f"({fmt(value)})", style="dim"))
                 continue
-            style = heat_style(value, bounds, signed, palette) if palette != "none" else ""
+            style = _cell_style(int(index[at_row[i], at_col[j]]), signed, palette, math.isfinite(value))
             cells.append(Text(fmt(value), style=style))
         table.add_row(str(i if row_names is None else row_names[i]), *cells)
     return table
@@ -184,29 +187,18 @@ def number_format(values: np.ndarray):
 
 
 def heat_style(value: float, bounds: tuple[float, float], signed: bool, palette: str = "rgb") -> str:
-    """A background colour for ``value`` within ``bounds``, and black or white text to read on it."""
-    low, high = bounds
-    if not math.isfinite(value):
-        return "bold"
-    if signed:
-        limit = max(-low, high) or 1.0
-        t = value / limit
-        if palette == "basic":
-            return _BASIC_DIVERGING[min(4, int((t + 1) * 2.5))]
-        rgb = _blend(_DIVERGING[1], _DIVERGING[2] if t > 0 else _DIVERGING[0], abs(t))
-    else:
-        t = 0.0 if high == low else (value - low) / (high - low)
-        if palette == "basic":
-            return _BASIC_HEAT[min(3, int(t * 4))]
-        rgb = _blend(_HEAT[0], _HEAT[1], t * 2) if t < 0.5 else _blend(_HEAT[1], _HEAT[2], t * 2 - 1)
-    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    ink = "black" if luma > 140 else "white"
-    return f"{ink} on rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+    """The style of a cell holding ``value`` on the scale from ``bounds`` (finite; diverging when
+    ``signed``): the colour a heatmap or a picture gives it as background, and black or white ink."""
+    index = int(colors.color_indices(np.float64(value), bounds[0], bounds[1], signed))
+    return _cell_style(index, signed, palette, math.isfinite(value))
 
 
-def _blend(a: Sequence[int], b: Sequence[int], t: float) -> tuple[int, int, int]:
-    t = min(max(t, 0.0), 1.0)
-    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+def _cell_style(index: int, signed: bool, palette: str, finite: bool = True) -> str:
+    """The style of colour-table entry ``index``; a value that is not finite is bold as well."""
+    if palette == "none":
+        return "" if finite else "bold"
+    style = colors.basic_style(index, signed) if palette == "basic" else colors.rich_style(index, signed)
+    return style if finite else f"bold {style}".rstrip()
 
 
 def vector_table(values: np.ndarray, title: str, labels: Sequence[str], full: bool, stats: dict | None = None) -> Group:
@@ -237,14 +229,15 @@ _VALUE_COLUMNS = SUMMARY_COLUMNS[:2] + SUMMARY_COLUMNS[7:]
 
 
 def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
-    """Per layer: name, type, settings, output shape, parameters, multiply-adds, statistics, time."""
+    """Per layer: name, type, what it reads, settings, output shape, parameters, multiply-adds,
+    statistics, time."""
     rows = []
     for step in steps:
         s = step.stats
         rows.append({
-            "#": str(step.index), "layer": step.name, "type": step.type,
+            "#": str(step.index), "layer": step.name, "type": step.type, "reads": ", ".join(step.inputs),
             "settings": step.layer.describe() if step.layer is not None else "",
-            "output": "x".join(str(v) for v in step.output.shape),
+            "output": shape_text(step.output.shape),
             "params": f"{step.params:,}", "mult-adds": f"{step.macs:,}",
             "min": f"{s['min']:.4g}", "max": f"{s['max']:.4g}", "mean": f"{s['mean']:.4g}",
             "std": f"{s['std']:.4g}", "zeros": f"{s['zeros']:.0%}",
@@ -258,18 +251,26 @@ def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableTyp
     rows = summary_rows(steps)
     totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
     caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
-    whole = _summary_table(rows, SUMMARY_COLUMNS)
+    columns, layout = SUMMARY_COLUMNS, _LAYOUT_COLUMNS
+    if not is_chain(steps):  # a graph: what each layer reads, beside its type
+        columns, layout = (_with_reads(names) for names in (columns, layout))
+    whole = _summary_table(rows, columns)
     if natural_width(whole) <= width:
         return _titled(title, whole, caption)
-    return Group(_titled(title, _summary_table(rows, _LAYOUT_COLUMNS), caption),
+    return Group(_titled(title, _summary_table(rows, layout), caption),
                  _titled("Values", _summary_table(rows, _VALUE_COLUMNS), "zeros: share of cells exactly 0"))
+
+
+def _with_reads(columns: Sequence[str]) -> tuple[str, ...]:
+    at = columns.index("type") + 1
+    return (*columns[:at], "reads", *columns[at:])
 
 
 def _summary_table(rows: list[dict[str, str]], columns: Sequence[str]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for name in columns:
-        left = name in ("layer", "type", "settings", "output")
-        table.add_column(name, justify="left" if left else "right", no_wrap=name != "settings",
+        left = name in ("layer", "type", "reads", "settings", "output")
+        table.add_column(name, justify="left" if left else "right", no_wrap=name not in ("settings", "reads"),
                          overflow="fold")
     for row in rows:
         table.add_row(*(row[name] for name in columns))
@@ -306,5 +307,5 @@ def kernels_table(kernels: Sequence[Kernel]) -> Table:
     table.add_column("weights", no_wrap=True)
     table.add_column("description", ratio=1)
     for kernel in kernels:
-        table.add_row(kernel.name, "x".join(str(s) for s in kernel.raw.shape), kernel_grid(kernel), kernel.description)
+        table.add_row(kernel.name, shape_text(kernel.raw.shape), kernel_grid(kernel), kernel.description)
     return table
