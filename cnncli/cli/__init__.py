@@ -146,12 +146,15 @@ def _app_for(args: list[str]) -> typer.Typer:
 def _explain(err: BaseException) -> tuple[str, int | None]:
     """The line to print for an error and the exit code; code None lets it through (SystemExit)."""
     from ..errors import LimitError, UsageError
+    from .options import flag
 
     if isinstance(err, UsageError):
-        return f"Invalid value for {err.param}: {err.message}", 2
+        return f"Invalid value for {flag(err.param)}: {err.message}", 2
     if isinstance(err, LimitError):
-        return f"{err} (--{err.limit.replace('_', '-')} raises it)", 1
+        return f"{err} ({flag(err.limit)} raises it)", 1
     if isinstance(err, CnnError):
+        if err.param and not err.source:  # an option's value that is wrong as data: named by its flag
+            return f"{flag(err.param)}: {err.message}", 1
         return str(err), 1
     if isinstance(err, KeyboardInterrupt):
         return "interrupted", 130
