@@ -12,7 +12,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import CnnError, UsageError
+from .errors import CnnError, LimitError, UsageError
 
 if TYPE_CHECKING:  # numpy and the engine are imported when a network is built, not with this module
     from .engine.graph import Network, StageOptions
@@ -159,8 +159,11 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
         in_features = math.prod(conv_only.shapes(image.array.shape)[-1])
     except CnnError as err:
         raise err.within(image.source) from None
-    options.limits.check_memory(options.dense_random * in_features * image.array.itemsize, "--dense-random",
-                                "its weights")
+    try:
+        options.limits.check_memory(options.dense_random * in_features * image.array.itemsize, "", "its weights")
+    except LimitError as err:
+        err.param = "dense_random"  # the setting whose weights these are
+        raise
     seed = options.seed or 0
     weight, bias = random_dense(options.dense_random, in_features, seed, image.array.dtype)
     return Dense(weight, bias, "dense1", f"random (seed {seed})")

@@ -150,12 +150,10 @@ def _explain(err: BaseException) -> tuple[str, int | None]:
 
     if isinstance(err, UsageError):
         return f"Invalid value for {flag(err.param)}: {err.message}", 2
-    if isinstance(err, LimitError):
-        return f"{err} ({flag(err.limit)} raises it)", 1
     if isinstance(err, CnnError):
-        if err.param and not err.source:  # an option's value that is wrong as data: named by its flag
-            return f"{flag(err.param)}: {err.message}", 1
-        return str(err), 1
+        # An option's value that is wrong as data (not as usage) is named by its flag.
+        text = f"{flag(err.param)}: {err.message}" if err.param and not err.source else str(err)
+        return (f"{text} ({flag(err.limit)} raises it)" if isinstance(err, LimitError) else text), 1
     if isinstance(err, KeyboardInterrupt):
         return "interrupted", 130
     if isinstance(err, Terminated):
