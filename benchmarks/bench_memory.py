@@ -38,7 +38,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cnncli.cli.options import LayerOptions, forward, prepare  # noqa: E402
+from cnncli.run import LayerOptions, forward, prepare  # noqa: E402
 from cnncli.io.images import decoding_bytes, read_image  # noqa: E402
 
 sys.path.insert(0, str(REPO / "tests"))

@@ -6,14 +6,17 @@ from __future__ import annotations
 class CnnError(Exception):
     """Base of every error caused by input: a file, an option or a shape.
 
-    ``source`` names what was wrong (a file path, an option such as ``--stride``,
-    or a layer name) and is printed before the message: ``cnn: SOURCE: MESSAGE``.
+    ``source`` names what was wrong (a file path, or a layer name) and is printed before the
+    message: ``cnn: SOURCE: MESSAGE``. ``param`` names the option or argument at fault, as data: the
+    name a Python caller passes (``"model"``, ``"stride"``), which the CLI alone turns into its flag
+    (``--model``) and shows in place of a missing source.
     """
 
-    def __init__(self, message: str, *, source: str | None = None) -> None:
+    def __init__(self, message: str, *, source: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.source = source
+        self.param = param
 
     def __str__(self) -> str:
         return f"{self.source}: {self.message}" if self.source else self.message
@@ -21,7 +24,9 @@ class CnnError(Exception):
     def within(self, source: str) -> CnnError:
         """Return the same error, placed inside ``source`` (a file or an image)."""
         inner = f"{self.source}: {self.message}" if self.source else self.message
-        return type(self)(inner, source=source)
+        placed = type(self)(inner, source=source)
+        placed.param = self.param
+        return placed
 
 
 class ImageError(CnnError):
@@ -59,8 +64,9 @@ class OutputError(CnnError):
 class UsageError(CnnError):
     """Arguments or options that cannot be used together or as given (bad usage, not bad data).
 
-    ``param`` names the argument or option at fault as the usage line shows it: ``IMAGES``, or an
-    option with its dashes such as ``--workers``. The CLI reports it as a usage error (exit 2).
+    ``param`` names the argument or option at fault: an argument as the usage line shows it
+    (``IMAGES``), or an option by its Python name (``top``, ``negative_slope``; ``kernels`` for
+    ``--kernel``), which the CLI turns into its flag. The CLI reports it as a usage error (exit 2).
     """
 
     def __init__(self, message: str, *, param: str, source: str | None = None) -> None:

@@ -583,3 +583,12 @@ def test_a_worker_killed_mid_batch_fails_its_image_and_the_batch_goes_on(tmp_pat
     assert np.isnan(stacked[failed[0]]).all() and not np.isnan(np.delete(stacked, failed[0], axis=0)).any()
     with pytest.raises(ProcessLookupError):
         os.killpg(child.pid, 0)
+
+
+def test_a_bad_option_ends_a_batch_as_a_usage_error(capsysbinary):
+    """An option the core refuses per image (--top of a kernel run without a dense layer) ends a
+    batch with exit 2 and one usage line, as for one image: it is not each image's failure."""
+    code, out, err = cnn(capsysbinary, "run", *DIGITS[:3], "-k", "sobel_x", "--top", "2", "-f", "jsonl")
+    assert code == 2 and out == b""
+    assert err == ("cnn: Invalid value for --top: needs an output vector of class scores: a --model, or "
+                   "--dense/--dense-random\n")

@@ -146,13 +146,14 @@ def _app_for(args: list[str]) -> typer.Typer:
 def _explain(err: BaseException) -> tuple[str, int | None]:
     """The line to print for an error and the exit code; code None lets it through (SystemExit)."""
     from ..errors import LimitError, UsageError
+    from .options import flag
 
     if isinstance(err, UsageError):
-        return f"Invalid value for {err.param}: {err.message}", 2
-    if isinstance(err, LimitError):
-        return f"{err} (--{err.limit.replace('_', '-')} raises it)", 1
+        return f"Invalid value for {flag(err.param)}: {err.message}", 2
     if isinstance(err, CnnError):
-        return str(err), 1
+        # An option's value that is wrong as data (not as usage) is named by its flag.
+        text = f"{flag(err.param)}: {err.message}" if err.param and not err.source else str(err)
+        return (f"{text} ({flag(err.limit)} raises it)" if isinstance(err, LimitError) else text), 1
     if isinstance(err, KeyboardInterrupt):
         return "interrupted", 130
     if isinstance(err, Terminated):

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from .. import run as core
 from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import palette, print_json, set_no_color, stdout_console, warn_each
@@ -53,7 +54,7 @@ def explain(
     if options.top is not None:
         raise typer.BadParameter("ranks a run's classes; explain shows one cell", param_hint="--top")
     position = _parse_at(at)
-    prepared = opt.prepare(options)
+    prepared = core.prepare(options)
     network = prepared.network
     try:
         index = find_conv_layer(network.layers, layer)
@@ -64,7 +65,7 @@ def explain(
         raise typer.BadParameter(err.message, param_hint=f"--{err.param}") from None
     except CnnError as err:
         raise err.within(prepared.image.source) from None
-    steps, warnings = opt.forward(prepared)
+    steps, warnings = core.forward(prepared)
     warn_each(warnings)
     if not isinstance(position, tuple):
         position = _extreme_cell(steps[index].output[channel], position)

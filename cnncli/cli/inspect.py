@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
+from .. import run as core
 from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell, warn_each
@@ -62,11 +63,11 @@ def inspect(
         from ..io.targets import InputSet
 
         folders = [str(Path(save) / name) if batch else save for name in unique_names(paths)]
-        inputs = InputSet(opt.input_files(options, images=paths), stdin="-" in paths)
+        inputs = InputSet(core.input_files(options, images=paths), stdin="-" in paths)
     if timing and save is None and format == "table":
         raise typer.BadParameter("puts each layer's time in json, jsonl and the manifest of --save; the table "
                                  "shows it already", param_hint="--timing")
-    opt.check_sources(options)  # a bad kernel or model file ends the command, not each image
+    core.check_sources(options)  # a bad kernel or model file ends the command, not each image
     rendered = (format,) + (("pictures",) if save is not None and not no_pictures else ())
     options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
     job = InspectJob(options, format, look, folders, force, inputs, not no_pictures, timing)
@@ -98,9 +99,10 @@ class InspectJob:
         from ..io.trace import inspect_document, layer_records, run_extras
 
         options = dataclasses.replace(self.options, image=source)
-        prepared = opt.prepare(options)
-        steps, warnings = opt.forward(prepared)
-        predictions = opt.predictions(options, prepared, steps)
+        with opt.usage_errors():  # a usage error ends a batch; it is not this image's failure
+            prepared = core.prepare(options)
+            steps, warnings = core.forward(prepared)
+            predictions = core.predictions(options, prepared, steps)
         extras = run_extras(prepared.model, predictions, steps[-1].output.dtype)
         manifest = None
         if self.folders is not None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
+from .. import run as core
 from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell, warn_each
@@ -108,7 +109,7 @@ def run(
 
         refuse_terminal_stdout(to_stdout)  # before the work, not after a whole batch
     look = Look.of_stdout() if to_stdout == "table" else Look(80, None)
-    classes = opt.check_sources(options)  # a bad kernel or model file ends the command, not each image
+    classes = core.check_sources(options)  # a bad kernel or model file ends the command, not each image
     # A run ranks classes with --top (which requires a vector), or a model whose output is a vector.
     has_predictions = options.top is not None or (options.model is not None and classes is not None)
     ranked = "csv" in kinds and values in (None, "none") and has_predictions
@@ -165,9 +166,10 @@ class RunJob:
         from ..pool import Outcome
 
         options = dataclasses.replace(self.options, image=source)
-        prepared = opt.prepare(options)
-        steps, warnings = opt.forward(prepared)
-        predictions = opt.predictions(options, prepared, steps)
+        with opt.usage_errors():  # a usage error ends a batch; it is not this image's failure
+            prepared = core.prepare(options)
+            steps, warnings = core.forward(prepared)
+            predictions = core.predictions(options, prepared, steps)
         parts = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
         # What a message says was written: the final map, or for the whole-trace kinds, the trace.
         final = f"{steps[-1].name} {tuple(steps[-1].output.shape)}"
@@ -312,7 +314,7 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     Return whether every image's shape was known (stdin and pipes cannot be read ahead)."""
     import numpy as np
 
-    from ..errors import CnnError
+    from ..errors import CnnError, UsageError
     from ..io.images import LoadedImage, peek_shape
 
     color, alpha = options.color or "gray", options.alpha or "drop"
@@ -328,7 +330,9 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
         stub = LoadedImage(np.broadcast_to(np.zeros((), options.dtype), shape), path, "", "",
                            names + ("alpha",) * (shape[0] - len(names)), ())
         try:
-            output = opt.build_network(options, stub).shapes(shape)[-1]
+            output = core.build_network(options, stub).shapes(shape)[-1]
+        except UsageError:
+            raise  # the options, not this image: the command ends now
         except CnnError:
             continue  # this image fails in its turn, with its own message
         first[shape] = (path, output)
@@ -352,7 +356,7 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
     names = unique_names(paths)
     inputs = NO_INPUTS
     if to_file is not None or (to_stdout is not None and _stdout_is_a_file()):
-        inputs = InputSet(opt.input_files(job.options, images=paths), stdin="-" in paths)
+        inputs = InputSet(core.input_files(job.options, images=paths), stdin="-" in paths)
     file_sink = None
     if folder:
         from ..io.sinks import PictureFolder

@@ -128,8 +128,12 @@ def bundled_models() -> list[Path]:
     return sorted(BUNDLED.glob("*.json"))
 
 
-def resolve_model(spec: str, option: str = "--model") -> Path:
-    """A bundled model's name, or a path to a model file."""
+def resolve_model(spec: str, option: str | None = None) -> Path:
+    """A bundled model's name, or a path to a model file.
+
+    Raises SpecError for a name that is neither: its source is ``option`` when given (what asked
+    for the model, such as ``cnn summary``), else its ``param`` is ``"model"``.
+    """
     names = {path.stem: path for path in bundled_models()}
     text = spec.strip()
     if text in names and not Path(text).is_file():
@@ -141,10 +145,11 @@ def resolve_model(spec: str, option: str = "--model") -> Path:
 
     hint = difflib.get_close_matches(text, names, n=1)
     suggestion = f" (did you mean {hint[0]}?)" if hint else f"; the bundled ones are {', '.join(names) or 'none'}"
-    raise SpecError(f"{text!r} is neither a model file nor a bundled model{suggestion}", source=option)
+    raise SpecError(f"{text!r} is neither a model file nor a bundled model{suggestion}", source=option,
+                    param=None if option else "model")
 
 
-def load_model(spec: str, option: str = "--model", limits: Limits = DEFAULT_LIMITS) -> Model:
+def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Model:
     """Read, build and check a model from a bundled name or a file."""
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem

@@ -1,0 +1,250 @@
+"""Load input -> build network -> run -> trace: what the CLI, the Python API and tests call.
+
+``prepare`` turns a run's options (an image, and kernels with their settings or a model) into an
+image ready for a network and the network; ``forward`` runs it; ``predictions`` ranks the classes
+of its output. ``Model`` and ``Trace`` (cnncli.api) are the same steps for Python callers.
+
+Errors a caller can cause are CnnError subclasses; an option at fault is named as data
+(``UsageError.param``: ``"top"``, ``"color"``), never as a flag: only cnncli.cli knows flags.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+from .errors import CnnError, UsageError
+from .stage import (build_network, check_network_memory, check_run_memory, dense_weights, once, parse_padding,
+                    refuse_two_dense, resolve_kernel)
+
+if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cnn --help` stays fast
+    from .engine.graph import Network, Step
+    from .engine.predictions import Prediction
+    from .io.images import LoadedImage
+    from .io.limits import Limits
+    from .io.modelfile import Model
+
+__all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ranked", "check_sources",
+           "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_run_memory",
+           "check_network_memory", "parse_padding", "DEFAULT_TOP", "KERNEL_ONLY"]
+
+DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """Everything a run needs to load an image and build a network: the image, and either kernels
+    with the conv stage's settings (None: the kernel file's or the default) or a model."""
+
+    image: str
+    kernels: list[str] | None
+    stride: int | None = None
+    padding: str | None = None
+    padding_mode: str | None = None
+    dilation: int | None = None
+    flip: bool | None = None
+    activation: str | None = None
+    negative_slope: float | None = None
+    pool: str | None = None
+    pool_size: int | None = None
+    pool_stride: int | None = None
+    ceil_mode: bool = False
+    dense: str | None = None
+    dense_random: int | None = None
+    seed: int | None = None
+    softmax: bool = False
+    color: str | None = None
+    scale: str | None = None
+    alpha: str | None = None
+    dtype: str = "float32"
+    model: str | None = None
+    top: int | None = None
+    max_pixels: int | None = None
+    max_memory: int | None = None
+    max_file_size: int | None = None
+    outputs: tuple[str, ...] = ()  # what the caller renders (sinks.output_bytes), for the memory limit
+
+    @property
+    def limits(self) -> Limits:
+        from .io.limits import Limits
+
+        given = {name: getattr(self, name) for name in ("max_pixels", "max_memory", "max_file_size")}
+        return Limits(**{name: value for name, value in given.items() if value is not None})
+
+    def given(self, names: tuple[str, ...]) -> list[str]:
+        """Which of these options were given (None and False mean not given)."""
+        return [name for name in names if getattr(self, name) not in (None, False, [])]
+
+
+# The options that describe a kernel run's layers; a model file describes its own.
+KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip", "activation", "negative_slope",
+               "pool", "pool_size", "pool_stride", "ceil_mode", "dense", "dense_random", "seed", "softmax")
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """An image ready for a network, the network, the model file it came from (if any), and the
+    warnings to give about them."""
+
+    image: LoadedImage
+    network: Network
+    model: Model | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def prepare(options: LayerOptions) -> Prepared:
+    """Load the image and build the network, from a model or from kernels and the layer settings.
+
+    Both give a Network; everything after this point is one code path. Raises UsageError naming
+    the option at fault for options that do not go together, and CnnError for bad files.
+    """
+    if options.model is None:
+        if options.top is not None and not (options.dense or options.dense_random):
+            raise UsageError("needs an output vector of class scores: a --model, or --dense/--dense-random",
+                             param="top")
+        image = load_image(options, options.color or "gray", options.scale or "raw", options.alpha or "drop")
+        return Prepared(image, build_network(options, image))
+    clashes = options.given(KERNEL_ONLY)
+    if clashes:
+        raise UsageError("describes a --kernel run's layers; --model brings its own, so leave it out",
+                         param=clashes[0])
+    model = load_model_once(options.model, options.limits)
+    for name in options.given(("color", "scale")):
+        raise UsageError(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
+                         param=name)
+    if options.alpha == "keep":
+        raise UsageError(f"keep would add a channel that the model {model.name} does not take; use drop, "
+                         "white or black", param="alpha")
+    # The network's size is the model's, whatever the image: refuse a run too big before reading it.
+    itemsize = 4 if options.dtype == "float32" else 8
+    check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model, options.outputs)
+    loaded = load_image(options, model.input.color, model.input.scale, options.alpha or model_alpha(model))
+    return model_input(model, loaded, options.limits)
+
+
+def model_alpha(model: Model) -> str:
+    """What transparency becomes for a model: paper is white, so a transparent background under dark
+    ink must not become ink once inverted; other models drop it."""
+    return "white" if model.input.invert else "drop"
+
+
+def model_input(model: Model, loaded: LoadedImage, limits: Limits) -> Prepared:
+    """An image read as the model's input rule says (color, scale, alpha), made the model's input:
+    resized, inverted and normalised; with a warning if it looks inverted."""
+    limits.check_memory(model.input.apply_bytes(loaded.array), loaded.source,
+                        f"resizing it to {model.input.size[1]}x{model.input.size[0]}")
+    image = model.input.apply(loaded)
+    warning = _looks_inverted(model, image)
+    return Prepared(image, model.network, model, (warning,) if warning else ())
+
+
+def input_files(options: LayerOptions, prepared: Prepared | None = None, images: list[str] | None = None) -> list[str]:
+    """Every file this run reads (``images`` instead of options.image for a batch), which no output may overwrite."""
+    names = [*(images or [options.image]), *(options.kernels or ()), options.dense]
+    model = prepared.model if prepared is not None else None
+    if model is None and options.model is not None:
+        model = load_model_once(options.model, options.limits)
+    if model is not None:
+        names += [str(path) for path in model.paths]
+    return [name for name in names if name and name != "-"]
+
+
+def load_model_once(spec: str, limits: Limits) -> Model:
+    """A model file, read once per process however many images a batch runs it on."""
+    from .io.modelfile import load_model
+
+    return once(load_model, spec, limits)
+
+
+def _looks_inverted(model: Model, image: LoadedImage) -> str | None:
+    """A model that inverts expects dark ink on light paper; after inverting, most cells are then low."""
+    if not model.input.invert or model.input.normalises:  # normalised values have no fixed middle
+        return None
+    half = 0.5 if model.input.scale == "unit" else 127.5
+    mean = float(image.array.mean())
+    if mean <= half:
+        return None
+    return (f"{image.source}: mostly dark ({mean:.2f} on average once inverted); the model {model.name} expects "
+            "dark ink on a light background, so its prediction may be wrong")
+
+
+def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> LoadedImage:
+    """The run's image (a file, or ``-``: stdin) as a (C, H, W) array of the options' dtype."""
+    import numpy as np
+
+    from .io.images import read_image
+
+    data = None
+    source = options.image
+    if source == "-":
+        source = "stdin"
+        if sys.stdin is None:
+            raise CnnError("is closed (started with <&-); pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`",
+                           source=source)
+        if sys.stdin.isatty():
+            raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
+        from .io.reading import read_stream
+
+        data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
+    return read_image(source, data, color=color, scale=scale, alpha=alpha,
+                      dtype=np.float32 if options.dtype == "float32" else np.float64, limits=options.limits)
+
+
+def check_sources(options: LayerOptions) -> int | None:
+    """Read the kernels, dense weights and model file a run names, once, before any image: a bad
+    one ends a batch then, rather than failing every image the same way. Return the number of
+    class scores the network gives, when that is known before an image (else None)."""
+    if options.model is not None:
+        model = load_model_once(options.model, options.limits)
+        out = model.network.shapes(model.input.shape)[-1]
+        return out[0] if len(out) == 1 else None
+    refuse_two_dense(options)
+    for spec in options.kernels or ():
+        resolve_kernel(spec, options.limits)
+    if options.dense is not None:
+        return dense_weights(options.dense, options.limits)[0].shape[0]
+    return options.dense_random
+
+
+def forward(prepared: Prepared) -> tuple[list[Step], list[str]]:
+    """Run the network on the image; return every step and the warnings to give (the prepared
+    image's, and one if a map overflowed)."""
+    from .io.trace import nonfinite_warning
+
+    steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
+    overflow = nonfinite_warning(steps)  # named with its image: in a batch, warnings come from many
+    return steps, [*prepared.warnings, *([f"{prepared.image.source}: {overflow}"] if overflow else [])]
+
+
+def predictions(options: LayerOptions, prepared: Prepared, steps: Sequence[Step]) -> list[Prediction] | None:
+    """The top classes of the output vector: always for a model, with ``top`` for a kernel run.
+
+    Raises UsageError (param ``"top"``) when ``top`` is given and the network ends in a map.
+    """
+    if prepared.model is None and options.top is None:
+        return None
+    output = steps[-1].output
+    if output.ndim != 1:
+        if options.top is None:
+            return None  # a model whose output is a map: nothing to rank
+        raise UsageError(f"the network ends in a map of shape {output.shape}, not a vector of class scores",
+                         param="top")
+    return ranked(prepared, steps, options.top or DEFAULT_TOP)
+
+
+def ranked(prepared: Prepared, steps: Sequence[Step], k: int | None = None) -> list[Prediction]:
+    """The ``k`` (default: every) most probable classes of a vector output, best first; [] for a map.
+
+    Labels are the model's, or the class indices as text; a network that does not end in softmax
+    has its output taken as logits (probabilities by a softmax).
+    """
+    from .engine.layers import Softmax
+    from .engine.predictions import top_k
+
+    output = steps[-1].output
+    if output.ndim != 1:
+        return []
+    labels = prepared.model.labels if prepared.model is not None else ()
+    is_probability = isinstance(prepared.network.layers[-1], Softmax)
+    return top_k(output, labels, k or output.size, is_probability)
