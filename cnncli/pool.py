@@ -18,9 +18,12 @@ import os
 import signal
 import sys
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .errors import CnnError
+
+if TYPE_CHECKING:  # imported when a batch runs, not at every start-up
+    import selectors
 
 Describe = Callable[[BaseException], str]
 AHEAD = 2  # images sent to a worker before it finishes the one it is running
@@ -108,7 +111,7 @@ class _Pool:
         self.job, self.describe, self.ship = job, describe, ship
         self.folder = _spool_folder()
         self.workers: list[_Worker] = []
-        self.selector = None  # while results() runs: the workers' pipes, ready to read
+        self.selector: selectors.BaseSelector | None = None  # while results() runs: the workers' pipes, ready to read
         self.replaced = 0
         self.finished = False
         try:
@@ -292,7 +295,8 @@ def _serve(job, describe: Describe, ship, folder: str, conn) -> int:
             item = conn.recv()
             if item is None:
                 return 0
-            result = guarded(job, *item, describe)
+            position, source = item
+            result = guarded(job, position, source, describe)
             if result.outcome is not None:
                 try:
                     result.outcome = ship(result.outcome, folder)

@@ -14,13 +14,16 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ..errors import CnnError, ImageError, LimitError, describe
 from .reading import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:  # Pillow is imported when an image is read, not at every start-up
+    from PIL.Image import Image as PillowImage
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, either byte order
@@ -75,7 +78,7 @@ def read_image(
         data = read_bytes(source, kind="image", error=ImageError, expected="an image file", limits=limits)
     if not data:
         raise ImageError("is empty; expected an image", source=source)
-    im = None
+    im: PillowImage | None = None
     notes: list[str] = []
     pillow_cap = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings(record=True) as warned, _DecoderMessages(data.startswith(TIFF_MAGIC)) as decoders:
@@ -124,7 +127,7 @@ def read_image(
     notes += [f"Pillow: {' '.join(str(w.message).split())}" for w in warned] + decoders.said()
     if frames > 1:
         notes.insert(0, f"first of {'over ' if frames > MAX_FRAMES else ''}{min(frames, MAX_FRAMES):,} frames")
-    array = np.stack(planes).astype(dtype)  # C, H, W
+    array: np.ndarray = np.stack(planes).astype(dtype)  # C, H, W
     if full_scale is None:
         if not np.all(np.isfinite(array)):
             raise ImageError("has NaN or infinite pixel values", source=source)
@@ -150,7 +153,8 @@ class _DecoderMessages:
 
         self._log: list[str] = []
         self._c_library = c_library
-        self._sink = self._saved_fd = None
+        self._sink: IO[bytes] | None = None  # where fd 2 points while the decoders run
+        self._saved_fd = -1  # fd 2 as it was, while _sink is set
         self._c_lines: list[str] = []
         log = self._log
 
@@ -176,19 +180,19 @@ class _DecoderMessages:
         if self._sink is not None:
             os.dup2(self._saved_fd, 2)
             os.close(self._saved_fd)
-            self._c_lines = self._read_sink()
+            self._c_lines = self._read_sink(self._sink)
             self._sink.close()
             self._sink = None
 
-    def _read_sink(self) -> list[str]:
-        self._sink.seek(0)
-        text = self._sink.read(MAX_DECODER_TEXT).decode("utf-8", "replace")
-        self._sink.seek(0, os.SEEK_END)  # fd 2 shares this offset while it points here
+    def _read_sink(self, sink: IO[bytes]) -> list[str]:
+        sink.seek(0)
+        text = sink.read(MAX_DECODER_TEXT).decode("utf-8", "replace")
+        sink.seek(0, os.SEEK_END)  # fd 2 shares this offset while it points here
         return [f"libtiff: {' '.join(line.split())}" for line in text.splitlines() if line.strip()]
 
     def said(self) -> list[str]:
         """Every message so far, each once, in order."""
-        lines = self._log + (self._read_sink() if self._sink is not None else self._c_lines)
+        lines = self._log + (self._read_sink(self._sink) if self._sink is not None else self._c_lines)
         return list(dict.fromkeys(lines))
 
     def last(self) -> str:

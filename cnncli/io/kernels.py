@@ -118,7 +118,8 @@ LIBRARY: dict[str, Kernel] = {
         _builtin("laplacian_8", "Second derivative over all 8 neighbours.", [[1, 1, 1], [1, -8, 1], [1, 1, 1]]),
         _builtin("vertical_edge", "The seed tutorial's edge kernel: positive where the image gets darker to the right.",
                  [[1, 0, -1], [1, 0, -1], [1, 0, -1]]),
-        _builtin("horizontal_edge", "Positive where the image gets darker downwards.", [[1, 1, 1], [0, 0, 0], [-1, -1, -1]]),
+        _builtin("horizontal_edge", "Positive where the image gets darker downwards.",
+                 [[1, 1, 1], [0, 0, 0], [-1, -1, -1]]),
     )
 }
 

@@ -33,6 +33,11 @@ class Limits:
     """
 
     __slots__ = ("max_pixels", "max_memory", "max_file_size")
+    # Declared for the type checker only: annotations without a value create no class attribute,
+    # so they do not clash with the slots.
+    max_pixels: int
+    max_memory: int
+    max_file_size: int | None
 
     def __init__(self, max_pixels: int = 1 << 26, max_memory: int = 4 << 30, max_file_size: int | None = None):
         object.__setattr__(self, "max_pixels", max_pixels)  # 8192 x 8192

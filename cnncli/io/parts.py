@@ -9,11 +9,11 @@ goes to a file in the run's spool folder, which the parent copies to its place a
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 import numpy as np
 
-Write = Callable[[bytes], Any]
+Write = Callable[[bytes | memoryview], Any]
 SPOOL_BYTES = 1 << 20  # a worker's output up to this size travels in memory
 COPY_BLOCK = 1 << 20
 
@@ -41,6 +41,7 @@ class Stored:
 
     def write_to(self, write: Write) -> None:
         if self.path is None:
+            assert self.data is not None  # one of the two is always given
             write(self.data)
             return
         with open(self.path, "rb") as stream:
@@ -68,7 +69,7 @@ class ArrayPart:
         self.write_data(write)
 
     def write_data(self, write: Write) -> None:
-        write(memoryview(self.array).cast("B") if self.array.size else b"")
+        write(self.array.data.cast("B") if self.array.size else b"")  # .data: memoryview(self.array)
 
     def release(self) -> None:
         pass
@@ -120,32 +121,34 @@ class Spool:
 
     def capture(self, render: Callable[[Write], None]) -> Stored:
         pieces: list[bytes] = []
-        state = {"size": 0, "file": None}
+        size = 0
+        file: IO[bytes] | None = None
 
         def write(data: bytes | memoryview) -> None:
-            if state["file"] is not None:
-                state["file"].write(data)
+            nonlocal size, file
+            if file is not None:
+                file.write(data)
             else:
                 pieces.append(bytes(data))
-            state["size"] += len(memoryview(data).cast("B"))
-            if state["file"] is None and state["size"] > self.threshold:
+            size += len(memoryview(data).cast("B"))
+            if file is None and size > self.threshold:
                 import tempfile
 
-                state["file"] = tempfile.NamedTemporaryFile(dir=self.folder, delete=False)
-                state["file"].write(b"".join(pieces))
+                file = tempfile.NamedTemporaryFile(dir=self.folder, delete=False)
+                file.write(b"".join(pieces))
                 pieces.clear()
 
         try:
             render(write)
         except BaseException:
-            if state["file"] is not None:
-                state["file"].close()
-                os.unlink(state["file"].name)
+            if file is not None:
+                file.close()
+                os.unlink(file.name)
             raise
-        if state["file"] is None:
+        if file is None:
             return Stored(data=b"".join(pieces))
-        state["file"].close()
-        return Stored(path=state["file"].name)
+        file.close()
+        return Stored(path=file.name)
 
     def ship(self, part: Any) -> Any:
         """``part`` as it can travel to the parent: text and bytes as they are, renderings stored."""

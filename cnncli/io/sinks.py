@@ -10,7 +10,7 @@ renamed in only when complete (``close``); ``discard`` removes it after a failur
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .jsontext import dumps
 from .parts import ArrayPart, Layers, write_npy_header
 from .targets import NO_INPUTS, InputSet, StagedFile, stdout_bytes, write_atomic
 from .trace import CSV_HEADER, TRACE_FORMAT, csv_error_line, csv_line, error_record
+
+if TYPE_CHECKING:  # imported when an .npz is written, not at every start-up
+    import zipfile
 
 NOT_RUN = "not run: the batch stopped at the first failure (--fail-fast)"
 
@@ -58,7 +61,7 @@ class Stdout:
         from ..errors import OutputError
         from .targets import _Written
 
-        write = stdout_bytes()  # refuses a closed stdout
+        write: Callable[[bytes | memoryview], Any] = stdout_bytes()  # refuses a closed stdout
         try:
             holder = inputs.holding(os.fstat(sys.stdout.fileno()))
         except (OSError, ValueError, AttributeError):  # no file behind it (a test's capture)
@@ -225,11 +228,12 @@ class NpySink(Sink):
             self._nan_row()
 
     def _nan_row(self) -> None:
+        assert self.first is not None  # called once the first array has given the shape
         _, shape, dtype = self.first
         size = int(np.prod(shape))
         block = np.full(min(size, 1 << 18), np.nan, dtype=dtype)
         for start in range(0, size, block.size):
-            self.to.write(memoryview(block[:min(block.size, size - start)]).cast("B"))
+            self.to.write(block[:min(block.size, size - start)].data.cast("B"))  # .data: memoryview(...)
 
     def close(self) -> None:
         if self.batch and self.first is None:  # no image gave an array: nothing to stack, no file
@@ -246,14 +250,17 @@ class NpzSink(Sink):
         super().__init__(to)
         self.batch, self.names, self.sources = batch, list(names), list(sources)
         self.errors = [""] * len(self.sources)
-        self.archive = None
+        self.archive: zipfile.ZipFile | None = None
 
     def _begin(self) -> None:
         import zipfile
 
-        self.archive = zipfile.ZipFile(self.to.stream, "w", zipfile.ZIP_STORED, allowZip64=True)  # as numpy.savez
+        # typeshed asks a file to write to for close() too, which zipfile never calls on a file it is given.
+        stream = cast(IO[bytes], self.to.stream)
+        self.archive = zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED, allowZip64=True)  # as numpy.savez
 
     def _member(self, name: str, part: ArrayPart) -> None:
+        assert self.archive is not None  # opened by _begin, before the first member
         with self.archive.open(name + ".npy", "w", force_zip64=True) as member:
             part.write_to(member.write)
 
@@ -271,6 +278,7 @@ class NpzSink(Sink):
         if self.batch:
             self._member("sources", ArrayPart(np.array(self.sources, dtype=str)))
             self._member("errors", ArrayPart(np.array(self.errors, dtype=str)))
+        assert self.archive is not None  # opened by _start
         self.archive.close()
         super().close()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from ..errors import OutputError
 
@@ -167,11 +167,12 @@ class _Written:
     """A file as writers (zipfile, np.lib.format) see it: a write error names the file, and a
     stream that cannot seek (a FIFO, /dev/null, stdout) says so, so that zipfile never seeks it."""
 
-    def __init__(self, file, source: str, seekable: bool, write: Callable[[bytes], Any] | None = None) -> None:
+    def __init__(self, file: Any, source: str, seekable: bool,
+                 write: Callable[[bytes | memoryview], Any] | None = None) -> None:
         self._file, self._source, self._seekable = file, source, seekable
         self._write = write or file.write
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         try:
             self._write(data)
         except BrokenPipeError:
@@ -217,7 +218,7 @@ def temporary_beside(path: Path):
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None], force: bool = False,
+def write_atomic(path: str | Path, write: Callable[[_Written], object], force: bool = False,
                  inputs: InputSet = NO_INPUTS) -> None:
     """Write a file through ``write(stream)`` so that it is never seen half-written (see StagedFile)."""
     target = StagedFile(path, force, inputs)
@@ -274,7 +275,7 @@ def refuse_terminal_stdout(what: str) -> None:
                           "or -o FILE", source="stdout")
 
 
-def stdout_bytes() -> Callable[[bytes], Any]:
+def stdout_bytes() -> Callable[[bytes | memoryview], None]:
     """A writer of bytes to standard output (after what its text layer holds); every byte is written:
     when a pipe's reader leaves mid-write, the write cut short reports fewer bytes rather than an
     error, and only the next one raises BrokenPipeError."""
