@@ -69,6 +69,8 @@ class UsageError(CnnError):
     ``--kernel``), which the CLI turns into its flag. The CLI reports it as a usage error (exit 2).
     """
 
+    param: str  # always given
+
     def __init__(self, message: str, *, param: str, source: str | None = None) -> None:
         super().__init__(message, source=source)
         self.param = param

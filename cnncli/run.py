@@ -38,7 +38,7 @@ class LayerOptions:
     with the conv stage's settings (None: the kernel file's or the default) or a model."""
 
     image: str
-    kernels: list[str] | None
+    kernels: Sequence[str] | None  # a list from the CLI; a tuple in the network cache's key
     stride: int | None = None
     padding: str | None = None
     padding_mode: str | None = None
@@ -187,7 +187,7 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
         from .io.reading import read_stream
 
         data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
-    return read_image(source, data, color=color, scale=scale, alpha=alpha,
+    return read_image(source, data, color=color, scale=scale, alpha=alpha,  # type: ignore[arg-type]  # str: checked by Click or the model reader
                       dtype=np.float32 if options.dtype == "float32" else np.float64, limits=options.limits)
 
 

@@ -154,6 +154,7 @@ def _dense_layer(options: LayerOptions, image: LoadedImage, bank, stage: StageOp
         weight, bias = dense_weights(options.dense, options.limits)
         return Dense(weight, bias, "dense1", options.dense)
     # Random weights take as many inputs as the conv stage gives this image.
+    assert options.dense_random is not None  # this is called only when a dense layer is asked for
     conv_only = single_stage(bank.weight, bank.bias, bank.groups, bank.labels, stage)
     try:
         in_features = math.prod(conv_only.shapes(image.array.shape)[-1])

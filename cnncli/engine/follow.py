@@ -160,7 +160,8 @@ def follow_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: 
                 found.append(_elementwise(step, float(before.output[cell]), float(step.output[cell]), cell[0], reads))
                 reached[step.name] = cell
             elif isinstance(layer, (Pool2d, GlobalAvgPool2d)) and before.output.ndim == 3:
-                found.append(_pooling(step, before.output[cell[0]], *cell, reads=reads))
+                channel, row, col = cell
+                found.append(_pooling(step, before.output[channel], channel, row, col, reads=reads))
             elif isinstance(layer, (Add, Mul, Sub, Mean, Concat)):
                 merge = _merge(step, [by_name[name] for name in names], followed, cell)
                 found.append(merge)
@@ -212,6 +213,7 @@ def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int, re
         cell = PoolCell(0, 0, float(step.output[channel, 0, 0]), tuple(range(height)), tuple(range(width)), None,
                         divisor=height * width)
         return Pooling(step.index, step.name, step.type, "global", (height, width), (height, width), (cell,), reads)
+    assert isinstance(layer, Pool2d)  # the caller follows a cell only into these two kinds of pooling
     dilation = layer.dilation if layer.kind == "max" else (1, 1)  # avg_pool2d has no dilation
     k, s, d, p, out, _ = ops.pool_geometry((height, width), layer.kernel_size, layer.stride, layer.padding,
                                            dilation, layer.ceil_mode)

@@ -176,7 +176,9 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     if not isinstance(metadata, dict):
         raise read.fail("metadata", "expected an object (free-form: data set, accuracy, ...)")
     read.unicode(metadata, "metadata")  # free-form, but written out as JSON
-    weights_source, stored, paths = None, {}, ()
+    weights_source: str | None = None
+    stored: dict[str, np.ndarray] = {}
+    paths: tuple[Path, ...] = ()
     if "weights" in document:
         weights_path = folder / read.text(document["weights"], "weights", empty=False)
         weights_source = str(weights_path) if folder != BUNDLED else weights_path.name
@@ -253,7 +255,7 @@ class _Weights:
             array, where, path = read.array(layer[key], key, ndims=(len(expected),)), read, key
         elif full in self.stored:
             self.used.add(full)
-            array, where, path = self.stored[full], Reader(self.source), full
+            array, where, path = self.stored[full], Reader(self.source or ""), full
             if array.dtype.kind not in "iuf":
                 raise SpecError(f"{full}: expected real numbers, got {array.dtype}", source=self.source)
             if not np.all(np.isfinite(array)):
@@ -299,7 +301,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
             raise r.fail("", "missing key 'type'")
         kind = r.string(item["type"], "type", type_names())
         kind = ALIASES.get(kind, kind)
-        cls = layer_class(kind)
+        cls: Any = layer_class(kind)  # a registered type: r.string checked it
         r.object(item, "", ("name", "type", "inputs") + keys_of(cls, kind), cls.required)
         name = r.text(item.get("name", f"{kind}{index}"), "name", empty=False)  # shown, and it names files
         if name in names or name == INPUT:
@@ -458,7 +460,9 @@ class LayerSpec:
     def boolean(self, key: str, default: bool) -> bool:
         return self.read.boolean(self.item[key], key) if key in self.item else default
 
-    def pair(self, key: str, default: Any = None, minimum: int = 1) -> tuple[int, int]:
+    def pair(self, key: str, default: Any = None, minimum: int = 1) -> Any:
+        """A pair of integers (one integer gives both), or ``default`` as a pair when the key is absent
+        (None stays None)."""
         if key not in self.item:
             return default if default is None else self.read.pair(default, key, minimum)
         return self.read.pair(self.item[key], key, minimum)

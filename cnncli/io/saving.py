@@ -6,6 +6,7 @@ a failed or interrupted run never leaves a half-written file where a good one is
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -118,17 +119,17 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     try:
         layers = layer_records(steps, timing)
         for i, (step, name, record) in enumerate(zip(steps, names, layers)):
-            staged.append((_stage(directory / name, lambda stream, step=step: write_npy(stream, step.output), source,
-                                  written), directory / name))
+            staged.append((_stage(directory / name, functools.partial(_write_map, step.output), source, written),
+                           directory / name))
             record["file"] = name
             if picture is not None:
                 png = picture(step)
                 target = directory / picture_names[i]
-                staged.append((_stage(target, lambda stream, png=png: stream.write(png), source, written), target))
+                staged.append((_stage(target, functools.partial(_write_bytes, png), source, written), target))
                 record["picture"] = picture_names[i]
         manifest = {**inspect_document(image, layers, extras), "sha256": written}
         text = (jsonspec.dumps(jsonable(manifest)) + "\n").encode()
-        staged.append((_stage(manifest_path, lambda stream: stream.write(text), source), manifest_path))
+        staged.append((_stage(manifest_path, functools.partial(_write_bytes, text), source), manifest_path))
         _place_all(staged, force, inputs, source)
     except BaseException as err:
         for temporary, _ in staged:
@@ -143,9 +144,17 @@ def save_inspection(directory: str | Path, image: LoadedImage, steps: Sequence[S
     return manifest
 
 
-def write_npy(stream: BinaryIO, array: np.ndarray) -> None:
+def write_npy(stream: Any, array: np.ndarray) -> None:  # any object with write(bytes)
     """``array`` in NumPy's .npy format, written to ``stream`` without a copy of its bytes in memory."""
     np.lib.format.write_array(stream, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _write_map(array: np.ndarray, stream: Any) -> None:
+    write_npy(stream, array)
+
+
+def _write_bytes(data: bytes, stream: Any) -> None:
+    stream.write(data)
 
 
 class _Hashing:
@@ -161,7 +170,7 @@ class _Hashing:
         return self.stream.write(data)
 
 
-def _stage(path: Path, write: Callable[[BinaryIO], None], source: str, digests: dict[str, str] | None = None) -> str:
+def _stage(path: Path, write: Callable[[Any], object], source: str, digests: dict[str, str] | None = None) -> str:
     """Write a hidden temporary file beside ``path``, flushed to disk, and return its name (removed
     again on any failure, Ctrl-C included); its SHA-256 goes in ``digests`` under its name."""
     try:

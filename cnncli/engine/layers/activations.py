@@ -196,7 +196,8 @@ class PReLU(_Pointwise):
         weight = spec.weight("weight", (count,), required=not spec.has("init"))
         return cls(np.full(count, init) if weight is None else weight, spec.name)
 
-    def output_shape(self, shape: Shape) -> Shape:
+    def output_shape(self, *shapes: Shape) -> Shape:
+        shape = shapes[0]
         if not shape:
             raise ShapeError("takes a map or a vector, got a scalar")
         if self.weight.size not in (1, shape[0]):

@@ -198,7 +198,7 @@ class InstanceNorm2d(_Norm):
         running: list[np.ndarray | None] = [None, None]
         if spec.boolean("track_running_stats", False):
             running = [spec.weight(key, (channels,)) for key in ("running_mean", "running_var")]
-            if np.any(running[1] < 0):
+            if np.any(np.asarray(running[1]) < 0):
                 raise spec.fail_weight("running_var", "has negative values; expected variances, which are at least 0")
         else:
             for key in ("running_mean", "running_var"):
