@@ -244,8 +244,10 @@ def explain_cell(steps: Sequence[Step], index: int, channel: int, row: int, col:
     graph = not is_chain(steps)
     return Explanation(
         layer_index=index, layer_name=step.name, layer_type=step.type, channel=channel, row=row, col=col,
-        label=labels[channel] if channel < len(labels) else "", in_shape=tuple(x.shape), out_shape=(out_shape[0], out_shape[1], out_shape[2]),
-        stride=stride, dilation=dilation, pads=(pads[0], pads[1], pads[2], pads[3]), padding_mode=layer.padding_mode, groups=layer.groups,
+        label=labels[channel] if channel < len(labels) else "", in_shape=tuple(x.shape),
+        out_shape=(out_shape[0], out_shape[1], out_shape[2]),
+        stride=stride, dilation=dilation, pads=(pads[0], pads[1], pads[2], pads[3]), padding_mode=layer.padding_mode,
+        groups=layer.groups,
         flipped=layer.flip, in_channels=in_channels, in_labels=in_labels, rows=rows, cols=cols,
         source_rows=source_rows, source_cols=source_cols, padding=padding, patch=patch, kernel=kernel,
         products=products, sums=sums, total=total, bias=bias, value=value, layer_value=layer_value,

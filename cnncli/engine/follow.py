@@ -244,7 +244,8 @@ def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int, re
 
 
 def _windows_holding(index: int, kernel: int, stride: int, padding: int, dilation: int, out: int) -> list[int]:
-    """The pooling outputs o along one axis whose window o*stride - padding + a*dilation (a < kernel) holds ``index``."""
+    """The pooling outputs o along one axis whose window o*stride - padding + a*dilation (a < kernel) holds
+    ``index``."""
     found = []
     for a in range(kernel):
         start = index + padding - a * dilation
