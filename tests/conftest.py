@@ -9,6 +9,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the oracles module
 
 
+def traced_forward(network, x):
+    """The steps of ``network.forward(x)`` and tracemalloc's peak while it ran and every map's
+    statistics were computed, as `cnn run` does."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        steps = network.forward(x)
+        for step in steps:
+            _ = step.stats
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return steps, peak
+
+
 def assert_array(actual, expected, *, dtype=None, rtol=1e-6, atol=1e-6):
     """Check shape, then dtype, then values within explicit tolerances."""
     actual = np.asarray(actual)

@@ -3,10 +3,10 @@ that stay valid in a graph. References: numbers worked by hand, scipy.special.so
 forward for predict. Whole networks against PyTorch are in tests/test_graph_networks.py."""
 
 import json
-import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import traced_forward
 from scipy.special import softmax as scipy_softmax
 
 from cnncli.engine.graph import INPUT, Network
@@ -156,13 +156,7 @@ def test_graph_forward_memory_stays_within_the_estimate():
                    GlobalAvgPool2d("g"), Mul("gate"), Concat("cat")),
                   ((INPUT,), ("c1",), ("r",), ("c2", "r"), ("add",), ("add", "g"), ("gate", "c1")))
     x = RNG.standard_normal((3, 96, 96)).astype(np.float32)
-    tracemalloc.start()
-    try:
-        for step in net.forward(x):
-            _ = step.stats  # computed, as cnn run does
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = traced_forward(net, x)
     assert peak <= net.memory_estimate(x.shape, 4)
 
 

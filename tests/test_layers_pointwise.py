@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_array
+from conftest import ROOT, assert_array, traced_forward
 from PIL import Image
 
 from cnncli.engine.layers import (
@@ -457,14 +457,7 @@ def test_memory_estimate_of_a_network_of_every_type_bounds_its_forward():
     network = Network((conv, *(_renamed(layer, f"l{i}") for i, layer in enumerate(layers))))
     x = rng.standard_normal((3, 64, 64)).astype(np.float32)
     estimate = network.memory_estimate(x.shape, 4)
-    tracemalloc.start()
-    try:
-        steps = network.forward(x)
-        for step in steps:
-            _ = step.stats  # computed, as cnn run does
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    steps, peak = traced_forward(network, x)
     assert steps[-1].output.shape == (16, 77, 73)
     assert peak <= estimate, f"peak {peak:,} > estimate {estimate:,}"
 

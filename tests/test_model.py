@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_array
+from conftest import assert_array, traced_forward
 
 import oracles
 from cnncli.engine import graph as model_module
@@ -152,18 +152,7 @@ def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_li
 
 
 def _traced_forward(network, x):
-    """tracemalloc's peak while ``forward`` runs and every map's statistics are computed, as `cnn run` does."""
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        steps = network.forward(x)
-        for step in steps:
-            _ = step.stats  # computed, as cnn run does
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return peak
+    return traced_forward(network, x)[1]
 
 
 def test_memory_estimate_bounds_forward_of_random_networks():
