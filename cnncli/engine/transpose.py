@@ -63,8 +63,9 @@ def conv_transpose_geometry(in_shape: Sequence[int], weight_shape: Sequence[int]
     out_h = conv_transpose_output_size(height, kh, stride[0], padding[0], output_padding[0], dilation[0])
     out_w = conv_transpose_output_size(width, kw, stride[1], padding[1], output_padding[1], dilation[1])
     if out_h < 1 or out_w < 1:
-        raise ShapeError(f"output would be {out_h}x{out_w}: padding {_text(padding)} takes more than the "
-                         f"{height}x{width} input spreads to; expected at least 1x1")
+        spread = (out_h + 2 * padding[0], out_w + 2 * padding[1])
+        raise ShapeError(f"padding {_text(padding)} on each side crops the {spread[0]}x{spread[1]} cells that the "
+                         f"{height}x{width} input spreads to down to {out_h}x{out_w}; expected at least 1x1")
     return per_group * groups, out_h, out_w
 
 
