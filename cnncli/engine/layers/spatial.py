@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 import numpy as np
 
 from .. import resample
+from ..ops import BLAS_BYTES
 from ...errors import ShapeError
 from ..transpose import conv_transpose2d, conv_transpose2d_workspace, conv_transpose_geometry, conv_transpose_macs
 from .base import Shape, pair_text, register, require_map
@@ -270,6 +271,10 @@ class ConvTranspose2d:
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
         return conv_transpose2d_workspace(in_shape, self.weight.shape, self.stride, self.padding, self.output_padding,
                                           self.groups, self.dilation, itemsize, self.weight.dtype.itemsize)
+
+    def kept_bytes(self, in_shape: Shape, itemsize: int = 4) -> dict[str, int]:
+        """What ``forward`` leaves allocated in libraries: OpenBLAS's buffers after the product, as conv2d's."""
+        return {"blas": BLAS_BYTES}
 
     @property
     def params(self) -> int:
