@@ -372,6 +372,7 @@ BAD = [  # (layer index, change to its object, JSON path named, words of the mes
     (1, {"scale_factor": 2}, "layers[1].scale_factor", "is given with size"),
     (1, {"size": None}, "layers[1]", "needs size or scale_factor"),
     (1, {"align_corners": True}, "layers[1].align_corners", "bilinear only"),
+    (1, {"recompute_scale_factor": True}, "layers[1].recompute_scale_factor", "with scale_factor only"),
     (1, {"mode": "bicubic"}, "layers[1].mode", "expected one of nearest, bilinear"),
     (3, {"scale_factor": -1}, "layers[3].scale_factor", "must be above 0"),
     (3, {"scale_factor": [1, 2, 3]}, "layers[3].scale_factor", "got 3 values"),
@@ -458,7 +459,7 @@ MEMORY = [  # (layer, input shape of one map)
 ]
 
 
-@pytest.mark.parametrize("layer, shape", MEMORY, ids=lambda v: getattr(v, "type", str(v)))
+@pytest.mark.parametrize("layer, shape", MEMORY, ids=[f"{layer.type}-{i}" for i, (layer, _) in enumerate(MEMORY)])
 @pytest.mark.parametrize("n", [None, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_stays_within_working_bytes(layer, shape, n, dtype):

@@ -140,7 +140,7 @@ def upsample_size(size: Sequence[int], out_size: Sequence[int] | None = None,
     Raises ShapeError when both or neither are given, or a size is below 1.
     """
     if (out_size is None) == (scale_factor is None):
-        raise ShapeError("give exactly one of size and scale_factor", source="upsample")
+        raise ShapeError("give exactly one of size and scale_factor")
     if out_size is not None:
         out = tuple(int(v) for v in out_size)
     else:

@@ -173,6 +173,9 @@ class Upsample:
             align = False if corners is None else spec.boolean("align_corners", False)
             recompute = spec.get("recompute_scale_factor")
             recompute = False if recompute is None else spec.boolean("recompute_scale_factor", False)
+            if recompute and size is not None:
+                raise spec.fail("recompute_scale_factor", "applies with scale_factor only; with size there is no "
+                                                          "scale to recompute")
         else:
             mode = spec.type[len("upsampling"):-2]
             align, recompute = mode == "bilinear", False
