@@ -55,7 +55,7 @@ def _pool_axis(x: np.ndarray, axis: int, out: int, kind: str) -> np.ndarray:
     Fewer bins than cells: one reduceat over the bins' [start, end) pairs, whose every other
     result is a bin (end_i < size for i < out - 1 there, so every index is in range). More bins
     than cells: each bin holds one or two cells (its length is below size/out + 2 < 3), so it is
-    the max or mean of its first and last cell ((a + a) / 2 = a exactly for a bin of one)."""
+    the max or mean of its first and last cell (a/2 + a/2 = a exactly for a bin of one)."""
     size = x.shape[axis]
     if out == size:
         return x
@@ -65,8 +65,10 @@ def _pool_axis(x: np.ndarray, axis: int, out: int, kind: str) -> np.ndarray:
         last = np.take(x, end - 1, axis=axis)
         if kind == "max":
             return np.maximum(first, last, out=first)
+        half = np.asarray(0.5, first.dtype)  # halves first: a + a would overflow near the dtype's max
+        first *= half
+        last *= half
         first += last
-        first *= np.asarray(0.5, first.dtype)
         return first
     ufunc = np.maximum if kind == "max" else np.add
     pairs = np.empty(2 * out - 1, np.intp)
