@@ -344,6 +344,7 @@ def test_model_file_with_every_type_builds_runs_and_predicts(tmp_path):
     assert rows[3]["settings"] == {"mode": "bilinear", "scale_factor": [1.5, 1.5], "recompute_scale_factor": False,
                                    "align_corners": False}
     assert rows[6]["describe"] == "bilinear x2, align_corners" and rows[5]["describe"] == "to 3x3"
+    assert rows[4]["describe"] == "to 5 rows (columns kept)" and rows[4]["settings"] == {"output_size": [5, None]}
 
 
 def test_cli_runs_a_model_with_every_type(tmp_path):

@@ -25,7 +25,13 @@ MAX_SCALE = 1 << 12
 
 
 def _size_text(size: tuple[Optional[int], Optional[int]]) -> str:
-    return "x".join("same" if s is None else str(s) for s in size)
+    """"3x3"; "5 rows (columns kept)" when a size is None; "input size" when both are."""
+    rows, cols = size
+    if rows is not None and cols is not None:
+        return f"{rows}x{cols}"
+    if rows is not None:
+        return f"{rows} rows (columns kept)"
+    return "input size" if cols is None else f"{cols} columns (rows kept)"
 
 
 @register
