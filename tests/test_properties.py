@@ -421,7 +421,7 @@ def model_documents(draw) -> Doc:
     doc = Doc(document)
     if draw(st.integers(0, 99)) >= 95:  # a fault outside the layers
         key, value = draw(st.sampled_from([
-            ("format", "cnn-models"), ("version", 2), ("version", "1"), ("name", 7), ("metadata", []),
+            ("format", "cnn-models"), ("version", 3), ("version", "1"), ("name", 7), ("metadata", []),
             ("extra", {}), ("layers", []), ("layers", {}), ("size", [0, 4]), ("size", [4]), ("size", "4x4"),
             ("size", [1 << 15, 2]), ("color", "grey"), ("scale", 255), ("invert", "yes"), ("std", 0),
             ("std", [1, -1, 1]), ("mean", [0, 0]), ("mean", math.nan)]))

@@ -6,6 +6,7 @@ from .merge import Add, Concat, Mean, Mul, Sub
 from .activations import ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, Mish, PReLU, ReLU6, SiLU, Softplus
 from .norms import GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm
 from .shaping import ChannelShuffle, Identity, Pad
+from .spatial import AdaptivePool2d, ConvTranspose2d, GlobalMaxPool2d, Upsample
 
 __all__ = [
     "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
@@ -14,4 +15,5 @@ __all__ = [
     "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU", "Softplus",
     "GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm",
     "ChannelShuffle", "Identity", "Pad",
+    "AdaptivePool2d", "ConvTranspose2d", "GlobalMaxPool2d", "Upsample",
 ]
