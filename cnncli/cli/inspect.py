@@ -18,8 +18,9 @@ Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
     help="Write DIR/manifest.json and one .npy and one .png per layer (the input included); for several "
          "images, one folder per image inside DIR.")]
-Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
-                                     help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
+Force = Annotated[bool, typer.Option(
+    "--force", rich_help_panel=opt.OUTPUT,
+    help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
 NoPictures = Annotated[bool, typer.Option("--no-pictures", rich_help_panel=opt.OUTPUT,
                                           help="With --save, write the .npy files and the manifest but no PNG "
                                                "pictures (which take seconds for big maps).")]

@@ -203,7 +203,8 @@ class RunJob:
             from ..io.trace import INPUTS_MEMBER, inputs_table, with_values
 
             reads = inputs_table(steps)  # a graph's archive names what each layer read
-            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")]
+            return Layers([(steps[i].name, ArrayPart(steps[i].output))
+                           for i in with_values(steps, self.values or "all")]
                           + ([(INPUTS_MEMBER, ArrayPart(reads))] if reads is not None else []))
         from ..engine.graph import is_chain
         from ..views.pictures import layer_montage, png_bytes, step_caption
