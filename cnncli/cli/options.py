@@ -7,7 +7,7 @@ import contextlib
 import functools
 import inspect
 from dataclasses import fields
-from typing import Annotated, Any, Callable, Iterator, Literal, Optional
+from typing import Annotated, Any, Callable, Iterator, Literal, Optional, cast
 
 import typer
 
@@ -162,4 +162,5 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as err:
-        raise typer.BadParameter(err.message, param_hint=flag(err.param)) from None
+        # A UsageError always names its param; the attribute it shares with CnnError is Optional.
+        raise typer.BadParameter(err.message, param_hint=flag(cast(str, err.param))) from None
