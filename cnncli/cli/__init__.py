@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Optional, Sequence, cast
 
 import typer
 
@@ -16,7 +16,11 @@ from .. import __version__
 from ..errors import CnnError
 from .helptext import PanelledGroup
 
-_APP_SETTINGS = dict(
+if TYPE_CHECKING:
+    from typer._click.exceptions import NoArgsIsHelpError
+    from typer.models import CommandInfo
+
+_APP_SETTINGS: dict[str, Any] = dict(
     cls=PanelledGroup,
     name="cnn",
     help="Run convolutional-network layers on images and see every intermediate feature map.\n\n"
@@ -134,7 +138,7 @@ def _app_for(args: list[str]) -> typer.Typer:
     if any(name.startswith("_CNN_COMPLETE") for name in os.environ):
         return app
     name = next((arg for arg in args if not arg.startswith("-")), None)
-    chosen = [info for info in app.registered_commands if (info.name or info.callback.__name__) == name]
+    chosen = [info for info in app.registered_commands if _name_of(info) == name]
     if not chosen and not (name is None and "--version" in args):  # --version needs no command
         return app
     lean = typer.Typer(**_APP_SETTINGS)
@@ -143,13 +147,22 @@ def _app_for(args: list[str]) -> typer.Typer:
     return lean
 
 
+def _name_of(info: CommandInfo) -> str:
+    """A registered command's name: its own, or its function's."""
+    if info.name:
+        return info.name
+    assert info.callback is not None  # every command has its function (Typer asserts it too)
+    return info.callback.__name__
+
+
 def _explain(err: BaseException) -> tuple[str, int | None]:
     """The line to print for an error and the exit code; code None lets it through (SystemExit)."""
     from ..errors import LimitError, UsageError
     from .options import flag
 
     if isinstance(err, UsageError):
-        return f"Invalid value for {flag(err.param)}: {err.message}", 2
+        # A UsageError always names its param; the attribute it shares with CnnError is Optional.
+        return f"Invalid value for {flag(cast(str, err.param))}: {err.message}", 2
     if isinstance(err, CnnError):
         # An option's value that is wrong as data (not as usage) is named by its flag.
         text = f"{flag(err.param)}: {err.message}" if err.param and not err.source else str(err)
@@ -161,8 +174,9 @@ def _explain(err: BaseException) -> tuple[str, int | None]:
     if isinstance(err, MemoryError):
         return "out of memory; use a smaller image, stride or layer, or a lower --max-memory", 1
     if type(err).__name__ == "NoArgsIsHelpError":  # a bare `cnn`: the help is the message, not a line
-        sys.stderr.write(err.ctx.get_help() + "\n")
-        return "", err.exit_code
+        no_args = cast("NoArgsIsHelpError", err)  # known by its name, without importing Click's exceptions
+        sys.stderr.write(no_args.ctx.get_help() + "\n")
+        return "", no_args.exit_code
     if hasattr(err, "exit_code") and hasattr(err, "format_message"):  # a click usage error
         return err.format_message(), err.exit_code
     if isinstance(err, OSError):
@@ -198,7 +212,7 @@ def run_main() -> None:
     from .. import signals
 
     signals.install()
-    code = main()
+    code: int | None = main()
     if signals.stop_requested is not None and code not in (130, 143):
         message, code = _explain(signals.stop_requested())
         _fail(message)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterable, Iterator, Literal, cast
 
 from ..errors import CnnError
 
@@ -34,8 +34,10 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
     from . import _explain
 
     workers = worker_count(workers, len(sources))
-    results = ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship)
-    bar = None
+    # A generator (closing it stops the workers), which cnncli.pool annotates as an Iterator.
+    results = cast("Generator[Result, None, None]",
+                   ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship))
+    bar: _Bar | Literal[False] | None = None  # False: no bar (not a terminal, one image)
     flushed = time.monotonic()
     try:
         for result in results:

@@ -35,7 +35,7 @@ Full = Annotated[bool, typer.Option("--full", rich_help_panel=opt.OUTPUT,
 @opt.layer_command
 def explain(
     options: opt.LayerOptions,
-    at: At = ...,  # type: ignore[assignment]  (required: Typer reads ... as no default)
+    at: At = ...,  # type: ignore[assignment]  # required: Typer reads ... as no default
     layer: LayerName = None,
     channel: Channel = 0,
     format: Format = "table",

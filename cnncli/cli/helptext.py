@@ -9,8 +9,20 @@ not `{IMAGE...}`.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from typer.core import TyperCommand, TyperGroup
+
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class _HelpSections(Protocol):
+        """The sections of Click's help that a class mixing in _PlainHelp has, from its Click command."""
+
+        def format_usage(self, ctx: Any, formatter: Any) -> None: ...
+        def format_help_text(self, ctx: Any, formatter: Any) -> None: ...
+        def format_options(self, ctx: Any, formatter: Any) -> None: ...
+        def format_epilog(self, ctx: Any, formatter: Any) -> None: ...
 
 OTHER = "Options"
 # Typer's metavars for plain types, as Click writes them; choices as [a|b|c].
@@ -20,7 +32,7 @@ _METAVARS = {"<int range>": "N", "<int>": "N", "<float>": "NUMBER", "<str>": "TE
 class _PlainHelp:
     """Click's own help layout (usage, description, options, epilog), which Typer replaces with Rich's."""
 
-    def format_help(self, ctx, formatter) -> None:
+    def format_help(self: _HelpSections, ctx, formatter) -> None:
         self.format_usage(ctx, formatter)
         self.format_help_text(ctx, formatter)
         self.format_options(ctx, formatter)
@@ -56,7 +68,8 @@ def write_panels(command, ctx, formatter) -> None:
             title = "Arguments"
         else:
             title = getattr(param, "rich_help_panel", None) or OTHER
-        sections.setdefault(title, []).append(tuple(_tidy(text) for text in record))
+        name, description = record
+        sections.setdefault(title, []).append((_tidy(name), _tidy(description)))
     for title, rows in sections.items():
         with formatter.section(title):
             formatter.write_dl(rows)

@@ -18,8 +18,9 @@ Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
     help="Write DIR/manifest.json and one .npy and one .png per layer (the input included); for several "
          "images, one folder per image inside DIR.")]
-Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
-                                     help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
+Force = Annotated[bool, typer.Option(
+    "--force", rich_help_panel=opt.OUTPUT,
+    help="Let --save replace an earlier inspection, or files of the same names, in DIR.")]
 NoPictures = Annotated[bool, typer.Option("--no-pictures", rich_help_panel=opt.OUTPUT,
                                           help="With --save, write the .npy files and the manifest but no PNG "
                                                "pictures (which take seconds for big maps).")]
@@ -81,6 +82,7 @@ def inspect(
     if save is not None:
         from ..io.saving import clear_single_inspection
 
+        assert inputs is not None  # set with save, above
         clear_single_inspection(save, force, inputs, remove=False)  # refused now, without --force
     _inspect_batch(job, paths, sink, save, workers, fail_fast)
 
@@ -117,7 +119,7 @@ class InspectJob:
             from ..io.parts import Rendered
 
             document = dumps(manifest or inspect_document(prepared.image, layer_records(steps, self.timing), extras))
-            part = Rendered(lambda write: write(document))
+            part: Rendered | str = Rendered(lambda write: write(document))
         else:
             part = self._tables(prepared, steps, predictions)
         return Outcome({self.format: part}, warnings, {"layers": len(steps)})
@@ -167,6 +169,7 @@ def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, wo
             _fail(result.error)
             sink.fail(result.position, result.source, result.error)
             continue
+        assert result.outcome is not None  # a result holds its outcome or its error
         warn_each(result.outcome.warnings)
         sink.add(result.position, result.source, result.outcome.parts[job.format])
         result.outcome.release()

@@ -15,10 +15,12 @@ from .output import print_json, stdout_console, tell
 @app.command(cls=PanelledCommand)
 def kernels(
     names: Annotated[Optional[list[str]], typer.Argument(
-        help="Kernels to show (built-in names or kernel files); all built-in ones if none.", show_default=False)] = None,
+        help="Kernels to show (built-in names or kernel files); all built-in ones if none.",
+        show_default=False)] = None,
     format: Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")] = "table",
     export: Annotated[Optional[str], typer.Option(
-        metavar="DIR", show_default=False, help="Write each kernel to DIR/NAME.json, in the kernel file format.")] = None,
+        metavar="DIR", show_default=False,
+        help="Write each kernel to DIR/NAME.json, in the kernel file format.")] = None,
 ) -> None:
     """List the built-in kernels with their weights (cross-correlation: applied as written, not flipped)."""
     from ..views import tables as render

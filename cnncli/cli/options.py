@@ -7,7 +7,7 @@ import contextlib
 import functools
 import inspect
 from dataclasses import fields
-from typing import Annotated, Any, Callable, Iterator, Literal, Optional
+from typing import Annotated, Any, Callable, Iterator, Literal, Optional, cast
 
 import typer
 
@@ -40,7 +40,8 @@ ActivationOpt = Annotated[Optional[Literal["relu", "leaky_relu", "sigmoid", "tan
     rich_help_panel=LAYERS, show_default="relu", help="Activation after the convolution.")]
 Pool = Annotated[Optional[Literal["max", "avg", "none"]], typer.Option(
     rich_help_panel=LAYERS, show_default="max", help="Pooling after the activation.")]
-PoolSize = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="2", help="Pooling window.")]
+PoolSize = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="2",
+                                                 help="Pooling window.")]
 PoolStride = Annotated[Optional[int], typer.Option(min=1, rich_help_panel=LAYERS, show_default="pool size",
                                                    help="Pooling stride.")]
 NegativeSlope = Annotated[Optional[float], typer.Option(rich_help_panel=LAYERS, show_default="0.01",
@@ -93,7 +94,8 @@ MaxMemory = Annotated[Optional[int], typer.Option(
 MaxFileSize = Annotated[Optional[int], typer.Option(
     parser=_size, rich_help_panel=LIMITS, show_default="256M image, 16M kernel, 64M model, 1G weights",
     metavar="SIZE", help="Refuse a larger input file (image, kernel, model or weights).")]
-Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT, help="Precision of the computation.")]
+Dtype = Annotated[Literal["float32", "float64"], typer.Option(rich_help_panel=INPUT,
+                                                              help="Precision of the computation.")]
 
 
 _SHARED = {
@@ -160,4 +162,5 @@ def usage_errors() -> Iterator[None]:
     try:
         yield
     except UsageError as err:
-        raise typer.BadParameter(err.message, param_hint=flag(err.param)) from None
+        # A UsageError always names its param; the attribute it shares with CnnError is Optional.
+        raise typer.BadParameter(err.message, param_hint=flag(cast(str, err.param))) from None

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from ..display import shown
 
 if TYPE_CHECKING:
+    from typing import Literal
+
     from rich.console import Console
+
+    # The colour systems Rich's Console takes, and names in its color_system.
+    ColorSystem = Literal["auto", "standard", "256", "truecolor", "windows"]
 
 
 # What the tables' few non-ASCII characters become on a stream that cannot encode them
@@ -32,7 +37,10 @@ def _encodable(stream) -> None:
         try:
             codecs.lookup_error("cnn-ascii")
         except LookupError:
-            codecs.register_error("cnn-ascii", _ascii_fallback)
+            # Only stdout's and stderr's encoders use it, which pass a UnicodeEncodeError; typeshed's
+            # handler takes any UnicodeError.
+            handler = cast("Callable[[UnicodeError], tuple[str, int]]", _ascii_fallback)
+            codecs.register_error("cnn-ascii", handler)
         stream.reconfigure(errors="cnn-ascii")
 
 
@@ -69,14 +77,16 @@ class Look:
     (A plain class: a dataclass would cost every `cnn` start-up its generated methods.)
     """
 
-    def __init__(self, width: int, color_system: str | None) -> None:
+    def __init__(self, width: int, color_system: ColorSystem | None) -> None:
         self.width = width
         self.color_system = color_system  # None: plain text, no escape codes (a pipe, NO_COLOR, --no-color)
 
     @classmethod
     def of_stdout(cls) -> Look:
         console = stdout_console()
-        return cls(console.width, None if console.no_color else console.color_system)
+        # Rich types its color_system property as str; it is one of its own names for them.
+        color_system = cast("ColorSystem | None", console.color_system)
+        return cls(console.width, None if console.no_color else color_system)
 
     def render(self, renderable, width: int | None = None) -> str:
         """``renderable`` as the text stdout would show."""
@@ -127,7 +137,7 @@ def print_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-above_bar = None  # while a progress bar shows, a callable that prints a line above it
+above_bar: Callable[[str], None] | None = None  # while a progress bar shows, a callable that prints a line above it
 
 
 def tell(message: str) -> None:

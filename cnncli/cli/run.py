@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, cast
 
 import typer
 
@@ -13,6 +13,11 @@ from .. import run as core
 from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell, warn_each
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from ..io.images import Alpha, Color
 
 Format = Annotated[Optional[Literal["table", "json", "jsonl", "csv", "npy", "npz", "png"]], typer.Option(
     "--format", "-f", rich_help_panel=opt.OUTPUT, show_default="table",
@@ -203,7 +208,8 @@ class RunJob:
             from ..io.trace import INPUTS_MEMBER, inputs_table, with_values
 
             reads = inputs_table(steps)  # a graph's archive names what each layer read
-            return Layers([(steps[i].name, ArrayPart(steps[i].output)) for i in with_values(steps, self.values or "all")]
+            return Layers([(steps[i].name, ArrayPart(steps[i].output))
+                           for i in with_values(steps, self.values or "all")]
                           + ([(INPUTS_MEMBER, ArrayPart(reads))] if reads is not None else []))
         from ..engine.graph import is_chain
         from ..views.pictures import layer_montage, png_bytes, step_caption
@@ -232,13 +238,15 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
 
     every_shape_known = True
     if batch and "npy" in (to_file, to_stdout) and job.options.model is None:
-        every_shape_known = _check_stackable(job.options, paths, output if to_file == "npy" else "--format npy")
+        # (a file kind comes from -o alone, so output is set when to_file is)
+        every_shape_known = _check_stackable(job.options, paths,
+                                             cast(str, output) if to_file == "npy" else "--format npy")
     # A stacked .npy on stdout of images whose shapes could not be read ahead (stdin, a pipe) waits
     # in a temporary file until complete: stdout gets the whole array or nothing.
     hold_stdout = to_stdout == "npy" and batch and not every_shape_known
     to_file_sink, to_stdout_sink = _sinks(job, paths, batch, to_stdout, output, to_file, force, folder, hold_stdout)
     outputs = [(kind, sink) for kind, sink in ((to_file, to_file_sink), (to_stdout, to_stdout_sink))
-               if sink is not None]
+               if kind is not None and sink is not None]  # a sink is made exactly for a kind asked for
     sinks = [sink for _, sink in outputs]
     failed = written = 0
     last = None
@@ -258,16 +266,18 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
                     failed += 1
                     _fail(result.error)
                 else:
+                    assert result.outcome is not None  # a result holds its outcome or its error
                     warn_each(result.outcome.warnings)
                 for kind, sink in outputs:
                     try:
                         if result.error is not None:
                             sink.fail(result.position, result.source, result.error)
                         else:
+                            assert result.outcome is not None
                             sink.add(result.position, result.source, result.outcome.parts[kind])
                     except BrokenPipeError:
                         # stdout's reader left (`| head -1`): the file is still wanted whole, if there is one
-                        if sink is not to_stdout_sink or to_file_sink is None:
+                        if sink is not to_stdout_sink or to_file is None or to_file_sink is None:
                             raise
                         outputs, reader_left = [(to_file, to_file_sink)], True
                         _drop_stdout()
@@ -305,6 +315,7 @@ def _tell_written(to_file: str | None, output: str | None, folder: bool, batch: 
         tell(f"wrote {to_file} of {count(total, 'image')} to {output}" +
              (f" ({count(failed, 'failure')} in place)" if failed else ""))
     else:
+        assert last is not None  # the facts of the image written
         tell(f"wrote {last['what'][to_file]} to {output}")
 
 
@@ -317,7 +328,9 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     from ..errors import CnnError, UsageError
     from ..io.images import LoadedImage, peek_shape
 
-    color, alpha = options.color or "gray", options.alpha or "drop"
+    # LayerOptions holds them as str; here they come from the options' choices.
+    color = cast("Color", options.color or "gray")
+    alpha = cast("Alpha", options.alpha or "drop")
     first: dict[tuple, tuple[str, tuple]] = {}  # input shape -> (an image of it, its output shape)
     outputs: dict[tuple, str] = {}  # output shape -> the first image giving it
     known = True
@@ -362,11 +375,13 @@ def _sinks(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, ou
         from ..io.sinks import PictureFolder
         from ..io.targets import check_output
 
+        assert output is not None  # a folder is what -o names
         _make_folder(output)
         file_sink = PictureFolder(output, names, force, inputs)
         for path in file_sink.paths:
             check_output(path, force, inputs)
     elif to_file is not None:
+        assert output is not None  # a file kind comes from -o alone
         file_sink = _sink(to_file, target(output, force, inputs, to_file in BINARY), job, batch, paths, names)
     stdout_sink = None
     if to_stdout == "table":
@@ -428,7 +443,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         if values > MAX_FULL_VALUES:
             raise CnnError(f"would print {values:,} values as tables (the limit is {MAX_FULL_VALUES:,}); "
                            "--format json or -o FILE.npy give every value", source="--full")
-    parts = [render.image_header(prepared.image)]
+    parts: list[RenderableType] = [render.image_header(prepared.image)]
     if prepared.model is not None:
         from ..views.models import model_header
 

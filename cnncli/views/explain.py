@@ -182,6 +182,7 @@ def _after_line(after: Elementwise | Pooling | Merge, e: Explanation) -> Text:
     if isinstance(after, Elementwise):
         x, y = _exact(after.before), _exact(after.after)
         if after.scale is not None:
+            assert after.shift is not None  # a batch norm's scale comes with its shift
             return Text(f"{head}{x} x {_exact(after.scale)} + {_signed(after.shift)} = {y} (this channel's mean, "
                         "variance, weight and bias as a scale and a shift)")
         if after.type == "dropout":
@@ -229,6 +230,7 @@ def _merge_text(merge: Merge) -> str:
         written = f"mean({', '.join(terms)})"
     else:
         written = _OPERATORS.get(merge.type, f" {merge.type} ").join(terms)
+    assert merge.value is not None  # a merge's value is None only where its cell is
     return f"{written} = {_exact(merge.value)} at {at}"
 
 

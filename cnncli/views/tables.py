@@ -251,7 +251,8 @@ def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableTyp
     rows = summary_rows(steps)
     totals = (sum(step.params for step in steps), sum(step.macs for step in steps))
     caption = f"total: {totals[0]:,} parameters, {totals[1]:,} multiply-adds"
-    columns, layout = SUMMARY_COLUMNS, _LAYOUT_COLUMNS
+    columns: tuple[str, ...] = SUMMARY_COLUMNS
+    layout: tuple[str, ...] = _LAYOUT_COLUMNS
     if not is_chain(steps):  # a graph: what each layer reads, beside its type
         columns, layout = (_with_reads(names) for names in (columns, layout))
     whole = _summary_table(rows, columns)
