@@ -157,7 +157,7 @@ def _factors(values: Sequence[float]) -> str:
     return f"{values[0]:g}" if values[0] == values[1] else f"{values[0]:g},{values[1]:g}"
 
 
-def _ratio(size: int, out: int, scale: float | None, dtype: np.dtype) -> np.generic:
+def _ratio(size: int, out: int, scale: float | None, dtype: type[np.floating]) -> np.generic:
     """PyTorch's source-per-destination ratio, in the map's float type (its ``opmath``):
     1/scale_factor when one was given, else size / out."""
     kind = np.dtype(dtype).type

@@ -5,7 +5,6 @@ nn.Upsample, nn.ConvTranspose2d) computes it at inference."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -81,7 +80,8 @@ class AdaptivePool2d:
     name: str = "adaptivepool"
     types: ClassVar = ("adaptiveavgpool2d", "adaptivemaxpool2d")
     keys: ClassVar = ("output_size", "return_indices")
-    type_keys: ClassVar = {"adaptiveavgpool2d": ("output_size",), "adaptivemaxpool2d": ("output_size", "return_indices")}
+    type_keys: ClassVar = {"adaptiveavgpool2d": ("output_size",),
+                           "adaptivemaxpool2d": ("output_size", "return_indices")}
     required: ClassVar = ("output_size",)
     params: ClassVar = 0
 
@@ -247,7 +247,8 @@ class ConvTranspose2d:
         out_channels = spec.integer("out_channels", None, 1, 1 << 16)
         kh, kw = spec.pair("kernel_size")
         if spec.has("in_channels") and spec.integer("in_channels", None, 1) != channels:
-            raise spec.fail("in_channels", f"is {spec.get('in_channels')}, but the layer before gives {channels} channels")
+            raise spec.fail("in_channels", f"is {spec.get('in_channels')}, but the layer before gives {channels} "
+                                           "channels")
         groups = spec.integer("groups", 1, 1, 1 << 16)
         if channels % groups or out_channels % groups:
             raise spec.fail("groups", f"must divide in_channels ({channels}) and out_channels ({out_channels}), "
@@ -293,7 +294,7 @@ class ConvTranspose2d:
         """The input (H, W) that gives ``out_shape``: the output-size formula solved for H."""
         _, _, kh, kw = self.weight.shape
         return tuple((out - 1 - extra + 2 * pad - dil * (k - 1)) // s + 1 for out, extra, pad, dil, k, s in zip(
-            out_shape[1:], self.output_padding, self.padding, self.dilation, (kh, kw), self.stride))  # type: ignore
+            out_shape[1:], self.output_padding, self.padding, self.dilation, (kh, kw), self.stride))
 
     def macs(self, out_shape: Shape) -> int:
         """As fvcore counts a transposed conv: every input value times its (F/groups)*KH*KW weights."""
