@@ -65,7 +65,9 @@ class Layer(Protocol):
 def register(cls: Any) -> Any:
     """Class decorator: make ``cls`` a layer type under each of its ``types``."""
     for name in cls.types:
-        if name in REGISTRY:
+        known = REGISTRY.get(name)
+        # A module imported again (after an import cut short) registers its own classes anew.
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ValueError(f"layer type {name!r} registered twice")
         REGISTRY[name] = cls
     return cls
