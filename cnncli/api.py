@@ -42,6 +42,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = 
     Raises SpecError for a name that is neither, or a malformed model file; GraphError for layers
     that are not joined into one graph; LimitError for a file over the limits.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise UsageError(f"name_or_path is of type {type(name_or_path).__name__}; expected a bundled model's name "
+                         "or a model file's path", param="name_or_path")
     limits = limits or DEFAULT_LIMITS
     return Model(load_model_once(os.fspath(name_or_path), limits), limits)
 
@@ -125,9 +128,9 @@ class Model:
         image, stacked); no map is kept (``Network.predict``). Raises ShapeError for another shape.
         """
         batch = _float_array(batch, "batch", None)
-        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape or not len(batch):
             raise ShapeError(f"batch of shape {batch.shape}: expected (N, {', '.join(map(str, self.input_shape))}), "
-                             f"N inputs of the input shape of the model {self.name}", param="batch")
+                             f"N >= 1 inputs of the input shape of the model {self.name}", param="batch")
         return self.network.predict(batch)
 
     def _read(self, image: Any, dtype: str) -> LoadedImage:
@@ -179,6 +182,14 @@ class Trace:
         return self.steps[-1].output
 
     @property
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The network's outputs by name: the last layer's, then those the model file names in
+        ``outputs`` (auxiliary heads)."""
+        names = (self.steps[-1].name, *self.model.network.outputs)
+        maps = self.maps
+        return {name: maps[name] for name in dict.fromkeys(names)}
+
+    @property
     def notes(self) -> tuple[str, ...]:
         """How the image was read and prepared (resized, inverted, normalised), in words."""
         return self.image.notes
@@ -195,6 +206,8 @@ def _float_array(array: Any, what: str, dtype: str | None) -> np.ndarray:
     if array.dtype.kind != "f":
         raise UsageError(f"{what} holds {array.dtype} values; expected floats, prepared as the network takes them "
                          "(Model.run on a path or a PIL image prepares them)", param=what)
+    if not np.all(np.isfinite(array)):  # as images with such pixels are refused
+        raise UsageError(f"{what} holds NaN or infinite values; expected finite numbers", param=what)
     return np.ascontiguousarray(array, dtype=DTYPES[dtype] if dtype else None)
 
 

@@ -42,7 +42,8 @@ def summary(
         return
     from ..views.models import model_summary
 
-    stdout_console().print(model_summary(loaded, rows, shape))
+    console = stdout_console()
+    console.print(model_summary(loaded, rows, shape, width=console.width))
 
 
 @app.command(cls=PanelledCommand)

@@ -164,8 +164,9 @@ def find_conv_layer(layers: Sequence[Layer], name: str | None = None) -> int:
         raise CellError(f"no layer called {name!r}; the conv layers are {listing}", param="layer")
     layer = layers[matches[0] - 1]
     if not isinstance(layer, Conv2d):
-        raise CellError(f"{layer.name} is a {layer.type} layer, not a convolution; the conv layers are {listing}",
-                        param="layer")
+        article = "an" if layer.type[:1] in "aeiou" else "a"
+        raise CellError(f"{layer.name} is {article} {layer.type} layer, not a convolution; the conv layers are "
+                        f"{listing}", param="layer")
     return matches[0]
 
 

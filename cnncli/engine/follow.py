@@ -167,6 +167,7 @@ def follow_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: 
                 found.append(merge)
                 if merge.cell is not None:
                     reached.setdefault(step.name, merge.cell)  # followed on from the first input that reaches it
+                break  # one line per merge: its terms already show every input's value at the cell
     return found
 
 

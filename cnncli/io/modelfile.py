@@ -381,6 +381,8 @@ def _outputs(read: Reader, value: Any, names: dict[str, int], version: int) -> t
     for i, name in enumerate(outputs):
         if name not in names:
             raise read.fail(f"outputs[{i}]", f"{name!r} names no layer")
+        if name in outputs[:i]:
+            raise read.fail(f"outputs[{i}]", f"{name!r} is also outputs[{outputs.index(name)}]; name each layer once")
     return outputs
 
 

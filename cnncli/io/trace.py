@@ -108,11 +108,16 @@ def image_record(image: LoadedImage) -> dict[str, Any]:
 
 
 def model_record(model: Model) -> dict[str, Any]:
+    """The model's name, files, input rule and labels; and the layers its file names as extra
+    ``outputs`` (auxiliary heads), when it names any."""
     spec = model.input
-    return {"name": model.name, "source": model.source, "weights": model.weights_source,
-            "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
-                      "mean": list(spec.mean), "std": list(spec.std)},
-            "labels": list(model.labels)}
+    record = {"name": model.name, "source": model.source, "weights": model.weights_source,
+              "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
+                        "mean": list(spec.mean), "std": list(spec.std)},
+              "labels": list(model.labels)}
+    if model.network.outputs:
+        record["outputs"] = list(model.network.outputs)
+    return record
 
 
 def prediction_record(prediction: Prediction, output_dtype: np.dtype = np.dtype(np.float64)) -> dict[str, Any]:

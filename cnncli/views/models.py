@@ -65,7 +65,13 @@ def percent(probability: float) -> str:
 SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-adds")
 
 
-def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], itemsize: int = 4) -> RenderableType:
+# Below this width a graph's table (one column more than a chain's) leaves out the per-layer
+# multiply-adds, whose total is still printed, rather than be cut off at the right edge.
+GRAPH_TABLE_WIDTH = 100
+
+
+def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], itemsize: int = 4,
+                  width: int | None = None) -> RenderableType:
     """A per-layer table (as torchinfo or Keras' summary) with totals and the memory of one image.
 
     A network that is not a chain gets a "reads" column (what each layer reads); a layer whose
@@ -74,14 +80,20 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
     network = model.network
     extra = set(network.outputs) - {rows[-1]["name"]} if rows else set()
     columns = SUMMARY_COLUMNS if network.is_chain else SUMMARY_COLUMNS[:3] + ("reads",) + SUMMARY_COLUMNS[3:]
+    narrow = not network.is_chain and width is not None and width < GRAPH_TABLE_WIDTH
+    if narrow:
+        columns = columns[:-1]
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, show_footer=True)
     total_params = sum(row["params"] for row in rows)
     total_macs = sum(row["macs"] for row in rows)
     footers = {"layer": "total", "params": f"{total_params:,}", "mult-adds": f"{total_macs:,}"}
+    wrapped = ("settings", "reads") if network.is_chain else ("layer", "settings", "reads")
     for name in columns:
         left = name in ("layer", "type", "reads", "settings", "output")
+        # On a narrow terminal the wrapped columns give way, but never down to nothing: a graph's
+        # "reads" is what shows it is a graph.
         table.add_column(name, footer=footers.get(name, ""), justify="left" if left else "right",
-                         no_wrap=name not in ("settings", "reads"), overflow="fold")
+                         no_wrap=name not in wrapped, overflow="fold", min_width=10 if name in wrapped else None)
     cells = [{"#": "0", "layer": "input", "type": "input", "reads": "", "settings": model.input.describe(),
               "output": shape_text(input_shape), "params": "0", "mult-adds": "0"}]
     for index, row in enumerate(rows, start=1):
@@ -94,7 +106,7 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
     activations = (math.prod(input_shape) + sum(math.prod(row["shape"]) for row in rows)) * itemsize
     lines = [
         f"parameters: {total_params:,} ({format_bytes(total_params * itemsize)} in float32)",
-        f"multiply-adds per image: {total_macs:,}",
+        f"multiply-adds per image: {total_macs:,}" + (" (per layer: a wider terminal, or -f json)" if narrow else ""),
         f"activations of one image, every layer kept (as cnn run does): {format_bytes(activations)}",
     ]
     if extra:

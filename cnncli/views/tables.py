@@ -226,6 +226,7 @@ SUMMARY_COLUMNS = ("#", "layer", "type", "settings", "output", "params", "mult-a
                    "min", "max", "mean", "std", "zeros", "ms")
 _LAYOUT_COLUMNS = SUMMARY_COLUMNS[:7]
 _VALUE_COLUMNS = SUMMARY_COLUMNS[:2] + SUMMARY_COLUMNS[7:]
+_GRAPH_LAYOUT = ("#", "layer", "type", "reads", "output")  # the least a graph's layout table shows
 
 
 def summary_rows(steps: Sequence[Step]) -> list[dict[str, str]]:
@@ -258,6 +259,11 @@ def summary_view(steps: Sequence[Step], title: str, width: int) -> RenderableTyp
     whole = _summary_table(rows, columns)
     if natural_width(whole) <= width:
         return _titled(title, whole, caption)
+    if not is_chain(steps):  # keep "reads" whole, leaving out what `cnn summary` also shows
+        for fewer in ([c for c in layout if c != "settings"], [c for c in layout if c in _GRAPH_LAYOUT]):
+            if natural_width(_summary_table(rows, layout)) <= width:
+                break
+            layout = tuple(fewer)
     return Group(_titled(title, _summary_table(rows, layout), caption),
                  _titled("Values", _summary_table(rows, _VALUE_COLUMNS), "zeros: share of cells exactly 0"))
 
