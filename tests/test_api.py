@@ -154,6 +154,13 @@ def test_an_inverted_looking_image_warns_in_the_trace():
     (lambda: cnncli.load_model("digits").run(DIGIT, dtype="float16"), "UsageError", "dtype is 'float16'"),
     (lambda: cnncli.load_model("digits").predict(np.zeros((2, 8, 8), np.float32)), "ShapeError",
      "batch of shape (2, 8, 8): expected (N, 1, 8, 8)"),
+    (lambda: cnncli.load_model("digits").predict(np.zeros((0, 1, 8, 8), np.float32)), "ShapeError",
+     "batch of shape (0, 1, 8, 8): expected (N, 1, 8, 8), N >= 1"),
+    (lambda: cnncli.load_model("digits").run(np.full((1, 8, 8), np.inf, np.float32)), "UsageError",
+     "image holds NaN or infinite values"),
+    (lambda: cnncli.load_model("digits").predict(np.full((2, 1, 8, 8), np.nan, np.float32)), "UsageError",
+     "batch holds NaN or infinite values"),
+    (lambda: cnncli.load_model(42), "UsageError", "name_or_path is of type int"),
     (lambda: cnncli.read_image(DIGIT, color="cmyk"), "UsageError", "color is 'cmyk'"),
     (lambda: cnncli.read_image(str(ROOT / "README.md")), "ImageError", "README.md: not a supported image"),
 ])
@@ -210,3 +217,15 @@ def test_public_names():
     assert set(cnncli.__all__) <= set(dir(cnncli))
     with pytest.raises(AttributeError):
         cnncli.no_such_name  # noqa: B018
+
+
+def test_trace_outputs_name_the_extra_outputs(tmp_path):
+    """A model file's ``outputs`` (an auxiliary head) are outputs of the trace too, after the last layer's."""
+    document = {"format": "cnn-model", "version": 2, "input": {"size": [4, 4]}, "outputs": ["aux"],
+                "layers": [{"name": "a", "type": "relu"}, {"name": "aux", "type": "sigmoid"},
+                           {"name": "b", "type": "tanh", "inputs": ["a"]}]}
+    path = tmp_path / "aux.json"
+    path.write_text(json.dumps(document))
+    trace = cnncli.load_model(str(path)).run(np.ones((1, 4, 4), np.float32))
+    assert list(trace.outputs) == ["b", "aux"]
+    np.testing.assert_array_equal(trace.outputs["aux"], 1 / (1 + np.exp(np.float32(-1))) * np.ones((1, 4, 4)))

@@ -183,6 +183,7 @@ RELU = {"type": "relu"}
     ([RELU, {"name": "input", "type": "relu"}], {}, ["layers[1].name", "network's input"]),
     ([RELU, RELU | {"name": "relu0"}], {}, ["layers[1].name", "unique"]),
     ([RELU], {"outputs": ["nope"]}, ["outputs[0]", "'nope'"]),
+    ([RELU, {"type": "relu"}], {"outputs": ["relu0", "relu0"]}, ["outputs[1]", "also outputs[0]"]),
     ([RELU, {"type": "relu", "inputs": "input"}], {"version": 1}, ["layers[1].inputs", "version\": 2"]),
 ])
 def test_bad_graph_files_name_the_json_path(tmp_path, layers, top, words):
