@@ -336,6 +336,9 @@ def conv2d_workspace(
         return (elements * itemsize + pad2d_workspace((n, channels, height, width), pads, itemsize) + threads
                 + _call_bytes(itemsize, workers))
     group_weight = per_group * group_channels * kh * kw
+    if _is_pointwise(weight_shape, pair(stride, "stride"), pads):  # a copy of an image that is not contiguous
+        elements += (group_weight if flip else 0) + group_channels * height * width
+        return elements * itemsize + _call_bytes(itemsize)
     if not _uses_windows(n, pair(stride, "stride"), hp, wp, out_h, out_w):
         plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
         elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
@@ -522,6 +525,14 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
                out: np.ndarray) -> None:
     """Matrix products (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows, written to ``out``."""
     out_h, out_w, stride, _ = geometry
+    if _is_pointwise(weight.shape, stride, pads):  # 1x1: the input's own layout is the matrix
+        flat_weight = weight.reshape(weight.shape[0], -1)  # F, C
+        for b in range(x.shape[0]):
+            block = out[b].reshape(weight.shape[0], -1)  # F, H*W: a view of the contiguous output
+            np.matmul(flat_weight, x[b].reshape(x.shape[1], -1), out=block)
+            if bias is not None:
+                block += bias[:, None]
+        return
     top, bottom, left, right = pads
     hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
     if _uses_windows(x.shape[0], stride, hp, wp, out_h, out_w):
@@ -701,6 +712,11 @@ def _windows_plan(n: int, n_filters: int, depth: int, out_h: int, out_w: int) ->
         return _WindowsPlan(images, out_h, direct, depth * images * pixels, 0 if direct else n_filters * images * pixels)
     rows = max(1, min(out_h, IM2COL_ELEMENTS // (widest * out_w)))
     return _WindowsPlan(0, rows, False, depth * rows * out_w, n_filters * rows * out_w)
+
+
+def _is_pointwise(weight_shape: Sequence[int], stride: Pair, pads: Sequence[int]) -> bool:
+    """A 1x1 kernel at stride 1 without padding: each image is one product (F, C) @ (C, H*W), no copy."""
+    return tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and not any(pads)
 
 
 def _uses_windows(n: int, stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> bool:
