@@ -1063,22 +1063,24 @@ def _chunked(x: np.ndarray) -> bool:
     return x.dtype in (np.float32, np.float64) and x.size >= _CHUNK and x.flags.c_contiguous
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0), NaN kept.
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """max(x, 0), NaN kept; into ``out`` when given (which may be x itself: in place).
 
     np.maximum against a scalar misses NumPy's SIMD loop (3x slower than against an array), so
     the maximum is taken against a cached block of zeros, one cache-sized chunk at a time.
     """
     x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64) or x.size < _RELU_CHUNK:
-        return np.maximum(x, 0)
+    if x.dtype not in (np.float32, np.float64) or x.size < _RELU_CHUNK or not (out is None or out.flags.c_contiguous):
+        return np.maximum(x, 0, out=out)
     flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
+    if out is None:
+        out = np.empty_like(flat)
+    into = out.reshape(-1)  # a view: ``out`` is C-contiguous, as conv2d's and every op's output is
     zeros = _zeros(_RELU_CHUNK, x.dtype)
     for start in range(0, flat.size, _RELU_CHUNK):
         stop = min(start + _RELU_CHUNK, flat.size)
-        np.maximum(flat[start:stop], zeros[:stop - start], out=out[start:stop])
-    return out.reshape(x.shape)
+        np.maximum(flat[start:stop], zeros[:stop - start], out=into[start:stop])
+    return into.reshape(x.shape)
 
 
 def _zeros(size: int, dtype: np.dtype) -> np.ndarray:
