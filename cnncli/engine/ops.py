@@ -688,30 +688,36 @@ def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str, value: float =
 
 @dataclass(frozen=True)
 class _WindowsPlan:
-    """How ``_conv_gemm_windows`` cuts its work: ``images`` whole images per product (0: one image
-    in blocks of ``rows`` output rows instead); ``direct``: a product of one whole image is written
-    straight into the output, with no block between; ``cols`` and ``block``: the elements of the
-    buffer of windows (C*KH*KW, cells) and of the product (F, cells), 0 when not used."""
+    """How ``_conv_gemm_windows`` cuts its work: ``images`` whole images stacked per product (0: each
+    image in blocks of ``rows`` output rows, every product written straight into the output); the
+    sizes in elements of its buffers ``cols`` (the windows: C*KH*KW by cells) and ``block`` (the
+    stacked product, F by cells; 0 when products go straight into the output)."""
 
     images: int
     rows: int
-    direct: bool
     cols: int
     block: int
 
 
+# One image's windows go in blocks of output rows of at most this many elements (2 MiB of float32):
+# a block and the product reading it stay in cache, and a fresh buffer is few pages (ResNet's 7x7/2
+# first conv: 147 x 12,544 windows, 7 MiB in one block; 1.5-2 ms of it was page faults in a forward).
+WINDOWS_BLOCK_ELEMENTS = 1 << 19
+
+
 def _windows_plan(n: int, n_filters: int, depth: int, out_h: int, out_w: int) -> _WindowsPlan:
-    """The blocks of ``_conv_gemm_windows``: the windows (depth, cells) and the product (F, cells)
-    hold at most IM2COL_ELEMENTS each, or one output row. Several small images share a product;
-    one image that fits is written straight into the output."""
+    """The blocks of ``_conv_gemm_windows``. A batch of small images stacks them, so that one product
+    serves several: the windows (depth, cells) and the product (F, cells) hold at most
+    IM2COL_ELEMENTS each. Otherwise each image goes in blocks of output rows whose windows hold at
+    most WINDOWS_BLOCK_ELEMENTS (and IM2COL_ELEMENTS), or one output row."""
     pixels = out_h * out_w
     widest = max(1, depth, n_filters)
-    if widest * pixels <= IM2COL_ELEMENTS:
-        images = max(1, min(n, IM2COL_ELEMENTS // (widest * pixels)))
-        direct = images == 1
-        return _WindowsPlan(images, out_h, direct, depth * images * pixels, 0 if direct else n_filters * images * pixels)
-    rows = max(1, min(out_h, IM2COL_ELEMENTS // (widest * out_w)))
-    return _WindowsPlan(0, rows, False, depth * rows * out_w, n_filters * rows * out_w)
+    if n > 1 and 2 * widest * pixels <= IM2COL_ELEMENTS:
+        images = min(n, IM2COL_ELEMENTS // (widest * pixels))
+        return _WindowsPlan(images, out_h, depth * images * pixels, n_filters * images * pixels)
+    budget = min(IM2COL_ELEMENTS, WINDOWS_BLOCK_ELEMENTS)
+    rows = max(1, min(out_h, budget // max(1, depth * out_w)))
+    return _WindowsPlan(0, rows, depth * rows * out_w, 0)
 
 
 def _is_pointwise(weight_shape: Sequence[int], stride: Pair, pads: Sequence[int]) -> bool:
@@ -735,8 +741,8 @@ def _uses_windows(n: int, stride: Pair, hp: int, wp: int, out_h: int, out_w: int
 
 def _conv_gemm_windows(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry,
                        out: np.ndarray) -> None:
-    """Any stride: im2col of whole images (or a block of output rows) from a strided window view,
-    then one product (F, C*KH*KW) @ (C*KH*KW, cells)."""
+    """Any stride: im2col of stacked images (or of a block of one image's output rows) from a strided
+    window view, then one product (F, C*KH*KW) @ (C*KH*KW, cells)."""
     out_h, out_w, (sh, sw), (dh, dw) = geometry
     n, channels = xpad.shape[:2]
     n_filters, _, kh, kw = weight.shape
@@ -749,34 +755,29 @@ def _conv_gemm_windows(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     cols_buffer = _buffer("cols", plan.cols, xpad.dtype)  # once: a block never has two alive
     if plan.images:
         images = plan.images
-        block_buffer = None if plan.direct else _buffer("block", plan.block, xpad.dtype)
+        block_buffer = _buffer("block", plan.block, xpad.dtype)
         for b0 in range(0, n, images):
             k = min(images, n - b0)
             cols = cols_buffer[:depth * k * out_h * out_w].reshape(channels, kh, kw, k, out_h, out_w)
             np.copyto(cols, windows[b0:b0 + k].transpose(1, 4, 5, 0, 2, 3))  # C, KH, KW, k, Ho, Wo
-            if plan.direct:  # out[b0] is contiguous: conv2d's output, or a run of its channels
-                block = out[b0].reshape(n_filters, -1)  # F, Ho*Wo: a view
-                np.matmul(flat_weight, cols.reshape(depth, -1), out=block)
-            else:
-                block = block_buffer[:n_filters * k * out_h * out_w].reshape(n_filters, -1)
-                np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, k*Ho*Wo
+            block = block_buffer[:n_filters * k * out_h * out_w].reshape(n_filters, -1)
+            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, k*Ho*Wo
             if bias is not None:
                 block += bias[:, None]
-            if not plan.direct:
-                out[b0:b0 + k] = block.reshape(n_filters, k, out_h, out_w).transpose(1, 0, 2, 3)
+            out[b0:b0 + k] = block.reshape(n_filters, k, out_h, out_w).transpose(1, 0, 2, 3)
         return
     rows = plan.rows
-    block_buffer = _buffer("block", plan.block, xpad.dtype)
     for b in range(n):
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
             cols = cols_buffer[:depth * (r1 - r0) * out_w].reshape(channels, kh, kw, r1 - r0, out_w)
             np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
-            block = block_buffer[:n_filters * (r1 - r0) * out_w].reshape(n_filters, -1)
-            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
+            # F, rows*Wo: a view of the output (out[b] is contiguous: conv2d's output, or a run of its
+            # channels), each filter's rows one stretch; BLAS writes it with a leading dimension of Ho*Wo
+            block = out[b, :, r0:r1].reshape(n_filters, -1)
+            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)
             if bias is not None:
                 block += bias[:, None]
-            out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, out_w)
 
 
 # --- Pooling ---------------------------------------------------------------------------------
