@@ -732,11 +732,13 @@ def _uses_windows(n: int, stride: Pair, hp: int, wp: int, out_h: int, out_w: int
     stacked, every padded row, which costs little on big maps but 1.3x (14x14, padding 1) to 1.65x
     (7x7) the cells on small ones, and rearrange the weights by kernel row on every call (4 ms
     for ResNet's 512 x 512 x 3 x 3); a small map whose padded area exceeds its output's by a fifth
-    takes the windows instead (2.7 vs 8.5 ms on 512 x 7 x 7, 2.1 vs 3.8 ms on 256 x 14 x 14).
+    takes the windows instead (2.7 vs 8.5 ms on 512 x 7 x 7, 2.1 vs 3.8 ms on 256 x 14 x 14), and
+    so does any map of at most 32 x 32 outputs, where one long product beats three short ones and
+    their sums (128 x 28 x 28: 2.2-2.3 vs 2.5-2.7 ms, on one thread or two).
     """
     if stride != (1, 1):
         return True
-    return out_h * out_w <= 4096 and 5 * hp * wp > 6 * out_h * out_w
+    return out_h * out_w <= 1024 or (out_h * out_w <= 4096 and 5 * hp * wp > 6 * out_h * out_w)
 
 
 def _conv_gemm_windows(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry,
