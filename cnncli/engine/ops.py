@@ -339,7 +339,7 @@ def conv2d_workspace(
     if _is_pointwise(weight_shape, pair(stride, "stride"), pads):  # a copy of an image that is not contiguous
         elements += (group_weight if flip else 0) + group_channels * height * width
         return elements * itemsize + _call_bytes(itemsize)
-    if not _uses_windows(n, pair(stride, "stride"), hp, wp, out_h, out_w):
+    if not _uses_windows(pair(stride, "stride"), hp, wp, out_h, out_w):
         plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
         elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
         return elements * itemsize + _call_bytes(itemsize)
@@ -535,7 +535,7 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
         return
     top, bottom, left, right = pads
     hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
-    if _uses_windows(x.shape[0], stride, hp, wp, out_h, out_w):
+    if _uses_windows(stride, hp, wp, out_h, out_w):
         _conv_gemm_windows(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
     else:
         _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
@@ -725,7 +725,7 @@ def _is_pointwise(weight_shape: Sequence[int], stride: Pair, pads: Sequence[int]
     return tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and not any(pads)
 
 
-def _uses_windows(n: int, stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> bool:
+def _uses_windows(stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> bool:
     """Whether the GEMM path copies whole windows (im2col) rather than column shifts per kernel row.
 
     Strided convs always do. At stride 1 the per-row products compute every padded column and,
