@@ -151,6 +151,27 @@ def test_predict_with_inference_rewrites_equals_forward(monkeypatch, unrolled_li
         assert_array(together[i], net.forward(batch[i])[-1].output, rtol=1e-10, atol=1e-10)
 
 
+def test_predict_runs_relu_in_place_only_on_what_nothing_else_holds():
+    """A ReLU reading the batch itself, a flattened view whose conv output a dense layer also reads,
+    and a residual branch: predict leaves the caller's batch untouched and equals forward."""
+    from cnncli.engine.layers import Add
+
+    rng = np.random.default_rng(24)
+    layers = (Activation("relu", name="r0"), Conv2d(rng.standard_normal((3, 2, 3, 3)), None, padding=1, name="c1"),
+              Activation("relu", name="r1"), Add("sum"), Flatten("f"), Activation("relu", name="r2"),
+              Dense(rng.standard_normal((4, 48)), None, "d1"), Flatten("f2"),
+              Dense(rng.standard_normal((4, 48)), None, "d2"), Add("out"))
+    # r2 alone reads f, a view of sum, which f2 reads after it: r2 must not write into sum
+    reads = (("input",), ("r0",), ("c1",), ("r1", "c1"), ("sum",), ("f",), ("r2",), ("sum",), ("f2",), ("d1", "d2"))
+    net = Network(layers, reads)
+    batch = rng.standard_normal((5, 2, 4, 4))
+    kept = batch.copy()
+    together = net.predict(batch)
+    np.testing.assert_array_equal(batch, kept)
+    for i in range(5):
+        assert_array(together[i], net.forward(batch[i])[-1].output, rtol=1e-10, atol=1e-10)
+
+
 def _traced_forward(network, x):
     return traced_forward(network, x)[1]
 

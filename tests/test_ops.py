@@ -490,3 +490,21 @@ def test_two_by_two_max_pool_in_passes_equals_whole_arrays(shape):
     quads = [x[:, i:2 * h:2, j:2 * w:2] for i in (0, 1) for j in (0, 1)]
     expected = np.maximum(np.maximum(quads[0], quads[2]), np.maximum(quads[1], quads[3]))
     np.testing.assert_array_equal(ops.max_pool2d(x, 2), expected)
+
+
+@pytest.mark.parametrize("shape, weight_shape, stride, padding, groups", [
+    ((6, 9, 7), (8, 3, 1, 1), 1, 0, 2),  # 1x1: one product on the image's own layout
+    ((2, 6, 9, 7), (4, 6, 1, 1), 1, 0, 1),
+    ((8, 7, 7), (16, 8, 3, 3), 1, 1, 1),  # a small padded map: whole windows, straight into the output
+    ((3, 8, 7, 7), (16, 8, 3, 3), 1, 1, 1),  # a batch of them: several images per product
+    ((3, 8, 14, 14), (6, 4, 3, 3), 2, 1, 2),  # strided, two groups
+])
+def test_gemm_paths_equal_shift_and_add(shape, weight_shape, stride, padding, groups):
+    """The 1x1 product, the windows product of small maps (one image or several per product) and the
+    strided one; reference: method "taps" in float64, and the loop oracle."""
+    rng = np.random.default_rng(23)
+    x, weight, bias = rng.standard_normal(shape), rng.standard_normal(weight_shape), rng.standard_normal(weight_shape[0])
+    out = ops.conv2d(x, weight, bias, stride, padding, groups=groups, method="gemm")
+    assert_array(out, ops.conv2d(x, weight, bias, stride, padding, groups=groups, method="taps"), rtol=1e-12, atol=1e-12)
+    oracle = oracles.conv2d(x if x.ndim == 3 else x[-1], weight, bias, (stride, stride), (padding,) * 4, (1, 1), groups)
+    assert_array(out if x.ndim == 3 else out[-1], oracle, rtol=1e-12, atol=1e-12)

@@ -200,14 +200,20 @@ class Network:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch (N, C, H, W) through every layer at once and return only the last output.
 
-        No map is kept: each is let go once the last layer reading it has run, and the layers may
-        be rewritten into fewer, equal ones (``inference_plan``).
+        No map is kept: each is let go once the last layer reading it has run (a ReLU then runs in
+        the memory of the input it alone was reading), and the layers may be rewritten into fewer,
+        equal ones (``inference_plan``).
         """
         self.shapes(batch.shape[1:])
         values: dict[str, np.ndarray] = {INPUT: batch}
+        caller = _root(batch)
         with np.errstate(all="ignore"):
             for layer, names, done in self.inference_plan:
-                values[layer.name] = layer.forward(*(values[name] for name in names), batched=True)
+                given = [values[name] for name in names]
+                if _relu_in_place(layer, names, done, values, caller):
+                    values[layer.name] = ops.relu(given[0], out=given[0])
+                else:
+                    values[layer.name] = layer.forward(*given, batched=True)
                 for name in done:
                     del values[name]
         return values[self._inference[1]]
@@ -386,6 +392,27 @@ class _Renamed:
 
 def _renamed(layer: Any, name: str) -> _Renamed:
     return _Renamed(layer, name)
+
+
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array that owns ``array``'s memory (itself, or the base its views lead back to)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def _relu_in_place(layer: Any, names: tuple[str, ...], done: tuple[str, ...], values: dict[str, np.ndarray],
+                   caller: np.ndarray) -> bool:
+    """Whether batch inference may run a ReLU in its input's memory: the input is let go right after
+    it, is no view of the caller's batch, and shares no memory with another value still held."""
+    inner = layer.layer if isinstance(layer, _Renamed) else layer
+    if not (isinstance(inner, Activation) and inner.kind == "relu") or names[0] not in done:
+        return False
+    x = values[names[0]]
+    if x.dtype not in (np.float32, np.float64) or not (x.flags.c_contiguous and x.flags.writeable):
+        return False
+    root = _root(x)
+    return root is not caller and all(_root(value) is not root for name, value in values.items() if name != names[0])
 
 
 def _fold_batch_norm(conv: Conv2d, norm: BatchNorm) -> Conv2d:

@@ -311,9 +311,10 @@ def conv2d_workspace(
     int: the output, plus what the chosen method allocates, from the same block rules as the
     computation: shift-and-add holds the padded input and one strip of products per thread
     (``_taps_plan``); the stride-1 product holds the group's kernel rows as matrices, the padded
-    rows, their column shifts, a block of products and a partial one (``_rows_plan``); the strided
-    product holds a group's padded input, a block of windows and its product, and a reshaped copy
-    of a flipped kernel (``_strided_rows``). Work buffers stay held after the call until
+    rows, their column shifts, a block of products and a partial one (``_rows_plan``); the windows
+    product (strided, or a small map) holds a group's padded input, a block of windows and its
+    product unless written straight into the output, and a reshaped copy of a flipped kernel
+    (``_windows_plan``). Work buffers stay held after the call until
     ``release_buffers``; threads add their stacks (``THREAD_BYTES`` each).
     """
     shape = tuple(in_shape)
@@ -335,13 +336,16 @@ def conv2d_workspace(
         return (elements * itemsize + pad2d_workspace((n, channels, height, width), pads, itemsize) + threads
                 + _call_bytes(itemsize, workers))
     group_weight = per_group * group_channels * kh * kw
-    if pair(stride, "stride") == (1, 1):
+    if _is_pointwise(weight_shape, pair(stride, "stride"), pads):  # a copy of an image that is not contiguous
+        elements += (group_weight if flip else 0) + group_channels * height * width
+        return elements * itemsize + _call_bytes(itemsize)
+    if not _uses_windows(pair(stride, "stride"), hp, wp, out_h, out_w):
         plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
         elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
         return elements * itemsize + _call_bytes(itemsize)
     depth = group_channels * kh * kw
-    rows = _strided_rows(per_group, depth, out_h, out_w)
-    elements += (group_weight if flip else 0) + (depth + per_group) * rows * out_w
+    windows = _windows_plan(n, per_group, depth, out_h, out_w)
+    elements += (group_weight if flip else 0) + windows.cols + windows.block
     padded = pad2d_workspace((n, group_channels, height, width), pads, itemsize)  # one group's at a time
     return elements * itemsize + padded + _call_bytes(itemsize)
 
@@ -520,10 +524,21 @@ def release_buffers() -> None:
 def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
                out: np.ndarray) -> None:
     """Matrix products (F, C*KH*KW) @ (C*KH*KW, rows*W) per block of output rows, written to ``out``."""
-    if geometry[2] == (1, 1):
-        _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
+    out_h, out_w, stride, _ = geometry
+    if _is_pointwise(weight.shape, stride, pads):  # 1x1: the input's own layout is the matrix
+        flat_weight = weight.reshape(weight.shape[0], -1)  # F, C
+        for b in range(x.shape[0]):
+            block = out[b].reshape(weight.shape[0], -1)  # F, H*W: a view of the contiguous output
+            np.matmul(flat_weight, x[b].reshape(x.shape[1], -1), out=block)
+            if bias is not None:
+                block += bias[:, None]
+        return
+    top, bottom, left, right = pads
+    hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
+    if _uses_windows(stride, hp, wp, out_h, out_w):
+        _conv_gemm_windows(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
     else:
-        _conv_gemm_strided(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
+        _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
 
 
 @dataclass(frozen=True)
@@ -671,35 +686,100 @@ def _pad_into(dest: np.ndarray, src: np.ndarray, pads, mode: str, value: float =
                 dest[..., rows, cols] = band[..., from_cols][..., ::-1] if flip_cols else band[..., from_cols]
 
 
-def _strided_rows(n_filters: int, depth: int, out_h: int, out_w: int) -> int:
-    """Output rows per im2col block of ``_conv_gemm_strided``: a block of windows (C*KH*KW, rows*Wo)
-    and its product (F, rows*Wo) hold at most IM2COL_ELEMENTS each, or one output row."""
-    return max(1, min(out_h, IM2COL_ELEMENTS // max(1, depth * out_w, n_filters * out_w)))
+@dataclass(frozen=True)
+class _WindowsPlan:
+    """How ``_conv_gemm_windows`` cuts its work: ``images`` whole images stacked per product (0: each
+    image in blocks of ``rows`` output rows, every product written straight into the output); the
+    sizes in elements of its buffers ``cols`` (the windows: C*KH*KW by cells) and ``block`` (the
+    stacked product, F by cells; 0 when products go straight into the output)."""
+
+    images: int
+    rows: int
+    cols: int
+    block: int
 
 
-def _conv_gemm_strided(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry, out: np.ndarray) -> None:
-    """Any stride: im2col of a block of output rows from a strided window view, then one product."""
+# One image's windows go in blocks of output rows of at most this many elements (2 MiB of float32):
+# a block and the product reading it stay in cache, and a fresh buffer is few pages (ResNet's 7x7/2
+# first conv: 147 x 12,544 windows, 7 MiB in one block; 1.5-2 ms of it was page faults in a forward).
+WINDOWS_BLOCK_ELEMENTS = 1 << 19
+
+
+def _windows_plan(n: int, n_filters: int, depth: int, out_h: int, out_w: int) -> _WindowsPlan:
+    """The blocks of ``_conv_gemm_windows``. A batch of small images stacks them, so that one product
+    serves several: the windows (depth, cells) and the product (F, cells) hold at most
+    IM2COL_ELEMENTS each. Otherwise each image goes in blocks of output rows whose windows hold at
+    most WINDOWS_BLOCK_ELEMENTS (and IM2COL_ELEMENTS), or one output row."""
+    pixels = out_h * out_w
+    widest = max(1, depth, n_filters)
+    if n > 1 and 2 * widest * pixels <= IM2COL_ELEMENTS:
+        images = min(n, IM2COL_ELEMENTS // (widest * pixels))
+        return _WindowsPlan(images, out_h, depth * images * pixels, n_filters * images * pixels)
+    budget = min(IM2COL_ELEMENTS, WINDOWS_BLOCK_ELEMENTS)
+    rows = max(1, min(out_h, budget // max(1, depth * out_w)))
+    return _WindowsPlan(0, rows, depth * rows * out_w, 0)
+
+
+def _is_pointwise(weight_shape: Sequence[int], stride: Pair, pads: Sequence[int]) -> bool:
+    """A 1x1 kernel at stride 1 without padding: each image is one product (F, C) @ (C, H*W), no copy."""
+    return tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and not any(pads)
+
+
+def _uses_windows(stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> bool:
+    """Whether the GEMM path copies whole windows (im2col) rather than column shifts per kernel row.
+
+    Strided convs always do. At stride 1 the per-row products compute every padded column and,
+    stacked, every padded row, which costs little on big maps but 1.3x (14x14, padding 1) to 1.65x
+    (7x7) the cells on small ones, and rearrange the weights by kernel row on every call (4 ms
+    for ResNet's 512 x 512 x 3 x 3); a small map whose padded area exceeds its output's by a fifth
+    takes the windows instead (2.7 vs 8.5 ms on 512 x 7 x 7, 2.1 vs 3.8 ms on 256 x 14 x 14), and
+    so does any map of at most 32 x 32 outputs, where one long product beats three short ones and
+    their sums (128 x 28 x 28: 2.2-2.3 vs 2.5-2.7 ms, on one thread or two).
+    """
+    if stride != (1, 1):
+        return True
+    return out_h * out_w <= 1024 or (out_h * out_w <= 4096 and 5 * hp * wp > 6 * out_h * out_w)
+
+
+def _conv_gemm_windows(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, geometry,
+                       out: np.ndarray) -> None:
+    """Any stride: im2col of stacked images (or of a block of one image's output rows) from a strided
+    window view, then one product (F, C*KH*KW) @ (C*KH*KW, cells)."""
     out_h, out_w, (sh, sw), (dh, dw) = geometry
     n, channels = xpad.shape[:2]
     n_filters, _, kh, kw = weight.shape
     depth = channels * kh * kw
     flat_weight = weight.reshape(n_filters, depth)  # F, C*KH*KW
-    rows = _strided_rows(n_filters, depth, out_h, out_w)
+    plan = _windows_plan(n, n_filters, depth, out_h, out_w)
     reach_h, reach_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
     windows = sliding_window_view(xpad, (reach_h, reach_w), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
     # windows: N, C, Ho, Wo, KH, KW
-    cols_buffer = _buffer("cols", depth * rows * out_w, xpad.dtype)  # once: a block never has two alive
-    block_buffer = _buffer("block", n_filters * rows * out_w, xpad.dtype)
+    cols_buffer = _buffer("cols", plan.cols, xpad.dtype)  # once: a block never has two alive
+    if plan.images:
+        images = plan.images
+        block_buffer = _buffer("block", plan.block, xpad.dtype)
+        for b0 in range(0, n, images):
+            k = min(images, n - b0)
+            cols = cols_buffer[:depth * k * out_h * out_w].reshape(channels, kh, kw, k, out_h, out_w)
+            np.copyto(cols, windows[b0:b0 + k].transpose(1, 4, 5, 0, 2, 3))  # C, KH, KW, k, Ho, Wo
+            block = block_buffer[:n_filters * k * out_h * out_w].reshape(n_filters, -1)
+            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, k*Ho*Wo
+            if bias is not None:
+                block += bias[:, None]
+            out[b0:b0 + k] = block.reshape(n_filters, k, out_h, out_w).transpose(1, 0, 2, 3)
+        return
+    rows = plan.rows
     for b in range(n):
         for r0 in range(0, out_h, rows):
             r1 = min(r0 + rows, out_h)
             cols = cols_buffer[:depth * (r1 - r0) * out_w].reshape(channels, kh, kw, r1 - r0, out_w)
             np.copyto(cols, windows[b, :, r0:r1].transpose(0, 3, 4, 1, 2))  # C, KH, KW, rows, Wo
-            block = block_buffer[:n_filters * (r1 - r0) * out_w].reshape(n_filters, -1)
-            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)  # F, rows*Wo
+            # F, rows*Wo: a view of the output (out[b] is contiguous: conv2d's output, or a run of its
+            # channels), each filter's rows one stretch; BLAS writes it with a leading dimension of Ho*Wo
+            block = out[b, :, r0:r1].reshape(n_filters, -1)
+            np.matmul(flat_weight, cols.reshape(depth, -1), out=block)
             if bias is not None:
                 block += bias[:, None]
-            out[b, :, r0:r1] = block.reshape(n_filters, r1 - r0, out_w)
 
 
 # --- Pooling ---------------------------------------------------------------------------------
@@ -986,22 +1066,24 @@ def _chunked(x: np.ndarray) -> bool:
     return x.dtype in (np.float32, np.float64) and x.size >= _CHUNK and x.flags.c_contiguous
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0), NaN kept.
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """max(x, 0), NaN kept; into ``out`` when given (which may be x itself: in place).
 
     np.maximum against a scalar misses NumPy's SIMD loop (3x slower than against an array), so
     the maximum is taken against a cached block of zeros, one cache-sized chunk at a time.
     """
     x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64) or x.size < _RELU_CHUNK:
-        return np.maximum(x, 0)
+    if x.dtype not in (np.float32, np.float64) or x.size < _RELU_CHUNK or not (out is None or out.flags.c_contiguous):
+        return np.maximum(x, 0, out=out)
     flat = np.ascontiguousarray(x).reshape(-1)
-    out = np.empty_like(flat)
+    if out is None:
+        out = np.empty_like(flat)
+    into = out.reshape(-1)  # a view: ``out`` is C-contiguous, as conv2d's and every op's output is
     zeros = _zeros(_RELU_CHUNK, x.dtype)
     for start in range(0, flat.size, _RELU_CHUNK):
         stop = min(start + _RELU_CHUNK, flat.size)
-        np.maximum(flat[start:stop], zeros[:stop - start], out=out[start:stop])
-    return out.reshape(x.shape)
+        np.maximum(flat[start:stop], zeros[:stop - start], out=into[start:stop])
+    return into.reshape(x.shape)
 
 
 def _zeros(size: int, dtype: np.dtype) -> np.ndarray:
