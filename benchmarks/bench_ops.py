@@ -297,7 +297,8 @@ def report_other_load(before, wall: float) -> None:
 
 def describe_setup() -> str:
     versions = [f"numpy {np.__version__}", f"cores {os.cpu_count()}"]
-    versions.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else f"torch {NOT_INSTALLED}")
+    versions.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
+                    else f"torch {NOT_INSTALLED}")
     versions.append(f"cv2 {cv2.__version__} ({cv2.getNumThreads()} threads)" if cv2 else f"cv2 {NOT_INSTALLED}")
     return ", ".join(versions)
 

@@ -23,9 +23,9 @@ threads set through the environment, and torch.set_num_threads):
 2. a batch of 8: ``Network.predict`` against the same PyTorch forward on the batch (informational).
 
 Each process times the best of N calls after one warm-up call; several processes a side run
-alternately (``--rounds``), and the best of each side counts, with the range beside it. The logits must agree within 1e-3 of the
-largest logit's magnitude (float32 both sides). PyTorch runs with the interpreter given by
-``--torch-python`` (default: this one, when it imports torch).
+alternately (``--rounds``), and the best of each side counts, with the range beside it. The
+logits must agree within 1e-3 of the largest logit's magnitude (float32 both sides). PyTorch
+runs with the interpreter given by ``--torch-python`` (default: this one, when it imports torch).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -226,10 +226,12 @@ class Network:
 
     @cached_property
     def _inference(self) -> tuple[tuple[tuple[Any, tuple[str, ...], tuple[str, ...]], ...], str]:
-        """The plan of batch inference, and the name its output has in it. The layers are rewritten as inference runtimes do, none of which changes a result beyond float
-        rounding, and each only where the graph allows it: batch norm folded into the conv before
-        it when nothing else reads the conv; dropout dropped (its readers read its input); ReLU
-        moved after a max-pool that alone reads it (max commutes with ReLU; 4x fewer values)."""
+        """The plan of batch inference, and the name its output has in it.
+
+        The layers are rewritten as inference runtimes do, none of which changes a result beyond
+        float rounding, and each only where the graph allows it: batch norm folded into the conv
+        before it when nothing else reads the conv; dropout dropped (its readers read its input);
+        ReLU moved after a max-pool that alone reads it (max commutes with ReLU; 4x fewer values)."""
         kept = set(self.outputs) | {self.layers[-1].name}
         readers = self.consumers
         rename: dict[str, str] = {}  # a dropped layer's name -> the name that stands for it
@@ -348,7 +350,8 @@ def check_graph(names: Sequence[str], reads: Sequence[Sequence[str]], outputs: S
         if counts:
             least, most = counts[index]
             if not least <= len(given) <= (most if most is not None else len(given)):
-                wanted = f"{least}" if least == most else (f"at least {least}" if most is None else f"{least} to {most}")
+                wanted = (f"{least}" if least == most else f"at least {least}" if most is None
+                          else f"{least} to {most}")
                 raise GraphError(f"reads {len(given)} input{'s' if len(given) != 1 else ''}; expected {wanted}",
                                  source=name, layer=index, field="inputs")
         for read in given:

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Callable, Literal, Sequence, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from ..errors import ShapeError
 
 Pair = tuple[int, int]
+Method = Literal["taps", "gemm"]  # how conv2d computes: shift-and-add over taps, or matrix products
 Padding = Union[str, int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -57,7 +58,7 @@ def pair(value: int | Sequence[int], name: str) -> Pair:
     values = tuple(int(v) for v in value)
     if len(values) != 2:
         raise ShapeError(f"expected one integer or two (rows, cols), got {len(values)}", source=name)
-    return values  # type: ignore[return-value]
+    return values[0], values[1]
 
 
 def _positive(value: Pair, name: str) -> Pair:
@@ -106,7 +107,7 @@ def conv_padding(
             raise ShapeError(f"expected 1, 2 or 4 integers, got {len(values)}", source="padding")
     if min(values) < 0:
         raise ShapeError(f"must not be negative, got {values}", source="padding")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2], values[3]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, dilation: int, pad_before: int, pad_after: int) -> int:
@@ -221,7 +222,7 @@ def conv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
-    method: Literal["auto", "taps", "gemm"] = "auto",
+    method: Literal["auto"] | Method = "auto",
 ) -> np.ndarray:
     """2-D cross-correlation, exactly as ``torch.nn.functional.conv2d`` (the kernel is not flipped).
 
@@ -291,7 +292,7 @@ def conv2d_workspace(
     groups: int = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
-    method: Literal["auto", "taps", "gemm"] = "auto",
+    method: Literal["auto"] | Method = "auto",
     itemsize: int = 4,
     weight_itemsize: int | None = None,
 ) -> int:
@@ -358,7 +359,7 @@ def conv2d_kept(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     padding_mode: str = "zeros",
-    method: Literal["auto", "taps", "gemm"] = "auto",
+    method: Literal["auto"] | Method = "auto",
     itemsize: int = 4,
 ) -> dict[str, int]:
     """What ``conv2d`` leaves allocated in libraries after it returns, by library: OpenBLAS's
@@ -393,7 +394,7 @@ def unrolled_conv_matrix(in_shape: Sequence[int], weight: np.ndarray, stride=1, 
 
 
 def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shape: Sequence[int],
-                  groups: int = 1) -> str:
+                  groups: int = 1) -> Method:
     """The method ("taps" or "gemm") that ``conv2d(method="auto")`` picks for an input of
     ``in_shape`` ((C, H, W) or (N, C, H, W)) and a (F, H_out, W_out) output."""
     n = in_shape[0] if len(in_shape) == 4 else 1
@@ -401,7 +402,8 @@ def conv2d_method(in_shape: Sequence[int], weight_shape: Sequence[int], out_shap
     return _choose_method(n, group_channels, n_filters // groups, groups, (kh, kw), out_shape[-2] * out_shape[-1])
 
 
-def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair, out_pixels: int) -> str:
+def _choose_method(n: int, group_channels: int, per_group: int, groups: int, kernel: Pair,
+                   out_pixels: int) -> Method:
     """Shift-and-add or GEMM, by a rule fitted to timings of both on 265 shapes (benchmarks/README.md).
 
     Shift-and-add makes one pass over the output per tap and input channel, so it wins only when a
@@ -838,11 +840,11 @@ def max_pool2d(
     pads = (p[0], after[0], p[1], after[1])
     if _pool_copies_padding(x.shape, pads):
         xpad = pad2d(x, pads, value=-np.inf)
-        result = None
+        result = _tap_slice(xpad, 0, 0, out, s).copy()
         for i in range(k[0]):
             for j in range(k[1]):
-                window = _tap_slice(xpad, i * d[0], j * d[1], out, s)
-                result = window.copy() if result is None else np.maximum(result, window, out=result)
+                if i or j:
+                    np.maximum(result, _tap_slice(xpad, i * d[0], j * d[1], out, s), out=result)
         return result if batched else result[0]
     # Each tap reads only the cells it covers, as if the padding were there: max(v, -inf) = v.
     result = np.full(x.shape[:2] + out, -np.inf, dtype=x.dtype)
@@ -947,8 +949,8 @@ def _max_pool_2x2(x: np.ndarray, out: Pair) -> np.ndarray:
     h, w = out
     if x.flags.c_contiguous:
         if height == 2 * h and width == 2 * w and n * channels * h * width <= _POOL_PASS_ELEMENTS:
-            rows = x.reshape(-1, 2, width)  # small: the whole batch in one pass; N*C*Ho, (upper, lower), W
-            pairs = np.maximum(rows[:, 0], rows[:, 1]).reshape(-1)
+            row_pairs = x.reshape(-1, 2, width)  # small: the whole batch in one pass; N*C*Ho, (upper, lower), W
+            pairs = np.maximum(row_pairs[:, 0], row_pairs[:, 1]).reshape(-1)
             return np.maximum(pairs[0::2], pairs[1::2]).reshape(n, channels, h, w)
         maps = [x.reshape(1, n * channels, height, width)]  # every map of the batch in one run of passes
     else:
@@ -990,7 +992,9 @@ def _clipped_tap(size: Pair, top: int, left: int, out: Pair, stride: Pair):
 
 def _tap_slice(xpad: np.ndarray, top: int, left: int, out: Pair, stride: Pair) -> np.ndarray:
     """The strided view of ``xpad`` that tap (top, left) of every window reads."""
-    return xpad[..., top:top + (out[0] - 1) * stride[0] + 1:stride[0], left:left + (out[1] - 1) * stride[1] + 1:stride[1]]
+    rows = slice(top, top + (out[0] - 1) * stride[0] + 1, stride[0])
+    cols = slice(left, left + (out[1] - 1) * stride[1] + 1, stride[1])
+    return xpad[..., rows, cols]
 
 
 def _window_counts(size: int, kernel: int, stride: int, padding: int, out: int, include_pad: bool) -> np.ndarray:
@@ -1180,7 +1184,8 @@ def softmax_workspace(shape: Sequence[int], itemsize: int = 4, axis: int = -1) -
     return (size + 2 * (size // max(1, shape[axis]))) * itemsize + _call_bytes(itemsize)
 
 
-ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh, "none": identity}
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": relu, "leaky_relu": leaky_relu, "sigmoid": sigmoid, "tanh": tanh, "none": identity}
 
 
 def flatten(x: np.ndarray, batched: bool = False) -> np.ndarray:
@@ -1195,7 +1200,8 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) ->
     x = np.asarray(x)
     weight = np.asarray(weight, dtype=x.dtype)
     if weight.ndim != 2 or weight.shape[1] != x.shape[-1]:
-        raise ShapeError(f"dense weight {weight.shape} does not take {x.shape[-1]} inputs; expected (out, {x.shape[-1]})")
+        raise ShapeError(f"dense weight {weight.shape} does not take {x.shape[-1]} inputs; "
+                         f"expected (out, {x.shape[-1]})")
     y = x @ weight.T
     if bias is not None:
         bias = np.asarray(bias, dtype=x.dtype).reshape(-1)

@@ -79,7 +79,8 @@ def model_summary(model: Model, rows: list[dict], input_shape: tuple[int, ...], 
     """
     network = model.network
     extra = set(network.outputs) - {rows[-1]["name"]} if rows else set()
-    columns = SUMMARY_COLUMNS if network.is_chain else SUMMARY_COLUMNS[:3] + ("reads",) + SUMMARY_COLUMNS[3:]
+    columns: tuple[str, ...] = SUMMARY_COLUMNS if network.is_chain else (*SUMMARY_COLUMNS[:3], "reads",
+                                                                          *SUMMARY_COLUMNS[3:])
     narrow = not network.is_chain and width is not None and width < GRAPH_TABLE_WIDTH
     if narrow:
         columns = columns[:-1]

@@ -53,7 +53,8 @@ class Conv2d:
         kh, kw = spec.pair("kernel_size")
         channels = spec.channels()
         if spec.has("in_channels") and spec.integer("in_channels", None, 1) != channels:
-            raise spec.fail("in_channels", f"is {spec.get('in_channels')}, but the layer before gives {channels} channels")
+            raise spec.fail("in_channels", f"is {spec.get('in_channels')}, but the layer before gives {channels} "
+                                           "channels")
         if channels % groups or out_channels % groups:
             raise spec.fail("groups", f"must divide in_channels ({channels}) and out_channels ({out_channels}), "
                                       f"got {groups}")
@@ -333,7 +334,8 @@ class Dense:
             raise ShapeError(f"takes a flat vector, but the layer before gives shape {shape}; "
                              "put a flatten layer first")
         if spec.has("in_features") and spec.integer("in_features", None, 1) != shape[0]:
-            raise spec.fail("in_features", f"is {spec.get('in_features')}, but the layer before gives {shape[0]} values")
+            raise spec.fail("in_features", f"is {spec.get('in_features')}, but the layer before gives {shape[0]} "
+                                           "values")
         weight = spec.weight("weight", (out_features, shape[0]))
         bias = spec.weight("bias", (out_features,)) if spec.has_bias() else None
         return cls(weight, bias, spec.name)  # the model's header says where its weights come from
