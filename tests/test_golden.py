@@ -1,9 +1,12 @@
 """Chain networks give the same machine output across the graph engine: each command's stdout as
 the build before graphs wrote it (tests/data/golden/, from commit 12da5ae; no timing fields).
 
-Byte for byte on this machine. A machine whose BLAS sums in another order may differ in the last
-bits of a float, so where the bytes differ the documents must still match in every key, string
-and shape, and in every number to a relative 1e-6."""
+The graph engine alone left these bytes unchanged. Faster conv paths since then (one im2col
+product for small maps, where shift-and-add summed the taps in another order) change the last
+bits of some float32 values, as another BLAS would; so where the bytes differ, the documents must
+still match in every key, string and shape, and every number within float32 rounding carried
+through the network's sums: 1e-5 absolute (the digits model's maps and logits are of magnitude 1 to
+10; its largest change, in fc1, is 1.1e-6), or 1e-5 relative for larger values."""
 
 import json
 import math
@@ -20,7 +23,7 @@ COMMANDS = [line.split("\t") for line in (GOLDEN / "commands.tsv").read_text().s
 
 def _same(got, want, where="$"):
     if isinstance(want, float) or isinstance(got, float):
-        assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9), where
+        assert isinstance(got, (int, float)) and math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-5), where
     elif isinstance(want, dict):
         assert isinstance(got, dict) and list(got) == list(want), where
         for key in want:
