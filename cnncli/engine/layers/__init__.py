@@ -6,6 +6,7 @@ from .merge import Add, Concat, Mean, Mul, Sub
 from .activations import ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, Mish, PReLU, ReLU6, SiLU, Softplus
 from .norms import GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm
 from .shaping import ChannelShuffle, Identity, Pad
+from .affine import Affine
 
 __all__ = [
     "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
@@ -13,5 +14,5 @@ __all__ = [
     "Add", "Concat", "Mean", "Mul", "Sub",
     "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU", "Softplus",
     "GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm",
-    "ChannelShuffle", "Identity", "Pad",
+    "ChannelShuffle", "Identity", "Pad", "Affine",
 ]
