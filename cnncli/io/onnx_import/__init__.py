@@ -41,7 +41,7 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     except ImportError:
         raise CnnError("reading ONNX models needs the onnx package: pip install 'cnncli[onnx]'",
                        source=source) from None
-    from ..modelfile import InputSpec, Model
+    from ..modelfile import Model
     from .build import Importer
     from .ops import CONVERTERS
     from .tensors import to_array

@@ -76,11 +76,16 @@ class Importer:
     def is_const(self, index: int) -> bool:
         return self.has(index) and self.node.input[index] in self.consts
 
-    def const(self, index: int, what: str, required: bool = True) -> np.ndarray | None:
-        """Input ``index``, which must be a constant (an initializer or folded); None if absent and optional."""
+    def const(self, index: int, what: str) -> np.ndarray:
+        """Input ``index``, which must be given and be a constant (an initializer or folded)."""
+        value = self.optional(index, what)
+        if value is None:
+            raise self.fail(f"needs input {index} ({what})")
+        return value
+
+    def optional(self, index: int, what: str) -> np.ndarray | None:
+        """Input ``index``, a constant, or None when it is not given (an optional input)."""
         if not self.has(index):
-            if required:
-                raise self.fail(f"needs input {index} ({what})")
             return None
         name = self.node.input[index]
         self._known(name)

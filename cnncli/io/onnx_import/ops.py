@@ -54,13 +54,13 @@ def _pads(imp: Importer, attrs: dict[str, Any], in_hw: tuple[int, int], kernel: 
     them, as (top, bottom, left, right)."""
     auto = attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
+        sides: list[tuple[int, int]] = []  # (before, after) of rows, then of columns
         for size, k, s, d in zip(in_hw, kernel, stride, dilation):
             out = -(-size // s)
             total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             small, large = total // 2, total - total // 2
-            pads.append((small, large) if auto == "SAME_UPPER" else (large, small))  # the odd cell at the end (UPPER)
-        return pads[0][0], pads[0][1], pads[1][0], pads[1][1]
+            sides.append((small, large) if auto == "SAME_UPPER" else (large, small))  # the odd cell at the end (UPPER)
+        return sides[0][0], sides[0][1], sides[1][0], sides[1][1]
     if auto == "VALID":
         return 0, 0, 0, 0
     if auto != "NOTSET":
@@ -83,7 +83,7 @@ def _require_map(imp: Importer, shape: tuple[int, ...]) -> None:
 def conv(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
     weight = imp.const(1, "the weight W")
-    bias = imp.const(2, "the bias B", required=False)
+    bias = imp.optional(2, "the bias B")
     if weight.ndim != 4:
         raise Unsupported(f"weight of shape {weight.shape}: cnn imports 2-D convolutions only")
     _require_map(imp, shape)
@@ -101,7 +101,7 @@ def conv(imp: Importer, attrs: dict[str, Any]) -> None:
                        ShapeError)
     stride = _spatial(imp, attrs, "strides", 1, shape)
     dilation = _spatial(imp, attrs, "dilations", 1, shape)
-    padding = _pads(imp, attrs, shape[1:], (kh, kw), stride, dilation)
+    padding = _pads(imp, attrs, (shape[1], shape[2]), (kh, kw), stride, dilation)
     imp.emit(L.Conv2d(weight, bias, stride, padding, "zeros", dilation, groups, False, _name(imp)), [source],
              imp.output())
 
@@ -189,7 +189,7 @@ def clip(imp: Importer, attrs: dict[str, Any]) -> None:
     if imp.opset < 11:  # bounds are attributes before opset 11, inputs from it
         low, high = float(attrs.get("min", -np.inf)), float(attrs.get("max", np.inf))
     else:
-        bounds = [imp.const(i, what, required=False) for i, what in ((1, "min"), (2, "max"))]
+        bounds = [imp.optional(i, what) for i, what in ((1, "min"), (2, "max"))]
         for array, what in zip(bounds, ("min", "max")):
             if array is not None and array.size != 1:
                 raise imp.fail(f"{what} has shape {array.shape}; expected one number")
@@ -226,7 +226,7 @@ def softmax(imp: Importer, attrs: dict[str, Any]) -> None:
 
 @converts("Dropout")
 def dropout(imp: Importer, attrs: dict[str, Any]) -> None:
-    ratio = imp.const(1, "ratio", required=False)
+    ratio = imp.optional(1, "ratio")
     p = float(ratio.reshape(-1)[0]) if ratio is not None and ratio.size == 1 else float(attrs.get("ratio", 0.5))
     _unary(imp, L.Dropout(min(max(p, 0.0), 1.0), _name(imp)))
 
@@ -259,7 +259,7 @@ def pool(imp: Importer, attrs: dict[str, Any]) -> None:
     dilation = _spatial(imp, attrs, "dilations", 1, shape)
     if kind == "avg" and dilation != (1, 1):
         raise Unsupported(f"dilations {list(dilation)} on an average pool")
-    top, bottom, left, right = _pads(imp, attrs, shape[1:], kernel, stride, dilation)
+    top, bottom, left, right = _pads(imp, attrs, (shape[1], shape[2]), kernel, stride, dilation)
     ceil_mode = bool(attrs.get("ceil_mode", 0))
     include_pad = bool(attrs.get("count_include_pad", 0))  # absent before opset 7: pads excluded
     name = _name(imp)
@@ -331,7 +331,7 @@ def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
 @converts("Squeeze")
 def squeeze(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
-    axes = attrs.get("axes") if imp.opset < 13 else imp.const(1, "axes", required=False)
+    axes = attrs.get("axes") if imp.opset < 13 else imp.optional(1, "axes")
     rank = len(shape) + 1
     axes = [i for i in range(1, rank) if shape[i - 1] == 1] if axes is None else [int(a) % rank for a in axes]
     kept = [d for i, d in enumerate(shape, start=1) if i not in axes]
@@ -349,7 +349,7 @@ def squeeze(imp: Importer, attrs: dict[str, Any]) -> None:
 def gemm(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
     b = imp.const(1, "B (the weight)")
-    c = imp.const(2, "C (the bias)", required=False)
+    c = imp.optional(2, "C (the bias)")
     if attrs.get("transA", 0):
         raise Unsupported("transA=1 (it would mix the batch)")
     if len(shape) != 1 or b.ndim != 2:
@@ -486,9 +486,9 @@ def pad(imp: Importer, attrs: dict[str, Any]) -> None:
         value = float(attrs.get("value", 0.0))
     else:
         pads = [int(p) for p in imp.const(1, "pads").reshape(-1)]
-        given = imp.const(2, "constant_value", required=False)
+        given = imp.optional(2, "constant_value")
         value = float(given.reshape(-1)[0]) if given is not None and given.size else 0.0
-        axes = imp.const(3, "axes", required=False)
+        axes = imp.optional(3, "axes")
         if axes is not None:
             full = [0] * 8
             for i, a in enumerate(int(a) % 4 for a in axes.reshape(-1)):
