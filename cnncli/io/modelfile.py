@@ -153,7 +153,8 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     """Read, build and check a model from a bundled name or a file."""
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem
-    data = read_bytes(path, kind="model", error=SpecError, expected="a model JSON or ONNX file", limits=limits)
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "model"
+    data = read_bytes(path, kind=kind, error=SpecError, expected="a model JSON or ONNX file", limits=limits)
     from .onnx_import import looks_like_onnx  # light: onnx itself is imported only to read one
 
     if looks_like_onnx(path, data):
