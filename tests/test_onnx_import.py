@@ -12,6 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cnncli.errors import CnnError  # noqa: E402
+from cnncli.io.images import read_image  # noqa: E402
 from cnncli.io.modelfile import load_model  # noqa: E402
 
 RNG = np.random.default_rng(12)
@@ -317,6 +318,48 @@ def test_the_file_is_recognised_by_its_first_bytes(tmp_path):
     path = tmp_path / "net.bin"
     path.write_bytes(graph_model(nodes, inits).SerializeToString())
     assert load_model(str(path)).network.layers[0].type == "conv2d"
+
+
+def _as_onnx(network, opset):
+    """The nodes and initializers of a chain of conv2d/batchnorm2d/relu/maxpool2d/flatten/dropout/dense/
+    softmax layers, written as a PyTorch export writes them (a test helper: cnn does not export)."""
+    nodes, inits, last = [], [], "x"
+    for layer in network.layers:
+        name, kind = layer.name, layer.type
+        if kind == "conv2d":
+            top, bottom, left, right = (layer.padding,) * 4 if isinstance(layer.padding, int) else layer.padding * 2
+            inits += weights(**{f"{name}.weight": layer.weight, f"{name}.bias": layer.bias})
+            nodes.append(helper.make_node("Conv", [last, f"{name}.weight", f"{name}.bias"], [name],
+                                          pads=[top, left, bottom, right], strides=list(layer.stride)))
+        elif kind == "batchnorm2d":
+            keys = ("weight", "bias", "running_mean", "running_var")
+            inits += weights(**{f"{name}.{key}": getattr(layer, key) for key in keys})
+            nodes.append(helper.make_node("BatchNormalization", [last, *(f"{name}.{key}" for key in keys)], [name],
+                                          epsilon=layer.eps))
+        elif kind == "maxpool2d":
+            nodes.append(helper.make_node("MaxPool", [last], [name], kernel_shape=list(layer.kernel_size),
+                                          strides=list(layer.stride or layer.kernel_size)))
+        elif kind == "dense":
+            inits += weights(**{f"{name}.weight": layer.weight, f"{name}.bias": layer.bias})
+            nodes.append(helper.make_node("Gemm", [last, f"{name}.weight", f"{name}.bias"], [name], transB=1))
+        else:
+            op = {"relu": "Relu", "flatten": "Flatten", "dropout": "Dropout", "softmax": "Softmax"}[kind]
+            nodes.append(helper.make_node(op, [last], [name], **({"axis": 1} if op == "Softmax" else {})))
+        last = name
+    return graph_model(nodes, inits, channels=1, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_the_bundled_digits_network_written_as_onnx_gives_the_same_maps(tmp_path, opset):
+    """The trained digits network, written as ONNX, gives every map the model file gives, and ORT agrees."""
+    digits = load_model("digits")
+    model = _as_onnx(digits.network, opset)
+    loaded = compare(model, tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == [layer.type for layer in digits.network.layers]
+    x = digits.input.apply(read_image(DIGIT_7, color="gray", scale="unit")).array  # as `cnn run` makes it
+    for ours, theirs in zip(loaded.network.forward(x), digits.network.forward(x)):
+        assert ours.name == theirs.name and np.allclose(ours.output, theirs.output, rtol=1e-5, atol=1e-6)
+    assert int(np.argmax(loaded.network.forward(x)[-1].output)) == 7
 
 
 # -- the command line ------------------------------------------------------------------------------------
