@@ -362,6 +362,26 @@ def test_the_bundled_digits_network_written_as_onnx_gives_the_same_maps(tmp_path
     assert int(np.argmax(loaded.network.forward(x)[-1].output)) == 7
 
 
+def test_initializers_listed_as_inputs_are_weights_not_inputs(tmp_path):
+    """Old files (IR < 4) list every initializer among the graph's inputs: the input is the one left."""
+    nodes, inits = chain_nodes()
+    model = graph_model(nodes, inits)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits)
+    loaded = compare(model, tmp_path)
+    assert loaded.name == "net" and loaded.metadata["onnx"]["input"] == "x"
+
+
+def test_loading_modules_does_not_import_onnx():
+    """The model reader imports onnx only when it reads an .onnx file: `cnn` starts without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cnncli.io.modelfile, cnncli.io.onnx_import, cnncli.io.onnx_import.ops; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
+
+
 # -- the command line ------------------------------------------------------------------------------------
 def test_cli_run_json_with_an_onnx_model(tmp_path):
     """`cnn run img.png --model x.onnx -f json` gives every map and the prediction as JSON."""

@@ -83,9 +83,9 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise SpecError(_unsupported_text(importer.unsupported), source=source)
     network = _network(importer, [value.name for value in graph.output], source)
     metadata = {"onnx": {"ir_version": model.ir_version, "opset": opset, "producer": model.producer_name,
-                         "producer_version": model.producer_version, "input": inputs[0].name,
-                         "outputs": list(importer.graph_outputs)}}
-    name = _printable(graph.name) or Path(source).stem
+                         "producer_version": model.producer_version, "graph": graph.name,
+                         "input": inputs[0].name, "outputs": list(importer.graph_outputs)}}
+    name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
     return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
                  None, metadata)
 

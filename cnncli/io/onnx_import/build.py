@@ -28,7 +28,7 @@ FOLDABLE = frozenset({
     "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Pow", "Reciprocal", "Floor", "Ceil", "Cast", "CastLike",
     "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Reshape", "Transpose", "Identity", "Flatten", "Range",
     "ReduceProd", "ReduceSum", "ReduceMean", "Equal", "Where", "Min", "Max", "Sum", "Expand", "Tile",
-    "ConstantOfShape", "Size", "Not", "And", "Or", "Less", "Greater",
+    "ConstantOfShape", "Shape", "Size", "Not", "And", "Or", "Less", "Greater",
 })
 FOLD_MAX_VALUES = 1 << 22  # what a folded constant may hold: shape arithmetic is tiny; 16 MB of float32
 
@@ -119,7 +119,7 @@ class Importer:
         """Add ``layer`` reading the layers ``reads``; it stands for the tensor ``output`` (default:
         the node's first output). Returns its sample shape; a shape that does not fit is an error
         naming the node."""
-        given = [self.shapes[name] if name != INPUT else self.shapes[INPUT] for name in reads]
+        given = [self.shapes[name] for name in reads]
         try:
             shape = tuple(layer.output_shape(*given))
         except CnnError as err:
