@@ -209,7 +209,7 @@ def test_softmax_before_13_over_a_map_is_refused(tmp_path):
     """Before opset 13 Softmax on a map normalises C*H*W at once: refused, not run as a channel softmax."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Softmax", ["c"], ["p"], axis=1)]
     path = save(graph_model(nodes, weights(w=(4, 3, 3, 3)), opset=11), tmp_path)
-    with pytest.raises(CnnError, match=r"Softmax \(node p \(opset 11 Softmax at axis 1"):
+    with pytest.raises(CnnError, match=r"Softmax \(node p: opset 11 Softmax at axis 1"):
         load_model(str(path))
 
 
@@ -454,6 +454,22 @@ def test_unsupported_operators_are_listed_at_once(tmp_path, capsys):
     inits = weights(w=(2, 3, 3, 3), scales=np.float32([1, 1, 2, 2]))
     err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
     assert "cannot import 3 nodes: Resize (nodes up1, up2); Einsum (node e)" in err
+
+
+def test_an_operator_newer_than_the_models_opset_is_refused(tmp_path, capsys):
+    """HardSwish exists from opset 14: a model declaring 13 is refused as ORT refuses it."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("HardSwish", ["c"], ["h"])]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(2, 3, 3, 3)), opset=13), tmp_path))
+    assert "node h (HardSwish): HardSwish is defined from opset 14, but the model declares opset 13" in err
+
+
+def test_a_shape_that_would_be_huge_is_not_folded(tmp_path, capsys):
+    """ConstantOfShape claiming 2 * 10^12 values is refused before anything is allocated."""
+    nodes = [helper.make_node("ConstantOfShape", ["dims"], ["big"]), helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Add", ["c", "big"], ["out"])]
+    inits = weights(dims=np.array([1, 2, 10**6, 10**6], np.int64), w=(2, 3, 3, 3))
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "ConstantOfShape (node big: makes a constant too large to fold" in err
 
 
 def test_huge_declared_dimension_is_refused(tmp_path, capsys):

@@ -148,7 +148,7 @@ def _unsupported_text(found: list[tuple[str, str, str]]) -> str:
     """Every node that cannot be imported, grouped by op type: one line."""
     groups: dict[str, list[str]] = {}
     for op, node, why in found:
-        groups.setdefault(op, []).append(f"{node} ({why})" if why else node)
+        groups.setdefault(op, []).append(f"{node}: {why}" if why else node)
     listed = "; ".join(f"{op} (node{'s' if len(nodes) > 1 else ''} {', '.join(nodes[:5])}"
                        f"{f' and {len(nodes) - 5} more' if len(nodes) > 5 else ''})" for op, nodes in groups.items())
     return f"cannot import {len(found)} node{'s' if len(found) > 1 else ''}: {listed}; see README, ONNX models"

@@ -124,7 +124,7 @@ class Importer:
             shape = tuple(layer.output_shape(*given))
         except CnnError as err:
             shown = ", ".join(str(s) for s in given)
-            raise self.fail(f"{err.message} (input {shown})", ShapeError) from None
+            raise self.fail(f"{err} (input {shown})", ShapeError) from None
         self.layers.append(layer)
         self.reads.append(tuple(reads))
         self.shapes[layer.name] = shape
@@ -149,12 +149,16 @@ class Importer:
             except Unsupported as err:
                 self.unsupported.append((node.op_type, label, err.why))
                 self.unknown.update(node.output)
+            except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as err:
+                # an attribute of the wrong kind or length (a hostile or damaged file): one line, no traceback
+                raise self.fail(f"has attributes or inputs cnn cannot read: {describe(err)}") from None
 
     def _one(self, node: Any, converters: dict[str, Any]) -> None:
         from onnx import helper
 
         if node.domain not in ("", "ai.onnx"):
             raise Unsupported(f"domain {node.domain}")
+        _check_opset(node.op_type, self.opset, self)
         attrs = {a.name: _attribute(helper.get_attribute_value(a)) for a in node.attribute}
         for name in node.input:
             if name:
@@ -185,8 +189,8 @@ class Importer:
         from onnx.reference import ReferenceEvaluator
 
         inputs = [self.consts[name] for name in node.input if name]
-        if sum(a.size for a in inputs) > FOLD_MAX_VALUES:
-            raise Unsupported("folds constants too large to fold when the model loads")
+        if sum(a.size for a in inputs) > FOLD_MAX_VALUES or _fold_size(node.op_type, inputs) > FOLD_MAX_VALUES:
+            raise Unsupported("makes a constant too large to fold when the model loads")
         names = [f"i{i}" for i in range(len(node.input))]
         copy = helper.make_node(node.op_type, [n if name else "" for n, name in zip(names, node.input)],
                                 [f"o{i}" for i in range(len(node.output))])
@@ -205,6 +209,35 @@ class Importer:
         if any(a.size > FOLD_MAX_VALUES for a in results):
             raise Unsupported("makes a constant too large to fold when the model loads")
         return results
+
+
+def _check_opset(op: str, opset: int, importer: Importer) -> None:
+    """Refuse an operator the model's opset does not have yet (HardSwish before 14), as runtimes do."""
+    from onnx import defs
+
+    if not defs.has(op):
+        return  # not an ONNX operator at all: reported as unsupported
+    try:
+        defs.get_schema(op, opset, "")
+    except defs.SchemaError:
+        since = min(schema.since_version for schema in defs.get_all_schemas_with_history()
+                    if schema.name == op and schema.domain == "")
+        raise importer.fail(f"{op} is defined from opset {since}, but the model declares opset {opset}") from None
+
+
+def _fold_size(op: str, inputs: list[np.ndarray]) -> int:
+    """How many values the ops that make more values than they read would make (0 for the others),
+    so that a shape claiming 10^12 values is refused before it is allocated."""
+    if op == "ConstantOfShape" and inputs:
+        return math.prod(int(d) for d in inputs[0].reshape(-1))
+    if op == "Expand" and len(inputs) == 2:
+        return math.prod(max(int(d), 1) for d in inputs[1].reshape(-1)) * max(inputs[0].size, 1)
+    if op == "Tile" and len(inputs) == 2:
+        return inputs[0].size * math.prod(int(d) for d in inputs[1].reshape(-1))
+    if op == "Range" and len(inputs) == 3:
+        start, limit, delta = (float(a.reshape(-1)[0]) for a in inputs)
+        return 0 if delta == 0 else max(math.ceil((limit - start) / delta), 0)
+    return 0
 
 
 def _attribute(value: Any) -> Any:
