@@ -1,8 +1,10 @@
-"""One converter per ONNX operator: reads a node's attributes and inputs (through the Importer) and
-emits the layers that compute it. Each follows the operator's definition at the model's opset
-(onnx docs/Operators.md and Changelog.md), where it differs from PyTorch's: pads listed as all
-begins then all ends, HardSigmoid's defaults 0.2/0.5, Softmax's 2-D coercion before opset 13,
-Clip's bounds as attributes before opset 11, broadcast attributes before opset 7.
+"""One converter per ONNX operator, for the operators on maps (conv, norms, activations, pools;
+tensor_ops.py has those that reshape, join and do arithmetic). A converter reads a node's
+attributes and inputs (through the Importer) and emits the layers that compute it. Each follows
+the operator's definition at the model's opset (onnx docs/Operators.md and Changelog.md), where
+it differs from PyTorch's: pads listed as all begins then all ends, HardSigmoid's defaults
+0.2/0.5, Softmax's 2-D coercion before opset 13, Clip's bounds as attributes before opset 11,
+broadcast attributes before opset 7.
 
 A converter raises Unsupported for a use of its operator that has no layer here (a 1-D conv, a
 Reshape that is not a flatten, a Softmax over several axes) and SpecError or ShapeError for a
@@ -32,11 +34,11 @@ def converts(*ops: str) -> Callable[[Converter], Converter]:
     return register
 
 
-def _name(imp: Importer) -> str:
+def layer_name(imp: Importer) -> str:
     return imp.name_for(imp.output())
 
 
-def _unary(imp: Importer, layer: Any) -> None:
+def unary(imp: Importer, layer: Any) -> None:
     source, _ = imp.tensor(0)
     imp.emit(layer, [source], imp.output())
 
@@ -74,7 +76,7 @@ def _pads(imp: Importer, attrs: dict[str, Any], in_hw: tuple[int, int], kernel: 
     return top, bottom, left, right
 
 
-def _require_map(imp: Importer, shape: tuple[int, ...]) -> None:
+def require_map(imp: Importer, shape: tuple[int, ...]) -> None:
     if len(shape) != 3:
         raise Unsupported(f"input of shape {shape_text(shape)}: cnn imports this operator on (N, C, H, W) maps only")
 
@@ -86,7 +88,7 @@ def conv(imp: Importer, attrs: dict[str, Any]) -> None:
     bias = imp.optional(2, "the bias B")
     if weight.ndim != 4:
         raise Unsupported(f"weight of shape {weight.shape}: cnn imports 2-D convolutions only")
-    _require_map(imp, shape)
+    require_map(imp, shape)
     groups = int(attrs.get("group", 1))
     f, c, kh, kw = weight.shape
     if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != (kh, kw):
@@ -102,7 +104,7 @@ def conv(imp: Importer, attrs: dict[str, Any]) -> None:
     stride = _spatial(imp, attrs, "strides", 1, shape)
     dilation = _spatial(imp, attrs, "dilations", 1, shape)
     padding = _pads(imp, attrs, (shape[1], shape[2]), (kh, kw), stride, dilation)
-    imp.emit(L.Conv2d(weight, bias, stride, padding, "zeros", dilation, groups, False, _name(imp)), [source],
+    imp.emit(L.Conv2d(weight, bias, stride, padding, "zeros", dilation, groups, False, layer_name(imp)), [source],
              imp.output())
 
 
@@ -123,29 +125,29 @@ def batch_norm(imp: Importer, attrs: dict[str, Any]) -> None:
     if np.any(arrays[3] < 0):
         raise imp.fail(f"variance {imp.node.input[4]!r} has negative values")
     kind = "batchnorm2d" if len(shape) == 3 else "batchnorm1d"
-    imp.emit(L.BatchNorm(arrays[2], arrays[3], arrays[0], arrays[1], float(attrs.get("epsilon", 1e-5)), _name(imp),
+    imp.emit(L.BatchNorm(arrays[2], arrays[3], arrays[0], arrays[1], float(attrs.get("epsilon", 1e-5)), layer_name(imp),
                          kind), [source], imp.output())
 
 
 @converts("Relu", "Sigmoid", "Tanh")
 def activation(imp: Importer, attrs: dict[str, Any]) -> None:
-    _unary(imp, L.Activation(imp.node.op_type.lower(), 0.01, _name(imp)))
+    unary(imp, L.Activation(imp.node.op_type.lower(), 0.01, layer_name(imp)))
 
 
 @converts("LeakyRelu")
 def leaky_relu(imp: Importer, attrs: dict[str, Any]) -> None:
-    _unary(imp, L.Activation("leaky_relu", float(attrs.get("alpha", 0.01)), _name(imp)))
+    unary(imp, L.Activation("leaky_relu", float(attrs.get("alpha", 0.01)), layer_name(imp)))
 
 
 @converts("Elu")
 def elu(imp: Importer, attrs: dict[str, Any]) -> None:
-    _unary(imp, L.ELU(float(attrs.get("alpha", 1.0)), _name(imp)))
+    unary(imp, L.ELU(float(attrs.get("alpha", 1.0)), layer_name(imp)))
 
 
 @converts("Softplus")
 def softplus(imp: Importer, attrs: dict[str, Any]) -> None:
     # ONNX's is log(1 + exp(x)) everywhere; PyTorch's threshold 20 differs from it by < 2.1e-9.
-    _unary(imp, L.Softplus(1.0, 20.0, _name(imp)))
+    unary(imp, L.Softplus(1.0, 20.0, layer_name(imp)))
 
 
 @converts("Gelu")
@@ -153,18 +155,18 @@ def gelu(imp: Importer, attrs: dict[str, Any]) -> None:
     approximate = attrs.get("approximate", "none")
     if approximate not in ("none", "tanh"):
         raise imp.fail(f"approximate {approximate!r}: expected none or tanh")
-    _unary(imp, L.GELU(approximate, _name(imp)))
+    unary(imp, L.GELU(approximate, layer_name(imp)))
 
 
 @converts("HardSigmoid")
 def hard_sigmoid(imp: Importer, attrs: dict[str, Any]) -> None:
     # ONNX's defaults (Keras's), not PyTorch's 1/6: a PyTorch export writes alpha=1/6 explicitly.
-    _unary(imp, L.Hardsigmoid(_name(imp), float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))))
+    unary(imp, L.Hardsigmoid(layer_name(imp), float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))))
 
 
 @converts("HardSwish")
 def hard_swish(imp: Importer, attrs: dict[str, Any]) -> None:
-    _unary(imp, L.Hardswish(_name(imp)))
+    unary(imp, L.Hardswish(layer_name(imp)))
 
 
 @converts("PRelu")
@@ -181,7 +183,7 @@ def prelu(imp: Importer, attrs: dict[str, Any]) -> None:
     else:
         raise Unsupported(f"slope of shape {slope.shape} on {shape_text(shape)}: cnn takes one slope or one per "
                           "channel")
-    imp.emit(L.PReLU(weight.astype(np.float32), _name(imp)), [source], imp.output())
+    imp.emit(L.PReLU(weight.astype(np.float32), layer_name(imp)), [source], imp.output())
 
 
 @converts("Clip")
@@ -195,7 +197,7 @@ def clip(imp: Importer, attrs: dict[str, Any]) -> None:
                 raise imp.fail(f"{what} has shape {array.shape}; expected one number")
         low = -np.inf if bounds[0] is None else float(bounds[0].reshape(-1)[0])
         high = np.inf if bounds[1] is None else float(bounds[1].reshape(-1)[0])
-    name = _name(imp)
+    name = layer_name(imp)
     if low == 0 and high == 6:
         layer: Any = L.ReLU6(name)
     elif low == 0 and high == np.inf:
@@ -204,7 +206,7 @@ def clip(imp: Importer, attrs: dict[str, Any]) -> None:
         if not high >= low:
             raise imp.fail(f"max {high:g} is below min {low:g}")
         layer = L.Hardtanh(low, high, name)
-    _unary(imp, layer)
+    unary(imp, layer)
 
 
 @converts("Softmax")
@@ -221,19 +223,19 @@ def softmax(imp: Importer, attrs: dict[str, Any]) -> None:
         # Before 13 the input is seen as 2-D at axis and normalised over every axis from it on.
         raise Unsupported(f"opset {imp.opset} Softmax at axis {axis} of {shape_text(shape)} normalises over "
                           "several axes at once; cnn's softmax takes one axis")
-    imp.emit(L.Softmax(_name(imp), axis), [source], imp.output())
+    imp.emit(L.Softmax(layer_name(imp), axis), [source], imp.output())
 
 
 @converts("Dropout")
 def dropout(imp: Importer, attrs: dict[str, Any]) -> None:
     ratio = imp.optional(1, "ratio")
     p = float(ratio.reshape(-1)[0]) if ratio is not None and ratio.size == 1 else float(attrs.get("ratio", 0.5))
-    _unary(imp, L.Dropout(min(max(p, 0.0), 1.0), _name(imp)))
+    unary(imp, L.Dropout(min(max(p, 0.0), 1.0), layer_name(imp)))
 
 
 @converts("Identity")
 def identity(imp: Importer, attrs: dict[str, Any]) -> None:
-    _unary(imp, L.Identity(_name(imp)))
+    unary(imp, L.Identity(layer_name(imp)))
 
 
 @converts("LRN")
@@ -243,14 +245,14 @@ def lrn(imp: Importer, attrs: dict[str, Any]) -> None:
         raise imp.fail("needs size, a positive integer")
     if size % 2 == 0:  # ONNX puts the larger half above the channel, PyTorch below; ORT refuses even sizes
         raise Unsupported(f"even size {size}: ONNX and PyTorch place the window differently")
-    _unary(imp, L.LocalResponseNorm(size, float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
-                                    float(attrs.get("bias", 1.0)), _name(imp)))
+    unary(imp, L.LocalResponseNorm(size, float(attrs.get("alpha", 1e-4)), float(attrs.get("beta", 0.75)),
+                                    float(attrs.get("bias", 1.0)), layer_name(imp)))
 
 
 @converts("MaxPool", "AveragePool")
 def pool(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
-    _require_map(imp, shape)
+    require_map(imp, shape)
     kind = "max" if imp.node.op_type == "MaxPool" else "avg"
     if "kernel_shape" not in attrs:
         raise imp.fail("needs kernel_shape")
@@ -262,7 +264,7 @@ def pool(imp: Importer, attrs: dict[str, Any]) -> None:
     top, bottom, left, right = _pads(imp, attrs, (shape[1], shape[2]), kernel, stride, dilation)
     ceil_mode = bool(attrs.get("ceil_mode", 0))
     include_pad = bool(attrs.get("count_include_pad", 0))  # absent before opset 7: pads excluded
-    name = _name(imp)
+    name = layer_name(imp)
     symmetric = top == bottom and left == right and top <= kernel[0] // 2 and left <= kernel[1] // 2
     if symmetric:
         imp.emit(L.Pool2d(kind, kernel, stride, (top, left), dilation, ceil_mode, include_pad, name), [source],
@@ -280,225 +282,13 @@ def pool(imp: Importer, attrs: dict[str, Any]) -> None:
 @converts("GlobalAveragePool")
 def global_average_pool(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
-    _require_map(imp, shape)
-    imp.emit(L.GlobalAvgPool2d(_name(imp)), [source], imp.output())
+    require_map(imp, shape)
+    imp.emit(L.GlobalAvgPool2d(layer_name(imp)), [source], imp.output())
 
 
 @converts("GlobalMaxPool")
 def global_max_pool(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
-    _require_map(imp, shape)
+    require_map(imp, shape)
     size = (shape[1], shape[2])  # the map's whole size, known when the model loads
-    imp.emit(L.Pool2d("max", size, size, name=_name(imp)), [source], imp.output())
-
-
-def _flatten(imp: Importer, source: str) -> None:
-    imp.emit(L.Flatten(_name(imp)), [source], imp.output())
-
-
-@converts("Flatten")
-def flatten(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    axis = int(attrs.get("axis", 1))
-    if axis not in (1, -len(shape)):
-        raise Unsupported(f"axis {axis}: cnn flattens at axis 1 (all but the batch) only")
-    _flatten(imp, source)
-
-
-@converts("Reshape")
-def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    target = attrs["shape"] if imp.opset < 5 and "shape" in attrs else imp.const(1, "the shape")
-    target = [int(d) for d in np.asarray(target).reshape(-1)]
-    full = (1, *shape)  # the batch counts as 1, as Shape folds it
-    if not attrs.get("allowzero", 0):
-        target = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(target)]
-    if target.count(-1) == 1:
-        known = math.prod(d for d in target if d != -1)
-        target[target.index(-1)] = math.prod(full) // known if known else 0
-    if math.prod(target) != math.prod(full) or min(target, default=0) < 0:
-        raise imp.fail(f"cannot reshape {shape_text(shape)} to {target}", ShapeError)
-    if target[0] != 1:
-        raise Unsupported(f"reshape of {shape_text(shape)} to {target} moves values across the batch")
-    if tuple(target[1:]) == shape:
-        _unary(imp, L.Identity(_name(imp)))
-    elif len(target) == 2:
-        _flatten(imp, source)
-    else:
-        raise Unsupported(f"reshape of {shape_text(shape)} to {target}: cnn imports a flatten to (N, -1) only")
-
-
-@converts("Squeeze")
-def squeeze(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    axes = attrs.get("axes") if imp.opset < 13 else imp.optional(1, "axes")
-    rank = len(shape) + 1
-    axes = [i for i in range(1, rank) if shape[i - 1] == 1] if axes is None else [int(a) % rank for a in axes]
-    kept = [d for i, d in enumerate(shape, start=1) if i not in axes]
-    if 0 in axes or any(shape[a - 1] != 1 for a in axes):
-        raise imp.fail(f"axes {axes} of {shape_text(shape)} are not all of size 1 (or include the batch)")
-    if len(kept) == 1:
-        _flatten(imp, source)  # (N, C, 1, 1) -> (N, C): the flatten after a global pool
-    elif tuple(kept) == shape:
-        _unary(imp, L.Identity(_name(imp)))
-    else:
-        raise Unsupported(f"squeeze of {shape_text(shape)} to (N, {', '.join(map(str, kept))})")
-
-
-@converts("Gemm")
-def gemm(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    b = imp.const(1, "B (the weight)")
-    c = imp.optional(2, "C (the bias)")
-    if attrs.get("transA", 0):
-        raise Unsupported("transA=1 (it would mix the batch)")
-    if len(shape) != 1 or b.ndim != 2:
-        raise imp.fail(f"takes a (N, K) input and a 2-D B; got {shape_text(shape)} and {b.shape}", ShapeError)
-    weight = b if attrs.get("transB", 0) else b.T  # (out, in), as PyTorch's Linear stores it (transB=1)
-    if weight.shape[1] != shape[0]:
-        raise imp.fail(f"B {imp.node.input[1]!r} of shape {b.shape} (transB={attrs.get('transB', 0)}) takes "
-                       f"{weight.shape[1]} inputs, but input {imp.node.input[0]!r} has shape {shape_text(shape)}",
-                       ShapeError)
-    weight = (weight * np.float32(attrs.get("alpha", 1.0))).astype(np.float32)
-    bias = None
-    if c is not None:
-        try:
-            bias = np.broadcast_to(c, (1, weight.shape[0]))[0] * np.float32(attrs.get("beta", 1.0))
-        except ValueError:
-            raise imp.fail(f"C of shape {c.shape} does not broadcast to (1, {weight.shape[0]})", ShapeError) from None
-        bias = np.ascontiguousarray(bias, dtype=np.float32)
-    imp.emit(L.Dense(np.ascontiguousarray(weight), bias, _name(imp)), [source], imp.output())
-
-
-@converts("MatMul")
-def matmul(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    b = imp.const(1, "B (the weight)")
-    if len(shape) != 1 or b.ndim != 2:
-        raise Unsupported(f"MatMul of {shape_text(shape)} by {b.shape}: cnn imports (N, K) x (K, M) as dense only")
-    if b.shape[0] != shape[0]:
-        raise imp.fail(f"B of shape {b.shape} takes {b.shape[0]} inputs, but the input has shape {shape_text(shape)}",
-                       ShapeError)
-    imp.emit(L.Dense(np.ascontiguousarray(b.T, dtype=np.float32), None, _name(imp)), [source], imp.output())
-
-
-def _aligned(imp: Importer, attrs: dict[str, Any], constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A constant operand as it broadcasts against a sample of ``shape``: before opset 7 with
-    ``broadcast=1`` placed from ``axis`` on; then, NumPy-style, without the batch dimension."""
-    rank = len(shape) + 1
-    if imp.opset < 7 and attrs.get("broadcast", 0):
-        axis = int(attrs.get("axis", rank - constant.ndim)) % rank
-        constant = constant.reshape((1,) * axis + constant.shape + (1,) * (rank - axis - constant.ndim))
-    if constant.ndim == rank:
-        if constant.shape[0] != 1:
-            raise Unsupported(f"a constant of shape {constant.shape} that differs along the batch")
-        constant = constant[0]
-    elif constant.ndim > rank:
-        raise imp.fail(f"constant of shape {constant.shape} has more dimensions than the input {shape_text(shape)}",
-                       ShapeError)
-    return np.asarray(constant, dtype=np.float32)
-
-
-@converts("Add", "Sub", "Mul", "Div")
-def arithmetic(imp: Importer, attrs: dict[str, Any]) -> None:
-    op = imp.node.op_type
-    name = _name(imp)
-    if not imp.is_const(0) and not imp.is_const(1):
-        sources = [imp.tensor(0)[0], imp.tensor(1)[0]]
-        merges = {"Add": L.Add, "Sub": L.Sub, "Mul": L.Mul}
-        if op not in merges:
-            raise Unsupported("Div of two computed maps")
-        imp.emit(merges[op](name), sources, imp.output())
-        return
-    first = 1 if imp.is_const(0) else 0  # which input is the computed one
-    source, shape = imp.tensor(first)
-    constant = _aligned(imp, attrs, imp.const(1 - first, "a constant"), shape)
-    if op == "Add" and _bias_of_matmul(imp, source, constant):
-        return
-    if op == "Add":
-        layer = L.Affine(None, constant, name)
-    elif op == "Mul":
-        layer = L.Affine(constant, None, name)
-    elif op == "Sub":
-        layer = L.Affine(None, -constant, name) if first == 0 else L.Affine(np.float32(-1).reshape(()), constant, name)
-    elif first == 0:  # x / c as x * (1 / c)
-        with np.errstate(divide="ignore"):
-            layer = L.Affine((1 / constant).astype(np.float32), None, name)
-    else:
-        raise Unsupported("a constant divided by a computed map")
-    imp.emit(layer, [source], imp.output())
-
-
-def _bias_of_matmul(imp: Importer, source: str, constant: np.ndarray) -> bool:
-    """MatMul then Add of a (M,) constant, read by nothing else: one dense layer with that bias,
-    named by the Add's output. Returns whether it was folded so."""
-    index = next((i for i, layer in enumerate(imp.layers) if layer.name == source), None)
-    layer = imp.layers[index] if index is not None else None
-    matmul_out = imp.node.input[0] if not imp.is_const(0) else imp.node.input[1]
-    if (not isinstance(layer, L.Dense) or layer.bias is not None or imp.consumers.get(matmul_out, 0) != 1
-            or matmul_out in imp.graph_outputs or index != len(imp.layers) - 1):
-        return False
-    out = layer.weight.shape[0]
-    if constant.size not in (1, out) or constant.shape not in ((), (1,), (out,)):
-        return False
-    bias = np.ascontiguousarray(np.broadcast_to(constant.reshape(-1), (out,)), dtype=np.float32)
-    del imp.shapes[layer.name]
-    imp.layers.pop()
-    reads = imp.reads.pop()
-    del imp.tensors[matmul_out]
-    imp.emit(L.Dense(layer.weight, bias, _name(imp)), reads, imp.output())
-    return True
-
-
-@converts("Concat")
-def concat(imp: Importer, attrs: dict[str, Any]) -> None:
-    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
-    shape = imp.tensor(0)[1]
-    rank = len(shape) + 1
-    axis = int(attrs.get("axis", 1))  # 1 by default in opset 1, required from 4
-    if axis % rank == 0:
-        raise Unsupported("axis 0 is the batch")
-    imp.emit(L.Concat(_name(imp), axis % rank), sources, imp.output())
-
-
-@converts("Sum", "Mean")
-def merge(imp: Importer, attrs: dict[str, Any]) -> None:
-    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
-    if len(sources) == 1:
-        imp.emit(L.Identity(_name(imp)), sources, imp.output())
-        return
-    cls = L.Add if imp.node.op_type == "Sum" else L.Mean
-    imp.emit(cls(_name(imp)), sources, imp.output())
-
-
-PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
-
-
-@converts("Pad")
-def pad(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
-    _require_map(imp, shape)
-    mode = attrs.get("mode", "constant")
-    if mode not in PAD_MODES:
-        raise imp.fail(f"mode {mode!r}: expected constant, reflect, edge or wrap")
-    if imp.opset < 11:  # opset 1: paddings; 2: pads and value; 11: inputs pads, constant_value, (18) axes
-        pads = [int(p) for p in attrs.get("pads", attrs.get("paddings", []))]
-        value = float(attrs.get("value", 0.0))
-    else:
-        pads = [int(p) for p in imp.const(1, "pads").reshape(-1)]
-        given = imp.optional(2, "constant_value")
-        value = float(given.reshape(-1)[0]) if given is not None and given.size else 0.0
-        axes = imp.optional(3, "axes")
-        if axes is not None:
-            full = [0] * 8
-            for i, a in enumerate(int(a) % 4 for a in axes.reshape(-1)):
-                full[a], full[a + 4] = pads[i], pads[i + len(axes.reshape(-1))]
-            pads = full
-    if len(pads) != 8:
-        raise imp.fail(f"pads {pads}: expected 8 values (begins, then ends, of N, C, H, W)")
-    if pads[0] or pads[1] or pads[4] or pads[5]:
-        raise Unsupported(f"pads {pads} pad the batch or the channels")
-    if min(pads) < 0:
-        raise Unsupported(f"negative pads {pads} (cropping)")
-    top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
-    imp.emit(L.Pad((left, right, top, bottom), PAD_MODES[mode], value, _name(imp)), [source], imp.output())
+    imp.emit(L.Pool2d("max", size, size, name=layer_name(imp)), [source], imp.output())
