@@ -481,6 +481,33 @@ def test_huge_declared_dimension_is_refused(tmp_path, capsys):
     assert "input 'x': dimension 3 (width) is 1,099,511,627,776; expected 1 to 16,384" in err
 
 
+def test_damaged_files_give_a_cnn_error_or_a_model_never_a_crash(tmp_path):
+    """Files with bytes flipped, cut or repeated either load or raise a CnnError naming the file."""
+    nodes, inits = chain_nodes()
+    data = bytearray(graph_model(nodes, inits).SerializeToString())
+    rng = np.random.default_rng(5)
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(120):
+        damaged = bytearray(data)
+        if trial % 3 == 0:
+            for at in rng.integers(0, len(damaged), size=3):
+                damaged[at] = int(rng.integers(0, 256))
+        elif trial % 3 == 1:
+            damaged = damaged[:int(rng.integers(1, len(damaged)))]
+        else:
+            at = int(rng.integers(0, len(damaged)))
+            damaged = damaged[:at] + damaged[at:at + 40] + damaged[at:]
+        path = tmp_path / f"damaged{trial}.onnx"
+        path.write_bytes(bytes(damaged))
+        try:
+            load_model(str(path))
+            outcomes["loaded"] += 1
+        except CnnError as err:
+            assert str(path) in str(err)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
+
+
 def test_without_the_onnx_package_the_error_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     """With onnx not importable, loading an .onnx file is one line naming the extra to install."""
     import sys

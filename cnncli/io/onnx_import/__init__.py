@@ -57,6 +57,14 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
                         source=source)
     if len(graph.node) > MAX_NODES:
         raise SpecError(f"has {len(graph.node):,} nodes, over the limit of {MAX_NODES:,}", source=source)
+    for index, node in enumerate(graph.node):  # protobuf hands a name that is not valid UTF-8 over as bytes
+        if not all(isinstance(name, str) for name in (*node.input, *node.output, node.name, node.op_type,
+                                                      node.domain)):
+            raise SpecError(f"node {index}: holds a name that is not valid UTF-8", source=source)
+    for what, values in (("initializer", graph.initializer), ("input", graph.input), ("output", graph.output)):
+        for index, value in enumerate(values):
+            if not isinstance(value.name, str):
+                raise SpecError(f"{what} {index}: has a name that is not valid UTF-8", source=source)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 1:
         raise SpecError("declares no opset of the default ONNX domain", source=source)
