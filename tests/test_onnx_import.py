@@ -280,6 +280,39 @@ def test_pointwise_and_arithmetic_operators_match_ort(tmp_path):
     assert "mm" not in [layer.name for layer in loaded.network.layers]
 
 
+@pytest.mark.parametrize("opset", [7, 11, 18])
+def test_pad_squeeze_reshape_and_gemm_across_opsets_match_ort(tmp_path, opset):
+    """Pad (attributes before 11, inputs from it, axes from 18), Squeeze to (N, C), Reshape to (0, -1),
+    Gemm with transB=0, alpha, beta and a (1, M) C, and Dropout's ratio match ORT."""
+    if opset < 11:
+        pad = helper.make_node("Pad", ["c"], ["padded"], mode="edge", pads=[0, 0, 2, 1, 0, 0, 0, 3])
+        squeeze = helper.make_node("Squeeze", ["gap"], ["squeezed"], axes=[2, 3])
+        inits = []
+    elif opset < 18:
+        pad = helper.make_node("Pad", ["c", "pads", "fill"], ["padded"])
+        squeeze = helper.make_node("Squeeze", ["gap"], ["squeezed"], axes=[2, 3])
+        inits = weights(pads=np.array([0, 0, 2, 1, 0, 0, 0, 3], np.int64), fill=np.float32(-0.5))
+    else:
+        pad = helper.make_node("Pad", ["c", "pads", "", "axes"], ["padded"], mode="wrap")
+        squeeze = helper.make_node("Squeeze", ["gap", "squeeze_axes"], ["squeezed"])
+        inits = weights(pads=np.array([2, 1, 0, 3], np.int64), axes=np.array([2, 3], np.int64),
+                        squeeze_axes=np.array([2, 3], np.int64))
+    dropout = (helper.make_node("Dropout", ["gemm"], ["dropped"], ratio=0.3) if opset < 12 else
+               helper.make_node("Dropout", ["gemm", "ratio"], ["dropped"]))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]), pad,
+        helper.make_node("Reshape", ["padded", "keep_batch"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "gw", "gc"], ["gemm"], alpha=0.5, beta=2.0), dropout,
+        helper.make_node("GlobalAveragePool", ["padded"], ["gap"]), squeeze,
+        helper.make_node("Concat", ["dropped", "squeezed"], ["out"], axis=-1),
+    ]
+    inits += weights(w=(2, 3, 3, 3), keep_batch=np.array([0, -1], np.int64), gw=(2 * 8 * 10, 3), gc=(1, 3),
+                     ratio=np.float32(0.3))
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == [
+        "conv2d", "pad", "flatten", "dense", "dropout", "globalavgpool2d", "flatten", "concat"]
+
+
 def test_gelu_and_old_broadcast_matches_ort(tmp_path):
     """Gelu (opset 20) matches ORT; an opset-6 Add with broadcast=1, axis=1 aligns a (C,) bias with channels."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Gelu", ["c"], ["g"])]
