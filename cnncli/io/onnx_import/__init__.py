@@ -93,7 +93,8 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     network = _network(importer, [value.name for value in graph.output], source)
     metadata = {"onnx": {"ir_version": model.ir_version, "opset": opset, "producer": model.producer_name,
                          "producer_version": model.producer_version, "graph": graph.name,
-                         "input": inputs[0].name, "outputs": list(importer.graph_outputs)}}
+                         "input": inputs[0].name, "outputs": list(importer.graph_outputs),
+                         "preprocessing": "not in the file: images go in as 0..1, not normalised (presets: not yet)"}}
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
     return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
                  None, metadata)
