@@ -541,6 +541,13 @@ def test_damaged_files_give_a_cnn_error_or_a_model_never_a_crash(tmp_path):
     assert outcomes["refused"] > 0
 
 
+def test_a_channels_last_input_is_refused_with_a_hint(tmp_path, capsys):
+    """An (N, H, W, C) input, as tf2onnx writes, is refused saying so."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"])]
+    err = _bad(capsys, save(graph_model(nodes, [], channels=16, size=(16, 3)), tmp_path))
+    assert "input 'x' has 16 channels; cnn feeds images as 1 (gray) or 3 (rgb) (it looks channels-last" in err
+
+
 def test_without_the_onnx_package_the_error_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     """With onnx not importable, loading an .onnx file is one line naming the extra to install."""
     import sys

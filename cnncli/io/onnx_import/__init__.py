@@ -122,7 +122,9 @@ def _input_spec(value: Any, source: str) -> Any:
         sizes.append(dim.dim_value)
     channels, height, width = sizes
     if channels not in (1, 3):
-        raise SpecError(f"{where} has {channels} channels; cnn feeds images as 1 (gray) or 3 (rgb)", source=source)
+        hint = " (it looks channels-last, (N, H, W, C), which cnn does not feed yet)" if width in (1, 3) else ""
+        raise SpecError(f"{where} has {channels} channels; cnn feeds images as 1 (gray) or 3 (rgb){hint}",
+                        source=source)
     return InputSpec((height, width), "gray" if channels == 1 else "rgb", "unit", False,
                      (0.0,) * channels, (1.0,) * channels)
 
