@@ -47,24 +47,8 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     from .ops import CONVERTERS
     from .tensors import to_array
 
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as err:  # protobuf's DecodeError, or onnx's own on a damaged file
-        raise SpecError(f"is not a readable ONNX model ({describe(err)})", source=source) from None
+    model = _parse(onnx, data, source)
     graph = model.graph
-    if not graph.node or not graph.output:
-        raise SpecError("is not an ONNX model with nodes and outputs (a truncated or other protobuf file?)",
-                        source=source)
-    if len(graph.node) > MAX_NODES:
-        raise SpecError(f"has {len(graph.node):,} nodes, over the limit of {MAX_NODES:,}", source=source)
-    for index, node in enumerate(graph.node):  # protobuf hands a name that is not valid UTF-8 over as bytes
-        if not all(isinstance(name, str) for name in (*node.input, *node.output, node.name, node.op_type,
-                                                      node.domain)):
-            raise SpecError(f"node {index}: holds a name that is not valid UTF-8", source=source)
-    for what, values in (("initializer", graph.initializer), ("input", graph.input), ("output", graph.output)):
-        for index, value in enumerate(values):
-            if not isinstance(value.name, str):
-                raise SpecError(f"{what} {index}: has a name that is not valid UTF-8", source=source)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 1:
         raise SpecError("declares no opset of the default ONNX domain", source=source)
@@ -98,6 +82,29 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
     return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
                  None, metadata)
+
+
+def _parse(onnx: Any, data: bytes, source: str) -> Any:
+    """The ModelProto in ``data``, checked for what the walk relies on: nodes, outputs, text names."""
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as err:  # protobuf's DecodeError, or onnx's own on a damaged file
+        raise SpecError(f"is not a readable ONNX model ({describe(err)})", source=source) from None
+    graph = model.graph
+    if not graph.node or not graph.output:
+        raise SpecError("is not an ONNX model with nodes and outputs (a truncated or other protobuf file?)",
+                        source=source)
+    if len(graph.node) > MAX_NODES:
+        raise SpecError(f"has {len(graph.node):,} nodes, over the limit of {MAX_NODES:,}", source=source)
+    for index, node in enumerate(graph.node):  # protobuf hands a name that is not valid UTF-8 over as bytes
+        if not all(isinstance(name, str) for name in (*node.input, *node.output, node.name, node.op_type,
+                                                      node.domain)):
+            raise SpecError(f"node {index}: holds a name that is not valid UTF-8", source=source)
+    for what, values in (("initializer", graph.initializer), ("input", graph.input), ("output", graph.output)):
+        for index, value in enumerate(values):
+            if not isinstance(value.name, str):
+                raise SpecError(f"{what} {index}: has a name that is not valid UTF-8", source=source)
+    return model
 
 
 def _input_spec(value: Any, source: str) -> Any:
