@@ -16,7 +16,7 @@ Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help
 
 @app.command(cls=PanelledCommand)
 def summary(
-    model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
+    model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON or .onnx file.",
                                          show_default=False)],
     format: Format = "table",
     max_memory: MaxMemory = None,

@@ -66,7 +66,7 @@ Scale = Annotated[Optional[Literal["raw", "unit"]], typer.Option(
     help="raw: pixel values 0..255 (16-bit images scaled to it). unit: 0..1.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", rich_help_panel=MODEL, show_default=False, metavar="NAME|FILE",
-    help="A whole network instead of --kernel: a bundled model (`cnn models`) or a model JSON file. "
+    help="A whole network instead of --kernel: a bundled model (`cnn models`) or a model JSON or .onnx file. "
          "The image is resized and scaled as the model expects.")]
 Top = Annotated[Optional[int], typer.Option(
     "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",

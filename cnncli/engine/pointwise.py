@@ -43,6 +43,15 @@ def hardsigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def hardsigmoid_affine(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """min(max(alpha x + beta, 0), 1), ONNX's HardSigmoid (its defaults are alpha 0.2, beta 0.5;
+    PyTorch's Hardsigmoid is alpha 1/6, beta 0.5)."""
+    out = np.multiply(x, np.asarray(alpha, dtype=x.dtype))
+    out += np.asarray(beta, dtype=x.dtype)
+    np.clip(out, 0, 1, out=out)
+    return out
+
+
 def hardswish(x: np.ndarray) -> np.ndarray:
     """x * min(max(x + 3, 0), 6) / 6, as torch.nn.Hardswish; the factor is taken first (at most 1),
     so that x near the dtype's largest value gives x, not inf."""

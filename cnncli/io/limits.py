@@ -16,13 +16,15 @@ FILE_SIZE_DEFAULTS = {
     "image": 256 << 20,
     "kernel": 16 << 20,
     "model": 64 << 20,
+    "onnx": 1 << 30,  # weights stored as binary tensors, as a .npz
     "weights": 1 << 30,
 }
 
 
 # Memory a byte of each kind of file takes once read: JSON becomes Python lists, floats and dicts
 # (a 64 MB model file of numbers took about 900 MB while parsing), the others are held as bytes.
-PARSED_BYTES = {"kernel": 16, "model": 16}
+# An ONNX file is held as bytes, as parsed protobuf messages, then as float32 arrays: three copies.
+PARSED_BYTES = {"kernel": 16, "model": 16, "onnx": 3}
 
 
 class Limits:

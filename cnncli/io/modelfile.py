@@ -139,7 +139,7 @@ def resolve_model(spec: str, option: str | None = None) -> Path:
     if text in names and not Path(text).is_file():
         return names[text]
     path = Path(text)
-    if path.exists() or path.suffix.lower() == ".json" or "/" in text:
+    if path.exists() or path.suffix.lower() in (".json", ".onnx") or "/" in text:
         return path
     import difflib  # only errors pay for its import
 
@@ -153,7 +153,14 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     """Read, build and check a model from a bundled name or a file."""
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem
-    data = read_bytes(path, kind="model", error=SpecError, expected="a model JSON file", limits=limits)
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "model"
+    data = read_bytes(path, kind=kind, error=SpecError, expected="a model JSON or ONNX file", limits=limits)
+    from .onnx_import import looks_like_onnx  # light: onnx itself is imported only to read one
+
+    if looks_like_onnx(path, data):
+        from .onnx_import import load_onnx
+
+        return replace(load_onnx(data, source, limits), paths=(path,))
     model = parse_model(loads(data, source), source, path.parent, limits)
     return replace(model, paths=(path, *model.paths))
 

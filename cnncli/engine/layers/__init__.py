@@ -7,6 +7,7 @@ from .activations import ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, Mish, PReL
 from .norms import GroupNorm, InstanceNorm2d, LayerNorm, LocalResponseNorm
 from .shaping import ChannelShuffle, Identity, Pad
 from .spatial import AdaptivePool2d, ConvTranspose2d, GlobalMaxPool2d, Upsample
+from .affine import Affine
 
 __all__ = [
     "ALIASES", "REGISTRY", "Layer", "Shape", "layer_class", "register", "type_names",
@@ -14,6 +15,6 @@ __all__ = [
     "Add", "Concat", "Mean", "Mul", "Sub",
     "ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU", "Softplus",
     "GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm",
-    "ChannelShuffle", "Identity", "Pad",
+    "ChannelShuffle", "Identity", "Pad", "Affine",
     "AdaptivePool2d", "ConvTranspose2d", "GlobalMaxPool2d", "Upsample",
 ]

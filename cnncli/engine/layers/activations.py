@@ -75,10 +75,33 @@ class Hardswish(_Pointwise):
 @register
 @dataclass(frozen=True, eq=False, repr=False)
 class Hardsigmoid(_Pointwise):
-    """relu6(x + 3) / 6, as torch.nn.Hardsigmoid."""
+    """relu6(x + 3) / 6, as torch.nn.Hardsigmoid; or, with ``alpha`` and ``beta`` given,
+    min(max(alpha x + beta, 0), 1), as ONNX's HardSigmoid (whose defaults are 0.2 and 0.5)."""
 
     name: str = "hardsigmoid"
+    alpha: float = 1 / 6
+    beta: float = 0.5
     types: ClassVar = ("hardsigmoid",)
+    keys: ClassVar = ("alpha", "beta")
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Hardsigmoid:
+        return cls(spec.name, spec.number("alpha", 1 / 6), spec.number("beta", 0.5))
+
+    @property
+    def pytorch(self) -> bool:
+        return self.alpha == 1 / 6 and self.beta == 0.5
+
+    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
+        if self.pytorch:
+            return pointwise.hardsigmoid(x)
+        return pointwise.hardsigmoid_affine(x, self.alpha, self.beta)
+
+    def settings(self) -> dict[str, Any]:
+        return {} if self.pytorch else {"alpha": self.alpha, "beta": self.beta}
+
+    def describe(self) -> str:
+        return "" if self.pytorch else f"alpha {self.alpha:g}, beta {self.beta:g}"
 
 
 @register

@@ -1,0 +1,228 @@
+"""ONNX operators that reshape, join and do arithmetic: Flatten, Reshape and Squeeze as a flatten,
+Gemm and MatMul (+ Add) as dense layers, Add/Sub/Mul/Div with a map or a constant, Concat, Sum,
+Mean and Pad. Registered in ops.CONVERTERS when imported (the package imports it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ...engine import layers as L
+from ...errors import ShapeError
+from .build import Importer, Unsupported, shape_text
+from .ops import converts, layer_name, require_map, unary
+
+
+def _flatten(imp: Importer, source: str) -> None:
+    imp.emit(L.Flatten(layer_name(imp)), [source], imp.output())
+
+
+@converts("Flatten")
+def flatten(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    axis = int(attrs.get("axis", 1))
+    if axis not in (1, -len(shape)):
+        raise Unsupported(f"axis {axis}: cnn flattens at axis 1 (all but the batch) only")
+    _flatten(imp, source)
+
+
+@converts("Reshape")
+def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    target = attrs["shape"] if imp.opset < 5 and "shape" in attrs else imp.const(1, "the shape")
+    target = [int(d) for d in np.asarray(target).reshape(-1)]
+    full = (1, *shape)  # the batch counts as 1, as Shape folds it
+    if not attrs.get("allowzero", 0):
+        target = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(target)]
+    if target.count(-1) == 1:
+        known = math.prod(d for d in target if d != -1)
+        target[target.index(-1)] = math.prod(full) // known if known else 0
+    if math.prod(target) != math.prod(full) or min(target, default=0) < 0:
+        raise imp.fail(f"cannot reshape {shape_text(shape)} to {target}", ShapeError)
+    if target[0] != 1:
+        raise Unsupported(f"reshape of {shape_text(shape)} to {target} moves values across the batch")
+    if tuple(target[1:]) == shape:
+        unary(imp, L.Identity(layer_name(imp)))
+    elif len(target) == 2:
+        _flatten(imp, source)
+    else:
+        raise Unsupported(f"reshape of {shape_text(shape)} to {target}: cnn imports a flatten to (N, -1) only")
+
+
+@converts("Squeeze")
+def squeeze(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    axes = attrs.get("axes") if imp.opset < 13 else imp.optional(1, "axes")
+    rank = len(shape) + 1
+    axes = [i for i in range(1, rank) if shape[i - 1] == 1] if axes is None else [int(a) % rank for a in axes]
+    kept = [d for i, d in enumerate(shape, start=1) if i not in axes]
+    if 0 in axes or any(shape[a - 1] != 1 for a in axes):
+        raise imp.fail(f"axes {axes} of {shape_text(shape)} are not all of size 1 (or include the batch)")
+    if len(kept) == 1:
+        _flatten(imp, source)  # (N, C, 1, 1) -> (N, C): the flatten after a global pool
+    elif tuple(kept) == shape:
+        unary(imp, L.Identity(layer_name(imp)))
+    else:
+        raise Unsupported(f"squeeze of {shape_text(shape)} to (N, {', '.join(map(str, kept))})")
+
+
+@converts("Gemm")
+def gemm(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    b = imp.const(1, "B (the weight)")
+    c = imp.optional(2, "C (the bias)")
+    if attrs.get("transA", 0):
+        raise Unsupported("transA=1 (it would mix the batch)")
+    if len(shape) != 1 or b.ndim != 2:
+        raise imp.fail(f"takes a (N, K) input and a 2-D B; got {shape_text(shape)} and {b.shape}", ShapeError)
+    weight = b if attrs.get("transB", 0) else b.T  # (out, in), as PyTorch's Linear stores it (transB=1)
+    if weight.shape[1] != shape[0]:
+        raise imp.fail(f"B {imp.node.input[1]!r} of shape {b.shape} (transB={attrs.get('transB', 0)}) takes "
+                       f"{weight.shape[1]} inputs, but input {imp.node.input[0]!r} has shape {shape_text(shape)}",
+                       ShapeError)
+    weight = (weight * np.float32(attrs.get("alpha", 1.0))).astype(np.float32)
+    bias = None
+    if c is not None:
+        try:
+            bias = np.broadcast_to(c, (1, weight.shape[0]))[0] * np.float32(attrs.get("beta", 1.0))
+        except ValueError:
+            raise imp.fail(f"C of shape {c.shape} does not broadcast to (1, {weight.shape[0]})", ShapeError) from None
+        bias = np.ascontiguousarray(bias, dtype=np.float32)
+    imp.emit(L.Dense(np.ascontiguousarray(weight), bias, layer_name(imp)), [source], imp.output())
+
+
+@converts("MatMul")
+def matmul(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    b = imp.const(1, "B (the weight)")
+    if len(shape) != 1 or b.ndim != 2:
+        raise Unsupported(f"MatMul of {shape_text(shape)} by {b.shape}: cnn imports (N, K) x (K, M) as dense only")
+    if b.shape[0] != shape[0]:
+        raise imp.fail(f"B of shape {b.shape} takes {b.shape[0]} inputs, but the input has shape {shape_text(shape)}",
+                       ShapeError)
+    imp.emit(L.Dense(np.ascontiguousarray(b.T, dtype=np.float32), None, layer_name(imp)), [source], imp.output())
+
+
+def _aligned(imp: Importer, attrs: dict[str, Any], constant: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A constant operand as it broadcasts against a sample of ``shape``: before opset 7 with
+    ``broadcast=1`` placed from ``axis`` on; then, NumPy-style, without the batch dimension."""
+    rank = len(shape) + 1
+    if imp.opset < 7 and attrs.get("broadcast", 0):
+        axis = int(attrs.get("axis", rank - constant.ndim)) % rank
+        constant = constant.reshape((1,) * axis + constant.shape + (1,) * (rank - axis - constant.ndim))
+    if constant.ndim == rank:
+        if constant.shape[0] != 1:
+            raise Unsupported(f"a constant of shape {constant.shape} that differs along the batch")
+        constant = constant[0]
+    elif constant.ndim > rank:
+        raise imp.fail(f"constant of shape {constant.shape} has more dimensions than the input {shape_text(shape)}",
+                       ShapeError)
+    return np.asarray(constant, dtype=np.float32)
+
+
+@converts("Add", "Sub", "Mul", "Div")
+def arithmetic(imp: Importer, attrs: dict[str, Any]) -> None:
+    op = imp.node.op_type
+    name = layer_name(imp)
+    if not imp.is_const(0) and not imp.is_const(1):
+        sources = [imp.tensor(0)[0], imp.tensor(1)[0]]
+        merges = {"Add": L.Add, "Sub": L.Sub, "Mul": L.Mul}
+        if op not in merges:
+            raise Unsupported("Div of two computed maps")
+        imp.emit(merges[op](name), sources, imp.output())
+        return
+    first = 1 if imp.is_const(0) else 0  # which input is the computed one
+    source, shape = imp.tensor(first)
+    constant = _aligned(imp, attrs, imp.const(1 - first, "a constant"), shape)
+    if op == "Add" and _bias_of_matmul(imp, source, constant):
+        return
+    if op == "Add":
+        layer = L.Affine(None, constant, name)
+    elif op == "Mul":
+        layer = L.Affine(constant, None, name)
+    elif op == "Sub":
+        layer = L.Affine(None, -constant, name) if first == 0 else L.Affine(np.float32(-1).reshape(()), constant, name)
+    elif first == 0:  # x / c as x * (1 / c)
+        with np.errstate(divide="ignore"):
+            layer = L.Affine((1 / constant).astype(np.float32), None, name)
+    else:
+        raise Unsupported("a constant divided by a computed map")
+    imp.emit(layer, [source], imp.output())
+
+
+def _bias_of_matmul(imp: Importer, source: str, constant: np.ndarray) -> bool:
+    """MatMul then Add of a (M,) constant, read by nothing else: one dense layer with that bias,
+    named by the Add's output. Returns whether it was folded so."""
+    index = next((i for i, layer in enumerate(imp.layers) if layer.name == source), None)
+    layer = imp.layers[index] if index is not None else None
+    matmul_out = imp.node.input[0] if not imp.is_const(0) else imp.node.input[1]
+    if (not isinstance(layer, L.Dense) or layer.bias is not None or imp.consumers.get(matmul_out, 0) != 1
+            or matmul_out in imp.graph_outputs or index != len(imp.layers) - 1):
+        return False
+    out = layer.weight.shape[0]
+    if constant.size not in (1, out) or constant.shape not in ((), (1,), (out,)):
+        return False
+    bias = np.ascontiguousarray(np.broadcast_to(constant.reshape(-1), (out,)), dtype=np.float32)
+    del imp.shapes[layer.name]
+    imp.layers.pop()
+    reads = imp.reads.pop()
+    del imp.tensors[matmul_out]
+    imp.emit(L.Dense(layer.weight, bias, layer_name(imp)), reads, imp.output())
+    return True
+
+
+@converts("Concat")
+def concat(imp: Importer, attrs: dict[str, Any]) -> None:
+    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
+    shape = imp.tensor(0)[1]
+    rank = len(shape) + 1
+    axis = int(attrs.get("axis", 1))  # 1 by default in opset 1, required from 4
+    if axis % rank == 0:
+        raise Unsupported("axis 0 is the batch")
+    imp.emit(L.Concat(layer_name(imp), axis % rank), sources, imp.output())
+
+
+@converts("Sum", "Mean")
+def merge(imp: Importer, attrs: dict[str, Any]) -> None:
+    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
+    if len(sources) == 1:
+        imp.emit(L.Identity(layer_name(imp)), sources, imp.output())
+        return
+    cls = L.Add if imp.node.op_type == "Sum" else L.Mean
+    imp.emit(cls(layer_name(imp)), sources, imp.output())
+
+
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
+@converts("Pad")
+def pad(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    require_map(imp, shape)
+    mode = attrs.get("mode", "constant")
+    if mode not in PAD_MODES:
+        raise imp.fail(f"mode {mode!r}: expected constant, reflect, edge or wrap")
+    if imp.opset < 11:  # opset 1: paddings; 2: pads and value; 11: inputs pads, constant_value, (18) axes
+        pads = [int(p) for p in attrs.get("pads", attrs.get("paddings", []))]
+        value = float(attrs.get("value", 0.0))
+    else:
+        pads = [int(p) for p in imp.const(1, "pads").reshape(-1)]
+        given = imp.optional(2, "constant_value")
+        value = float(given.reshape(-1)[0]) if given is not None and given.size else 0.0
+        axes = imp.optional(3, "axes")
+        if axes is not None:
+            full = [0] * 8
+            for i, a in enumerate(int(a) % 4 for a in axes.reshape(-1)):
+                full[a], full[a + 4] = pads[i], pads[i + len(axes.reshape(-1))]
+            pads = full
+    if len(pads) != 8:
+        raise imp.fail(f"pads {pads}: expected 8 values (begins, then ends, of N, C, H, W)")
+    if pads[0] or pads[1] or pads[4] or pads[5]:
+        raise Unsupported(f"pads {pads} pad the batch or the channels")
+    if min(pads) < 0:
+        raise Unsupported(f"negative pads {pads} (cropping)")
+    top, left, bottom, right = pads[2], pads[3], pads[6], pads[7]
+    imp.emit(L.Pad((left, right, top, bottom), PAD_MODES[mode], value, layer_name(imp)), [source], imp.output())

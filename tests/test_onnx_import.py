@@ -1,0 +1,559 @@
+"""ONNX models in: graphs built with onnx.helper, read by cnn and compared node by node with ONNX Runtime."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from test_cli import invoke, run_main
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from cnncli.errors import CnnError  # noqa: E402
+from cnncli.io.images import read_image  # noqa: E402
+from cnncli.io.modelfile import load_model  # noqa: E402
+
+RNG = np.random.default_rng(12)
+DIGIT_7 = str(ROOT / "sample_images" / "digit_7.png")
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def weights(**arrays):
+    """Initializers from keyword arrays; a shape tuple means seeded normal values of that shape."""
+    made = []
+    for name, value in arrays.items():
+        array = RNG.standard_normal(value).astype(np.float32) if isinstance(value, tuple) else np.asarray(value)
+        made.append(numpy_helper.from_array(array, name))
+    return made
+
+
+def graph_model(nodes, inits, *, channels=3, size=(8, 8), outputs=None, opset=13, batch="N"):
+    """A model reading ``x`` (batch, channels, H, W) and giving ``outputs`` (default: the last node's output)."""
+    outputs = outputs or [nodes[-1].output[0]]
+    graph = helper.make_graph(nodes, "test", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [batch, channels, *size])],
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def save(model, tmp_path, name="net.onnx"):
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def ort_values(model, x, names):
+    """ORT's value of each tensor in ``names`` (every one made a graph output), with no graph optimisation."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {value.name for value in probe.graph.output}
+    probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+                              for name in names if name not in present)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = [value.name for value in probe.graph.output]
+    return dict(zip(wanted, session.run(wanted, {"x": x[None]})))
+
+
+def compare(model, tmp_path, *, expect_layers=None):
+    """Every layer's output matches ORT's tensor of the same name (1e-4 of the tensor's scale), the final
+    outputs to 1e-5; returns the loaded cnn model."""
+    loaded = load_model(str(save(model, tmp_path)))
+    shape = loaded.input.shape
+    x = RNG.random(shape).astype(np.float32)
+    steps = loaded.network.forward(x)
+    tensors = {output for node in model.graph.node for output in node.output}
+    names = [step.name for step in steps[1:] if step.name in tensors]
+    reference = ort_values(model, x, names)
+    finals = {value.name for value in model.graph.output}
+    checked = 0
+    for step in steps[1:]:
+        if step.name not in reference:
+            continue
+        expected = reference[step.name][0]
+        assert step.output.shape == expected.shape, step.name
+        assert step.output.dtype == np.float32, step.name
+        rtol = 1e-5 if step.name in finals else 1e-4
+        scale = max(float(np.abs(expected).max()), 1e-30)
+        error = float(np.abs(step.output - expected).max())
+        assert error <= rtol * scale, f"{step.name}: max error {error:g} at scale {scale:g}"
+        checked += 1
+    assert checked >= 1
+    if expect_layers is not None:
+        assert [layer.type for layer in loaded.network.layers] == expect_layers
+    return loaded
+
+
+def chain_nodes(softmax_axis=-1):
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["conv1"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["conv1", "s", "bb", "m", "v"], ["bn1"], epsilon=1e-3),
+        helper.make_node("Relu", ["bn1"], ["relu1"]),
+        helper.make_node("MaxPool", ["relu1"], ["pool1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["pool1"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fw", "fb"], ["fc"], transB=1),
+        helper.make_node("Softmax", ["fc"], ["prob"], axis=softmax_axis),
+    ]
+    inits = weights(w1=(4, 3, 3, 3), b1=(4,), s=np.float32([0.5, 1, 1.5, 2]), bb=(4,), m=(4,),
+                    v=np.float32([0.2, 1, 2, 0.5]), fw=(5, 64), fb=(5,))
+    return nodes, inits
+
+
+# -- node by node against ONNX Runtime -----------------------------------------------------------------
+@pytest.mark.parametrize("opset, axis", [(13, -1), (11, 1)])
+def test_conv_bn_relu_pool_gemm_chain_matches_ort(tmp_path, opset, axis):
+    """A conv-bn-relu-pool-gemm-softmax chain matches ORT at every node, at opsets 11 and 13."""
+    nodes, inits = chain_nodes(axis)
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path,
+                     expect_layers=["conv2d", "batchnorm2d", "relu", "maxpool2d", "flatten", "dense", "softmax"])
+    assert loaded.network.is_chain
+    assert loaded.input.shape == (3, 8, 8) and loaded.input.color == "rgb" and loaded.input.scale == "unit"
+    assert not loaded.input.normalises and loaded.labels == ()
+
+
+def test_pytorch_flatten_chain_is_folded(tmp_path):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape (x.view(x.size(0), -1)) folds to one flatten."""
+    nodes, inits = chain_nodes()
+    nodes[4:5] = [
+        helper.make_node("Shape", ["pool1"], ["shape"]),
+        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array(0, np.int64))),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["pool1", "target"], ["flat"]),
+    ]
+    inits += weights(axes=np.array([0], np.int64), minus1=np.array([-1], np.int64))
+    compare(graph_model(nodes, inits), tmp_path,
+            expect_layers=["conv2d", "batchnorm2d", "relu", "maxpool2d", "flatten", "dense", "softmax"])
+
+
+def test_residual_block_matches_ort(tmp_path):
+    """conv-relu-conv plus the block's input, then relu and a global average pool, match ORT."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["c2", "x"], ["sum"]),
+        helper.make_node("Relu", ["sum"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["out"]),
+    ]
+    loaded = compare(graph_model(nodes, weights(w1=(3, 3, 3, 3), w2=(3, 3, 3, 3), b2=(3,))), tmp_path)
+    assert loaded.network.reads[3] == ("c2", "input")
+
+
+def test_squeeze_excitation_gate_matches_ort(tmp_path):
+    """An SE gate (global pool, 1x1 convs, HardSigmoid with ONNX's 0.2/0.5 defaults, Mul) matches ORT."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w0", "b0"], ["feat"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["feat"], ["squeeze"]),
+        helper.make_node("Conv", ["squeeze", "w1", "b1"], ["reduce"]),
+        helper.make_node("Relu", ["reduce"], ["reduce_relu"]),
+        helper.make_node("Conv", ["reduce_relu", "w2", "b2"], ["expand"]),
+        helper.make_node("HardSigmoid", ["expand"], ["gate"]),
+        helper.make_node("Mul", ["feat", "gate"], ["scaled"]),
+    ]
+    inits = weights(w0=(8, 3, 3, 3), b0=(8,), w1=(2, 8, 1, 1), b1=(2,), w2=(8, 2, 1, 1), b2=(8,))
+    loaded = compare(graph_model(nodes, inits), tmp_path)
+    gate = loaded.network.layers[5]
+    assert (gate.alpha, gate.beta) == (pytest.approx(0.2), 0.5)
+
+
+def test_inception_concat_matches_ort(tmp_path):
+    """Inception-style branches (1x1, 3x3, pooled 1x1) joined by Concat on channels, with LRN and an
+    average pool that counts or skips its padding, match ORT."""
+    nodes = [
+        helper.make_node("LRN", ["x"], ["lrn"], size=3, alpha=1e-2, beta=0.75, bias=2.0),
+        helper.make_node("Conv", ["lrn", "wa"], ["branch_a"]),
+        helper.make_node("Conv", ["lrn", "wb"], ["branch_b"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["lrn"], ["pooled"], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["pooled", "wc"], ["branch_c"]),
+        helper.make_node("AveragePool", ["lrn"], ["avg_in"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         count_include_pad=1),
+        helper.make_node("AveragePool", ["lrn"], ["avg_ex"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["branch_a", "branch_b", "branch_c", "avg_in", "avg_ex"], ["mixed"], axis=1),
+    ]
+    loaded = compare(graph_model(nodes, weights(wa=(2, 3, 1, 1), wb=(4, 3, 3, 3), wc=(2, 3, 1, 1))), tmp_path)
+    assert loaded.network.shapes(loaded.input.shape)[-1] == (14, 8, 8)
+
+
+@pytest.mark.parametrize("opset", [6, 13])
+def test_clip_bounds_as_attributes_and_as_inputs(tmp_path, opset):
+    """Clip reads min/max as attributes before opset 11 and as inputs after; 0..6 is relu6."""
+    if opset < 11:
+        clips = [helper.make_node("Clip", ["c"], ["six"], min=0.0, max=6.0),
+                 helper.make_node("Clip", ["six"], ["band"], min=-0.5, max=0.5)]
+        inits = []
+    else:
+        clips = [helper.make_node("Clip", ["c", "zero", "six_value"], ["six"]),
+                 helper.make_node("Clip", ["six", "low", ""], ["band"])]
+        inits = weights(zero=np.float32(0), six_value=np.float32(6), low=np.float32(0.5))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), *clips]
+    inits += weights(w=np.float32(RNG.standard_normal((2, 3, 3, 3)) * 4))
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == ["conv2d", "relu6", "hardtanh"]
+
+
+def test_softmax_over_channels_at_opset_13_matches_ort(tmp_path):
+    """From opset 13 Softmax takes one axis: axis 1 of a map is each pixel's channels."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Softmax", ["c"], ["p"], axis=1)]
+    loaded = compare(graph_model(nodes, weights(w=(4, 3, 3, 3))), tmp_path)
+    assert loaded.network.layers[-1].dim == 1
+
+
+def test_softmax_before_13_over_a_map_is_refused(tmp_path):
+    """Before opset 13 Softmax on a map normalises C*H*W at once: refused, not run as a channel softmax."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Softmax", ["c"], ["p"], axis=1)]
+    path = save(graph_model(nodes, weights(w=(4, 3, 3, 3)), opset=11), tmp_path)
+    with pytest.raises(CnnError, match=r"Softmax \(node p: opset 11 Softmax at axis 1"):
+        load_model(str(path))
+
+
+@pytest.mark.parametrize("mode", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_conv_auto_pad_matches_ort(tmp_path, mode):
+    """auto_pad SAME_UPPER/SAME_LOWER (the odd cell at the end or the start) and VALID match ORT."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad=mode, strides=[2, 2]),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], auto_pad=mode)]
+    compare(graph_model(nodes, weights(w=(2, 3, 4, 4)), size=(9, 9)), tmp_path)
+
+
+def test_grouped_dilated_strided_conv_with_uneven_pads_matches_ort(tmp_path):
+    """Conv pads [top, left, bottom, right] map to ours; groups, dilations and strides carry over."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], group=3, dilations=[2, 1], strides=[1, 2],
+                              pads=[0, 1, 2, 3])]
+    compare(graph_model(nodes, weights(w=(6, 1, 3, 3)), size=(9, 10)), tmp_path)
+
+
+@pytest.mark.parametrize("opset", [12, 19])
+def test_ceil_mode_and_dilated_pools_match_ort(tmp_path, opset):
+    """MaxPool with ceil_mode and dilations, AveragePool with ceil_mode (padding counted or not) match ORT
+    (ORT's average pool follows the spec's ceil_mode divisor from opset 19)."""
+    nodes = [
+        helper.make_node("MaxPool", ["x"], ["max_ceil"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         dilations=[1, 2], ceil_mode=1),
+        helper.make_node("AveragePool", ["max_ceil"], ["avg_ceil"], kernel_shape=[2, 2], strides=[2, 2],
+                         ceil_mode=1),
+        helper.make_node("AveragePool", ["avg_ceil"], ["avg_pad"], kernel_shape=[3, 3], strides=[2, 2],
+                         pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=int(opset == 19)),
+    ]
+    compare(graph_model(nodes, [], size=(11, 12), opset=opset), tmp_path)
+
+
+def test_pointwise_and_arithmetic_operators_match_ort(tmp_path):
+    """Activations, arithmetic with constants, MatMul+Add as one dense, Pad, Dropout, Identity, Sum, Mean,
+    GlobalMaxPool and uneven MaxPool pads match ORT."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("LeakyRelu", ["c"], ["leaky"], alpha=0.2),
+        helper.make_node("Elu", ["leaky"], ["elu"], alpha=0.7),
+        helper.make_node("Softplus", ["elu"], ["softplus"]),
+        helper.make_node("Sigmoid", ["c"], ["sig"]),
+        helper.make_node("Tanh", ["c"], ["tanh"]),
+        helper.make_node("HardSwish", ["c"], ["hswish"]),
+        helper.make_node("HardSigmoid", ["c"], ["hsig"], alpha=1 / 6, beta=0.5),
+        helper.make_node("PRelu", ["c", "slope"], ["prelu"]),
+        helper.make_node("Sum", ["softplus", "sig", "tanh"], ["total"]),
+        helper.make_node("Mean", ["total", "hswish", "hsig", "prelu"], ["mean"]),
+        helper.make_node("Sub", ["mean", "offset"], ["centred"]),
+        helper.make_node("Div", ["centred", "spread"], ["scaled"]),
+        helper.make_node("Mul", ["scaled", "two"], ["doubled"]),
+        helper.make_node("Sub", ["one", "doubled"], ["flipped"]),
+        helper.make_node("Pad", ["flipped", "pads"], ["padded"], mode="reflect"),
+        helper.make_node("Dropout", ["padded"], ["dropped"]),
+        helper.make_node("Identity", ["dropped"], ["same"]),
+        helper.make_node("MaxPool", ["same"], ["uneven"], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1]),
+        helper.make_node("GlobalMaxPool", ["uneven"], ["gmax"]),
+        helper.make_node("Flatten", ["gmax"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "mw"], ["mm"]),
+        helper.make_node("Add", ["mm", "mb"], ["logits"]),
+    ]
+    inits = weights(w=(4, 3, 3, 3), slope=np.float32([0.1, 0.2, 0.3, 0.4]).reshape(4, 1, 1),
+                    offset=np.float32([0.1, -0.1, 0.2, 0]).reshape(1, 4, 1, 1), spread=np.float32(1.5),
+                    two=np.float32(2), one=np.float32(1), pads=np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64),
+                    mw=(4, 3), mb=(3,))
+    loaded = compare(graph_model(nodes, inits, opset=14), tmp_path)  # HardSwish is from opset 14
+    assert loaded.network.layers[-1].type == "dense" and loaded.network.layers[-1].name == "logits"
+    assert "mm" not in [layer.name for layer in loaded.network.layers]
+
+
+@pytest.mark.parametrize("opset", [7, 11, 18])
+def test_pad_squeeze_reshape_and_gemm_across_opsets_match_ort(tmp_path, opset):
+    """Pad (attributes before 11, inputs from it, axes from 18), Squeeze to (N, C), Reshape to (0, -1),
+    Gemm with transB=0, alpha, beta and a (1, M) C, and Dropout's ratio match ORT."""
+    if opset < 11:
+        pad = helper.make_node("Pad", ["c"], ["padded"], mode="edge", pads=[0, 0, 2, 1, 0, 0, 0, 3])
+        squeeze = helper.make_node("Squeeze", ["gap"], ["squeezed"], axes=[2, 3])
+        inits = []
+    elif opset < 18:
+        pad = helper.make_node("Pad", ["c", "pads", "fill"], ["padded"])
+        squeeze = helper.make_node("Squeeze", ["gap"], ["squeezed"], axes=[2, 3])
+        inits = weights(pads=np.array([0, 0, 2, 1, 0, 0, 0, 3], np.int64), fill=np.float32(-0.5))
+    else:
+        pad = helper.make_node("Pad", ["c", "pads", "", "axes"], ["padded"], mode="wrap")
+        squeeze = helper.make_node("Squeeze", ["gap", "squeeze_axes"], ["squeezed"])
+        inits = weights(pads=np.array([2, 1, 0, 3], np.int64), axes=np.array([2, 3], np.int64),
+                        squeeze_axes=np.array([2, 3], np.int64))
+    dropout = (helper.make_node("Dropout", ["gemm"], ["dropped"], ratio=0.3) if opset < 12 else
+               helper.make_node("Dropout", ["gemm", "ratio"], ["dropped"]))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]), pad,
+        helper.make_node("Reshape", ["padded", "keep_batch"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "gw", "gc"], ["gemm"], alpha=0.5, beta=2.0), dropout,
+        helper.make_node("GlobalAveragePool", ["padded"], ["gap"]), squeeze,
+        helper.make_node("Concat", ["dropped", "squeezed"], ["out"], axis=-1),
+    ]
+    inits += weights(w=(2, 3, 3, 3), keep_batch=np.array([0, -1], np.int64), gw=(2 * 8 * 10, 3), gc=(1, 3),
+                     ratio=np.float32(0.3))
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == [
+        "conv2d", "pad", "flatten", "dense", "dropout", "globalavgpool2d", "flatten", "concat"]
+
+
+def test_gelu_and_old_broadcast_matches_ort(tmp_path):
+    """Gelu (opset 20) matches ORT; an opset-6 Add with broadcast=1, axis=1 aligns a (C,) bias with channels."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Gelu", ["c"], ["g"])]
+    compare(graph_model(nodes, weights(w=(2, 3, 3, 3)), opset=20), tmp_path)
+    old = [helper.make_node("Conv", ["x", "w"], ["c"]),
+           helper.make_node("Add", ["c", "bias"], ["biased"], broadcast=1, axis=1)]
+    path = save(graph_model(old, weights(w=(2, 3, 3, 3), bias=np.float32([1, -1])), opset=6), tmp_path, "old.onnx")
+    loaded = load_model(str(path))
+    x = RNG.random((3, 8, 8)).astype(np.float32)
+    steps = loaded.network.forward(x)
+    assert np.allclose(steps[2].output - steps[1].output, np.float32([1, -1])[:, None, None])
+
+
+def test_graph_outputs_become_network_outputs_and_dead_nodes_are_dropped(tmp_path):
+    """Each graph output is an output of the network; nodes that reach none are left out."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Sigmoid", ["c"], ["unused"]), helper.make_node("Tanh", ["r"], ["t"])]
+    loaded = load_model(str(save(graph_model(nodes, weights(w=(2, 3, 3, 3)), outputs=["t", "r"]), tmp_path)))
+    assert [layer.name for layer in loaded.network.layers] == ["c", "r", "t"]
+    assert loaded.network.outputs == ("r",)
+
+
+def test_batch_inference_matches_the_traced_forward(tmp_path):
+    """Network.predict on a batch (conv-bn folding, dropped dropout) gives what forward gives per image."""
+    nodes, inits = chain_nodes()
+    loaded = load_model(str(save(graph_model(nodes, inits), tmp_path)))
+    batch = RNG.random((3, 3, 8, 8)).astype(np.float32)
+    predicted = loaded.network.predict(batch)
+    for image, row in zip(batch, predicted):
+        assert np.allclose(loaded.network.forward(image)[-1].output, row, rtol=1e-5, atol=1e-7)
+
+
+def test_the_file_is_recognised_by_its_first_bytes(tmp_path):
+    """An ONNX file without the .onnx suffix is read as ONNX, not as JSON."""
+    nodes, inits = chain_nodes()
+    path = tmp_path / "net.bin"
+    path.write_bytes(graph_model(nodes, inits).SerializeToString())
+    assert load_model(str(path)).network.layers[0].type == "conv2d"
+
+
+def _as_onnx(network, opset):
+    """The nodes and initializers of a chain of conv2d/batchnorm2d/relu/maxpool2d/flatten/dropout/dense/
+    softmax layers, written as a PyTorch export writes them (a test helper: cnn does not export)."""
+    nodes, inits, last = [], [], "x"
+    for layer in network.layers:
+        name, kind = layer.name, layer.type
+        if kind == "conv2d":
+            top, bottom, left, right = (layer.padding,) * 4 if isinstance(layer.padding, int) else layer.padding * 2
+            inits += weights(**{f"{name}.weight": layer.weight, f"{name}.bias": layer.bias})
+            nodes.append(helper.make_node("Conv", [last, f"{name}.weight", f"{name}.bias"], [name],
+                                          pads=[top, left, bottom, right], strides=list(layer.stride)))
+        elif kind == "batchnorm2d":
+            keys = ("weight", "bias", "running_mean", "running_var")
+            inits += weights(**{f"{name}.{key}": getattr(layer, key) for key in keys})
+            nodes.append(helper.make_node("BatchNormalization", [last, *(f"{name}.{key}" for key in keys)], [name],
+                                          epsilon=layer.eps))
+        elif kind == "maxpool2d":
+            nodes.append(helper.make_node("MaxPool", [last], [name], kernel_shape=list(layer.kernel_size),
+                                          strides=list(layer.stride or layer.kernel_size)))
+        elif kind == "dense":
+            inits += weights(**{f"{name}.weight": layer.weight, f"{name}.bias": layer.bias})
+            nodes.append(helper.make_node("Gemm", [last, f"{name}.weight", f"{name}.bias"], [name], transB=1))
+        else:
+            op = {"relu": "Relu", "flatten": "Flatten", "dropout": "Dropout", "softmax": "Softmax"}[kind]
+            nodes.append(helper.make_node(op, [last], [name], **({"axis": 1} if op == "Softmax" else {})))
+        last = name
+    return graph_model(nodes, inits, channels=1, opset=opset)
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_the_bundled_digits_network_written_as_onnx_gives_the_same_maps(tmp_path, opset):
+    """The trained digits network, written as ONNX, gives every map the model file gives, and ORT agrees."""
+    digits = load_model("digits")
+    model = _as_onnx(digits.network, opset)
+    loaded = compare(model, tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == [layer.type for layer in digits.network.layers]
+    x = digits.input.apply(read_image(DIGIT_7, color="gray", scale="unit")).array  # as `cnn run` makes it
+    for ours, theirs in zip(loaded.network.forward(x), digits.network.forward(x)):
+        assert ours.name == theirs.name and np.allclose(ours.output, theirs.output, rtol=1e-5, atol=1e-6)
+    assert int(np.argmax(loaded.network.forward(x)[-1].output)) == 7
+
+
+def test_initializers_listed_as_inputs_are_weights_not_inputs(tmp_path):
+    """Old files (IR < 4) list every initializer among the graph's inputs: the input is the one left."""
+    nodes, inits = chain_nodes()
+    model = graph_model(nodes, inits)
+    model.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in inits)
+    loaded = compare(model, tmp_path)
+    assert loaded.name == "net" and loaded.metadata["onnx"]["input"] == "x"
+
+
+def test_loading_modules_does_not_import_onnx():
+    """The model reader imports onnx only when it reads an .onnx file: `cnn` starts without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cnncli.io.modelfile, cnncli.io.onnx_import, cnncli.io.onnx_import.ops; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
+
+
+# -- the command line ------------------------------------------------------------------------------------
+def test_cli_run_json_with_an_onnx_model(tmp_path):
+    """`cnn run img.png --model x.onnx -f json` gives every map and the prediction as JSON."""
+    nodes, inits = chain_nodes()
+    inits = [i for i in inits if i.name != "w1"] + weights(w1=(4, 1, 3, 3))
+    path = save(graph_model(nodes, inits, channels=1), tmp_path)
+    result = invoke("run", DIGIT_7, "--model", str(path), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    trace = json.loads(result.stdout)
+    assert trace["model"]["input"]["size"] == [8, 8] and trace["model"]["input"]["color"] == "gray"
+    names = [layer["name"] for layer in trace["layers"]]
+    assert names[-3:] == ["flat", "fc", "prob"]
+    assert len(trace["predictions"]) == 5
+
+
+def test_cli_summary_of_an_onnx_model(tmp_path):
+    """`cnn summary x.onnx` lists each imported layer with its shape."""
+    nodes, inits = chain_nodes()
+    path = save(graph_model(nodes, inits), tmp_path)
+    result = invoke("summary", str(path))
+    assert result.exit_code == 0, result.stderr
+    for name in ("conv1", "bn1", "relu1", "pool1", "flat", "fc", "prob"):
+        assert name in result.stdout
+    data = json.loads(invoke("summary", str(path), "-f", "json").stdout)
+    assert data["layers"][-1]["shape"] == [5]
+
+
+# -- bad files: one `cnn:` line naming the file (and the node), exit 1 -----------------------------------
+def _bad(capsys, path):
+    code, out, err = run_main(capsys, "summary", str(path))
+    assert code == 1 and out == ""
+    assert err.startswith(f"cnn: {path}: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_truncated_protobuf_is_one_error(tmp_path, capsys):
+    """A file cut short is not a readable ONNX model."""
+    nodes, inits = chain_nodes()
+    data = graph_model(nodes, inits).SerializeToString()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[:len(data) // 2])
+    assert "ONNX model" in _bad(capsys, path)
+
+
+def test_missing_initializer_names_the_node(tmp_path, capsys):
+    """A weight that no initializer or node provides is named, with its node."""
+    nodes, inits = chain_nodes()
+    inits = [i for i in inits if i.name != "fw"]
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "node fc (Gemm): input 'fw' is neither an initializer" in err
+
+
+def test_conv_weight_that_does_not_fit_names_the_node(tmp_path, capsys):
+    """A conv weight for 2 input channels on a 3-channel input is refused, naming the node and the shapes."""
+    nodes, inits = chain_nodes()
+    inits = [i for i in inits if i.name != "w1"] + weights(w1=(4, 2, 3, 3))
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "node conv1 (Conv): weight 'w1' of shape (4, 2, 3, 3) with group 1 takes 2 input channels" in err
+
+
+def test_unsupported_operators_are_listed_at_once(tmp_path, capsys):
+    """Every unsupported op type is listed with its nodes in one error, before anything runs."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Resize", ["c", "", "scales"], ["up1"], mode="nearest"),
+             helper.make_node("Relu", ["up1"], ["r"]),
+             helper.make_node("Resize", ["c", "", "scales"], ["up2"], mode="nearest"),
+             helper.make_node("Einsum", ["c"], ["e"], equation="nchw->nchw"),
+             helper.make_node("Sum", ["r", "up2", "e"], ["out"])]
+    inits = weights(w=(2, 3, 3, 3), scales=np.float32([1, 1, 2, 2]))
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "cannot import 3 nodes: Resize (nodes up1, up2); Einsum (node e)" in err
+
+
+def test_an_operator_newer_than_the_models_opset_is_refused(tmp_path, capsys):
+    """HardSwish exists from opset 14: a model declaring 13 is refused as ORT refuses it."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("HardSwish", ["c"], ["h"])]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(2, 3, 3, 3)), opset=13), tmp_path))
+    assert "node h (HardSwish): HardSwish is defined from opset 14, but the model declares opset 13" in err
+
+
+def test_a_shape_that_would_be_huge_is_not_folded(tmp_path, capsys):
+    """ConstantOfShape claiming 2 * 10^12 values is refused before anything is allocated."""
+    nodes = [helper.make_node("ConstantOfShape", ["dims"], ["big"]), helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("Add", ["c", "big"], ["out"])]
+    inits = weights(dims=np.array([1, 2, 10**6, 10**6], np.int64), w=(2, 3, 3, 3))
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "ConstantOfShape (node big: makes a constant too large to fold" in err
+
+
+def test_huge_declared_dimension_is_refused(tmp_path, capsys):
+    """An input dimension of 2^40 is refused before anything is allocated."""
+    nodes, inits = chain_nodes()
+    model = graph_model(nodes, inits)
+    model.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 1 << 40
+    err = _bad(capsys, save(model, tmp_path))
+    assert "input 'x': dimension 3 (width) is 1,099,511,627,776; expected 1 to 16,384" in err
+
+
+def test_damaged_files_give_a_cnn_error_or_a_model_never_a_crash(tmp_path):
+    """Files with bytes flipped, cut or repeated either load or raise a CnnError naming the file."""
+    nodes, inits = chain_nodes()
+    data = bytearray(graph_model(nodes, inits).SerializeToString())
+    rng = np.random.default_rng(5)
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(120):
+        damaged = bytearray(data)
+        if trial % 3 == 0:
+            for at in rng.integers(0, len(damaged), size=3):
+                damaged[at] = int(rng.integers(0, 256))
+        elif trial % 3 == 1:
+            damaged = damaged[:int(rng.integers(1, len(damaged)))]
+        else:
+            at = int(rng.integers(0, len(damaged)))
+            damaged = damaged[:at] + damaged[at:at + 40] + damaged[at:]
+        path = tmp_path / f"damaged{trial}.onnx"
+        path.write_bytes(bytes(damaged))
+        try:
+            load_model(str(path))
+            outcomes["loaded"] += 1
+        except CnnError as err:
+            assert str(path) in str(err)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
+
+
+def test_a_channels_last_input_is_refused_with_a_hint(tmp_path, capsys):
+    """An (N, H, W, C) input, as tf2onnx writes, is refused saying so."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"])]
+    err = _bad(capsys, save(graph_model(nodes, [], channels=16, size=(16, 3)), tmp_path))
+    assert "input 'x' has 16 channels; cnn feeds images as 1 (gray) or 3 (rgb) (it looks channels-last" in err
+
+
+def test_without_the_onnx_package_the_error_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    """With onnx not importable, loading an .onnx file is one line naming the extra to install."""
+    import sys
+
+    nodes, inits = chain_nodes()
+    path = save(graph_model(nodes, inits), tmp_path)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    err = _bad(capsys, path)
+    assert err == (f"cnn: {path}: reading ONNX models needs the onnx package: pip install 'cnncli[onnx]'\n")
