@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import ops
 from ...errors import ShapeError
-from .base import Shape, axis, check_dim, jsonable, padding_text, pair_text, register, require_map
+from .base import Shape, Simple, axis, check_dim, jsonable, padding_text, pair_text, register, require_map
 
 if TYPE_CHECKING:
     from ...io.modelfile import LayerSpec
@@ -249,18 +249,12 @@ class Pool2d:
 
 @register
 @dataclass(frozen=True, eq=False, repr=False)
-class GlobalAvgPool2d:
+class GlobalAvgPool2d(Simple):
     """Mean of each channel: (C, H, W) -> (C, 1, 1)."""
 
     name: str = "globalavgpool"
     type = "globalavgpool2d"
     types: ClassVar = ("globalavgpool2d",)
-    keys: ClassVar = ()
-    required: ClassVar = ()
-
-    @classmethod
-    def from_spec(cls, spec: LayerSpec) -> GlobalAvgPool2d:
-        return cls(spec.name)
 
     def output_shape(self, shape: Shape) -> Shape:
         require_map(shape)
@@ -271,12 +265,6 @@ class GlobalAvgPool2d:
 
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
         return ops.global_avg_pool2d_workspace(in_shape, itemsize)
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> str:
-        return ""
 
 
 @register

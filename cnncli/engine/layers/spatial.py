@@ -14,7 +14,7 @@ from .. import resample
 from ..ops import BLAS_BYTES
 from ...errors import ShapeError
 from ..transpose import conv_transpose2d, conv_transpose2d_workspace, conv_transpose_geometry, conv_transpose_macs
-from .base import Shape, pair_text, register, require_map
+from .base import Shape, Simple, pair_text, register, require_map
 
 if TYPE_CHECKING:
     from ...io.modelfile import LayerSpec
@@ -35,19 +35,12 @@ def _size_text(size: tuple[Optional[int], Optional[int]]) -> str:
 
 @register
 @dataclass(frozen=True, eq=False, repr=False)
-class GlobalMaxPool2d:
+class GlobalMaxPool2d(Simple):
     """Max of each channel: (C, H, W) -> (C, 1, 1), as nn.AdaptiveMaxPool2d(1)."""
 
     name: str = "globalmaxpool"
     type = "globalmaxpool2d"
     types: ClassVar = ("globalmaxpool2d",)
-    keys: ClassVar = ()
-    required: ClassVar = ()
-    params: ClassVar = 0
-
-    @classmethod
-    def from_spec(cls, spec: LayerSpec) -> GlobalMaxPool2d:
-        return cls(spec.name)
 
     def output_shape(self, shape: Shape) -> Shape:
         require_map(shape)
@@ -58,15 +51,6 @@ class GlobalMaxPool2d:
 
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
         return resample.global_max_pool2d_workspace(in_shape, itemsize)
-
-    def macs(self, out_shape: Shape) -> int:
-        return 0
-
-    def settings(self) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> str:
-        return ""
 
 
 @register
