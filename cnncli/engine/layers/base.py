@@ -36,6 +36,20 @@ Shape = tuple[int, ...]
 REGISTRY: dict[str, type] = {}
 # Other names model files may use for a type: PyTorch's class names, lower-cased.
 ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
+# The families of types loaded on first use, by module, with the type names each registers: a run of
+# the digits model or a kernel needs only core.py's, and creating a family's classes costs 1-4 ms of
+# start-up. tests/test_layer_registry.py checks this table against what each module registers.
+FAMILIES = {
+    "merge": ("add", "mul", "sub", "mean", "concat"),
+    "activations": ("relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "mish", "gelu", "elu", "softplus",
+                    "prelu"),
+    "norms": ("layernorm", "groupnorm", "instancenorm2d", "instancenorm", "lrn", "localresponsenorm"),
+    "shaping": ("identity", "channel_shuffle", "pad"),
+    "spatial": ("globalmaxpool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "upsample", "upsamplingnearest2d",
+                "upsamplingbilinear2d", "conv_transpose2d", "convtranspose2d"),
+    "affine": ("affine",),
+}
+_FAMILY_OF = {name: family for family, names in FAMILIES.items() for name in names}
 
 
 class Layer(Protocol):
@@ -74,12 +88,25 @@ def register(cls: Any) -> Any:
 
 
 def layer_class(type_name: str) -> type | None:
-    """The class of a model file's layer type, or None."""
-    return REGISTRY.get(ALIASES.get(type_name, type_name))
+    """The class of a model file's layer type (its family's module imported on first use), or None."""
+    name = ALIASES.get(type_name, type_name)
+    if name not in REGISTRY and name in _FAMILY_OF:
+        import importlib
+
+        importlib.import_module(f"{__package__}.{_FAMILY_OF[name]}")
+    return REGISTRY.get(name)
 
 
 def type_names() -> tuple[str, ...]:
-    return tuple(REGISTRY) + tuple(ALIASES)
+    """Every type name and alias a model file may use, loaded or not."""
+    return tuple(dict.fromkeys((*REGISTRY, *_FAMILY_OF, *ALIASES)))
+
+
+def all_types() -> dict[str, type]:
+    """The registry with every family loaded: each type name and its class."""
+    for name in _FAMILY_OF:
+        layer_class(name)
+    return REGISTRY
 
 
 def keys_of(cls: Any, type_name: str) -> tuple[str, ...]:
