@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from .errors import ShapeError, UsageError
-from .io.images import LoadedImage
+from .io.images import LoadedImage, is_tensor_file, read_tensor
 from .io.limits import DEFAULT_LIMITS, Limits
 from .run import Prepared, check_network_memory, forward, load_model_once, model_alpha, model_input, ranked
 
@@ -136,6 +136,8 @@ class Model:
     def _read(self, image: Any, dtype: str) -> LoadedImage:
         """A path or a PIL image, read as the model's input rule says (color, scale, alpha)."""
         spec = self.file.input
+        if isinstance(image, (str, os.PathLike)) and is_tensor_file(os.fspath(image)):
+            return read_tensor(os.fspath(image), dtype=DTYPES[dtype], limits=self.limits)  # used as given
         if isinstance(image, (str, os.PathLike)):
             return read_image(image, color=spec.color, scale=spec.scale, alpha=model_alpha(self.file), dtype=dtype,
                               limits=self.limits)

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from .errors import CnnError, UsageError
+from .errors import CnnError, ShapeError, UsageError
 from .stage import (build_network, check_network_memory, check_run_memory, dense_weights, once, parse_padding,
                     refuse_two_dense, resolve_kernel)
 
@@ -131,7 +131,16 @@ def model_alpha(model: Model) -> str:
 
 def model_input(model: Model, loaded: LoadedImage, limits: Limits) -> Prepared:
     """An image read as the model's input rule says (color, scale, alpha), made the model's input:
-    resized, inverted and normalised; with a warning if it looks inverted."""
+    resized, inverted and normalised; with a warning if it looks inverted. A tensor (.npy) is the
+    input as given, and must have the model's input shape."""
+    from .io.images import TENSOR_MODE
+
+    if loaded.mode == TENSOR_MODE:
+        if loaded.array.shape != model.input.shape:
+            raise ShapeError(f"holds a tensor of shape {loaded.array.shape}; the model {model.name} takes "
+                             f"{model.input.shape} ({model.input.describe()}), and a tensor is used as given",
+                             source=loaded.source)
+        return Prepared(loaded, model.network, model)
     limits.check_memory(model.input.apply_bytes(loaded.array), loaded.source,
                         f"resizing it to {model.input.size[1]}x{model.input.size[0]}")
     image = model.input.apply(loaded)
@@ -173,7 +182,7 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
     """The run's image (a file, or ``-``: stdin) as a (C, H, W) array of the options' dtype."""
     import numpy as np
 
-    from .io.images import read_image
+    from .io.images import is_tensor_file, read_image, read_tensor
 
     data = None
     source = options.image
@@ -187,6 +196,12 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
         from .io.reading import read_stream
 
         data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
+    if is_tensor_file(source, data):  # a .npy array: the network's input as given
+        for name in options.given(("color", "scale", "alpha")):
+            raise UsageError(f"reads pixels of an image file; {source} is a tensor (.npy), used as given",
+                             param=name)
+        return read_tensor(source, data, dtype=np.float32 if options.dtype == "float32" else np.float64,
+                           limits=options.limits)
     return read_image(source, data, color=color, scale=scale, alpha=alpha,  # type: ignore[arg-type]  # str: checked by Click or the model reader
                       dtype=np.float32 if options.dtype == "float32" else np.float64, limits=options.limits)
 

@@ -56,6 +56,40 @@ class LoadedImage:
         return f"{self.format} {w}x{h} {self.mode} -> {'/'.join(self.channel_names)} {self.array.dtype}"
 
 
+NPY_MAGIC = b"\x93NUMPY"
+TENSOR_MODE = "tensor"  # LoadedImage.mode of a .npy input, which no image rule changes
+
+
+def is_tensor_file(source: str, data: bytes | None = None) -> bool:
+    """Whether an input is a .npy array (by its bytes when given, else by its name)."""
+    return data.startswith(NPY_MAGIC) if data is not None else source.lower().endswith(".npy")
+
+
+def read_tensor(source: str, data: bytes | None = None, *, dtype: type = np.float32,
+                limits: Limits = DEFAULT_LIMITS) -> LoadedImage:
+    """A .npy file (or ``data``, its bytes) as a network input, exactly as given: a (C, H, W) or
+    (1, C, H, W) array of real, finite numbers, cast to ``dtype``. Nothing is resized, scaled or
+    normalised. Raises ImageError naming ``source`` for anything else."""
+    from .reading import load_npy
+
+    if data is None:
+        data = read_bytes(source, kind="image", error=ImageError, expected="a .npy array", limits=limits)
+    array = load_npy(data, source, ImageError)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 3 or 0 in array.shape:
+        raise ImageError(f"holds an array of shape {array.shape}; expected a tensor (C, H, W) or (1, C, H, W)",
+                         source=source)
+    if array.dtype.kind not in "iuf":
+        raise ImageError(f"holds {array.dtype} values; expected real numbers", source=source)
+    limits.check_memory(array.size * np.dtype(dtype).itemsize * 2, source, "reading it")
+    tensor: np.ndarray = np.ascontiguousarray(array, dtype=dtype)
+    if not np.all(np.isfinite(tensor)):
+        raise ImageError("has NaN or infinite values", source=source)
+    names = tuple(f"c{i}" for i in range(tensor.shape[0]))
+    return LoadedImage(tensor, source, "NPY", TENSOR_MODE, names, ("a tensor, used as given",))
+
+
 def read_image(
     source: str,
     data: bytes | None = None,
