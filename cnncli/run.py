@@ -10,6 +10,7 @@ Errors a caller can cause are CnnError subclasses; an option at fault is named a
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -59,6 +60,7 @@ class LayerOptions:
     alpha: str | None = None
     dtype: str = "float32"
     model: str | None = None
+    labels: str | None = None  # a text file of class names, one per line
     top: int | None = None
     max_pixels: int | None = None
     max_memory: int | None = None
@@ -91,6 +93,7 @@ class Prepared:
     network: Network
     model: Model | None = None
     warnings: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # --labels for a kernel run's classes (a model's are in its labels)
 
 
 def prepare(options: LayerOptions) -> Prepared:
@@ -104,12 +107,15 @@ def prepare(options: LayerOptions) -> Prepared:
             raise UsageError("needs an output vector of class scores: a --model, or --dense/--dense-random",
                              param="top")
         image = load_image(options, options.color or "gray", options.scale or "raw", options.alpha or "drop")
-        return Prepared(image, build_network(options, image))
+        network = build_network(options, image)
+        return Prepared(image, network, labels=class_labels(options, network, image.array.shape))
     clashes = options.given(KERNEL_ONLY)
     if clashes:
         raise UsageError("describes a --kernel run's layers; --model brings its own, so leave it out",
                          param=clashes[0])
     model = load_model_once(options.model, options.limits)
+    if options.labels is not None:  # the file's names replace the model's, in every view and record
+        model = dataclasses.replace(model, labels=class_labels(options, model.network, model.input.shape))
     for name in options.given(("color", "scale")):
         raise UsageError(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
                          param=name)
@@ -121,6 +127,24 @@ def prepare(options: LayerOptions) -> Prepared:
     check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model, options.outputs)
     loaded = load_image(options, model.input.color, model.input.scale, options.alpha or model_alpha(model))
     return model_input(model, loaded, options.limits)
+
+
+def class_labels(options: LayerOptions, network: Network, input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """The names of ``--labels`` (none without it), one per value of the network's output vector."""
+    if options.labels is None:
+        return ()
+    from .io.reading import read_labels
+    from .stage import once
+
+    labels = once(read_labels, options.labels, options.limits)
+    out = network.shapes(input_shape)[-1]
+    if len(out) != 1:
+        raise UsageError(f"names classes, but the network ends in a map of shape {out}, not a vector of class "
+                         "scores", param="labels")
+    if out[0] != len(labels):
+        raise UsageError(f"{options.labels} has {len(labels)} names but the network's output has {out[0]} values; "
+                         "expected one name per line per output value", param="labels")
+    return labels
 
 
 def model_alpha(model: Model) -> str:
@@ -150,7 +174,7 @@ def model_input(model: Model, loaded: LoadedImage, limits: Limits) -> Prepared:
 
 def input_files(options: LayerOptions, prepared: Prepared | None = None, images: list[str] | None = None) -> list[str]:
     """Every file this run reads (``images`` instead of options.image for a batch), which no output may overwrite."""
-    names = [*(images or [options.image]), *(options.kernels or ()), options.dense]
+    names = [*(images or [options.image]), *(options.kernels or ()), options.dense, options.labels]
     model = prepared.model if prepared is not None else None
     if model is None and options.model is not None:
         model = load_model_once(options.model, options.limits)
@@ -260,6 +284,6 @@ def ranked(prepared: Prepared, steps: Sequence[Step], k: int | None = None) -> l
     output = steps[-1].output
     if output.ndim != 1:
         return []
-    labels = prepared.model.labels if prepared.model is not None else ()
+    labels = prepared.labels or (prepared.model.labels if prepared.model is not None else ())
     is_probability = isinstance(prepared.network.layers[-1], Softmax)
     return top_k(output, labels, k or output.size, is_probability)

@@ -71,6 +71,10 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 Top = Annotated[Optional[int], typer.Option(
     "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",
     help="Show the K most probable classes of the output vector.")]
+LabelsOpt = Annotated[Optional[str], typer.Option(
+    "--labels", rich_help_panel=MODEL, show_default=False, metavar="FILE",
+    help="Class names, one per line (e.g. imagenet_classes.txt), for the output vector's values; "
+         "they replace a model's own.")]
 AlphaOpt = Annotated[Optional[Literal["drop", "white", "black", "keep"]], typer.Option(
     rich_help_panel=INPUT, show_default="drop; white for a model that inverts",
     help="Transparency: drop it, composite over white or black, or keep it as a channel.")]
@@ -104,7 +108,8 @@ _SHARED = {
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
-    "model": ModelOpt, "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
+    "model": ModelOpt, "labels": LabelsOpt,
+    "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
 }
 
 

@@ -215,3 +215,29 @@ def zip_directory_claims(data: bytes) -> tuple[int, int] | None:
             entries = max(max(on_disk64, entries64) for on_disk64, entries64, _ in claims)
             size = max(size64 for _, _, size64 in claims)
     return entries, size
+
+
+def read_labels(path: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
+    """Class names from a text file, one per line (as torchvision's imagenet_classes.txt): UTF-8,
+    blank lines at the end ignored. Names may repeat (ImageNet has two "crane"s); a blank line
+    between names, or a control character, is an error naming its line."""
+    from ..errors import SpecError
+
+    data = read_bytes(path, kind="model", error=SpecError, expected="a text file of class names, one per line",
+                      limits=limits, regular_only=False)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"not UTF-8 text (byte {err.start}); expected class names, one per line",
+                        source=path) from None
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        raise SpecError("holds no class names; expected one per line", source=path)
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            raise SpecError(f"line {number} is blank; expected one class name per line", source=path)
+        if not line.isprintable():
+            raise SpecError(f"line {number} holds a control character; expected a class name", source=path)
+    return tuple(lines)
