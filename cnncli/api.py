@@ -139,10 +139,10 @@ class Model:
         if isinstance(image, (str, os.PathLike)) and is_tensor_file(os.fspath(image)):
             return read_tensor(os.fspath(image), dtype=DTYPES[dtype], limits=self.limits)  # used as given
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image, color=spec.color, scale=spec.scale, alpha=model_alpha(self.file), dtype=dtype,
+            return read_image(image, color=spec.color, scale=spec.read_scale, alpha=model_alpha(self.file), dtype=dtype,
                               limits=self.limits)
         if _is_pil_image(image):
-            return _read_pil(image, spec.color, spec.scale, model_alpha(self.file), dtype, self.limits)
+            return _read_pil(image, spec.color, spec.read_scale, model_alpha(self.file), dtype, self.limits)
         raise UsageError(f"image is of type {type(image).__name__}; expected a path, a PIL image or a float (C, H, W) "
                          "NumPy array", param="image")
 

@@ -61,6 +61,7 @@ class LayerOptions:
     dtype: str = "float32"
     model: str | None = None
     labels: str | None = None  # a text file of class names, one per line
+    preset: str | None = None  # a named input rule (PRESETS) in place of the model's
     top: int | None = None
     max_pixels: int | None = None
     max_memory: int | None = None
@@ -103,6 +104,9 @@ def prepare(options: LayerOptions) -> Prepared:
     the option at fault for options that do not go together, and CnnError for bad files.
     """
     if options.model is None:
+        if options.preset is not None:
+            raise UsageError("prepares an image for a model; give --model, or --color and --scale for kernels",
+                             param="preset")
         if options.top is not None and not (options.dense or options.dense_random):
             raise UsageError("needs an output vector of class scores: a --model, or --dense/--dense-random",
                              param="top")
@@ -114,6 +118,8 @@ def prepare(options: LayerOptions) -> Prepared:
         raise UsageError("describes a --kernel run's layers; --model brings its own, so leave it out",
                          param=clashes[0])
     model = load_model_once(options.model, options.limits)
+    if options.preset is not None:
+        model = with_preset(model, options.preset)
     if options.labels is not None:  # the file's names replace the model's, in every view and record
         model = dataclasses.replace(model, labels=class_labels(options, model.network, model.input.shape))
     for name in options.given(("color", "scale")):
@@ -125,8 +131,21 @@ def prepare(options: LayerOptions) -> Prepared:
     # The network's size is the model's, whatever the image: refuse a run too big before reading it.
     itemsize = 4 if options.dtype == "float32" else 8
     check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model, options.outputs)
-    loaded = load_image(options, model.input.color, model.input.scale, options.alpha or model_alpha(model))
+    loaded = load_image(options, model.input.color, model.input.read_scale, options.alpha or model_alpha(model))
     return model_input(model, loaded, options.limits)
+
+
+def with_preset(model: Model, preset: str) -> Model:
+    """The model with a named input rule (``PRESETS``) in place of its own; its input shape must fit."""
+    from .io.modelfile import PRESETS
+
+    if preset not in PRESETS:
+        raise UsageError(f"is {preset!r}; expected one of {', '.join(PRESETS)}", param="preset")
+    spec = PRESETS[preset]
+    if spec.shape != model.input.shape:
+        raise UsageError(f"{preset} prepares {spec.shape} inputs, but the model {model.name} takes "
+                         f"{model.input.shape}", param="preset")
+    return dataclasses.replace(model, input=spec)
 
 
 def class_labels(options: LayerOptions, network: Network, input_shape: tuple[int, ...]) -> tuple[str, ...]:

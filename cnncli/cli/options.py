@@ -71,6 +71,10 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 Top = Annotated[Optional[int], typer.Option(
     "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",
     help="Show the K most probable classes of the output vector.")]
+PresetOpt = Annotated[Optional[Literal["imagenet"]], typer.Option(
+    "--preset", rich_help_panel=MODEL, show_default=False,
+    help="Prepare the image as a model trained with this recipe expects, in place of the model's own rule. "
+         "imagenet: torchvision's shorter side 256, centre 224x224 crop, RGB 0..1, ImageNet mean and std.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", rich_help_panel=MODEL, show_default=False, metavar="FILE",
     help="Class names, one per line (e.g. imagenet_classes.txt), for the output vector's values; "
@@ -108,7 +112,7 @@ _SHARED = {
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
-    "model": ModelOpt, "labels": LabelsOpt,
+    "model": ModelOpt, "preset": PresetOpt, "labels": LabelsOpt,
     "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
 }
 

@@ -470,6 +470,38 @@ def resize(array: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     return np.stack(planes).astype(array.dtype, copy=False), how
 
 
+def resize_and_crop(array: np.ndarray, shorter: int, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """torchvision's ``Resize(shorter)`` then ``CenterCrop(size)`` on the PIL image of a (C, H, W)
+    array of 0..255 values, with its arithmetic: the shorter side becomes ``shorter`` and the longer
+    ``int(shorter * long / short)`` (truncated), by Pillow's bilinear filter on 8-bit pixels (whose
+    support widens when shrinking: antialiased); then the centre, top ``int(round((H - h) / 2))``,
+    zero-padded first when the crop is larger. Returns the (C, h, w) array and notes."""
+    from PIL import Image
+
+    channels, height, width = array.shape
+    pixels = np.clip(np.rint(array), 0, 255).astype(np.uint8)  # the 8-bit picture torchvision resizes
+    if height <= width:
+        new_h, new_w = shorter, int(shorter * width / height)
+    else:
+        new_h, new_w = int(shorter * height / width), shorter
+    notes = []
+    if (new_h, new_w) != (height, width):
+        # Plane by plane: Pillow resamples each band of an RGB image with the same 8-bit arithmetic.
+        planes = [np.asarray(Image.fromarray(plane).resize((new_w, new_h), Image.Resampling.BILINEAR))
+                  for plane in pixels]
+        pixels = np.stack(planes)  # C, new_h, new_w
+        notes.append(f"resized {width}x{height} -> {new_w}x{new_h} (shorter side {shorter}, bilinear, as torchvision)")
+    crop_h, crop_w = size
+    pad_h, pad_w = max(crop_h - new_h, 0), max(crop_w - new_w, 0)
+    if pad_h or pad_w:  # torchvision pads a crop larger than the image: floor half before, the rest after
+        pixels = np.pad(pixels, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
+    top = int(round((pixels.shape[1] - crop_h) / 2))
+    left = int(round((pixels.shape[2] - crop_w) / 2))
+    pixels = pixels[:, top:top + crop_h, left:left + crop_w]
+    notes.append(f"centre {crop_w}x{crop_h} cropped")
+    return np.ascontiguousarray(pixels, dtype=array.dtype), notes
+
+
 def array_size(array: np.ndarray) -> str:
     """W x H of a (C, H, W) array, as images are sized."""
     return f"{array.shape[2]}x{array.shape[1]}"

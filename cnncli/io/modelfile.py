@@ -27,7 +27,7 @@ from ..engine.layers import ALIASES, layer_class, type_names
 from ..engine.layers.base import input_counts, keys_of
 from ..display import shown
 from ..errors import GraphError, ShapeError, SpecError
-from .images import LoadedImage, array_size, resize
+from .images import LoadedImage, array_size, resize, resize_and_crop
 from .reading import load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsonspec import Reader, loads
@@ -38,7 +38,7 @@ MODEL_VERSION = 2  # version 2 adds graphs: a layer's ``inputs``, the model's ``
 BUNDLED = Path(__file__).parent.parent / "models"
 TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs",
             "metadata")
-INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std")
+INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std", "resize")
 MAX_SIDE = 1 << 14
 # Layers in one model file. Real networks fit with room to spare: ResNet-152 or DenseNet-201 exported
 # node by node has 500 to 1,000 nodes, EfficientNet-B7 about 2,000. 300,000 relu layers ended in an
@@ -49,7 +49,12 @@ MAX_LAYERS = 10_000
 @dataclass(frozen=True)
 class InputSpec:
     """What the network takes: (H, W), gray or rgb, raw 0..255 or unit 0..1, inverted or not, and a
-    per-channel normalisation (x - mean) / std applied last."""
+    per-channel normalisation (x - mean) / std applied last.
+
+    With ``resize`` (the shorter side's length) the image is prepared as torchvision's PIL path
+    does (``Resize(resize)``, ``CenterCrop(size)``, ``ToTensor``, ``Normalize``): the 8-bit picture
+    resized by Pillow's bilinear filter keeping its aspect ratio, then the centre cropped to
+    ``size``; otherwise it is stretched to ``size`` (area averaging when it shrinks)."""
 
     size: tuple[int, int]
     color: str = "gray"
@@ -57,6 +62,12 @@ class InputSpec:
     invert: bool = False
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    resize: int | None = None
+
+    @property
+    def read_scale(self) -> str:
+        """The scale to read an image in: 0..255 for the torchvision path, which resizes 8-bit pixels."""
+        return "raw" if self.resize else self.scale
 
     @property
     def channels(self) -> int:
@@ -73,7 +84,14 @@ class InputSpec:
     def apply(self, image: LoadedImage) -> LoadedImage:
         """The image as the network takes it: resized, inverted and normalised, each step noted."""
         array, notes, file_size = image.array, list(image.notes), None
-        if array.shape[1:] != self.size:
+        if self.resize:
+            array, steps = resize_and_crop(array, self.resize, self.size)
+            file_size = image.array.shape[2], image.array.shape[1]
+            notes.extend(steps)
+            if self.scale == "unit":
+                array = array / np.asarray(255, array.dtype)  # ToTensor divides
+                notes.append("values scaled to 0..1 (divided by 255)")
+        elif array.shape[1:] != self.size:
             array, how = resize(array, self.size)
             file_size = image.array.shape[2], image.array.shape[1]
             notes.append(f"resized {array_size(image.array)} -> {self.size[1]}x{self.size[0]} ({how})")
@@ -99,6 +117,8 @@ class InputSpec:
 
     def describe(self) -> str:
         parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]
+        if self.resize:
+            parts.insert(0, f"shorter side {self.resize}, centre crop")
         if self.invert:
             parts.append("inverted")
         if self.normalises:
@@ -206,6 +226,7 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
 def _input_spec(read: Reader, value: Any) -> InputSpec:
     read.object(value, "", INPUT_KEYS, required=("size",))
     size = read.pair(value["size"], "size", 1, MAX_SIDE)
+    resize = read.integer(value["resize"], "resize", 1, MAX_SIDE) if "resize" in value else None
     color = read.string(value.get("color", "gray"), "color", ("gray", "rgb"))
     channels = 3 if color == "rgb" else 1
     mean = _per_channel(read, value.get("mean", 0.0), "mean", channels)
@@ -214,7 +235,13 @@ def _input_spec(read: Reader, value: Any) -> InputSpec:
         if s <= 0:
             raise read.fail(f"std[{i}]" if isinstance(value.get("std"), list) else "std", f"must be above 0, got {s:g}")
     return InputSpec(size, color, read.string(value.get("scale", "unit"), "scale", ("raw", "unit")),
-                     read.boolean(value.get("invert", False), "invert"), mean, std)
+                     read.boolean(value.get("invert", False), "invert"), mean, std, resize)
+
+
+# torchvision's ImageNet classification preprocessing (transforms.Resize(256), CenterCrop(224),
+# ToTensor, Normalize with the ImageNet statistics), for --preset imagenet.
+PRESETS = {"imagenet": InputSpec((224, 224), "rgb", "unit", False, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                                 256)}
 
 
 def _per_channel(read: Reader, value: Any, path: str, channels: int) -> tuple[float, ...]:
