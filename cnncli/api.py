@@ -71,8 +71,8 @@ def read_image(path: str | os.PathLike[str], *, color: str = "gray", scale: str 
                                  ("alpha", alpha, ("drop", "white", "black", "keep")), ("dtype", dtype, tuple(DTYPES))):
         if value not in choices:
             raise UsageError(f"{name} is {value!r}; expected one of {', '.join(choices)}", param=name)
-    return read(os.fspath(path), color=color, scale=scale, alpha=alpha, dtype=DTYPES[dtype],
-                limits=limits or DEFAULT_LIMITS)
+    return read(os.fspath(path), color=color, scale=scale, alpha=alpha,  # type: ignore[arg-type]  # checked above
+                dtype=DTYPES[dtype], limits=limits or DEFAULT_LIMITS)
 
 
 class Model:
@@ -230,6 +230,7 @@ def _read_pil(image: PILImage, color: str, scale: str, alpha: str, dtype: str, l
         image.save(buffer, format=kind)
     except (OSError, ValueError) as err:
         raise UsageError(f"a PIL image of mode {image.mode} cannot be read: {err}", param="image") from None
-    loaded = read("PIL image", buffer.getvalue(), color=color, scale=scale, alpha=alpha, dtype=DTYPES[dtype],
-                  limits=limits)
+    # str: a model's rule, checked when it was read
+    loaded = read("PIL image", buffer.getvalue(), color=color, scale=scale, alpha=alpha,  # type: ignore[arg-type]
+                  dtype=DTYPES[dtype], limits=limits)
     return replace(loaded, format=image.format or "PIL", mode=image.mode)

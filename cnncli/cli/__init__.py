@@ -60,6 +60,7 @@ from . import inspect as _inspect  # noqa: E402,F401  (commands register themsel
 from . import explain as _explain_command  # noqa: E402,F401
 from . import kernels as _kernels  # noqa: E402,F401
 from . import models as _models  # noqa: E402,F401
+from . import check as _check  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
 
 

@@ -1,0 +1,71 @@
+"""`cnn check`: every node of an ONNX model, run on an image, against ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import typer
+
+from . import app
+from .helptext import PanelledCommand
+from .output import print_json, stdout_console
+
+Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
+
+
+@app.command(cls=PanelledCommand)
+def check(
+    model: Annotated[str, typer.Argument(help="An .onnx model file.", show_default=False)],
+    image: Annotated[str, typer.Argument(help="An image file, or an .npy tensor used as given.",
+                                         show_default=False)],
+    preset: Annotated[Optional[Literal["imagenet"]], typer.Option(
+        "--preset", show_default=False, help="Prepare the image with this recipe (see cnn run --help).")] = None,
+    rtol: Annotated[float, typer.Option(min=0, help="Allowed difference relative to a tensor's largest magnitude.")
+                    ] = 1e-4,
+    atol: Annotated[float, typer.Option(min=0, help="Allowed absolute difference, added to rtol's.")] = 1e-5,
+    format: Format = "table",
+) -> None:
+    """Run an ONNX model on an image with cnn and with ONNX Runtime and compare every node's output.
+
+    Exit 1 when any node differs by more than atol + rtol x the tensor's largest magnitude.
+
+    Example: cnn check net.onnx photo.jpg --preset imagenet
+    """
+    from pathlib import Path
+
+    from .. import run as core
+    from ..errors import CnnError
+    from ..io.onnx_import.check import check_steps, node_ops, reference_values
+
+    if not model.lower().endswith(".onnx"):
+        raise CnnError("cnn check compares an .onnx model with ONNX Runtime; give an .onnx file", source=model)
+    options = core.LayerOptions(image=image, kernels=None, model=model, preset=preset)
+    prepared = core.prepare(options)
+    steps, _ = core.forward(prepared)
+    path = Path(model)
+    reference = reference_values(path, prepared.image.array, [step.name for step in steps[1:]], model)
+    checks = check_steps(steps, reference, node_ops(path), rtol, atol)
+    failed = [c for c in checks if not c.passed]
+    if format == "json":
+        print_json({"format": "cnn-check", "version": 1, "model": model, "image": image, "rtol": rtol, "atol": atol,
+                    "nodes": [c.record() for c in checks], "failed": len(failed)})
+    else:
+        stdout_console().print(_table(checks, rtol, atol))
+    if failed:
+        raise CnnError(f"{len(failed)} of {len(checks)} nodes differ from ONNX Runtime beyond atol {atol:g} + "
+                       f"rtol {rtol:g} x scale: {', '.join(c.name for c in failed[:5])}", source=model)
+
+
+def _table(checks, rtol: float, atol: float):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False,
+                  caption=f"{len(checks)} nodes against ONNX Runtime; allowed: {atol:g} + {rtol:g} x scale")
+    for name, justify in (("node", "left"), ("op", "left"), ("shape", "left"), ("max abs", "right"),
+                          ("max rel", "right"), ("verdict", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]  # the two Rich justifications
+    for c in checks:
+        table.add_row(c.name, c.op, "x".join(map(str, c.shape)), f"{c.max_abs:.3g}", f"{c.max_rel:.3g}",
+                      "ok" if c.passed else "DIFFERS")
+    return table
