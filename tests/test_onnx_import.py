@@ -710,9 +710,12 @@ def test_upsample_linear_is_refused(tmp_path, capsys):
     ({"strides": [2, 2], "pads": [0, 0, 1, 1]}, "pads begin [0, 0], end [1, 1] with output_padding [0, 0]"),
     ({"strides": [2, 2], "output_shape": [20, 20]}, "output_shape [20, 20] is larger than the 17x17 cells"),
     ({"strides": [2, 2], "output_shape": [1, 2, 16, 16]}, "output_shape [1, 2, 16, 16]: cnn reads it as the 2"),
+    ({"strides": [1, 2], "dilations": [2, 1], "output_padding": [1, 0]},
+     "output_padding [1, 0] is not below strides [1, 2], which ONNX Runtime refuses"),
 ])
 def test_conv_transpose_that_conv_transpose2d_does_not_compute_is_refused(tmp_path, capsys, attrs, why):
-    """Pads with more at the end than at the start, or an output_shape beyond the full output, are refused."""
+    """Pads with more at the end than at the start, an output_shape beyond the full output, or an output_padding
+    ORT refuses (not below the stride, though PyTorch allows it below the dilation) are refused."""
     nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["up"], **attrs)]
     err = _bad(capsys, save(graph_model(nodes, weights(w=(3, 2, 3, 3))), tmp_path))
     assert "ConvTranspose (node up: " in err and why in err, err

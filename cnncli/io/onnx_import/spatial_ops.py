@@ -59,6 +59,9 @@ def conv_transpose(imp: Importer, attrs: dict[str, Any]) -> None:
     if min(stride) < 1 or min(dilation) < 1 or min(extra) < 0:
         raise imp.fail(f"strides {list(stride)}, dilations {list(dilation)} must be at least 1 and output_padding "
                        f"{list(extra)} at least 0")
+    if any(e >= s for e, s in zip(extra, stride)):  # ORT's check: it refuses the node when it runs
+        raise Unsupported(f"output_padding {list(extra)} is not below strides {list(stride)}, which ONNX Runtime "
+                          "refuses")
     full = [(size - 1) * s + (k - 1) * d + 1 + e for size, s, k, d, e in zip(shape[1:], stride, (kh, kw), dilation,
                                                                               extra)]
     begins, ends = _transpose_pads(imp, attrs, full, shape, stride)
