@@ -607,6 +607,7 @@ NEAREST = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floo
     (13, "linear", {"scales": [1, 1, 1.5, 0.75]}, {"coordinate_transformation_mode": "half_pixel"}),
     (11, "linear", {"sizes": [1, 2, 13, 5]}, {"coordinate_transformation_mode": "align_corners"}),
     (11, "linear", {"scales": [1, 1, 2.5, 1.25]}, {"coordinate_transformation_mode": "pytorch_half_pixel"}),
+    (13, "linear", {"scales": [1, 1, 1.05, 2]}, {"coordinate_transformation_mode": "align_corners"}),
     (19, "linear", {"sizes": [1, 2, 3, 20]}, {"coordinate_transformation_mode": "pytorch_half_pixel"}),
     (18, "linear", {"sizes": [5, 11], "axes": [2, 3]}, {}),
     (13, "nearest", {"scales": [1, 1, 3, 2]}, NEAREST),

@@ -142,7 +142,7 @@ def resize(imp: Importer, attrs: dict[str, Any]) -> None:
         if scales[0] != 1 or scales[1] != 1:
             raise Unsupported(f"scales {_listed(scales)} resize the batch or the channels; cnn resizes H and W only")
         factors = (float(scales[2]), float(scales[3]))
-        out = _scaled_sizes(imp, (height, width), factors)
+        out = _scaled_sizes(imp, (height, width), factors, transform == "align_corners")
     else:
         assert sizes is not None
         if sizes.size != 4:
@@ -219,10 +219,12 @@ def _scales_and_sizes(imp: Importer, attrs: dict[str, Any], op: str,
     return (None if scales is None else scales.astype(np.float64)), sizes
 
 
-def _scaled_sizes(imp: Importer, size: tuple[int, int], factors: tuple[float, float]) -> tuple[int, int]:
+def _scaled_sizes(imp: Importer, size: tuple[int, int], factors: tuple[float, float],
+                  corners: bool) -> tuple[int, int]:
     """floor(size * scale) per axis, as the spec computes it; refused where ONNX Runtime, which
     multiplies in float32, gets another size, or where a scale other than 1 keeps the size (the
-    runtime copies such an axis, the spec resamples it)."""
+    runtime copies such an axis, the spec resamples it, except with align_corners, whose
+    coordinates do not use the scale)."""
     out = []
     for axis, n, s in zip(("H", "W"), size, factors):
         exact = math.floor(n * s)
@@ -232,7 +234,7 @@ def _scaled_sizes(imp: Importer, size: tuple[int, int], factors: tuple[float, fl
                               f"{single} in float32; cnn does not pick one")
         if exact < 1 or exact > MAX_SIDE:
             raise imp.fail(f"scale {s:g} makes {axis} {n} into {exact}; expected 1 to {MAX_SIDE:,}")
-        if exact == n and s != 1:
+        if exact == n and s != 1 and not corners:
             raise Unsupported(f"scale {s:g} keeps {axis} at {n}: ONNX Runtime copies that axis, the spec resamples it")
         out.append(exact)
     return out[0], out[1]
