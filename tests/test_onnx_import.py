@@ -479,14 +479,14 @@ def test_conv_weight_that_does_not_fit_names_the_node(tmp_path, capsys):
 def test_unsupported_operators_are_listed_at_once(tmp_path, capsys):
     """Every unsupported op type is listed with its nodes in one error, before anything runs."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
-             helper.make_node("Resize", ["c", "", "scales"], ["up1"], mode="nearest"),
-             helper.make_node("Relu", ["up1"], ["r"]),
-             helper.make_node("Resize", ["c", "", "scales"], ["up2"], mode="nearest"),
+             helper.make_node("LogSoftmax", ["c"], ["ls1"], axis=1),
+             helper.make_node("Relu", ["ls1"], ["r"]),
+             helper.make_node("LogSoftmax", ["c"], ["ls2"], axis=1),
              helper.make_node("Einsum", ["c"], ["e"], equation="nchw->nchw"),
-             helper.make_node("Sum", ["r", "up2", "e"], ["out"])]
-    inits = weights(w=(2, 3, 3, 3), scales=np.float32([1, 1, 2, 2]))
+             helper.make_node("Sum", ["r", "ls2", "e"], ["out"])]
+    inits = weights(w=(2, 3, 3, 3))
     err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
-    assert "cannot import 3 nodes: Resize (nodes up1, up2); Einsum (node e)" in err
+    assert "cannot import 3 nodes: LogSoftmax (nodes ls1, ls2); Einsum (node e)" in err
 
 
 def test_an_operator_newer_than_the_models_opset_is_refused(tmp_path, capsys):
@@ -557,3 +557,173 @@ def test_without_the_onnx_package_the_error_says_how_to_get_it(tmp_path, capsys,
     monkeypatch.setitem(sys.modules, "onnx", None)
     err = _bad(capsys, path)
     assert err == (f"cnn: {path}: reading ONNX models needs the onnx package: pip install 'cnncli[onnx]'\n")
+
+
+# -- ConvTranspose, Resize and Upsample ----------------------------------------------------------------
+@pytest.mark.parametrize("attrs, w_shape, size", [
+    ({"strides": [2, 2]}, (3, 4, 3, 3), (5, 6)),
+    ({"strides": [2, 3], "pads": [1, 2, 1, 0], "output_padding": [1, 0]}, (3, 2, 3, 4), (5, 6)),
+    ({"strides": [2, 2], "auto_pad": "SAME_UPPER"}, (3, 2, 4, 4), (5, 4)),
+    ({"strides": [2, 2], "auto_pad": "SAME_LOWER"}, (3, 2, 3, 3), (5, 4)),
+    ({"strides": [3, 3], "auto_pad": "SAME_LOWER"}, (3, 2, 5, 5), (5, 4)),
+    ({"group": 3, "dilations": [2, 1], "strides": [2, 2], "pads": [2, 1, 1, 1]}, (3, 2, 3, 3), (4, 5)),
+    ({"strides": [2, 2], "output_shape": [10, 11]}, (3, 2, 3, 3), (5, 5)),
+    ({"strides": [3, 2], "output_shape": [12, 9], "auto_pad": "SAME_UPPER"}, (3, 2, 3, 3), (4, 5)),
+    ({"strides": [2, 2], "auto_pad": "VALID", "kernel_shape": [4, 4]}, (3, 2, 4, 4), (3, 4)),
+])
+def test_conv_transpose_matches_ort(tmp_path, attrs, w_shape, size):
+    """ConvTranspose (weight (C_in, C_out/group, kH, kW)) with groups, dilations, strides, uneven pads,
+    output_padding and output_shape matches ORT."""
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["up"], **attrs), helper.make_node("Relu", ["up"], ["r"])]
+    inits = weights(w=w_shape, b=(w_shape[1] * attrs.get("group", 1),))
+    loaded = compare(graph_model(nodes, inits, size=size), tmp_path, expect_layers=["conv_transpose2d", "relu"])
+    assert loaded.network.layers[0].weight.shape == w_shape
+
+
+def _resize_node(opset, mode, *, scales=None, sizes=None, axes=None, op="Resize", **attrs):
+    """A Resize or Upsample node on ``c`` with its constant inputs, written as the opset writes them."""
+    inits, extra = [], ({"axes": axes} if axes is not None else {})
+    if op == "Upsample" and opset < 9:
+        return helper.make_node("Upsample", ["c"], ["up"], mode=mode, scales=scales), inits
+    if op == "Upsample" or opset < 11:
+        return helper.make_node(op, ["c", "scales"], ["up"], mode=mode), weights(scales=np.float32(scales))
+    if opset < 13:  # roi and scales are required inputs: scales empty when sizes are given
+        inits = weights(roi=np.float32([]), scales=np.float32(scales if scales is not None else []))
+        names = ["c", "roi", "scales"]
+    else:
+        inits = weights(scales=np.float32(scales)) if scales is not None else []
+        names = ["c", "", "scales" if scales is not None else ""]
+    if sizes is not None:
+        inits += weights(sizes=np.array(sizes, np.int64))
+        names.append("sizes")
+    return helper.make_node("Resize", names, ["up"], mode=mode, **extra, **attrs), inits
+
+
+NEAREST = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+
+
+@pytest.mark.parametrize("opset, mode, given, attrs", [
+    (13, "linear", {"scales": [1, 1, 2, 2]}, {}),
+    (13, "linear", {"scales": [1, 1, 1.5, 0.75]}, {"coordinate_transformation_mode": "half_pixel"}),
+    (11, "linear", {"sizes": [1, 2, 13, 5]}, {"coordinate_transformation_mode": "align_corners"}),
+    (11, "linear", {"scales": [1, 1, 2.5, 1.25]}, {"coordinate_transformation_mode": "pytorch_half_pixel"}),
+    (13, "linear", {"scales": [1, 1, 1.05, 2]}, {"coordinate_transformation_mode": "align_corners"}),
+    (19, "linear", {"sizes": [1, 2, 3, 20]}, {"coordinate_transformation_mode": "pytorch_half_pixel"}),
+    (18, "linear", {"sizes": [5, 11], "axes": [2, 3]}, {}),
+    (13, "nearest", {"scales": [1, 1, 3, 2]}, NEAREST),
+    (19, "nearest", {"scales": [1, 1, 0.5, 0.625]}, NEAREST),
+    (13, "nearest", {"sizes": [1, 2, 20, 12]}, NEAREST),
+    (18, "nearest", {"scales": [1.5, 2], "axes": [-2, -1]}, NEAREST),
+    (10, "nearest", {"scales": [1, 1, 2, 3]}, {}),
+])
+def test_resize_matches_ort(tmp_path, opset, mode, given, attrs):
+    """Resize, nearest (asymmetric, floor) and linear (half_pixel, pytorch_half_pixel, align_corners), by
+    integer and fractional scales or by sizes, at opsets 10 to 19, matches ORT as one upsample layer."""
+    node, inits = _resize_node(opset, mode, **given, **attrs)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node]
+    loaded = compare(graph_model(nodes, inits + weights(w=(2, 3, 3, 3)), opset=opset), tmp_path,
+                     expect_layers=["conv2d", "upsample"])
+    up = loaded.network.layers[1]
+    assert up.mode == ("nearest" if mode == "nearest" else "bilinear")
+    assert up.align_corners == (attrs.get("coordinate_transformation_mode") == "align_corners")
+
+
+@pytest.mark.parametrize("opset, scales", [(7, [1.0, 1.0, 3.0, 2.0]), (9, [1, 1, 2, 2.5])])
+def test_upsample_matches_ort(tmp_path, opset, scales):
+    """Upsample (scales as an attribute at opset 7, as an input at 9), nearest, matches ORT."""
+    node, inits = _resize_node(opset, "nearest", scales=scales, op="Upsample")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node]
+    compare(graph_model(nodes, inits + weights(w=(2, 3, 3, 3)), opset=opset), tmp_path,
+            expect_layers=["conv2d", "upsample"])
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_unet_like_upsample_and_concat_matches_ort(tmp_path, opset):
+    """A U-Net step (down by a pool, up by Resize x2 or ConvTranspose, joined to the skip by Concat) matches
+    ORT at every node."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["enc"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["enc"], ["enc_relu"]),
+        helper.make_node("MaxPool", ["enc_relu"], ["down"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["down", "w2", "b2"], ["mid"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["mid"], ["mid_relu"]),
+        helper.make_node("Resize", ["mid_relu", "roi", "scales"], ["up"], mode="linear"),
+        helper.make_node("ConvTranspose", ["mid_relu", "wt", "bt"], ["up_t"], strides=[2, 2]),
+        helper.make_node("Concat", ["enc_relu", "up", "up_t"], ["joined"], axis=1),
+        helper.make_node("Conv", ["joined", "w3", "b3"], ["dec"], pads=[1, 1, 1, 1]),
+    ]
+    inits = weights(w1=(4, 3, 3, 3), b1=(4,), w2=(6, 4, 3, 3), b2=(6,), roi=np.float32([]),
+                    scales=np.float32([1, 1, 2, 2]), wt=(6, 3, 2, 2), bt=(3,), w3=(2, 13, 3, 3), b3=(2,))
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    assert [layer.type for layer in loaded.network.layers] == [
+        "conv2d", "relu", "maxpool2d", "conv2d", "relu", "upsample", "conv_transpose2d", "concat", "conv2d"]
+    assert loaded.network.shapes(loaded.input.shape)[-2] == (13, 8, 8)
+
+
+@pytest.mark.parametrize("opset, mode, given, attrs, why", [
+    (13, "nearest", {"scales": [1, 1, 2, 2]}, {},
+     "mode 'nearest' with coordinate_transformation_mode 'half_pixel' and nearest_mode 'round_prefer_floor'"),
+    (11, "nearest", {"scales": [1, 1, 2, 2]}, {"coordinate_transformation_mode": "asymmetric",
+                                               "nearest_mode": "round_prefer_ceil"}, "nearest_mode 'round_prefer_ceil'"),
+    (13, "linear", {"scales": [1, 1, 2, 2]}, {"coordinate_transformation_mode": "tf_crop_and_resize"},
+     "coordinate_transformation_mode 'tf_crop_and_resize'"),
+    (13, "linear", {"scales": [1, 1, 2, 2]}, {"coordinate_transformation_mode": "asymmetric"},
+     "coordinate_transformation_mode 'asymmetric'"),
+    (13, "cubic", {"scales": [1, 1, 2, 2]}, {}, "mode 'cubic'"),
+    (18, "linear", {"scales": [1, 1, 0.5, 0.5]}, {"antialias": 1}, "antialias=1"),
+    (18, "linear", {"sizes": [1, 2, 4, 6]}, {"keep_aspect_ratio_policy": "not_larger"},
+     "keep_aspect_ratio_policy 'not_larger'"),
+    (13, "linear", {"scales": [1, 1, 2, 2]}, {"exclude_outside": 1}, "exclude_outside=1"),
+    (13, "linear", {"scales": [1, 2, 2, 2]}, {}, "scales [1, 2, 2, 2] resize the batch or the channels"),
+    (13, "linear", {"sizes": [2, 2, 16, 16]}, {}, "sizes [2, 2, 16, 16] resize the batch or the channels"),
+    (13, "linear", {"sizes": [1, 2, 1, 16]}, {"coordinate_transformation_mode": "pytorch_half_pixel"},
+     "'pytorch_half_pixel' to a side of 1"),
+    (13, "linear", {"scales": [1, 1, 1.05, 2]}, {}, "scale 1.05 keeps H at 8"),
+    (13, "nearest", {"scales": [1, 1, 2.1, 1]}, NEAREST, "nearest H 8 to 16 (scale 2.1): ONNX takes cell"),
+    (10, "nearest", {"scales": [1, 1, 0.5, 1]}, {}, "ONNX Runtime rounds up when it shrinks"),
+    (10, "linear", {"scales": [1, 1, 2, 2]}, {}, "mode 'linear' at opset 10 (Resize) uses asymmetric coordinates"),
+])
+def test_resize_that_upsample_does_not_compute_is_refused(tmp_path, capsys, opset, mode, given, attrs, why):
+    """A Resize combination whose cells differ from nn.Upsample's is refused naming the node and the attribute."""
+    node, inits = _resize_node(opset, mode, **given, **attrs)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node]
+    err = _bad(capsys, save(graph_model(nodes, inits + weights(w=(2, 3, 3, 3)), opset=opset), tmp_path))
+    assert "cannot import 1 node: Resize (node up: " in err and why in err, err
+
+
+def test_a_scale_whose_size_onnx_runtime_rounds_otherwise_is_refused(tmp_path, capsys):
+    """floor(10 x 0.7) is 6, but ORT multiplies in float32 and makes 7 columns: refused, not guessed."""
+    node, inits = _resize_node(13, "linear", scales=[1, 1, 1, 0.7])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node]
+    path = save(graph_model(nodes, inits + weights(w=(2, 3, 3, 3)), size=(8, 10)), tmp_path)
+    assert "scale 0.7 of W 10: floor(10 x 0.7) is 6, but ONNX Runtime computes 7 in float32" in _bad(capsys, path)
+
+
+def test_upsample_linear_is_refused(tmp_path, capsys):
+    """Upsample's linear uses asymmetric coordinates, which no upsample layer computes."""
+    node, inits = _resize_node(9, "linear", scales=[1, 1, 2, 2], op="Upsample")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), node]
+    err = _bad(capsys, save(graph_model(nodes, inits + weights(w=(2, 3, 3, 3)), opset=9), tmp_path))
+    assert "Upsample (node up: mode 'linear' at opset 9 (Upsample) uses asymmetric coordinates" in err
+
+
+@pytest.mark.parametrize("attrs, why", [
+    ({"strides": [2, 2], "pads": [0, 0, 1, 1]}, "pads begin [0, 0], end [1, 1] with output_padding [0, 0]"),
+    ({"strides": [2, 2], "output_shape": [20, 20]}, "output_shape [20, 20] is larger than the 17x17 cells"),
+    ({"strides": [2, 2], "output_shape": [1, 2, 16, 16]}, "output_shape [1, 2, 16, 16]: cnn reads it as the 2"),
+    ({"strides": [1, 2], "dilations": [2, 1], "output_padding": [1, 0]},
+     "output_padding [1, 0] is not below strides [1, 2], which ONNX Runtime refuses"),
+])
+def test_conv_transpose_that_conv_transpose2d_does_not_compute_is_refused(tmp_path, capsys, attrs, why):
+    """Pads with more at the end than at the start, an output_shape beyond the full output, or an output_padding
+    ORT refuses (not below the stride, though PyTorch allows it below the dilation) are refused."""
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["up"], **attrs)]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(3, 2, 3, 3))), tmp_path))
+    assert "ConvTranspose (node up: " in err and why in err, err
+
+
+def test_conv_transpose_weight_that_does_not_fit_names_the_node(tmp_path, capsys):
+    """A ConvTranspose weight for 4 input channels on a 3-channel input is refused, naming the node."""
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["up"], strides=[2, 2])]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(4, 2, 3, 3))), tmp_path))
+    assert "node up (ConvTranspose): weight 'w' of shape (4, 2, 3, 3) (C_in, C_out/group, kH, kW)" in err
