@@ -15,7 +15,8 @@ Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help
 
 @app.command(cls=PanelledCommand)
 def check(
-    model: Annotated[str, typer.Argument(help="An .onnx model file.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="An .onnx model file, or a bundled model or model JSON file (written "
+                                              "as ONNX in memory first).", show_default=False)],
     image: Annotated[str, typer.Argument(help="An image file, or an .npy tensor used as given.",
                                          show_default=False)],
     preset: Annotated[Optional[Literal["imagenet"]], typer.Option(
@@ -37,14 +38,18 @@ def check(
     from ..errors import CnnError
     from ..io.onnx_import.check import check_steps, node_ops, reference_values
 
-    if not model.lower().endswith(".onnx"):
-        raise CnnError("cnn check compares an .onnx model with ONNX Runtime; give an .onnx file", source=model)
     options = core.LayerOptions(image=image, kernels=None, model=model, preset=preset)
     prepared = core.prepare(options)
     steps, _ = core.forward(prepared)
-    path = Path(model)
-    reference = reference_values(path, prepared.image.array, [step.name for step in steps[1:]], model)
-    checks = check_steps(steps, reference, node_ops(path), rtol, atol)
+    if model.lower().endswith(".onnx"):
+        data = Path(model).read_bytes()
+    else:  # a model file: written as ONNX in memory, every layer's output under the layer's name
+        from ..io.onnx_export import export_model
+
+        assert prepared.model is not None  # prepare loads it
+        data = export_model(prepared.model)
+    reference = reference_values(data, prepared.image.array, [step.name for step in steps[1:]], model)
+    checks = check_steps(steps, reference, node_ops(data), rtol, atol)
     failed = [c for c in checks if not c.passed]
     if format == "json":
         print_json({"format": "cnn-check", "version": 1, "model": model, "image": image, "rtol": rtol, "atol": atol,

@@ -61,3 +61,25 @@ def models(format: Format = "table") -> None:
     from ..views.models import models_table
 
     stdout_console().print(models_table(found))
+
+
+@app.command(cls=PanelledCommand)
+def export(
+    model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
+                                         show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE.onnx", show_default=False,
+                                        help="Where to write the ONNX file (- for stdout).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a model file as ONNX (opset 17), for ONNX Runtime and any other ONNX tool.
+
+    Each layer's output keeps the layer's name, so `cnn check FILE.onnx IMAGE` lines up node by node.
+
+    Example: cnn export digits -o digits.onnx
+    """
+    from ..io.modelfile import load_model
+    from ..io.onnx_export import export_model
+    from ..io.saving import save_bytes
+
+    loaded = load_model(model, "cnn export")
+    save_bytes(output, export_model(loaded), "onnx", force)

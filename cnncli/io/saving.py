@@ -50,6 +50,22 @@ def save_npy(path: str | Path, array: np.ndarray, force: bool = False) -> None:
     to.commit()
 
 
+def save_bytes(path: str | Path, data: bytes, kind: str, force: bool = False) -> None:
+    """Write ``data`` (a whole binary file of ``kind``, such as onnx) atomically; ``-`` is standard
+    output (never a terminal). An existing file is replaced only with ``force``."""
+    if str(path) == "-":
+        refuse_terminal_stdout(kind)
+    from .sinks import target
+
+    to = target(str(path), force)
+    try:
+        to.stream.write(data)
+    except BaseException:
+        to.discard()
+        raise
+    to.commit()
+
+
 def save_json(path: str | Path, document: Any, force: bool = False) -> None:
     """Write a JSON document laid out for people (rows of numbers on one line), atomically."""
     text = jsonspec.dumps(document) + "\n"

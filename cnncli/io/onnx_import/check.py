@@ -9,7 +9,6 @@ largest magnitude): within ``atol + rtol * scale``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -34,7 +33,7 @@ class NodeCheck:
                 "max_rel": self.max_rel, "passed": self.passed}
 
 
-def reference_values(path: Path, x: np.ndarray, names: Sequence[str], source: str) -> dict[str, np.ndarray]:
+def reference_values(data: bytes, x: np.ndarray, names: Sequence[str], source: str) -> dict[str, np.ndarray]:
     """ONNX Runtime's value of each tensor in ``names`` for the input ``x`` (C, H, W), as a batch of one."""
     try:
         import onnxruntime as ort
@@ -44,7 +43,7 @@ def reference_values(path: Path, x: np.ndarray, names: Sequence[str], source: st
     import onnx
     from onnx import helper
 
-    model = onnx.load_model_from_string(path.read_bytes())
+    model = onnx.load_model_from_string(data)
     initializers = {tensor.name for tensor in model.graph.initializer}
     inputs = [value.name for value in model.graph.input if value.name not in initializers]
     present = {value.name for value in model.graph.output}
@@ -60,11 +59,11 @@ def reference_values(path: Path, x: np.ndarray, names: Sequence[str], source: st
     return dict(zip(wanted, values))
 
 
-def node_ops(path: Path) -> dict[str, str]:
+def node_ops(data: bytes) -> dict[str, str]:
     """Each node's operator, by each of its outputs' names."""
     import onnx
 
-    model = onnx.load_model_from_string(path.read_bytes())
+    model = onnx.load_model_from_string(data)
     return {output: node.op_type for node in model.graph.node for output in node.output}
 
 
