@@ -106,22 +106,46 @@ class Reciprocal(_Ufunc):
 @register
 @dataclass(frozen=True, eq=False, repr=False)
 class Erf(_Ufunc):
-    """The error function, as torch.erf and ONNX's Erf: erf(x) = sign(x) (1 - erfc(|x|)), with
-    Numerical Recipes' erfc (../pointwise.py, fractional error < 1.2e-7); no scipy at run time."""
+    """The error function, as torch.erf and ONNX's Erf; no scipy at run time. For |x| >= 0.5,
+    sign(x) (1 - erfc(|x|)) with Numerical Recipes' erfc (../pointwise.py, fractional error
+    < 1.2e-7); below, where 1 - erfc would lose the digits of a small erf, its Maclaurin series
+    2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)) to n = 7 (the next term is < 3e-11 of it)."""
 
     name: str = "erf"
     types: ClassVar = ("erf",)
-    work_copies: ClassVar[int] = 2  # |x| clipped, and erfc's t
+    work_copies: ClassVar[int] = 3  # |x| clipped and erfc's t; then the small values, their square and sum
+
+    def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int:
+        return super().working_bytes(*shapes, itemsize=itemsize) + map_bytes(math.prod(shapes[0]), 1)  # the mask
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         with np.errstate(all="ignore"):
             z = np.abs(x)
             np.minimum(z, _ERF_REACH, out=z)  # nan stays nan
-            out = pointwise._erfc_nonnegative(z)  # erfc(|x|)
+            out = pointwise._erfc_nonnegative(z)  # erfc(|x|); z is left holding -x^2
             del z
             np.subtract(1, out, out=out)  # erf(|x|)
             np.copysign(out, x, out=out)
+            small = np.abs(x) < _ERF_SERIES  # (its temporary is freed before the mask is used)
+            if small.any():
+                out[small] = _erf_series(x[small])
             return out
+
+
+def _erf_series(x: np.ndarray) -> np.ndarray:
+    """erf(x) for |x| < 0.5 by its Maclaurin series, Horner's rule in x^2, in x's dtype."""
+    square = np.square(x)
+    total = np.full_like(x, _ERF_TERMS[-1])
+    for c in _ERF_TERMS[-2::-1]:
+        total *= square
+        total += c
+    total *= x
+    total *= 2 / math.sqrt(math.pi)
+    return total
+
+
+_ERF_SERIES = 0.5
+_ERF_TERMS = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(8))
 
 
 @register
