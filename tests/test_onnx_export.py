@@ -76,6 +76,42 @@ def test_each_exportable_layer_type(tmp_path):
         np.testing.assert_allclose(step.output, expected, rtol=0, atol=1e-5 * scale, err_msg=step.name)
 
 
+def test_the_math_types_and_max_min_merges_round_trip(tmp_path):
+    """exp, log, sqrt, neg, abs, erf, pow, reciprocal, logsoftmax, max and min written as ONNX: every
+    layer's output matches ONNX Runtime's tensor of the same name, and the export imports back to the
+    same types."""
+    from cnncli.io.onnx_import import load_onnx
+
+    layers = [{"name": "a", "type": "abs"}, {"name": "s", "type": "sqrt"}, {"name": "e", "type": "exp"},
+              {"name": "l", "type": "log"}, {"name": "n", "type": "neg", "inputs": ["input"]},
+              {"name": "f", "type": "erf"}, {"name": "p", "type": "pow", "exponent": 3, "inputs": ["input"]},
+              {"name": "h", "type": "pow", "exponent": 0.5, "inputs": ["e"]},
+              {"name": "r", "type": "reciprocal", "inputs": ["e"]},
+              {"name": "hi", "type": "max", "inputs": ["l", "f", "p"]},
+              {"name": "lo", "type": "min", "inputs": ["hi", "r", "h"]},
+              {"name": "ls", "type": "logsoftmax"}, {"name": "lsw", "type": "logsoftmax", "dim": -1}]
+    document = {"format": "cnn-model", "version": 2, "input": {"size": [5, 6], "color": "rgb"}, "layers": layers}
+    path = tmp_path / "math.json"
+    path.write_text(json.dumps(document))
+    model = load_model(str(path))
+    data = export_model(model)
+    probe = onnx.load_model_from_string(data)
+    names = [layer.name for layer in model.network.layers]
+    probe.graph.output.extend(onnx.helper.make_value_info(name, onnx.TypeProto()) for name in names[:-1])
+    x = np.random.default_rng(5).standard_normal((1, 3, 5, 6)).astype(np.float32)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    theirs = dict(zip([o.name for o in probe.graph.output], session.run(None, {"input": x})))
+    for step in model.network.forward(x[0])[1:]:
+        expected = theirs[step.name][0]
+        finite = np.isfinite(expected)
+        assert (np.isnan(step.output) == np.isnan(expected)).all(), step.name
+        scale = max(1.0, float(np.abs(expected[finite]).max()))
+        np.testing.assert_allclose(step.output[finite], expected[finite], rtol=0, atol=1e-5 * scale,
+                                   err_msg=step.name)
+    back = load_onnx(data, "math.onnx")
+    assert [layer.type for layer in back.network.layers] == [layer.type for layer in model.network.layers]
+
+
 def test_a_type_without_a_writer_is_named(tmp_path):
     document = {"format": "cnn-model", "version": 2, "input": {"size": [4, 4]},
                 "layers": [{"name": "ln", "type": "layernorm", "normalized_shape": [4]},

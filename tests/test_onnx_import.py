@@ -280,6 +280,72 @@ def test_pointwise_and_arithmetic_operators_match_ort(tmp_path):
     assert "mm" not in [layer.name for layer in loaded.network.layers]
 
 
+@pytest.mark.parametrize("opset", [13, 18])
+def test_math_operators_max_min_and_reductions_match_ort(tmp_path, opset):
+    """Exp, Log, Sqrt, Neg, Abs, Erf, Reciprocal, Pow (constant exponents), Max and Min of several maps,
+    LogSoftmax over channels, and ReduceMean / ReduceMax over [2, 3] (axes as attribute before 18,
+    as input from it) match ORT node by node."""
+    if opset < 18:
+        reduce_mean = helper.make_node("ReduceMean", ["low"], ["rmean"], axes=[2, 3], keepdims=1)
+        reduce_max = helper.make_node("ReduceMax", ["low"], ["rmax"], axes=[-1, -2])
+        inits = []
+    else:
+        reduce_mean = helper.make_node("ReduceMean", ["low", "hw"], ["rmean"], keepdims=1)
+        reduce_max = helper.make_node("ReduceMax", ["low", "hw_neg"], ["rmax"])
+        inits = weights(hw=np.array([2, 3], np.int64), hw_neg=np.array([-1, -2], np.int64))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Abs", ["c"], ["abs"]),
+        helper.make_node("Sqrt", ["abs"], ["sqrt"]),
+        helper.make_node("Exp", ["c"], ["exp"]),
+        helper.make_node("Log", ["exp"], ["log"]),
+        helper.make_node("Neg", ["log"], ["neg"]),
+        helper.make_node("Erf", ["c"], ["erf"]),
+        helper.make_node("Reciprocal", ["exp"], ["recip"]),
+        helper.make_node("Pow", ["c", "three"], ["cube"]),
+        helper.make_node("Pow", ["exp", "half"], ["root"]),
+        helper.make_node("Pow", ["c", "two_int"], ["square"]),
+        helper.make_node("Max", ["sqrt", "neg", "erf"], ["high"]),
+        helper.make_node("Min", ["high", "recip", "cube", "root", "square"], ["low"]),
+        helper.make_node("LogSoftmax", ["low"], ["lsm"], axis=1),
+        reduce_mean, reduce_max,
+        helper.make_node("Max", ["rmean", "rmax"], ["gate"]),
+        helper.make_node("Mul", ["lsm", "gate"], ["out"]),
+    ]
+    inits += weights(w=(4, 3, 3, 3), three=np.float32(3), half=np.float32([0.5]), two_int=np.int64(2))
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    types = [layer.type for layer in loaded.network.layers]
+    assert types[1:] == ["abs", "sqrt", "exp", "log", "neg", "erf", "reciprocal", "pow", "pow", "pow", "max", "min",
+                         "logsoftmax", "globalavgpool2d", "globalmaxpool2d", "max", "mul"]
+    assert [layer.exponent for layer in loaded.network.layers[8:11]] == [3.0, 0.5, 2.0]
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_logsoftmax_of_a_vector_matches_ort_at_opsets_11_and_13(tmp_path, opset):
+    """LogSoftmax of (N, F) at axis 1 is one axis at every opset: logsoftmax over the features."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("LogSoftmax", ["f"], ["lsm"], axis=1)]
+    loaded = compare(graph_model(nodes, weights(w=(2, 3, 3, 3)), opset=opset), tmp_path)
+    assert loaded.network.layers[-1].type == "logsoftmax" and loaded.network.layers[-1].dim == 1
+
+
+@pytest.mark.parametrize("node, inits, opset, why", [
+    (helper.make_node("LogSoftmax", ["c"], ["bad"], axis=1), {}, 11, "opset 11 LogSoftmax at axis 1"),
+    (helper.make_node("Pow", ["c", "c"], ["bad"]), {}, 13, "the exponent Y ('c') is computed by the network"),
+    (helper.make_node("Pow", ["c", "e"], ["bad"]), {"e": np.float32([2, 3])}, 13, "exponent of shape (2,)"),
+    (helper.make_node("ReduceMean", ["c"], ["bad"], axes=[1]), {}, 13, "axes [1]: cnn reduces axes [2, 3]"),
+    (helper.make_node("ReduceMax", ["c"], ["bad"], axes=[2, 3], keepdims=0), {}, 13, "keepdims=0"),
+    (helper.make_node("ReduceMean", ["c"], ["bad"]), {}, 13, "no axes"),
+    (helper.make_node("ReduceMax", ["c", "a"], ["bad"]), {"a": np.array([3], np.int64)}, 18, "axes [3]"),
+])
+def test_math_and_reductions_that_cnn_does_not_compute_are_refused_naming_the_node(tmp_path, capsys, node, inits,
+                                                                                    opset, why):
+    """A computed or multi-valued exponent, other reduction axes, keepdims=0, an old LogSoftmax over a map."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), node]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(2, 3, 3, 3), **inits), opset=opset), tmp_path))
+    assert f"cannot import 1 node: {node.op_type} (node bad: " in err and why in err, err
+
+
 @pytest.mark.parametrize("opset", [7, 11, 18])
 def test_pad_squeeze_reshape_and_gemm_across_opsets_match_ort(tmp_path, opset):
     """Pad (attributes before 11, inputs from it, axes from 18), Squeeze to (N, C), Reshape to (0, -1),
@@ -479,14 +545,14 @@ def test_conv_weight_that_does_not_fit_names_the_node(tmp_path, capsys):
 def test_unsupported_operators_are_listed_at_once(tmp_path, capsys):
     """Every unsupported op type is listed with its nodes in one error, before anything runs."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
-             helper.make_node("LogSoftmax", ["c"], ["ls1"], axis=1),
+             helper.make_node("Hardmax", ["c"], ["ls1"], axis=1),
              helper.make_node("Relu", ["ls1"], ["r"]),
-             helper.make_node("LogSoftmax", ["c"], ["ls2"], axis=1),
+             helper.make_node("Hardmax", ["c"], ["ls2"], axis=1),
              helper.make_node("Einsum", ["c"], ["e"], equation="nchw->nchw"),
              helper.make_node("Sum", ["r", "ls2", "e"], ["out"])]
     inits = weights(w=(2, 3, 3, 3))
     err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
-    assert "cannot import 3 nodes: LogSoftmax (nodes ls1, ls2); Einsum (node e)" in err
+    assert "cannot import 3 nodes: Hardmax (nodes ls1, ls2); Einsum (node e)" in err
 
 
 def test_an_operator_newer_than_the_models_opset_is_refused(tmp_path, capsys):

@@ -115,6 +115,13 @@ def _fold(op: str) -> Callable[..., None]:
     return write
 
 
+def _op(op: str) -> Callable[..., None]:
+    """One node of ``op`` reading every input as it is (unary ops; Max and Min take any number)."""
+    def write(g: _Graph, layer: Any, x: list[str], out: str, shape: tuple) -> None:
+        g.node(op, x, out)
+    return write
+
+
 def _clip(low: float, high: float) -> Callable[..., None]:
     def write(g: _Graph, layer: Any, x: list[str], out: str, shape: tuple) -> None:
         g.node("Clip", [x[0], g.constant(f"{out}/min", np.array(low, np.float32)),
@@ -163,6 +170,12 @@ WRITERS: dict[str, Callable[..., None]] = {
                                                           beta=float(layer.beta)),
     "elu": lambda g, layer, x, out, shape: g.node("Elu", x, out, alpha=float(layer.alpha)),
     "silu": _silu, "prelu": _prelu,
+    "exp": _op("Exp"), "log": _op("Log"), "sqrt": _op("Sqrt"), "neg": _op("Neg"), "abs": _op("Abs"),
+    "erf": _op("Erf"), "reciprocal": _op("Reciprocal"), "max": _op("Max"), "min": _op("Min"),
+    "pow": lambda g, layer, x, out, shape: g.node("Pow", [x[0], g.constant(f"{out}/exponent",
+                                                                            np.array(layer.exponent, np.float32))],
+                                                  out),
+    "logsoftmax": lambda g, layer, x, out, shape: g.node("LogSoftmax", x, out, axis=layer.dim),
 }
 NEEDS_OUTPUT_SHAPE = {"upsample": _upsample}
 

@@ -1,7 +1,7 @@
 """Every layer type, one class each, registered by the names model files use (see base.py).
 
 core.py's types load with this package; the other families (merges, activations, norms, shaping,
-spatial, affine) load when a model names one of their types or when a class is asked for by name.
+spatial, affine, unary) load when a model names one of their types or when a class is asked for by name.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from .base import ALIASES, FAMILIES, REGISTRY, Layer, Shape, all_types, layer_cl
 from .core import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool2d, Pool2d, Softmax
 
 _LAZY_CLASSES = {
-    "merge": ("Add", "Concat", "Mean", "Mul", "Sub"),
+    "merge": ("Add", "Concat", "Max", "Mean", "Min", "Mul", "Sub"),
     "activations": ("ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU",
                     "Softplus"),
     "norms": ("GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm"),
     "shaping": ("ChannelShuffle", "Identity", "Pad"),
     "spatial": ("AdaptivePool2d", "ConvTranspose2d", "GlobalMaxPool2d", "Upsample"),
     "affine": ("Affine",),
+    "unary": ("Abs", "Erf", "Exp", "Log", "LogSoftmax", "Neg", "Pow", "Reciprocal", "Sqrt"),
 }
 _MODULE_OF = {name: module for module, names in _LAZY_CLASSES.items() for name in names}
 

@@ -40,7 +40,7 @@ ALIASES = {"linear": "dense", "leakyrelu": "leaky_relu"}
 # the digits model or a kernel needs only core.py's, and creating a family's classes costs 1-4 ms of
 # start-up. tests/test_layer_registry.py checks this table against what each module registers.
 FAMILIES = {
-    "merge": ("add", "mul", "sub", "mean", "concat"),
+    "merge": ("add", "mul", "sub", "mean", "max", "min", "concat"),
     "activations": ("relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "mish", "gelu", "elu", "softplus",
                     "prelu"),
     "norms": ("layernorm", "groupnorm", "instancenorm2d", "instancenorm", "lrn", "localresponsenorm"),
@@ -48,6 +48,7 @@ FAMILIES = {
     "spatial": ("globalmaxpool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "upsample", "upsamplingnearest2d",
                 "upsamplingbilinear2d", "conv_transpose2d", "convtranspose2d"),
     "affine": ("affine",),
+    "unary": ("exp", "log", "sqrt", "neg", "abs", "erf", "pow", "reciprocal", "logsoftmax"),
 }
 _FAMILY_OF = {name: family for family, names in FAMILIES.items() for name in names}
 

@@ -39,7 +39,7 @@ def broadcast_shape(shapes: tuple[Shape, ...]) -> Shape:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class _Elementwise:
-    """Shared by add, mul, sub and mean: one output of the inputs' broadcast shape."""
+    """Shared by add, mul, sub, mean, max and min: one output of the inputs' broadcast shape."""
 
     name: str
     inputs: ClassVar[tuple[int, int | None]] = (2, None)
@@ -131,6 +131,28 @@ class Mean(_Elementwise):
         out = _fold(np.add, inputs)
         out /= np.asarray(len(inputs), out.dtype)
         return out
+
+
+@register
+@dataclass(frozen=True, eq=False, repr=False)
+class Max(_Elementwise):
+    """The largest of its inputs, value by value (torch.maximum, ONNX's Max); nan if any is nan."""
+
+    types: ClassVar = ("max",)
+
+    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray:
+        return _fold(np.maximum, inputs)
+
+
+@register
+@dataclass(frozen=True, eq=False, repr=False)
+class Min(_Elementwise):
+    """The smallest of its inputs, value by value (torch.minimum, ONNX's Min); nan if any is nan."""
+
+    types: ClassVar = ("min",)
+
+    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray:
+        return _fold(np.minimum, inputs)
 
 
 @register

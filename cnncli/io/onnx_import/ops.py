@@ -1,10 +1,10 @@
 """One converter per ONNX operator, for the operators on maps (conv, norms, activations, pools;
-tensor_ops.py has those that reshape, join and do arithmetic). A converter reads a node's
-attributes and inputs (through the Importer) and emits the layers that compute it. Each follows
-the operator's definition at the model's opset (onnx docs/Operators.md and Changelog.md), where
-it differs from PyTorch's: pads listed as all begins then all ends, HardSigmoid's defaults
-0.2/0.5, Softmax's 2-D coercion before opset 13, Clip's bounds as attributes before opset 11,
-broadcast attributes before opset 7.
+tensor_ops.py has those that reshape, join and do arithmetic, math_ops.py element-wise math and
+reductions). A converter reads a node's attributes and inputs (through the Importer) and emits the
+layers that compute it. Each follows the operator's definition at the model's opset (onnx
+docs/Operators.md and Changelog.md), where it differs from PyTorch's: pads listed as all begins
+then all ends, HardSigmoid's defaults 0.2/0.5, Softmax's and LogSoftmax's 2-D coercion before
+opset 13, Clip's bounds as attributes before opset 11, broadcast attributes before opset 7.
 
 A converter raises Unsupported for a use of its operator that has no layer here (a 1-D conv, a
 Reshape that is not a flatten, a Softmax over several axes) and SpecError or ShapeError for a
@@ -209,9 +209,10 @@ def clip(imp: Importer, attrs: dict[str, Any]) -> None:
     unary(imp, layer)
 
 
-@converts("Softmax")
+@converts("Softmax", "LogSoftmax")
 def softmax(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
+    op = imp.node.op_type
     rank = len(shape) + 1
     axis = int(attrs.get("axis", 1 if imp.opset < 13 else -1))
     if not -rank <= axis < rank:
@@ -221,9 +222,10 @@ def softmax(imp: Importer, attrs: dict[str, Any]) -> None:
         raise Unsupported("axis 0 is the batch")
     if imp.opset < 13 and any(d != 1 for d in shape[axis:]):
         # Before 13 the input is seen as 2-D at axis and normalised over every axis from it on.
-        raise Unsupported(f"opset {imp.opset} Softmax at axis {axis} of {shape_text(shape)} normalises over "
-                          "several axes at once; cnn's softmax takes one axis")
-    imp.emit(L.Softmax(layer_name(imp), axis), [source], imp.output())
+        raise Unsupported(f"opset {imp.opset} {op} at axis {axis} of {shape_text(shape)} normalises over "
+                          f"several axes at once; cnn's {op.lower()} takes one axis")
+    cls = L.Softmax if op == "Softmax" else L.LogSoftmax
+    imp.emit(cls(layer_name(imp), axis), [source], imp.output())
 
 
 @converts("Dropout")

@@ -1,0 +1,66 @@
+"""ONNX's element-wise math and reductions over a map: Exp, Log, Sqrt, Neg, Abs, Erf, Reciprocal,
+Pow with a constant exponent, Max and Min of two or more maps, and ReduceMean / ReduceMax over H and
+W (axes [2, 3], keepdims=1) as global pools. Registered in ops.CONVERTERS when imported (the
+package imports it). LogSoftmax is in ops.py, beside Softmax, whose axis rule it shares.
+
+With every input a constant these nodes are folded when the model loads (build.FOLDABLE), not
+converted here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...engine import layers as L
+from .build import Importer, Unsupported, shape_text
+from .ops import converts, layer_name, require_map, unary
+
+UNARY = {"Exp": "Exp", "Log": "Log", "Sqrt": "Sqrt", "Neg": "Neg", "Abs": "Abs", "Erf": "Erf",
+         "Reciprocal": "Reciprocal"}
+
+
+@converts(*UNARY)
+def elementwise(imp: Importer, attrs: dict[str, Any]) -> None:
+    unary(imp, getattr(L, UNARY[imp.node.op_type])(name=layer_name(imp)))
+
+
+@converts("Pow")
+def power(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, _ = imp.tensor(0)
+    exponent = imp.const(1, "the exponent Y")
+    if exponent.size != 1:
+        raise Unsupported(f"exponent of shape {exponent.shape}: cnn's pow takes one number")
+    imp.emit(L.Pow(float(exponent.reshape(-1)[0]), layer_name(imp)), [source], imp.output())
+
+
+@converts("Max", "Min")
+def extreme(imp: Importer, attrs: dict[str, Any]) -> None:
+    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
+    if len(sources) == 1:
+        imp.emit(L.Identity(layer_name(imp)), sources, imp.output())
+        return
+    cls = L.Max if imp.node.op_type == "Max" else L.Min
+    imp.emit(cls(layer_name(imp)), sources, imp.output())
+
+
+@converts("ReduceMean", "ReduceMax")
+def reduce(imp: Importer, attrs: dict[str, Any]) -> None:
+    """Over axes [2, 3] with keepdims=1 a global pool; axes are an attribute before opset 18 and an
+    input from it. Any other axes (or none: every axis) are refused."""
+    source, shape = imp.tensor(0)
+    require_map(imp, shape)
+    if imp.opset < 18:
+        given = attrs.get("axes")
+    else:
+        array = imp.optional(1, "axes")
+        given = None if array is None else array.reshape(-1).tolist()
+    if given is None or len(given) == 0:
+        raise Unsupported(f"no axes (every axis of {shape_text(shape)}): cnn reduces axes [2, 3] only")
+    axes = sorted(int(a) % 4 for a in given)
+    if axes != [2, 3]:
+        raise Unsupported(f"axes {list(given)}: cnn reduces axes [2, 3] (H and W) only")
+    if not attrs.get("keepdims", 1):
+        raise Unsupported("keepdims=0: cnn reduces to (N, C, 1, 1) only")
+    name = layer_name(imp)
+    layer = L.GlobalAvgPool2d(name) if imp.node.op_type == "ReduceMean" else L.GlobalMaxPool2d(name)
+    imp.emit(layer, [source], imp.output())
