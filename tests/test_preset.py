@@ -70,3 +70,14 @@ def test_a_model_of_another_input_shape_refuses_the_preset(capsys):
 def test_a_kernel_run_refuses_the_preset(capsys):
     code = main(["run", str(ROOT / "sample_images" / "seed_5x5.png"), "-k", "sobel_x", "--preset", "imagenet"])
     assert code == 2 and "--preset" in capsys.readouterr().err
+
+
+def test_a_thin_picture_is_refused_before_its_longer_side_grows(imagenet_model, tmp_path, capsys):
+    """1x20000 pixels: the shorter side to 256 makes the longer 5,120,000; the memory check counts the
+    resized planes (about 22 GiB with their float copy) before Pillow allocates them."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((1, 20000, 3), np.uint8)).save(tmp_path / "thin.png")
+    code = main(["run", str(tmp_path / "thin.png"), "-m", str(imagenet_model), "--preset", "imagenet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "over the memory limit" in err and "thin.png" in err

@@ -470,6 +470,14 @@ def resize(array: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
     return np.stack(planes).astype(array.dtype, copy=False), how
 
 
+def shorter_side_size(height: int, width: int, shorter: int) -> tuple[int, int]:
+    """(H, W) after torchvision's ``Resize(shorter)``: the shorter side ``shorter``, the longer
+    ``int(shorter * long / short)``, truncated."""
+    if height <= width:
+        return shorter, int(shorter * width / height)
+    return int(shorter * height / width), shorter
+
+
 def resize_and_crop(array: np.ndarray, shorter: int, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """torchvision's ``Resize(shorter)`` then ``CenterCrop(size)`` on the PIL image of a (C, H, W)
     array of 0..255 values, with its arithmetic: the shorter side becomes ``shorter`` and the longer
@@ -480,10 +488,7 @@ def resize_and_crop(array: np.ndarray, shorter: int, size: tuple[int, int]) -> t
 
     channels, height, width = array.shape
     pixels = np.clip(np.rint(array), 0, 255).astype(np.uint8)  # the 8-bit picture torchvision resizes
-    if height <= width:
-        new_h, new_w = shorter, int(shorter * width / height)
-    else:
-        new_h, new_w = int(shorter * height / width), shorter
+    new_h, new_w = shorter_side_size(height, width, shorter)
     notes = []
     if (new_h, new_w) != (height, width):
         # Plane by plane: Pillow resamples each band of an RGB image with the same 8-bit arithmetic.

@@ -27,7 +27,7 @@ from ..engine.layers import ALIASES, layer_class, type_names
 from ..engine.layers.base import input_counts, keys_of
 from ..display import shown
 from ..errors import GraphError, ShapeError, SpecError
-from .images import LoadedImage, array_size, resize, resize_and_crop
+from .images import LoadedImage, array_size, resize, resize_and_crop, shorter_side_size
 from .reading import load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsonspec import Reader, loads
@@ -40,6 +40,7 @@ TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weig
             "metadata")
 INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std", "resize")
 MAX_SIDE = 1 << 14
+ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with ir_version: field 1, varint
 # Layers in one model file. Real networks fit with room to spare: ResNet-152 or DenseNet-201 exported
 # node by node has 500 to 1,000 nodes, EfficientNet-B7 about 2,000. 300,000 relu layers ended in an
 # internal error after 5.8 GB.
@@ -110,9 +111,15 @@ class InputSpec:
     def apply_bytes(self, array: np.ndarray) -> int:
         """An upper estimate of the memory alive at once while ``apply`` makes ``array`` (C, H, W) the
         network's input: the array, one plane and its Pillow copy, the resized planes stacked, and
-        the inverted and normalised copies."""
+        the inverted and normalised copies. With ``resize``, the 8-bit picture, its resized planes
+        (a thin picture's longer side grows with them) and their float copy."""
         channels, height, width = array.shape
         out = channels * self.size[0] * self.size[1]
+        if self.resize:
+            new_h, new_w = shorter_side_size(height, width, self.resize)
+            resized = channels * new_h * new_w
+            return (array.nbytes + channels * height * width + 2 * resized + array.itemsize * resized
+                    + 3 * array.itemsize * out + (1 << 20))
         return array.nbytes + 2 * 4 * height * width + 2 * 4 * out + 3 * array.itemsize * out + (1 << 20)
 
     def describe(self) -> str:
@@ -175,9 +182,7 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     source = str(path) if path.parent != BUNDLED else path.stem
     kind = "onnx" if path.suffix.lower() == ".onnx" else "model"
     data = read_bytes(path, kind=kind, error=SpecError, expected="a model JSON or ONNX file", limits=limits)
-    from .onnx_import import looks_like_onnx  # light: onnx itself is imported only to read one
-
-    if looks_like_onnx(path, data):
+    if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx
 
         return replace(load_onnx(data, source, limits), paths=(path,))

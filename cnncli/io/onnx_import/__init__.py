@@ -7,7 +7,7 @@ layers. The ``onnx`` package is imported only here, when an .onnx file is loaded
 
 The InputSpec comes from the input's declared shape (N, C, H, W): size (H, W), gray for 1 channel
 and rgb for 3, values 0..1, no normalisation. A model's preprocessing (ImageNet's mean and std, a
-resize and crop) is not in an ONNX file; presets for it are not done yet, so images go in as 0..1.
+resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise.
 """
 
 from __future__ import annotations
@@ -22,12 +22,6 @@ from ..limits import DEFAULT_LIMITS, Limits
 MAX_SIDE = 1 << 14  # as a model file's input size
 MAX_NODES = 10_000  # as a model file's layers
 FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
-ONNX_MAGIC = b"\x08"  # a ModelProto starts with ir_version, field 1, varint
-
-
-def looks_like_onnx(path: Path, data: bytes) -> bool:
-    """An .onnx file, or one whose first byte is a ModelProto's (a JSON model starts with ``{``)."""
-    return path.suffix.lower() == ".onnx" or data[:1] == ONNX_MAGIC
 
 
 def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -78,7 +72,7 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     metadata = {"onnx": {"ir_version": model.ir_version, "opset": opset, "producer": model.producer_name,
                          "producer_version": model.producer_version, "graph": graph.name,
                          "input": inputs[0].name, "outputs": list(importer.graph_outputs),
-                         "preprocessing": "not in the file: images go in as 0..1, not normalised (presets: not yet)"}}
+                         "preprocessing": "not in the file: images go in as 0..1, not normalised, unless --preset"}}
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
     return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
                  None, metadata)
