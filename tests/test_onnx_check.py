@@ -46,19 +46,19 @@ def test_a_node_beyond_the_tolerance_fails_and_the_rest_pass(tmp_path):
     from pathlib import Path
 
     from cnncli.io.modelfile import load_model
-    from cnncli.io.onnx_import.check import check_steps, node_ops, reference_values
+    from cnncli.io.onnx_import.check import check_steps, reference_values
 
     path = small_net(tmp_path)
     model = load_model(path)
     x = np.random.default_rng(1).random((1, 8, 8)).astype(np.float32)
     steps = model.network.forward(x)
     data = Path(path).read_bytes()
-    reference = reference_values(data, x, [s.name for s in steps[1:]], path)
+    reference, ops = reference_values(data, x, [s.name for s in steps[1:]], path)
     moved = dict(reference)
     moved["r"] = reference["r"] + 2e-4 * np.abs(reference["r"]).max()
-    verdicts = {c.name: c.passed for c in check_steps(steps, moved, node_ops(data), rtol=1e-4, atol=0)}
+    verdicts = {c.name: c.passed for c in check_steps(steps, moved, ops, rtol=1e-4, atol=0)}
     assert verdicts == {"c": True, "r": False, "p": True, "a": True}
-    assert all(c.passed for c in check_steps(steps, moved, node_ops(data), rtol=1e-3, atol=0))
+    assert all(c.passed for c in check_steps(steps, moved, ops, rtol=1e-3, atol=0))
 
 
 def test_a_missing_model_is_one_line(capsys):

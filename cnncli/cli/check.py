@@ -32,24 +32,25 @@ def check(
 
     Example: cnn check net.onnx photo.jpg --preset imagenet
     """
-    from pathlib import Path
-
     from .. import run as core
     from ..errors import CnnError
-    from ..io.onnx_import.check import check_steps, node_ops, reference_values
+    from ..io.onnx_import.check import check_steps, reference_values
 
     options = core.LayerOptions(image=image, kernels=None, model=model, preset=preset)
     prepared = core.prepare(options)
     steps, _ = core.forward(prepared)
-    if model.lower().endswith(".onnx"):
-        data = Path(model).read_bytes()
+    assert prepared.model is not None  # prepare loads it
+    file = prepared.model.paths[0]
+    if file.suffix.lower() == ".onnx":  # ONNX Runtime reads the file itself, as cnn did: within the limits
+        from ..io.reading import read_bytes
+
+        data = read_bytes(file, kind="onnx", error=CnnError, expected="an ONNX file", limits=options.limits)
     else:  # a model file: written as ONNX in memory, every layer's output under the layer's name
         from ..io.onnx_export import export_model
 
-        assert prepared.model is not None  # prepare loads it
         data = export_model(prepared.model)
-    reference = reference_values(data, prepared.image.array, [step.name for step in steps[1:]], model)
-    checks = check_steps(steps, reference, node_ops(data), rtol, atol)
+    reference, ops = reference_values(data, prepared.image.array, [step.name for step in steps[1:]], model)
+    checks = check_steps(steps, reference, ops, rtol, atol)
     failed = [c for c in checks if not c.passed]
     if format == "json":
         print_json({"format": "cnn-check", "version": 1, "model": model, "image": image, "rtol": rtol, "atol": atol,

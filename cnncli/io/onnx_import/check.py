@@ -33,8 +33,10 @@ class NodeCheck:
                 "max_rel": self.max_rel, "passed": self.passed}
 
 
-def reference_values(data: bytes, x: np.ndarray, names: Sequence[str], source: str) -> dict[str, np.ndarray]:
-    """ONNX Runtime's value of each tensor in ``names`` for the input ``x`` (C, H, W), as a batch of one."""
+def reference_values(data: bytes, x: np.ndarray, names: Sequence[str],
+                     source: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """ONNX Runtime's value of each tensor in ``names`` for the input ``x`` (C, H, W), as a batch of
+    one; and each node's operator, by each of its outputs' names (from the same parse)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -44,6 +46,7 @@ def reference_values(data: bytes, x: np.ndarray, names: Sequence[str], source: s
     from onnx import helper
 
     model = onnx.load_model_from_string(data)
+    ops = {output: node.op_type for node in model.graph.node for output in node.output}
     initializers = {tensor.name for tensor in model.graph.initializer}
     inputs = [value.name for value in model.graph.input if value.name not in initializers]
     present = {value.name for value in model.graph.output}
@@ -56,15 +59,7 @@ def reference_values(data: bytes, x: np.ndarray, names: Sequence[str], source: s
         values = session.run(wanted, {inputs[0]: x[None].astype(np.float32)})
     except Exception as err:  # noqa: BLE001  (ORT's own errors are many kinds)
         raise CnnError(f"ONNX Runtime cannot run it: {' '.join(str(err).split())[:300]}", source=source) from None
-    return dict(zip(wanted, values))
-
-
-def node_ops(data: bytes) -> dict[str, str]:
-    """Each node's operator, by each of its outputs' names."""
-    import onnx
-
-    model = onnx.load_model_from_string(data)
-    return {output: node.op_type for node in model.graph.node for output in node.output}
+    return dict(zip(wanted, values)), ops
 
 
 def check_steps(steps: Sequence[Any], reference: dict[str, np.ndarray], ops: dict[str, str],
