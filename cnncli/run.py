@@ -153,7 +153,6 @@ def class_labels(options: LayerOptions, network: Network, input_shape: tuple[int
     if options.labels is None:
         return ()
     from .io.reading import read_labels
-    from .stage import once
 
     labels = once(read_labels, options.labels, options.limits)
     out = network.shapes(input_shape)[-1]
@@ -250,11 +249,14 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
 
 
 def check_sources(options: LayerOptions) -> int | None:
-    """Read the kernels, dense weights and model file a run names, once, before any image: a bad
-    one ends a batch then, rather than failing every image the same way. Return the number of
+    """Read the kernels, dense weights, model file and labels a run names, once, before any image:
+    a bad one ends a batch then, rather than failing every image the same way. Return the number of
     class scores the network gives, when that is known before an image (else None)."""
     if options.model is not None:
         model = load_model_once(options.model, options.limits)
+        if options.preset is not None:
+            model = with_preset(model, options.preset)
+        class_labels(options, model.network, model.input.shape)
         out = model.network.shapes(model.input.shape)[-1]
         return out[0] if len(out) == 1 else None
     refuse_two_dense(options)

@@ -57,3 +57,11 @@ def test_bad_labels_are_one_line(tmp_path, capsys, text, args, code, words):
     assert got == code and out == "" and len(err.strip().splitlines()) == 1, err
     for word in words:
         assert word in err
+
+
+def test_bad_labels_end_a_batch_before_any_image(tmp_path, capsys):
+    path = tmp_path / "names.txt"
+    path.write_text("a\nb\n")
+    code, out, err = run(capsys, "run", DIGIT, "sample_images/digit_3.png", "-m", "digits", "--labels", path,
+                         "-f", "jsonl")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "2 names" in err
