@@ -65,3 +65,19 @@ def test_a_missing_model_is_one_line(capsys):
     code = main(["check", "no_such.onnx", DIGIT])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "no_such.onnx" in err
+
+
+def test_a_layer_the_importer_added_is_not_asked_of_onnx_runtime(tmp_path, capsys):
+    """A max-pool with uneven pads imports as a pad layer then a pool: the pad has no ONNX tensor of
+    its name, so only the ONNX nodes are compared."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((2, 1, 3, 3)).astype(np.float32), "W")]
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 1, 1])]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "uneven.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    code = main(["check", str(path), DIGIT, "-f", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and [n["name"] for n in report["nodes"]] == ["c", "p"]

@@ -11,6 +11,7 @@ ops), so that ``Network.memory_estimate`` bounds a run's memory before it starts
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -265,7 +266,7 @@ class Network:
                 taken.add(alias)
                 before[0], before[1] = layer, relu_reads
                 by_name[layer.name] = by_name.pop(relu.name)
-                plan.append([_renamed(relu, alias), (layer.name,)])
+                plan.append([dataclasses.replace(relu, name=alias), (layer.name,)])
                 rename[layer.name] = alias
                 by_name[alias] = len(plan) - 1
                 continue
@@ -378,25 +379,6 @@ def check_graph(names: Sequence[str], reads: Sequence[Sequence[str]], outputs: S
                              source=name, layer=index, field="name")
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class _Renamed:
-    """A layer run under another name in an inference plan."""
-
-    layer: Any
-    name: str
-
-    @property
-    def type(self) -> str:
-        return self.layer.type
-
-    def forward(self, *inputs: np.ndarray, batched: bool = False) -> np.ndarray:
-        return self.layer.forward(*inputs, batched=batched)
-
-
-def _renamed(layer: Any, name: str) -> _Renamed:
-    return _Renamed(layer, name)
-
-
 def _root(array: np.ndarray) -> np.ndarray:
     """The array that owns ``array``'s memory (itself, or the base its views lead back to)."""
     while isinstance(array.base, np.ndarray):
@@ -408,8 +390,7 @@ def _relu_in_place(layer: Any, names: tuple[str, ...], done: tuple[str, ...], va
                    caller: np.ndarray) -> bool:
     """Whether batch inference may run a ReLU in its input's memory: the input is let go right after
     it, is no view of the caller's batch, and shares no memory with another value still held."""
-    inner = layer.layer if isinstance(layer, _Renamed) else layer
-    if not (isinstance(inner, Activation) and inner.kind == "relu") or names[0] not in done:
+    if not (isinstance(layer, Activation) and layer.kind == "relu") or names[0] not in done:
         return False
     x = values[names[0]]
     if x.dtype not in (np.float32, np.float64) or not (x.flags.c_contiguous and x.flags.writeable):

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from . import ops
-from .pointwise import _array_bytes
+from .layers.base import map_bytes
 
 
 def _standardize(rows: np.ndarray, eps: float) -> np.ndarray:
@@ -108,5 +108,5 @@ def norm_workspace(shape: Sequence[int], itemsize: int = 4, statistics: int = 0,
     more arrays as large (one; none for instance_norm with running statistics), ``statistics``
     values of each of two statistics, and NumPy's call buffers."""
     size = math.prod(shape)
-    return ((1 + copies) * _array_bytes(size * itemsize) + 2 * _array_bytes(statistics * itemsize)
+    return ((1 + copies) * map_bytes(size, itemsize) + 2 * map_bytes(statistics, itemsize)
             + ops._call_bytes(itemsize))

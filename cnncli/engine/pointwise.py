@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from . import ops
+from .layers.base import map_bytes
 
 # Numerical Recipes' erfc (Press et al., 3rd ed., 6.2.2): erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2),
 # for z >= 0, with a fractional error below 1.2e-7 everywhere: float32's own precision.
@@ -192,11 +193,7 @@ def pointwise_workspace(kind: str, shape: Sequence[int], itemsize: int = 4) -> i
     allocator does, and NumPy's call buffers."""
     size = math.prod(shape)
     copies, mask = WORK[kind]
-    return ((1 + copies) * _array_bytes(size * itemsize) + (_array_bytes(size) if mask else 0)
+    return ((1 + copies) * map_bytes(size, itemsize) + (map_bytes(size, 1) if mask else 0)
             + ops._call_bytes(itemsize))
 
 
-def _array_bytes(nbytes: int) -> int:
-    """An array's bytes in memory: a big one in whole 4 KiB pages, a small one with its header."""
-    nbytes += 16
-    return -(-nbytes // 4096) * 4096 if nbytes > 1 << 17 else -(-nbytes // 16) * 16

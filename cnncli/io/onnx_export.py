@@ -16,6 +16,7 @@ import numpy as np
 from ..engine import ops
 from ..errors import CnnError
 from .modelfile import Model
+from .onnx_import.tensor_ops import PAD_MODES  # ONNX's pad mode -> ours
 
 OPSET = 17
 
@@ -61,7 +62,7 @@ def _conv(g: _Graph, layer: Any, x: list[str], out: str, shape: tuple) -> None:
     top, bottom, left, right = pads
     source = x[0]
     if layer.padding_mode != "zeros" and any(pads):  # the padding holds copies: a Pad node first
-        mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[layer.padding_mode]
+        mode = {ours: theirs for theirs, ours in PAD_MODES.items()}[layer.padding_mode]
         padded = g.temporary(f"{out}/pad")
         g.node("Pad", [source, g.constant(f"{out}/pads", np.array([0, 0, top, left, 0, 0, bottom, right],
                                                                      np.int64))], padded, mode=mode)

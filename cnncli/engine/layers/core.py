@@ -390,7 +390,7 @@ class Softmax:
         return ops.softmax(x, axis=axis(self.dim, x.ndim, batched))
 
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
-        return ops.softmax_workspace(in_shape, itemsize)
+        return ops.softmax_workspace(in_shape, itemsize, axis(self.dim, len(in_shape), False))
 
     def settings(self) -> dict[str, Any]:
         return {} if self.dim == 1 else {"dim": self.dim}  # as files before dim was a setting: unchanged

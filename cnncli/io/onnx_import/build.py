@@ -103,9 +103,6 @@ class Importer:
             raise Unsupported(f"input {name!r} is a constant where cnn expects a map computed by the network")
         return self.tensors[name]
 
-    def attr(self, attrs: dict[str, Any], name: str, default: Any = None) -> Any:
-        return attrs.get(name, default)
-
     # -- making layers ----------------------------------------------------------------------------
     def name_for(self, tensor: str) -> str:
         """A layer name for an output tensor: the tensor's name, printable and unique."""
@@ -265,6 +262,3 @@ def _constant(attrs: dict[str, Any], importer: Importer) -> np.ndarray:
 def shape_text(shape: Shape) -> str:
     return "(N, " + ", ".join(str(d) for d in shape) + ")"
 
-
-def size_of(shape: Shape) -> int:
-    return math.prod(shape)

@@ -50,7 +50,9 @@ def reference_values(data: bytes, x: np.ndarray, names: Sequence[str],
     initializers = {tensor.name for tensor in model.graph.initializer}
     inputs = [value.name for value in model.graph.input if value.name not in initializers]
     present = {value.name for value in model.graph.output}
-    model.graph.output.extend(helper.make_value_info(name, onnx.TypeProto()) for name in names if name not in present)
+    # Layers the importer added (a pad before an uneven pool) or renamed have no tensor of their name.
+    model.graph.output.extend(helper.make_value_info(name, onnx.TypeProto()) for name in names
+                              if name in ops and name not in present)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:

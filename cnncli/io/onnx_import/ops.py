@@ -292,5 +292,4 @@ def global_average_pool(imp: Importer, attrs: dict[str, Any]) -> None:
 def global_max_pool(imp: Importer, attrs: dict[str, Any]) -> None:
     source, shape = imp.tensor(0)
     require_map(imp, shape)
-    size = (shape[1], shape[2])  # the map's whole size, known when the model loads
-    imp.emit(L.Pool2d("max", size, size, name=layer_name(imp)), [source], imp.output())
+    imp.emit(L.GlobalMaxPool2d(layer_name(imp)), [source], imp.output())
