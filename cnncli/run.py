@@ -96,6 +96,11 @@ class Prepared:
     warnings: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()  # --labels for a kernel run's classes (a model's are in its labels)
 
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        """The names of the output vector's values: --labels, else the model's (none for kernels)."""
+        return self.labels or (self.model.labels if self.model is not None else ())
+
 
 def prepare(options: LayerOptions) -> Prepared:
     """Load the image and build the network, from a model or from kernels and the layer settings.
@@ -305,6 +310,6 @@ def ranked(prepared: Prepared, steps: Sequence[Step], k: int | None = None) -> l
     output = steps[-1].output
     if output.ndim != 1:
         return []
-    labels = prepared.labels or (prepared.model.labels if prepared.model is not None else ())
+    labels = prepared.class_labels
     is_probability = isinstance(prepared.network.layers[-1], Softmax)
     return top_k(output, labels, k or output.size, is_probability)

@@ -21,7 +21,7 @@ from conftest import ROOT, assert_array
 from test_cli import invoke, run_main
 
 from cnncli.engine.graph import Network
-from cnncli.engine.layers import Activation, Add, BatchNorm, Pool2d, layer_class
+from cnncli.engine.layers import Activation, Add, BatchNorm, Pool2d
 from cnncli.io.modelfile import load_model
 
 GRAPHS = ROOT / "tests" / "data" / "graphs"
@@ -31,17 +31,7 @@ NETWORKS = ("residual", "inception", "squeeze_excite", "depthwise", "unet")
 NOT_LAYERS = ("input", "input_b", "output_b")  # the keys of NAME_ref.npz that are not layer names
 RTOL = ATOL = 1e-4  # against PyTorch: float32 on both sides, summed in different orders
 BATCH_TOL = 1e-5  # batch inference against our own forward: the same ops, rewritten
-NO_UPSAMPLE = "the 'upsample' layer type is not in this build (it comes with the spatial branch)"
-
-
-def needs_types(name):
-    """Skip a network whose layer types this build does not have yet."""
-    if name in ("unet", "unet_small") and layer_class("upsample") is None:
-        pytest.skip(NO_UPSAMPLE)
-
-
 def network_and_reference(name):
-    needs_types(name)
     model = load_model(str(GRAPHS / f"{name}.json"))
     return model, dict(np.load(GRAPHS / f"{name}_ref.npz", allow_pickle=False))
 
@@ -100,7 +90,6 @@ def test_relu_and_max_pool_swap_only_where_the_pool_alone_reads_the_relu():
     model, _ = network_and_reference("residual")
     order = [layer.name for layer in model.network.inference_layers]
     assert order.index("maxpool") < order.index("maxpool/relu")
-    needs_types("unet")
     model, _ = network_and_reference("unet")
     order = [layer.name for layer in model.network.inference_layers]
     assert order.index("enc1.relu") < order.index("pool1") and "pool1/relu" not in order
@@ -146,7 +135,6 @@ def test_live_pytorch_gives_the_stored_maps_and_files(name):
                                                        script.model_document(name, "", traced, 32, "", {})["layers"]]
     for key, array in maps.items():
         assert_array(stored[key], array, rtol=1e-6, atol=1e-6)
-    needs_types(name)
     steps = load_model(str(GRAPHS / f"{name}.json")).network.forward(x)
     for step in steps[1:]:
         assert_array(step.output, maps[step.name], dtype=np.float32, rtol=RTOL, atol=ATOL)
@@ -157,7 +145,6 @@ def test_live_pytorch_gives_the_stored_maps_and_files(name):
 @pytest.mark.parametrize("name", NETWORKS)
 def test_cnn_run_json_on_each_network(name):
     """`cnn run PHOTO -m NAME.json -f json` exits 0 with every layer's map in its JSON."""
-    needs_types(name)
     result = invoke("run", PHOTO, "-m", str(GRAPHS / f"{name}.json"), "-f", "json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
@@ -169,7 +156,6 @@ def test_cnn_run_json_on_each_network(name):
 @pytest.mark.parametrize("name", NETWORKS)
 def test_cnn_summary_lists_every_layer(name):
     """`cnn summary NAME.json` exits 0 and lists every layer by name, in order."""
-    needs_types(name)
     path = str(GRAPHS / f"{name}.json")
     result = invoke("summary", path, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
@@ -256,7 +242,6 @@ def test_readme_has_one_command_per_example():
 def test_readme_commands_run(name, tmp_path):
     """Each README command exits 0 (photo.png: a sample photo; acts/: a fresh folder): resnet_tiny
     ends in 10 probabilities, unet_small in per-pixel probabilities of 2 classes at 64x64."""
-    needs_types(name)
     command = readme_commands()[name].replace("photo.png", PHOTO).replace("acts/", str(tmp_path / "acts"))
     result = invoke(*shlex.split(command)[1:], "-f", "json") if " run " in command else invoke(
         *shlex.split(command)[1:])

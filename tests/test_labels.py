@@ -65,3 +65,12 @@ def test_bad_labels_end_a_batch_before_any_image(tmp_path, capsys):
     code, out, err = run(capsys, "run", DIGIT, "sample_images/digit_3.png", "-m", "digits", "--labels", path,
                          "-f", "jsonl")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "2 names" in err
+
+
+def test_a_kernel_runs_csv_names_its_classes(tmp_path, capsys):
+    path = tmp_path / "names.txt"
+    path.write_text("cat\ndog\n")
+    code, out, err = run(capsys, "run", DIGIT, "-k", "sobel_x", "--dense-random", "2", "--labels", path,
+                         "-f", "csv", "--values", "final")
+    assert code == 0, err
+    assert {"cat", "dog"} <= {row.split(",")[3] for row in out.splitlines()[1:]}, out[:300]

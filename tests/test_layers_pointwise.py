@@ -175,7 +175,7 @@ def test_activations_match_scipy_and_numpy_formulas_in_float64():
     """Reference: scipy.special.erf and erfc (exact gelu), expit (silu), np.logaddexp (softplus, mish), in
     float64 over -30..30 and beyond; gelu to rtol 1e-6 (its erfc is Numerical Recipes', fractional error
     < 1.2e-7), also where x * Phi(x) is tiny (1 + erf(x / sqrt 2) cancels there: erfc is the reference)."""
-    special = pytest.importorskip("scipy.special")
+    import scipy.special as special
     x = np.concatenate([np.linspace(-30, 30, 6001), [-700.0, -1e5, 1e5, 700.0]])
     gelu = GELU().forward(x)
     assert_array(gelu, 0.5 * x * special.erfc(-x / np.sqrt(2)), dtype=np.float64, rtol=1e-6, atol=0)
@@ -290,9 +290,8 @@ def test_cli_runs_the_model_as_json(tmp_path):
     Image.fromarray(np.random.default_rng(7).integers(0, 255, (6, 7, 3), dtype=np.uint8)).save(image)
     result = invoke("run", str(image), "-m", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
-    text = json.dumps(json.loads(result.stdout))
-    for kind in NEW_TYPES:
-        assert f'"{kind}"' in text, kind
+    types = {layer["type"] for layer in json.loads(result.stdout)["layers"]}
+    assert types >= set(NEW_TYPES)
 
 
 def test_weights_from_the_weights_file_equal_inline_ones(tmp_path, capsys):

@@ -17,7 +17,7 @@ from cnncli.engine.layers import (
 )
 from cnncli.io.modelfile import load_model
 
-special = pytest.importorskip("scipy.special")
+import scipy.special as special  # noqa: E402  (the reference; scipy is in the test extra)
 
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 RNG = np.random.default_rng(21)
@@ -147,9 +147,8 @@ def test_model_file_runs_through_the_cli_and_predict_equals_forward(tmp_path):
     path, image = _model(tmp_path)
     result = invoke("run", str(image), "-m", str(path), "-f", "json")
     assert result.exit_code == 0, result.stderr
-    text = json.dumps(json.loads(result.stdout))
-    for kind in ("abs", "sqrt", "log", "exp", "neg", "erf", "pow", "reciprocal", "max", "min", "logsoftmax"):
-        assert f'"{kind}"' in text, kind
+    types = {layer["type"] for layer in json.loads(result.stdout)["layers"]}
+    assert types >= {"abs", "sqrt", "log", "exp", "neg", "erf", "pow", "reciprocal", "max", "min", "logsoftmax"}
     model = load_model(str(path))
     batch = RNG.uniform(0, 1, (2, 3, 5, 6)).astype(np.float32)
     together = model.network.predict(batch)

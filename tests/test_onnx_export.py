@@ -112,13 +112,15 @@ def test_the_math_types_and_max_min_merges_round_trip(tmp_path):
     assert [layer.type for layer in back.network.layers] == [layer.type for layer in model.network.layers]
 
 
-def test_a_type_without_a_writer_is_named(tmp_path):
+def test_a_type_without_a_writer_is_named(tmp_path, capsys):
     document = {"format": "cnn-model", "version": 2, "input": {"size": [4, 4]},
-                "layers": [{"name": "ln", "type": "layernorm", "normalized_shape": [4]},
+                "layers": [{"name": "ln", "type": "layernorm", "normalized_shape": [4], "elementwise_affine": False},
                            {"name": "sh", "type": "channel_shuffle", "groups": 1}]}
     (tmp_path / "m.json").write_text(json.dumps(document))
     code = main(["export", str(tmp_path / "m.json"), "-o", str(tmp_path / "m.onnx")])
     assert code == 1 and not (tmp_path / "m.onnx").exists()
+    err = capsys.readouterr().err
+    assert "cannot write 2 layers as ONNX yet" in err and "layernorm (ln)" in err and "channel_shuffle (sh)" in err
 
 
 def test_export_writes_a_file_once_and_check_agrees(tmp_path, capsys):

@@ -201,7 +201,7 @@ class RunJob:
                 line = predictions_line(source, predictions, self.ranked, steps[-1].output.dtype)
                 return Rendered(lambda write: write(line))
             chosen = [steps[i] for i in with_values(steps, self.values or "final")]
-            return Rendered(lambda write: write_csv_maps(write, source, chosen, _class_labels(prepared)))
+            return Rendered(lambda write: write_csv_maps(write, source, chosen, prepared.class_labels))
         if kind == "npy":
             return ArrayPart(steps[-1].output)
         if kind == "npz":
@@ -215,13 +215,8 @@ class RunJob:
         from ..views.pictures import layer_montage, png_bytes, step_caption
 
         step = steps[-1]
-        return png_bytes(layer_montage(step.output, step.labels or _class_labels(prepared),
+        return png_bytes(layer_montage(step.output, step.labels or prepared.class_labels,
                                        f"{prepared.image.source}\n{step_caption(step, not is_chain(steps))}"))
-
-
-def _class_labels(prepared) -> tuple[str, ...]:
-    """What names a model's output vector, whose step has no channel labels of its own."""
-    return prepared.model.labels if prepared.model is not None else ()
 
 
 def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
