@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import CnnError, ShapeError, UsageError
-from .stage import (build_network, check_network_memory, check_run_memory, dense_weights, once, parse_padding,
-                    refuse_two_dense, resolve_kernel)
+from .stage import build_network, check_network_memory, dense_weights, once, refuse_two_dense, resolve_kernel
 
 if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cnn --help` stays fast
     from .engine.graph import Network, Step
@@ -27,8 +26,8 @@ if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cn
     from .io.modelfile import Model
 
 __all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ranked", "check_sources",
-           "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_run_memory",
-           "check_network_memory", "parse_padding", "DEFAULT_TOP", "KERNEL_ONLY"]
+           "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_network_memory",
+           "DEFAULT_TOP", "KERNEL_ONLY"]
 
 DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
 

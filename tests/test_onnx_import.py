@@ -475,7 +475,8 @@ def test_loading_modules_does_not_import_onnx():
     import subprocess
     import sys
 
-    code = ("import sys, cnncli.io.modelfile, cnncli.io.onnx_import, cnncli.io.onnx_import.ops; "
+    code = ("import sys, cnncli.cli, cnncli.io.modelfile, cnncli.io.onnx_import, cnncli.io.onnx_import.ops, "
+            "cnncli.io.onnx_export, cnncli.cli.check; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
