@@ -21,7 +21,7 @@ from PIL import Image
 
 from cnncli.engine.layers import (
     ELU, GELU, ChannelShuffle, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm2d, LayerNorm,
-    LocalResponseNorm, Mish, Pad, PReLU, ReLU6, SiLU, Softplus, layer_class,
+    LocalResponseNorm, Mish, Pad, PReLU, ReLU6, SiLU, Slice, Softplus, layer_class,
 )
 from cnncli.engine.layers.base import keys_of
 from cnncli.engine import pointwise
@@ -144,6 +144,21 @@ def test_shaping_layers_by_hand():
     assert_array(Pad((3, 1, 0, 0), "reflect").forward(row), _f32([[[4, 3, 2, 1, 2, 3, 4, 3]]]), rtol=0, atol=0)
     assert_array(Pad((2, 2, 0, 0), "circular").forward(row), _f32([[[3, 4, 1, 2, 3, 4, 1, 2]]]), rtol=0, atol=0)
     assert Identity().forward(row) is row
+
+
+def test_slice_cuts_as_python_slicing_does():
+    """slice dim 1 [1:5:2] of 6 channels keeps channels 1 and 3; negative ends count from the end, and
+    an end beyond the size (ONNX's INT64_MAX) is clamped; on a batch dim 1 is still the channels."""
+    x = np.arange(6 * 2 * 3, dtype=np.float32).reshape(6, 2, 3)
+    assert_array(Slice(1, 1, 5, 2).forward(x), x[1:5:2], rtol=0, atol=0)
+    assert_array(Slice(3, -2, 1 << 62).forward(x), x[:, :, -2:], rtol=0, atol=0)
+    assert_array(Slice(-2, 0, 1).forward(x), x[:, :1], rtol=0, atol=0)
+    assert Slice(1, 1, 5, 2).output_shape((6, 2, 3)) == (2, 2, 3)
+    batch = np.stack([x, -x])
+    assert_array(Slice(1, 2, 4).forward(batch, batched=True), batch[:, 2:4], rtol=0, atol=0)
+    assert Slice(1, 2, 4).forward(x).flags.c_contiguous
+    with pytest.raises(ShapeError, match="leave nothing"):
+        Slice(1, 4, 2).output_shape((6, 2, 3))
 
 
 def test_normalisations_by_hand():
@@ -348,6 +363,11 @@ BAD = [  # (layer, the JSON path, words of the message); on a 4 x 6 x 7 map (aft
     ({"type": "instancenorm2d", "running_mean": [0, 0, 0, 0]}, "layers[1].running_mean", "track_running_stats"),
     ({"type": "instancenorm", "num_features": 3}, "layers[1].num_features", "gives 4"),
     ({"type": "lrn", "size": 0}, "layers[1].size", "at least 1"),
+    ({"type": "slice", "dim": 0, "start": 0, "end": 1}, "layers[1].dim", "dim 0 is the batch"),
+    ({"type": "slice", "dim": 4, "start": 0, "end": 1}, "layers[1].dim", "out of range"),
+    ({"type": "slice", "dim": 1, "start": 3, "end": 3}, "layers[1].end", "leave nothing"),
+    ({"type": "slice", "dim": 1, "start": 0, "end": 2, "step": 0}, "layers[1].step", "at least 1"),
+    ({"type": "slice", "dim": 1, "start": 0}, "layers[1]", "missing key 'end'"),
     ({"type": "lrn"}, "layers[1]", "missing key 'size'"),
     ({"type": "localresponsenorm", "size": 2, "beta": True}, "layers[1].beta", "expected a number"),
 ]
@@ -417,7 +437,7 @@ def _every_layer(channels):
         Identity(), ChannelShuffle(4), Pad((1, 2, 3, 4)), Pad((3, 3, 3, 3), "reflect"), Pad((0, 0, 0, 0)),
         LayerNorm((64,), np.ones(64, np.float32), np.zeros(64, np.float32)), LayerNorm((channels, 64, 64)),
         GroupNorm(4, ones, ones), GroupNorm(channels), InstanceNorm2d(), InstanceNorm2d(ones, ones, 1e-5, ones, ones),
-        LocalResponseNorm(5, 1e-4, 0.75, 2.0), LocalResponseNorm(40),
+        LocalResponseNorm(5, 1e-4, 0.75, 2.0), LocalResponseNorm(40), Slice(1, 1, channels, 2), Slice(3, 5, -5),
     ]
 
 
@@ -457,7 +477,7 @@ def test_memory_estimate_of_a_network_of_every_type_bounds_its_forward():
     x = rng.standard_normal((3, 64, 64)).astype(np.float32)
     estimate = network.memory_estimate(x.shape, 4)
     steps, peak = traced_forward(network, x)
-    assert steps[-1].output.shape == (16, 77, 73)
+    assert steps[-1].output.shape == (8, 77, 63)  # the slices keep 8 channels and 54 columns; the pads add 13, 9
     assert peak <= estimate, f"peak {peak:,} > estimate {estimate:,}"
 
 

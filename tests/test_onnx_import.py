@@ -334,13 +334,12 @@ def test_logsoftmax_of_a_vector_matches_ort_at_opsets_11_and_13(tmp_path, opset)
     (helper.make_node("Pow", ["c", "c"], ["bad"]), {}, 13, "the exponent Y ('c') is computed by the network"),
     (helper.make_node("Pow", ["c", "e"], ["bad"]), {"e": np.float32([2, 3])}, 13, "exponent of shape (2,)"),
     (helper.make_node("ReduceMean", ["c"], ["bad"], axes=[1]), {}, 13, "axes [1]: cnn reduces axes [2, 3]"),
-    (helper.make_node("ReduceMax", ["c"], ["bad"], axes=[2, 3], keepdims=0), {}, 13, "keepdims=0"),
     (helper.make_node("ReduceMean", ["c"], ["bad"]), {}, 13, "no axes"),
     (helper.make_node("ReduceMax", ["c", "a"], ["bad"]), {"a": np.array([3], np.int64)}, 18, "axes [3]"),
 ])
 def test_math_and_reductions_that_cnn_does_not_compute_are_refused_naming_the_node(tmp_path, capsys, node, inits,
                                                                                     opset, why):
-    """A computed or multi-valued exponent, other reduction axes, keepdims=0, an old LogSoftmax over a map."""
+    """A computed or multi-valued exponent, other reduction axes, an old LogSoftmax over a map."""
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), node]
     err = _bad(capsys, save(graph_model(nodes, weights(w=(2, 3, 3, 3), **inits), opset=opset), tmp_path))
     assert f"cannot import 1 node: {node.op_type} (node bad: " in err and why in err, err
@@ -794,3 +793,58 @@ def test_conv_transpose_weight_that_does_not_fit_names_the_node(tmp_path, capsys
     nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["up"], strides=[2, 2])]
     err = _bad(capsys, save(graph_model(nodes, weights(w=(4, 2, 3, 3))), tmp_path))
     assert "node up (ConvTranspose): weight 'w' of shape (4, 2, 3, 3) (C_in, C_out/group, kH, kW)" in err
+
+
+# -- cutting and shuffling channels (ShuffleNet) ------------------------------------------------------------
+@pytest.mark.parametrize("opset", [9, 13, 18])
+def test_slice_split_and_channel_shuffle_match_ort(tmp_path, opset):
+    """ShuffleNetV2's unit as PyTorch exports it: Split (or Slice) of the channels in two halves, a
+    conv on one, Concat, then Reshape to (N, 2, C/2, H, W), Transpose 0,2,1,3,4 and Reshape back; and a
+    Slice of rows with a step and an end past the size, and a mean over H, W without keepdims."""
+    if opset >= 10:
+        slice_inputs = weights(st=np.int64([1, -7]), en=np.int64([7, 1 << 62]), ax=np.int64([2, 3]),
+                               sp=np.int64([2, 1]))
+        cut = helper.make_node("Slice", ["shuffled", "st", "en", "ax", "sp"], ["cut"])
+    else:
+        slice_inputs = []
+        cut = helper.make_node("Slice", ["shuffled"], ["cut"], starts=[1, -7], ends=[7, 1 << 62], axes=[2, 3])
+    split_sizes = weights(sizes=np.int64([2, 2])) if opset >= 13 else []
+    split = (helper.make_node("Split", ["conv0", "sizes"], ["left", "right"], axis=1) if opset >= 13
+             else helper.make_node("Split", ["conv0"], ["left", "right"], axis=1, split=[2, 2]))
+    if opset >= 18:
+        split = helper.make_node("Split", ["conv0"], ["left", "right"], axis=1, num_outputs=2)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["conv0"]),
+        split,
+        helper.make_node("Conv", ["right", "w1"], ["branch"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["branch"], ["relu"]),
+        helper.make_node("Concat", ["left", "relu"], ["joined"], axis=1),
+        helper.make_node("Reshape", ["joined", "grouped_shape"], ["grouped"]),
+        helper.make_node("Transpose", ["grouped"], ["swapped"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["swapped", "flat_shape"], ["shuffled"]),
+        cut,
+        helper.make_node("ReduceMean", ["cut"], ["pooled"], axes=[2, 3], keepdims=0) if opset < 18 else
+        helper.make_node("ReduceMean", ["cut", "axes"], ["pooled"], keepdims=0),
+    ]
+    inits = weights(w0=(4, 3, 1, 1), w1=(2, 2, 3, 3), grouped_shape=np.int64([1, 2, 2, 8, 8]),
+                    flat_shape=np.int64([1, -1, 8, 8]), axes=np.int64([2, 3])) + slice_inputs + split_sizes
+    loaded = compare(graph_model(nodes, inits, opset=opset), tmp_path)
+    types = [layer.type for layer in loaded.network.layers]
+    assert types.count("slice") == 4 and "channel_shuffle" in types  # two halves, rows, columns
+    layers = {layer.name: layer for layer in loaded.network.layers}
+    assert layers["shuffled"].groups == 2
+
+
+@pytest.mark.parametrize("nodes, why", [
+    ([helper.make_node("Reshape", ["x", "five"], ["v"]), helper.make_node("Transpose", ["v"], ["t"], perm=[0, 1, 2, 4, 3]),
+      helper.make_node("Reshape", ["t", "four"], ["y"])], "perm [0, 1, 2, 4, 3]"),
+    ([helper.make_node("Reshape", ["x", "five"], ["v"]), helper.make_node("Relu", ["v"], ["y"])], "5-D view"),
+    ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2])], "within a channel shuffle"),
+    ([helper.make_node("Slice", ["x", "s", "e", "a", "neg"], ["y"])], "forwards only"),
+    ([helper.make_node("Slice", ["x", "s", "e", "zero"], ["y"])], "slices the batch"),
+])
+def test_reshapes_and_slices_cnn_does_not_compute_are_refused(tmp_path, capsys, nodes, why):
+    inits = weights(five=np.int64([1, 3, 1, 8, 8]), four=np.int64([1, 3, 8, 8]), s=np.int64([0]), e=np.int64([1]),
+                    a=np.int64([1]), neg=np.int64([-1]), zero=np.int64([0]))
+    message = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert why in message and "cannot import" in message

@@ -1,5 +1,5 @@
-"""Layers that move values without computing new ones: identity, channel_shuffle (ShuffleNet's) and
-pad, with PyTorch's settings and meaning."""
+"""Layers that move values without computing new ones: identity, channel_shuffle (ShuffleNet's), pad
+and slice, with PyTorch's settings and meaning."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import ops
 from ...errors import ShapeError
-from .base import Shape, map_bytes, register, require_map
+from .base import Shape, axis, check_dim, map_bytes, register, require_map
 
 if TYPE_CHECKING:
     from ...io.modelfile import LayerSpec
@@ -189,3 +189,60 @@ class Pad(_Moves):
         sides = str(left) if len(set(self.padding)) == 1 else f"left {left}, right {right}, top {top}, bottom {bottom}"
         fill = f"constant {self.value:g}" if self.mode == "constant" else self.mode
         return f"{sides}, {fill}"
+
+
+@register
+@dataclass(frozen=True, eq=False, repr=False)
+class Slice(_Moves):
+    """Every ``step``-th index from ``start`` up to (not including) ``end`` along ``dim``, as PyTorch's
+    ``x[:, start:end:step]`` for dim 1 (ShuffleNet's channel split; ONNX Slice and Split). Negative
+    ``start`` and ``end`` count from the end and both are clamped to the size, as in Python; the
+    result must not be empty."""
+
+    dim: int
+    start: int
+    end: int
+    step: int = 1
+    name: str = "slice"
+    types: ClassVar = ("slice",)
+    keys: ClassVar = ("dim", "start", "end", "step")
+    required: ClassVar = ("dim", "start", "end")
+    view: ClassVar = False
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Slice:
+        limit = 1 << 40
+        layer = cls(spec.integer("dim", None, -8, 8), spec.integer("start", None, -limit, limit),
+                    spec.integer("end", None, -limit, limit), spec.integer("step", 1, 1, limit), spec.name)
+        try:
+            layer.output_shape(spec.shape)
+        except ShapeError as err:
+            raise spec.fail("dim" if err.message.startswith("dim ") else "end", err.message) from None
+        return layer
+
+    def _along(self, ndim: int) -> int:
+        check_dim(self.dim, ndim)
+        return axis(self.dim, ndim, False) % ndim
+
+    def output_shape(self, shape: Shape) -> Shape:
+        along = self._along(len(shape))
+        size = len(range(*slice(self.start, self.end, self.step).indices(shape[along])))
+        if size == 0:
+            raise ShapeError(f"start {self.start}, end {self.end} leave nothing of dim {self.dim}, which has "
+                             f"{shape[along]} entries")
+        return tuple(size if i == along else d for i, d in enumerate(shape))
+
+    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
+        index = [slice(None)] * x.ndim
+        index[axis(self.dim, x.ndim - batched, batched)] = slice(self.start, self.end, self.step)
+        return np.ascontiguousarray(x[tuple(index)])  # a copy: later layers and views expect contiguous maps
+
+    def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
+        return map_bytes(math.prod(self.output_shape(in_shape)), itemsize) + (1 << 12)
+
+    def settings(self) -> dict[str, Any]:
+        return {"dim": self.dim, "start": self.start, "end": self.end, "step": self.step}
+
+    def describe(self) -> str:
+        step = f":{self.step}" if self.step != 1 else ""
+        return f"dim {self.dim} [{self.start}:{self.end}{step}]"

@@ -56,6 +56,8 @@ class Importer:
     consumers: dict[str, int] = field(default_factory=dict)  # tensor name -> how many nodes read it
     graph_outputs: tuple[str, ...] = ()
     unknown: set[str] = field(default_factory=set)  # tensors made by nodes that could not be imported
+    # 5-D views of a map on the way to a channel shuffle (tensor_ops.reshape): tensor -> (step, layer, groups)
+    views: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     unsupported: list[tuple[str, str, str]] = field(default_factory=list)  # (op type, node, why)
     node: Any = None  # the node being imported
     node_label: str = ""
@@ -65,7 +67,7 @@ class Importer:
         return error(f"{self.node_label}: {message}", source=self.source)
 
     def _known(self, name: str) -> None:
-        if name not in self.consts and name not in self.tensors:
+        if name not in self.consts and name not in self.tensors and name not in self.views:
             raise self.fail(f"input {name!r} is neither an initializer, the graph's input nor an output of an "
                             "earlier node")
 
@@ -101,6 +103,9 @@ class Importer:
         self._known(name)
         if name in self.consts:
             raise Unsupported(f"input {name!r} is a constant where cnn expects a map computed by the network")
+        if name in self.views:
+            raise Unsupported(f"input {name!r} is a 5-D view of a map; cnn imports such views only as a channel "
+                              "shuffle (Reshape to (N, G, C/G, H, W), Transpose 0,2,1,3,4, Reshape back)")
         return self.tensors[name]
 
     # -- making layers ----------------------------------------------------------------------------

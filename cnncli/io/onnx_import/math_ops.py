@@ -1,6 +1,6 @@
 """ONNX's element-wise math and reductions over a map: Exp, Log, Sqrt, Neg, Abs, Erf, Reciprocal,
 Pow with a constant exponent, Max and Min of two or more maps, and ReduceMean / ReduceMax over H and
-W (axes [2, 3], keepdims=1) as global pools. Registered in ops.CONVERTERS when imported (the
+W (axes [2, 3]) as global pools (keepdims=0: then flattened). Registered in ops.CONVERTERS when imported (the
 package imports it). LogSoftmax is in ops.py, beside Softmax, whose axis rule it shares.
 
 With every input a constant these nodes are folded when the model loads (build.FOLDABLE), not
@@ -59,8 +59,10 @@ def reduce(imp: Importer, attrs: dict[str, Any]) -> None:
     axes = sorted(int(a) % 4 for a in given)
     if axes != [2, 3]:
         raise Unsupported(f"axes {list(given)}: cnn reduces axes [2, 3] (H and W) only")
-    if not attrs.get("keepdims", 1):
-        raise Unsupported("keepdims=0: cnn reduces to (N, C, 1, 1) only")
-    name = layer_name(imp)
-    layer = L.GlobalAvgPool2d(name) if imp.node.op_type == "ReduceMean" else L.GlobalMaxPool2d(name)
-    imp.emit(layer, [source], imp.output())
+    kind = L.GlobalAvgPool2d if imp.node.op_type == "ReduceMean" else L.GlobalMaxPool2d
+    if attrs.get("keepdims", 1):
+        imp.emit(kind(layer_name(imp)), [source], imp.output())
+        return
+    pooled = imp.name_for(imp.output() + "/pool")  # (N, C, 1, 1), then flattened to (N, C) as ONNX gives
+    imp.emit(kind(pooled), [source])
+    imp.emit(L.Flatten(layer_name(imp)), [pooled], imp.output())

@@ -1,4 +1,5 @@
-"""ONNX operators that reshape, join and do arithmetic: Flatten, Reshape and Squeeze as a flatten,
+"""ONNX operators that reshape, cut, join and do arithmetic: Flatten, Reshape and Squeeze as a flatten,
+Reshape -> Transpose -> Reshape as a channel shuffle, Slice and Split as slices,
 Gemm and MatMul (+ Add) as dense layers, Add/Sub/Mul/Div with a map or a constant, Concat, Sum,
 Mean and Pad. Registered in ops.CONVERTERS when imported (the package imports it).
 """
@@ -31,9 +32,12 @@ def flatten(imp: Importer, attrs: dict[str, Any]) -> None:
 
 @converts("Reshape")
 def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
-    source, shape = imp.tensor(0)
     target = attrs["shape"] if imp.opset < 5 and "shape" in attrs else imp.const(1, "the shape")
     target = [int(d) for d in np.asarray(target).reshape(-1)]
+    if imp.node.input[0] in imp.views:
+        _end_of_shuffle(imp, target)
+        return
+    source, shape = imp.tensor(0)
     full = (1, *shape)  # the batch counts as 1, as Shape folds it
     if not attrs.get("allowzero", 0):
         target = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(target)]
@@ -48,8 +52,98 @@ def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
         unary(imp, L.Identity(layer_name(imp)))
     elif len(target) == 2:
         _flatten(imp, source)
+    elif len(shape) == 3 and len(target) == 5 and target[1] * target[2] == shape[0] and tuple(target[3:]) == shape[1:]:
+        imp.views[imp.output()] = ("grouped", source, target[1])  # the channels as (G, C/G): a shuffle begins
     else:
         raise Unsupported(f"reshape of {shape_text(shape)} to {target}: cnn imports a flatten to (N, -1) only")
+
+
+@converts("Transpose")
+def transpose(imp: Importer, attrs: dict[str, Any]) -> None:
+    """Only the middle of a channel shuffle: (N, G, C/G, H, W) with the group axes swapped."""
+    view = imp.views.get(imp.node.input[0])
+    perm = [int(p) for p in attrs.get("perm", ())]
+    if view is None or view[0] != "grouped" or perm != [0, 2, 1, 3, 4]:
+        raise Unsupported(f"perm {perm}: cnn imports a Transpose only within a channel shuffle (perm 0,2,1,3,4 "
+                          "between two Reshapes)")
+    imp.views[imp.output()] = ("shuffled", view[1], view[2])
+
+
+def _end_of_shuffle(imp: Importer, target: list[int]) -> None:
+    step, source, groups = imp.views[imp.node.input[0]]
+    shape = imp.shapes[source]
+    if step != "shuffled" or target not in ([1, *shape], [1, -1, *shape[1:]], [0, -1, *shape[1:]]):
+        raise Unsupported(f"reshape of a 5-D view to {target}: cnn imports these views only as a channel shuffle")
+    imp.emit(L.ChannelShuffle(groups, layer_name(imp)), [source], imp.output())
+
+
+def _slice_layers(imp: Importer, source: str, cuts: list[tuple[int, int, int, int]], output: str) -> None:
+    """Layers that cut ``source`` along each (dim, start, end, step); the last one stands for ``output``."""
+    for index, (dim, start, end, step) in enumerate(cuts):
+        last = index == len(cuts) - 1
+        name = imp.name_for(output if last else f"{output}/dim{dim}")
+        layer = L.Slice(dim, start, end, step, name)
+        imp.emit(layer, [source], output if last else None)
+        source = name
+
+
+@converts("Slice")
+def slice_(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    rank = len(shape) + 1
+    if imp.opset < 10:  # attributes; from 10 inputs, with steps
+        starts, ends = attrs.get("starts", []), attrs.get("ends", [])
+        axes, steps = attrs.get("axes", list(range(len(starts)))), [1] * len(starts)
+    else:
+        starts = imp.const(1, "starts").reshape(-1).tolist()
+        ends = imp.const(2, "ends").reshape(-1).tolist()
+        given = imp.optional(3, "axes")
+        axes = list(range(len(starts))) if given is None else given.reshape(-1).tolist()
+        given = imp.optional(4, "steps")
+        steps = [1] * len(starts) if given is None else given.reshape(-1).tolist()
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise imp.fail(f"starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, {len(axes)}, "
+                       f"{len(steps)})")
+    cuts = []
+    for start, end, ax, step in zip(starts, ends, axes, steps):
+        dim, size = int(ax) % rank, (1, *shape)[int(ax) % rank]
+        if step <= 0:
+            raise Unsupported(f"step {step}: cnn slices forwards only")
+        if dim == 0:
+            if (start, step) == (0, 1) and end >= 1 << 31:  # all of the batch, whatever its size
+                continue
+            raise Unsupported("slices the batch")
+        start, end, _ = slice(int(start), int(end), int(step)).indices(size)  # clamps ONNX's INT64_MAX ends
+        if (start, end, step) != (0, size, 1):
+            cuts.append((dim, start, end, int(step)))
+    if not cuts:
+        imp.emit(L.Identity(layer_name(imp)), [source], imp.output())
+        return
+    _slice_layers(imp, source, cuts, imp.output())
+
+
+@converts("Split")
+def split(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape = imp.tensor(0)
+    rank = len(shape) + 1
+    dim = int(attrs.get("axis", 0)) % rank
+    if dim == 0:
+        raise Unsupported("splits the batch")
+    size, parts = shape[dim - 1], len(imp.node.output)
+    given = attrs.get("split") if imp.opset < 13 else imp.optional(1, "split")
+    if given is not None and len(given):
+        sizes = [int(s) for s in np.asarray(given).reshape(-1)]
+    else:  # equal parts; from opset 18 num_outputs, the last part smaller when they do not divide
+        each = -(-size // parts)
+        sizes = [min(each, size - i * each) for i in range(parts)]
+    if len(sizes) != parts or sum(sizes) != size or min(sizes) <= 0:
+        raise imp.fail(f"split sizes {sizes} do not cut the {size} entries of axis {dim} into {parts} outputs",
+                       ShapeError)
+    start = 0
+    for output, length in zip(imp.node.output, sizes):
+        if output:
+            _slice_layers(imp, source, [(dim, start, start + length, 1)], output)
+        start += length
 
 
 @converts("Squeeze")
