@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .errors import CnnError, ShapeError, UsageError
-from .stage import build_network, check_network_memory, dense_weights, once, refuse_two_dense, resolve_kernel
+from .stage import (build_network, check_network_memory, dense_weights, keeps_maps, once, refuse_two_dense,
+                    resolve_kernel)
 
 if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cnn --help` stays fast
     from .engine.graph import Network, Step
@@ -27,9 +28,12 @@ if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cn
 
 __all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ranked", "check_sources",
            "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_network_memory",
-           "DEFAULT_TOP", "KERNEL_ONLY"]
+           "keeps_maps", "DEFAULT_TOP", "KERNEL_ONLY"]
 
 DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
+# From inputs this large (256 x 256 gray, 148 x 148 rgb), freed maps are kept for the next ones (engine.allocator):
+# a small run would spend more importing ctypes than it saves.
+KEEP_MEMORY_FROM = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -271,12 +275,17 @@ def check_sources(options: LayerOptions) -> int | None:
     return options.dense_random
 
 
-def forward(prepared: Prepared) -> tuple[list[Step], list[str]]:
-    """Run the network on the image; return every step and the warnings to give (the prepared
-    image's, and one if a map overflowed)."""
+def forward(prepared: Prepared, keep_maps: bool = True) -> tuple[list[Step], list[str]]:
+    """Run the network on the image; return every step (with ``keep_maps`` False, the input and the
+    outputs only: the other maps are let go as the graph runs) and the warnings to give (the
+    prepared image's, and one if a map overflowed)."""
     from .io.trace import nonfinite_warning
 
-    steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names)
+    if prepared.image.array.size >= KEEP_MEMORY_FROM:
+        from .engine.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names, keep_maps)
     overflow = nonfinite_warning(steps)  # named with its image: in a batch, warnings come from many
     return steps, [*prepared.warnings, *([f"{prepared.image.source}: {overflow}"] if overflow else [])]
 

@@ -118,6 +118,14 @@ def dense_weights(path: str, limits: Limits):
     return once(read_dense_weights, path, limits)
 
 
+FINAL_ONLY = frozenset({"npy", "png"})  # outputs that show the last map alone: the run keeps no other map
+
+
+def keeps_maps(outputs: tuple[str, ...]) -> bool:
+    """Whether a run that renders ``outputs`` keeps every map (``Network.forward``'s keep_maps)."""
+    return not outputs or not set(outputs) <= FINAL_ONLY
+
+
 def check_run_memory(network: Network, image: LoadedImage, limits: Limits, outputs: tuple[str, ...] = ()) -> None:
     """Check the network's shapes on the image, then refuse a run over the memory limit before it starts."""
     check_network_memory(network, image.array.shape, image.array.itemsize, limits, image.source, outputs)
@@ -133,7 +141,8 @@ def check_network_memory(network: Network, shape: tuple[int, ...], itemsize: int
     from .io.sinks import output_bytes
 
     try:
-        estimate = network.memory_estimate(shape, itemsize) + output_bytes(outputs, network.shapes(shape))
+        estimate = (network.memory_estimate(shape, itemsize, keeps_maps(outputs))
+                    + output_bytes(outputs, network.shapes(shape)))
     except CnnError as err:
         raise err.within(source) from None
     what = "the run's maps and weights" + (" and its outputs" if outputs else "")

@@ -151,8 +151,8 @@ def estimate_of(argv: list[str]) -> int:
     seen = []
     real = Network.memory_estimate
 
-    def spy(self, shape, itemsize):
-        seen.append(real(self, shape, itemsize))
+    def spy(self, shape, itemsize, keep_maps=True):
+        seen.append(real(self, shape, itemsize, keep_maps))
         raise _Estimated
 
     Network.memory_estimate = spy

@@ -116,6 +116,47 @@ def test_random_settings_match_loop_oracle(method):
         assert_array(actual, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("block", [1 << 15, 40, 1])
+def test_depthwise_method_matches_loop_oracle(monkeypatch, block):
+    """Method "depthwise" (stride phases, flat rows, channel blocks) over 60 seeded random cases:
+    strides 1-3, dilations 1-3, kernels 1x1 to 5x4, uneven pads, channel multipliers 1-3, bias or
+    none, a batch; small blocks force many channel blocks and blocks of one channel. Reference: the
+    naive loop oracle in float64 (1e-10), and float32 within float32 rounding."""
+    monkeypatch.setattr(ops, "_DEPTHWISE_BLOCK", block)
+    rng = np.random.default_rng(23)
+    for _ in range(60):
+        channels, multiplier = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        kh, kw = int(rng.integers(1, 6)), int(rng.integers(1, 5))
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dilation = tuple(int(v) for v in rng.integers(1, 4, 2))
+        pads = tuple(int(v) for v in rng.integers(0, 3, 4))
+        height = int(rng.integers((kh - 1) * dilation[0] + 1, 14))
+        width = int(rng.integers((kw - 1) * dilation[1] + 1, 14))
+        x = rng.standard_normal((2, channels, height, width))
+        weight = rng.standard_normal((channels * multiplier, 1, kh, kw))
+        bias = rng.standard_normal(channels * multiplier) if rng.random() < 0.5 else None
+        expected = np.stack([oracles.conv2d(image, weight, bias, stride, pads, dilation, channels) for image in x])
+        actual = ops.conv2d(x, weight, bias, stride, pads, dilation, channels, method="depthwise")
+        assert_array(actual, expected, rtol=1e-10, atol=1e-10)
+        single = ops.conv2d(x[0].astype(np.float32), weight.astype(np.float32), bias, stride, pads, dilation,
+                            channels, method="depthwise")
+        assert single.dtype == np.float32
+        assert_array(single, expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_padding_modes_match_the_gemm_method():
+    """Reflect, replicate and circular padding on a depthwise layer, stride 1 and 2; reference: method
+    "gemm" on the same float64 input (1e-12)."""
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((6, 11, 9))
+    weight = rng.standard_normal((6, 1, 3, 3))
+    for mode in ("reflect", "replicate", "circular"):
+        for stride in (1, 2):
+            expected = ops.conv2d(x, weight, None, stride, 1, 1, 6, padding_mode=mode, method="gemm")
+            actual = ops.conv2d(x, weight, None, stride, 1, 1, 6, padding_mode=mode, method="depthwise")
+            assert_array(actual, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_batch_equals_images_one_by_one_in_float32():
     """(N, C, H, W) gives each image's own result; float32 stays float32 (tolerance for float32 sums)."""
     rng = np.random.default_rng(6)
@@ -375,6 +416,9 @@ WORKSPACE_CASES = {
     "dilation 300, one-row blocks": lambda: _conv_case((16, 100, 700), (16, 16, 3, 3), 1, 300, 300, method="gemm"),
     "rgb 3->8 5x5": lambda: _conv_case((3, 300, 257), (8, 3, 5, 5), 1, 2, mode="replicate"),
     "depthwise float64": lambda: _conv_case((4, 300, 300), (4, 1, 3, 3), 1, 1, groups=4, dtype=np.float64),
+    "depthwise 5x5 stride 2, multiplier 2": lambda: _conv_case((48, 57, 57), (96, 1, 5, 5), 2, 2, groups=48),
+    "depthwise 144 channels, threads": lambda: _conv_case((144, 112, 112), (144, 1, 3, 3), 1, 1, groups=144),
+    "depthwise dilated reflect": lambda: _conv_case((8, 64, 64), (8, 1, 3, 3), 1, 4, 2, mode="reflect", groups=8),
     "64->64 taps, threads": lambda: _conv_case((2, 600, 600), (2, 2, 3, 3), 1, 1, method="taps"),
     "64->128 stride 2": lambda: _conv_case((64, 56, 56), (128, 64, 3, 3), 2, 1, weight_dtype=np.float32),
 }

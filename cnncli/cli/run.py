@@ -173,7 +173,7 @@ class RunJob:
         options = dataclasses.replace(self.options, image=source)
         with opt.usage_errors():  # a usage error ends a batch; it is not this image's failure
             prepared = core.prepare(options)
-            steps, warnings = core.forward(prepared)
+            steps, warnings = core.forward(prepared, core.keeps_maps(options.outputs))
             predictions = core.predictions(options, prepared, steps)
         parts = {kind: self._render(kind, prepared, steps, predictions) for kind in self.kinds}
         # What a message says was written: the final map, or for the whole-trace kinds, the trace.

@@ -16,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -169,20 +169,24 @@ class Network:
                 raise ShapeError(f"{message}{given_text}", source=layer.name) from None
         return shapes
 
-    def forward(self, x: np.ndarray, labels: Sequence[str] = ()) -> list[Step]:
+    def forward(self, x: np.ndarray, labels: Sequence[str] = (), keep_maps: bool = True) -> list[Step]:
         """Run every layer on a (C, H, W) map; return the input and each layer's output, in order.
 
         ``labels`` name the input's channels; a layer that keeps the channels of its first input
         (an activation, a pooling) keeps its labels. The work buffers ops keeps between calls are
         let go after each layer, so what a layer holds at once is its own (``memory_estimate``).
+        With ``keep_maps`` False, a map is let go once the last layer reading it has run, and only
+        the input and the network's outputs are returned (the last layer's last): for a run that
+        writes the output alone, the memory of the maps alive at once instead of all of them.
         """
         self.shapes(x.shape)
-        steps = [Step(0, INPUT, INPUT, x, labels=tuple(labels))]
+        steps: list[Step | None] = [Step(0, INPUT, INPUT, x, labels=tuple(labels))]
+        last_read = self._last_reads if not keep_maps else {}
         ops.release_buffers()
         try:
             with np.errstate(all="ignore"):  # overflow shows as inf in the maps, and the CLI says so
                 for index, (layer, positions) in enumerate(zip(self.layers, self._positions), start=1):
-                    given = [steps[p] for p in positions]
+                    given = [cast(Step, steps[p]) for p in positions]
                     started = time.perf_counter()
                     y = layer.forward(*(step.output for step in given))
                     elapsed = time.perf_counter() - started
@@ -194,9 +198,29 @@ class Network:
                     labels = own or (first.labels if keeps_channels else ())
                     steps.append(Step(index, layer.name, layer.type, y, elapsed, layer, first.output.shape, labels,
                                       self.reads[index - 1]))
+                    for p in last_read.get(index, ()):
+                        steps[p] = None  # read by no later layer, and not an output
+                    del given, first
         finally:
             ops.release_buffers()
-        return steps
+        return [step for step in steps if step is not None]
+
+    @cached_property
+    def _last_reads(self) -> dict[int, tuple[int, ...]]:
+        """For each layer (by its position in a forward's steps, 1 for the first), the steps no later
+        layer reads and that are not the network's outputs: those a forward that keeps no maps drops
+        after it. The input is never dropped (its caller holds it anyway)."""
+        position = {layer.name: i for i, layer in enumerate(self.layers, start=1)}
+        kept = {position[name] for name in (*self.outputs, self.layers[-1].name)}
+        last: dict[int, int] = {}
+        for index, positions in enumerate(self._positions, start=1):
+            for p in positions:
+                last[p] = index
+        dropped: dict[int, list[int]] = {}
+        for p in range(1, len(self.layers) + 1):
+            if p not in kept:
+                dropped.setdefault(last.get(p, p), []).append(p)
+        return {index: tuple(ps) for index, ps in dropped.items()}
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch (N, C, H, W) through every layer at once and return only the last output.
@@ -289,7 +313,7 @@ class Network:
         """The layers batch inference runs, in order (``inference_plan`` without the wiring)."""
         return tuple(layer for layer, _, _ in self.inference_plan)
 
-    def memory_estimate(self, input_shape: Shape, itemsize: int) -> int:
+    def memory_estimate(self, input_shape: Shape, itemsize: int, keep_maps: bool = True) -> int:
         """Bytes that a ``forward`` on one input of ``input_shape`` has allocated at once, at most,
         with the statistics of every map computed after it: an upper bound from shapes alone.
 
@@ -302,21 +326,30 @@ class Network:
         (``stats_workspace``). The estimate is the largest of these. The input map is counted:
         its caller allocated it within the same run.
 
+        With ``keep_maps`` False (``forward``'s), a map stops counting once the last layer reading it
+        has run, unless a view of it (a flatten, an identity) may still hold its memory.
+
         Raises ShapeError as ``shapes`` does.
         """
         shapes = self.shapes(input_shape)
         network = sum(_array_bytes(layer) + LAYER_BYTES for layer in self.layers)
         held = _map_bytes(math.prod(shapes[0]), itemsize) + STEP_BYTES
         kept: dict[str, int] = {}  # by library, the most any layer so far left there
+        viewed = {p for layer, positions in zip(self.layers, self._positions) if getattr(layer, "view", False)
+                  for p in positions}
+        dropped = {} if keep_maps else self._last_reads
+        sizes = [0] * (len(self.layers) + 1)
         peak = 0
-        for layer, positions, after in zip(self.layers, self._positions, shapes[1:]):
+        for index, (layer, positions, after) in enumerate(zip(self.layers, self._positions, shapes[1:]), start=1):
             given = [shapes[p] for p in positions]
             if hasattr(layer, "kept_bytes"):
                 for name, size in layer.kept_bytes(*given, itemsize=itemsize).items():
                     kept[name] = max(kept.get(name, 0), size)
             peak = max(peak, held + sum(kept.values()) + layer.working_bytes(*given, itemsize=itemsize))
-            held += (0 if getattr(layer, "view", False) else _map_bytes(math.prod(after), itemsize)) + STEP_BYTES
-        largest = max(math.prod(shape) for shape in shapes)
+            sizes[index] = (0 if getattr(layer, "view", False) else _map_bytes(math.prod(after), itemsize)) + STEP_BYTES
+            held += sizes[index]
+            held -= sum(sizes[p] for p in dropped.get(index, ()) if p not in viewed)
+        largest = max(math.prod(shape) for shape in shapes) if keep_maps else math.prod(shapes[-1])
         peak = max(peak, held + sum(kept.values()) + stats_workspace(largest, itemsize))
         return network + peak
 

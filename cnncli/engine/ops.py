@@ -21,13 +21,15 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 from ..errors import ShapeError
 
 Pair = tuple[int, int]
-Method = Literal["taps", "gemm"]  # how conv2d computes: shift-and-add over taps, or matrix products
+Method = Literal["taps", "gemm", "depthwise"]  # how conv2d computes: shift-and-add over taps, matrix
+# products, or (one input channel per group) shift-and-add over flat padded rows in cache-sized blocks
 Padding = Union[str, int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # Strip sizes: a shift-and-add strip of output stays in L2 cache; an im2col block stays small
 # enough that a huge image never needs more than a few tens of MB on top of its output.
 _STRIP_ELEMENTS = 1 << 16
+_DEPTHWISE_BLOCK = 1 << 16  # cells of one depthwise block's products (256 KiB; with the partial sum, in L2)
 IM2COL_ELEMENTS = 1 << 23
 _THREADED_ELEMENTS = 1 << 20
 # Bytes of small things one call allocates besides its arrays: views, shapes, and the buffers of
@@ -274,6 +276,12 @@ def conv2d(
         out = _conv_taps(pad2d(x, pads, padding_mode), weight, groups, geometry)
         if bias is not None:
             out += bias[:, None, None]
+    elif method == "depthwise":
+        if group_channels != 1:
+            raise ShapeError(f"method depthwise takes one input channel per group, got {group_channels}")
+        out = np.empty((x.shape[0], n_filters, out_h, out_w), dtype=dtype)
+        for b in range(x.shape[0]):
+            _conv_depthwise(x[b], weight, bias, pads, padding_mode, geometry, out[b])
     else:  # the bias is added to each product's block, where rows are long and contiguous
         out = np.empty((x.shape[0], n_filters, out_h, out_w), dtype=dtype)
         for g in range(groups):
@@ -336,6 +344,18 @@ def conv2d_workspace(
         threads = THREAD_BYTES * workers if workers > 1 else 0
         return (elements * itemsize + pad2d_workspace((n, channels, height, width), pads, itemsize) + threads
                 + _call_bytes(itemsize, workers))
+    if method == "depthwise":
+        hq, wq, length, block = _depthwise_plan(n_filters, hp, wp, pair(stride, "stride"), out_h, out_w)
+        workers = _strip_workers(-(-n_filters // block), n_filters * length)
+        sh, sw = pair(stride, "stride")
+        tail = ((kw - 1) * pair(dilation, "dilation")[1]) // sw + 1
+        elements += sh * sw * n_filters * (hq * wq + tail) + workers * 2 * block * length
+        if per_group > 1:
+            elements += n_filters * height * width  # the repeated channels
+        if (sh, sw) != (1, 1) and padding_mode != "zeros":
+            elements += n_filters * hp * wp  # the padded image, before it is split into phases
+        threads = THREAD_BYTES * workers if workers > 1 else 0
+        return elements * itemsize + threads + _call_bytes(itemsize, workers)
     group_weight = per_group * group_channels * kh * kw
     if _is_pointwise(weight_shape, pair(stride, "stride"), pads):  # a copy of an image that is not contiguous
         elements += (group_weight if flip else 0) + group_channels * height * width
@@ -373,6 +393,8 @@ def conv2d_kept(
         method = conv2d_method(shape, weight_shape, (n_filters, out_h, out_w), groups)
     if method == "gemm":
         return {"blas": BLAS_BYTES}
+    if method == "depthwise":
+        return {}  # numpy only; its thread pool (big maps) is counted with the threads of shift-and-add
     rows, workers = _taps_plan(n, n_filters, out_h, out_w)
     if workers == 1:
         return {}
@@ -410,7 +432,7 @@ def _choose_method(n: int, group_channels: int, per_group: int, groups: int, ker
     group has one or two filters over a big output, or for depthwise layers on small maps.
     """
     if group_channels == 1 and groups > 1:
-        return "taps" if out_pixels <= 2048 else "gemm"
+        return "depthwise"
     pixels = n * out_pixels
     few_taps = group_channels * kernel[0] * kernel[1] <= 81
     if few_taps and ((per_group == 1 and pixels >= 1 << 18) or (per_group == 2 and pixels >= 1 << 20)):
@@ -461,6 +483,79 @@ def _conv_taps(xpad: np.ndarray, weight: np.ndarray, groups: int, geometry) -> n
 
     _run_strips(out_h, rows, strip, out.size)
     return out.reshape(n, n_filters, out_h, out_w)
+
+
+def _depthwise_plan(channels: int, hp: int, wp: int, stride: Pair, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """The layout of ``_conv_depthwise``: the padded input split into stride phases of (Hq, Wq) cells,
+    the flat length of one channel's products (out_h rows of Wq cells) and the channels per block
+    (each block's products and their partial sum stay in cache: about _DEPTHWISE_BLOCK cells)."""
+    (sh, sw) = stride
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    length = out_h * wq
+    return hq, wq, length, max(1, min(channels, _DEPTHWISE_BLOCK // length))
+
+
+def _conv_depthwise(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads, padding_mode: str, geometry,
+                    out: np.ndarray) -> None:
+    """One input channel per filter group (MobileNet's depthwise layers), for one (C, H, W) image.
+
+    The padded input is split into its stride phases (one for stride 1, four for stride 2), each a
+    flat row-major buffer, so that every kernel tap reads one contiguous slice of a phase: output
+    cell (y, x) of tap (i, j) is phase (i*dh % sh, j*dw % sw) at (y + i*dh // sh, x + j*dw // sw).
+    The taps are multiplied and summed over whole channel blocks at a time, computing Wq - out_w
+    extra cells per row that are dropped; a filter of group g reads channel g (a channel
+    multiplier above 1 repeats the channels first).
+    """
+    out_h, out_w, (sh, sw), (dh, dw) = geometry
+    n_filters, _, kh, kw = weight.shape
+    if n_filters != x.shape[0]:
+        x = np.repeat(x, n_filters // x.shape[0], axis=0)  # channel multiplier: filter f reads channel f // m
+    channels, height, width = x.shape
+    top, bottom, left, right = pads
+    hp, wp = height + top + bottom, width + left + right
+    hq, wq, length, block = _depthwise_plan(channels, hp, wp, (sh, sw), out_h, out_w)
+    tail = ((kw - 1) * dw) // sw + 1  # the last row's taps read this far past the phase's last row
+    plane = hq * wq + tail
+    phases = _buffer("phases", sh * sw * channels * plane, x.dtype).reshape(sh * sw, channels, plane)
+    if sh == sw == 1:
+        phases[0, :, hp * wp:] = 0
+        _pad_into(phases[0, :, :hp * wp].reshape(channels, hp, wp), x, pads, padding_mode)
+    elif padding_mode == "zeros":  # each phase takes every sh-th row and sw-th column of the input, in place
+        phases[...] = 0
+        for pi in range(sh):
+            for pj in range(sw):
+                y0, x0 = (pi - top) % sh, (pj - left) % sw  # the first input row and column in this phase
+                part = x[:, y0::sh, x0::sw]
+                r0, c0 = (top + y0) // sh, (left + x0) // sw
+                grid = phases[pi * sw + pj, :, :hq * wq].reshape(channels, hq, wq)
+                grid[:, r0:r0 + part.shape[1], c0:c0 + part.shape[2]] = part
+    else:
+        padded = pad2d(x, pads, padding_mode)
+        phases[...] = 0
+        for pi in range(sh):
+            for pj in range(sw):
+                part = padded[:, pi::sh, pj::sw]
+                phases[pi * sw + pj, :, :hq * wq].reshape(channels, hq, wq)[:, :part.shape[1], :part.shape[2]] = part
+        del padded
+    taps = weight.reshape(n_filters, kh * kw)
+    reads = [((i * dh % sh) * sw + j * dw % sw, (i * dh // sh) * wq + j * dw // sw)  # (phase, offset) of each tap
+             for i in range(kh) for j in range(kw)]
+
+    def channel_block(c0: int, c1: int) -> None:
+        acc = _buffer("acc", (c1 - c0) * length, x.dtype).reshape(c1 - c0, length)
+        tmp = _buffer("tmp", (c1 - c0) * length, x.dtype).reshape(c1 - c0, length)
+        for t, (phase, offset) in enumerate(reads):
+            source = phases[phase, c0:c1, offset:offset + length]
+            np.multiply(source, taps[c0:c1, t, None], out=acc if t == 0 else tmp)
+            if t:
+                acc += tmp
+        cells = acc.reshape(c1 - c0, out_h, wq)[:, :, :out_w]
+        if bias is not None:
+            np.add(cells, bias[c0:c1, None, None], out=out[c0:c1])
+        else:
+            out[c0:c1] = cells
+
+    _run_strips(channels, block, channel_block, channels * length)
 
 
 def _taps_plan(n: int, n_filters: int, out_h: int, out_w: int) -> tuple[int, int]:

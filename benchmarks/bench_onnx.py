@@ -1,0 +1,146 @@
+"""ImageNet-size networks through cnn's engine, side by side with ONNX Runtime (issue 12).
+
+Run from the repository root with the test extra installed (it has onnx and onnxruntime):
+
+    python benchmarks/bench_onnx.py                        # ResNet-50, MobileNetV2, VGG-16; 2 threads
+    python benchmarks/bench_onnx.py --models resnet50 --threads 1 --repeat 20
+    python benchmarks/bench_onnx.py --layers               # where cnn's time goes, by layer type
+
+The networks are torchvision's, exported by PyTorch (benchmarks/zoo, made by
+tests/fixtures/make_zoo.py without their weights); tests/zoo_models.py draws seeded weights with
+each tensor's recorded statistics, and the full files (100 to 550 MB) are written to a temporary
+folder for the run, never committed.
+
+Each side runs in its own fresh process (one engine's threads must not spin while the other is
+timed), alternately for ``--rounds`` rounds, with the same thread count (OpenBLAS's threads through
+the environment; ONNX Runtime's intra-op threads). A time is the best of ``--repeat`` calls after
+one warm-up call, one 224x224 image:
+
+- cnn: ``Network.forward``, which keeps every intermediate map, as ``cnn run`` and ``cnn inspect`` do,
+  with freed memory kept for reuse as `cnn run` keeps it (cnncli/engine/allocator.py);
+- ONNX Runtime: ``InferenceSession.run`` with its default optimisations (fusions on), the model's output.
+
+Targets (issue 12): ResNet-50 within 1.5x, MobileNetV2 within 2x, VGG-16 within 1.2x. The outputs
+must agree within 1e-4 of the largest logit's magnitude.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {"resnet50": 1.5, "mobilenet_v2": 2.0, "vgg16": 1.2}
+TOLERANCE = 1e-4
+
+
+def worker(engine: str, path: str, repeat: int, threads: int, out: str, layers: bool) -> None:
+    """Time one engine on one model; print a JSON line; save the output for the comparison."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    if engine == "cnn":
+        sys.path.insert(0, str(REPO))
+        from cnncli.engine.allocator import keep_freed_memory
+        from cnncli.io.modelfile import load_model
+
+        keep_freed_memory()  # as `cnn run` does for an input this large
+        network = load_model(path).network
+        run = lambda: network.forward(x[0])[-1].output  # noqa: E731
+    else:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        run = lambda: session.run(None, {name: x})[0][0]  # noqa: E731
+    output = run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    np.save(out, np.asarray(output, dtype=np.float32))
+    report = {"best": min(times), "median": sorted(times)[len(times) // 2]}
+    if layers and engine == "cnn":
+        report["layers"] = time_layers(network, x[0])
+    print(json.dumps(report))
+
+
+def time_layers(network, x) -> dict[str, float]:
+    """Seconds per layer type in one traced forward (the best of 3)."""
+    best: dict[str, float] = {}
+    for _ in range(3):
+        totals: dict[str, float] = {}
+        for step in network.forward(x):
+            if step.layer is not None:
+                totals[step.layer.type] = totals.get(step.layer.type, 0.0) + step.seconds
+        best = {k: min(v, best.get(k, v)) for k, v in totals.items()}
+    return dict(sorted(best.items(), key=lambda item: -item[1]))
+
+
+def spawn(engine: str, path: Path, args: argparse.Namespace, out: Path) -> dict:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    command = [sys.executable, __file__, "--worker", engine, str(path), "--repeat", str(args.repeat),
+               "--threads", str(args.threads), "--out", str(out)] + (["--layers"] if args.layers else [])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"{engine} on {path.name} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(TARGETS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--layers", action="store_true")
+    parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "MODEL"))
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], args.repeat, args.threads, args.out, args.layers)
+        return
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from zoo_models import BENCHMARKED, inflate
+
+    print(f"{args.threads} thread(s), best of {args.repeat}, {args.rounds} rounds per side, 224x224")
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models.split(","):
+            path = Path(folder) / f"{name}.onnx"
+            path.write_bytes(inflate(BENCHMARKED / f"{name}.onnx").SerializeToString())
+            best: dict[str, list[float]] = {"cnn": [], "ort": []}
+            last: dict = {}
+            for _ in range(args.rounds):
+                for engine in ("cnn", "ort"):
+                    last[engine] = spawn(engine, path, args, Path(folder) / f"{engine}.npy")
+                    best[engine].append(last[engine]["best"])
+            ours, theirs = np.load(Path(folder) / "cnn.npy"), np.load(Path(folder) / "ort.npy")
+            error = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
+            ratio = min(best["cnn"]) / min(best["ort"])
+            target = TARGETS.get(name)
+            verdict = "outputs differ" if error > TOLERANCE else (
+                "" if target is None else ("met" if ratio <= target else "NOT MET"))
+            rounds = {engine: ", ".join(f"{t * 1e3:.1f}" for t in times) for engine, times in best.items()}
+            print(f"{name:14s} cnn {min(best['cnn']) * 1e3:7.1f} ms ({rounds['cnn']})   "
+                  f"ORT {min(best['ort']) * 1e3:7.1f} ms ({rounds['ort']})   "
+                  f"{ratio:.2f}x (target {target}x) {verdict}   max diff {error:.1e}")
+            if args.layers:
+                print("   " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in last["cnn"]["layers"].items()))
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()
