@@ -15,7 +15,8 @@ from .output import print_json, stdout_console, tell
 @app.command(cls=PanelledCommand)
 def kernels(
     names: Annotated[Optional[list[str]], typer.Argument(
-        help="Kernels to show (built-in names or kernel files); all built-in ones if none.",
+        help="Kernels to show: built-in names, kernel files, or families with arguments (gaussian:sigma=2, "
+             "gabor:theta=30, sobel:angles=0,45,90,135); all built-in ones if none.",
         show_default=False)] = None,
     format: Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")] = "table",
     export: Annotated[Optional[str], typer.Option(
@@ -27,7 +28,7 @@ def kernels(
     from ..io.saving import save_json
     from ..io.kernels import LIBRARY, resolve_kernel
 
-    chosen = [resolve_kernel(name, "cnn kernels") for name in names] if names else list(LIBRARY.values())
+    chosen = [resolve_kernel(name, "") for name in names] if names else list(LIBRARY.values())
     if export is not None:
         folder = Path(export)
         folder.mkdir(parents=True, exist_ok=True)
@@ -38,4 +39,6 @@ def kernels(
     if format == "json":
         print_json([kernel.to_json() for kernel in chosen])
     else:
-        stdout_console().print(render.kernels_table(chosen))
+        console = stdout_console()
+        title = None if not names else "Kernels (use each as --kernel NAME)"
+        console.print(render.kernels_table(chosen, console.color_system is not None, title))

@@ -45,6 +45,7 @@ class Kernel:
     bias: np.ndarray | None = None  # (F,)
     settings: Mapping[str, Any] = field(default_factory=dict)
     source: str = "built-in"
+    names: tuple[str, ...] = ()  # of a bank's filters, when they have their own (a parametric family's)
 
     @property
     def weights(self) -> np.ndarray:
@@ -200,13 +201,31 @@ def resolve_kernel(spec: str, option: str = "--kernel", limits: Limits = DEFAULT
     if text.lower() in LIBRARY and not Path(text).exists():
         return LIBRARY[text.lower()]
     path = Path(text)
+    if ":" in text and not path.exists():
+        from .parametric import is_parametric, parametric_kernel
+
+        if is_parametric(text):
+            return parametric_kernel(text, option)
     if path.exists() or path.suffix.lower() == ".json" or "/" in text:
         return load_kernel_file(path, limits)
-    import difflib  # only errors pay for its import
+    raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{_suggestion(text)}", source=option)
 
-    hint = difflib.get_close_matches(text.lower(), LIBRARY, n=1)
-    suggestion = f" (did you mean {hint[0]}?)" if hint else "; `cnn kernels` lists the built-in ones"
-    raise SpecError(f"{text!r} is neither a kernel file nor a built-in kernel{suggestion}", source=option)
+
+def _suggestion(text: str) -> str:
+    """Every built-in name or family that starts with ``text`` (sobel: sobel_x, sobel_y, and the
+    sobel:angle=... family), else the closest name; or where to find the names."""
+    from .parametric import FAMILIES
+
+    key = text.lower().split(":", 1)[0]
+    starting = [name for name in LIBRARY if name.startswith(key)]
+    starting += [f"{family}:..." for family in FAMILIES if family.startswith(key)]
+    if not starting:
+        import difflib  # only errors pay for its import
+
+        starting = difflib.get_close_matches(key, [*LIBRARY, *FAMILIES], n=1)
+    if starting:
+        return f" (did you mean {', '.join(starting[:-1]) + ' or ' if len(starting) > 1 else ''}{starting[-1]}?)"
+    return "; `cnn kernels` lists the built-in ones, and README the families (gaussian:sigma=2, gabor:theta=45, ...)"
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -266,6 +285,8 @@ def build_filter_bank(kernels: Sequence[Kernel], channel_names: Sequence[str]) -
 
 
 def _filter_label(kernel: Kernel, index: int) -> str:
+    if kernel.names:
+        return kernel.names[index]
     return kernel.name if kernel.filters == 1 else f"{kernel.name}[{index}]"
 
 

@@ -292,9 +292,15 @@ def natural_width(table: RenderableType) -> int:
     return console.measure(table).maximum
 
 
-def kernel_grid(kernel: Kernel) -> Text:
-    """A kernel's weights as written, one row per line, with its divisor beneath."""
+GRID_SIDE = 9  # a kernel wider or taller than this is drawn in heat colours, not written out
+
+
+def kernel_grid(kernel: Kernel, color: bool = True) -> Text:
+    """A kernel's weights as written, one row per line, with its divisor beneath; a big one (a
+    Gabor, a wide Gaussian) drawn instead, on a blue-white-red scale symmetric about 0, with its range."""
     raw = kernel.raw.reshape(-1, *kernel.size)
+    if max(kernel.size) > GRID_SIDE:
+        return _kernel_picture(kernel.weights.reshape(raw.shape), color)
     fmt = number_format(raw)
     width = max(len(fmt(float(v))) for v in raw.flat)
     blocks = []
@@ -306,13 +312,29 @@ def kernel_grid(kernel: Kernel) -> Text:
     return Text(text)
 
 
-def kernels_table(kernels: Sequence[Kernel]) -> Table:
-    table = Table(title="Built-in kernels (use by name: --kernel NAME)", title_justify="left",
+def _kernel_picture(planes: np.ndarray, color: bool) -> Text:
+    """Each plane as half blocks (two cells a character, so that it keeps its aspect), then its range."""
+    from .heatmap import draw
+
+    reach = float(np.abs(planes).max()) or 1.0
+    lines: list[Text] = []
+    for plane in planes:
+        if lines:
+            lines.append(Text(""))
+        factor = 2 if plane.shape[1] <= 16 else 1  # a pixel is half a line high and one column wide: square
+        lines.extend(draw(plane, -reach, reach, True, color, factor))
+    low, high = float(planes.min()), float(planes.max())
+    lines.append(Text(f"{low:.3g} .. {high:.3g} (blue < 0 < red)" if color else f"{low:.3g} .. {high:.3g}"))
+    return Text("\n").join(lines)
+
+
+def kernels_table(kernels: Sequence[Kernel], color: bool = True, title: str | None = None) -> Table:
+    table = Table(title=title or "Built-in kernels (use by name: --kernel NAME)", title_justify="left",
                   box=box.SIMPLE_HEAD, show_lines=True)
-    table.add_column("name", style="bold")
+    table.add_column("name", style="bold", overflow="fold")
     table.add_column("size")
     table.add_column("weights", no_wrap=True)
     table.add_column("description", ratio=1)
     for kernel in kernels:
-        table.add_row(kernel.name, shape_text(kernel.raw.shape), kernel_grid(kernel), kernel.description)
+        table.add_row(kernel.name, shape_text(kernel.raw.shape), kernel_grid(kernel, color), kernel.description)
     return table
