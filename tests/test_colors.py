@@ -76,3 +76,38 @@ def test_no_color_tables_have_no_styles_but_bold_non_finite():
     """With no colour the cells are plain; a value that is not finite stays bold."""
     assert tables.heat_style(1.0, (0.0, 2.0), False, "none") == ""
     assert tables.heat_style(float("inf"), (0.0, 2.0), False, "none") == "bold"
+
+
+XTERM_CUBE = (0, 95, 135, 175, 215, 255)
+
+
+def test_256_colour_terminals_get_the_nearest_colour_that_keeps_the_hue():
+    """Every entry of the blue-white-red scale becomes an xterm colour (its 6x6x6 cube and greys, as
+    xterm defines them: the reference) that is grey or keeps the entry's side, with green between red
+    and blue, so the cells about 0 never turn yellow or mint; the middle ones are white, the ends
+    dark blue and dark red."""
+    numbers = colors.xterm_indices(True)
+    for entry, number in zip(colors.color_table(True).tolist(), numbers):
+        assert 16 <= number <= 255
+        if number < 232:
+            r, g, b = (XTERM_CUBE[(number - 16) // 36], XTERM_CUBE[(number - 16) // 6 % 6], XTERM_CUBE[(number - 16) % 6])
+        else:
+            r = g = b = 8 + 10 * (number - 232)
+        assert (r, g, b) == tuple(colors.XTERM_RGB[number])
+        if not r == g == b:
+            assert (b > r) == (entry[2] > entry[0]) and min(r, b) <= g < max(r, b), (entry, (r, g, b))
+    assert numbers[120:137] == (231,) * 17 or set(numbers[120:137]) <= {231, 255, 254}
+    assert tuple(colors.XTERM_RGB[numbers[0]]) == (0, 0, 95) and tuple(colors.XTERM_RGB[numbers[255]]) == (95, 0, 0)
+
+
+def test_a_256_colour_table_and_heatmap_paint_zero_white():
+    """A diverging map on a 256-colour console: the 0 cell's background is colour 231 (white) in the
+    table and the heatmap, and no colour outside the chosen ones appears."""
+    plane = np.array([[-2.0, 0.0, 2.0]])
+    styles = _table_cells(plane, "256")
+    assert "color(231)" in styles[0][1]
+    step = Step(1, "conv1", "conv2d", plane[None].astype(np.float32))
+    console = Console(file=io.StringIO(), color_system="256", width=80, force_terminal=True)
+    console.print(heatmap_view(step, 80, "256"))
+    used = {int(n) for n in re.findall(r"[34]8;5;(\d+)", console.file.getvalue())}
+    assert 231 in used and used <= set(colors.xterm_indices(True))

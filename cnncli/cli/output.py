@@ -112,9 +112,12 @@ class Look:
 
 
 def palette(color_system: str | None) -> str:
-    """Blended heat colours where the terminal has them, named ones where it has only 8 or 16."""
+    """Blended heat colours where the terminal has them, the nearest of its 256 that keep the hue where
+    it has those, named ones where it has only 8 or 16."""
     if color_system is None:
         return "none"
+    if color_system == "256":
+        return "256"
     return "basic" if color_system in ("standard", "windows") else "rgb"
 
 

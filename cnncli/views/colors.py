@@ -5,8 +5,9 @@ A layer with no negative value uses a sequential dark-to-bright scale (viridis-l
 any negative value a diverging blue-white-red scale symmetric about 0 (-m..m, m the largest
 magnitude), so that white is exactly 0. NaN is grey; -inf and +inf take the two ends. Each scale
 is a table of 256 colours; ``color_indices`` maps values to entries, and every view looks the
-entries up here: pictures as RGB pixels, heatmaps and tables as Rich colours (``rich_style``),
-and tables on terminals of 8 or 16 colours as named colours (``basic_style``).
+entries up here: pictures as RGB pixels, heatmaps and tables as Rich colours (``rich_style``), on
+256-colour terminals as the nearest of theirs that keeps the hue (``xterm_indices``), and tables on
+terminals of 8 or 16 colours as named colours (``basic_style``).
 
 Only NumPy is imported here: pictures use it without Rich.
 """
@@ -139,9 +140,51 @@ def _rich_styles(diverging: bool) -> tuple[str, ...]:
 _RICH_STYLES = {False: _rich_styles(False), True: _rich_styles(True)}
 
 
-def rich_style(index: int, diverging: bool) -> str:
-    """A Rich style string for table entry ``index`` (-1: NaN): the entry as background, readable ink."""
+def rich_style(index: int, diverging: bool, eight_bit: bool = False) -> str:
+    """A Rich style string for table entry ``index`` (-1: NaN): the entry as background, readable ink;
+    with ``eight_bit``, the entry's colour among a 256-colour terminal's (``xterm_indices``)."""
+    if eight_bit:
+        number = xterm_indices(diverging)[index]
+        return f"{ink(XTERM_RGB[number])} on color({number})"
     return _RICH_STYLES[bool(diverging)][index]
+
+
+def _xterm_rgb() -> np.ndarray:
+    """The (256, 3) colours of a 256-colour terminal: 16 system ones (as xterm sets them), the
+    6x6x6 cube, the 24 greys."""
+    system = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128),
+              (192, 192, 192), (128, 128, 128), (255, 0, 0), (0, 255, 0), (255, 255, 0), (0, 0, 255),
+              (255, 0, 255), (0, 255, 255), (255, 255, 255)]
+    levels = (0, 95, 135, 175, 215, 255)
+    cube = [(r, g, b) for r in levels for g in levels for b in levels]
+    greys = [(8 + 10 * i,) * 3 for i in range(24)]
+    return np.array(system + cube + greys, dtype=np.int32)
+
+
+XTERM_RGB = _xterm_rgb()
+_XTERM: dict[bool, tuple[int, ...]] = {}
+
+
+def xterm_indices(diverging: bool) -> tuple[int, ...]:
+    """For each entry of the scale (and NaN's grey, last), the nearest colour of a 256-colour terminal
+    (numbers 16-255: the system 16 vary between terminals) that keeps the entry's hue: a grey, or
+    more blue than red where the entry is bluer (the reverse where redder) with green from the lesser
+    up to below the greater. Rich's own
+    rounding to those colours turned the near-white cells about 0 yellow and mint."""
+    if diverging not in _XTERM:
+        candidates = XTERM_RGB[16:].astype(np.float64)  # (240, 3)
+        r, g, b = candidates.T
+        chosen = []
+        for entry in color_table(diverging).astype(np.float64):
+            fits = np.ones(len(candidates), dtype=bool)
+            if diverging:
+                side = np.sign(entry[2] - entry[0])
+                grey = (r == g) & (g == b)
+                fits = grey | ((np.sign(b - r) == side) & (g >= np.minimum(r, b)) & (g < np.maximum(r, b)))
+            distance = ((candidates - entry) ** 2).sum(axis=1)
+            chosen.append(16 + int(np.argmin(np.where(fits, distance, np.inf))))
+        _XTERM[diverging] = tuple(chosen)
+    return _XTERM[diverging]
 
 
 def basic_style(index: int, diverging: bool) -> str:

@@ -54,20 +54,20 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     width = max(int(width), 8)
     output = pictures.as_maps(step.output)
     low, high, diverging = colors.value_range(output)
-    color = color_system is not None
+    color, eight_bit = color_system is not None, color_system == "256"
     parts: list[RenderableType] = [Text(step_title(step, graph), style="bold", no_wrap=True, overflow="ellipsis")]
     if output.ndim == 1:
-        parts += _vector(output, step.labels, width, low, high, diverging, color)
+        parts += _vector(output, step.labels, width, low, high, diverging, color, eight_bit)
         note = f"{output.size} values" + (f", averaged into {width} cells" if output.size > width else "")
     else:
-        maps, note = _maps(output, step.labels, width, full, low, high, diverging, color)
+        maps, note = _maps(output, step.labels, width, full, low, high, diverging, color, eight_bit)
         parts += maps
-    parts += _scale(low, high, diverging, color, width, note)
+    parts += _scale(low, high, diverging, color, width, note, eight_bit)
     return Group(*parts)
 
 
 def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low: float, high: float,
-          diverging: bool, color: bool) -> tuple[list[RenderableType], str]:
+          diverging: bool, color: bool, eight_bit: bool = False) -> tuple[list[RenderableType], str]:
     channels, rows, cols = output.shape
     shown = channels if full else min(channels, MAX_CHANNELS)
     tiny = TINY_COLUMNS if channels == 1 else TINY_COLUMNS_BESIDE
@@ -81,7 +81,7 @@ def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low
         title = Text(heading, style="bold", no_wrap=True)
         title.truncate(block, overflow="ellipsis")
         pixels = _pixels(output[c], height, columns, factor)
-        blocks.append([title, *draw(pixels, low, high, diverging, color, factor)])
+        blocks.append([title, *draw(pixels, low, high, diverging, color, factor, eight_bit)])
     parts: list[RenderableType] = []
     for start in range(0, len(blocks), per_row):
         parts += _side_by_side(blocks[start:start + per_row], block)
@@ -113,18 +113,21 @@ def _pixels(plane: np.ndarray, height: int, columns: int, factor: int) -> np.nda
     return plane if factor else pictures.area_resize(plane, height, columns)
 
 
-def draw(plane: np.ndarray, low: float, high: float, diverging: bool, color: bool, factor: int = 0) -> list[Text]:
+def draw(plane: np.ndarray, low: float, high: float, diverging: bool, color: bool, factor: int = 0,
+         eight_bit: bool = False) -> list[Text]:
     """An (H, W) plane, one character per column and two rows per line, on the layer's scale.
 
-    ``factor`` > 1 repeats every pixel that many times each way (a tiny map blown up).
+    ``factor`` > 1 repeats every pixel that many times each way (a tiny map blown up); ``eight_bit``
+    takes a 256-colour terminal's colours (``colors.xterm_indices``).
     """
     index = colors.color_indices(plane, low, high, diverging)  # (H, W), -1 for NaN
     if factor > 1:
         index = np.repeat(np.repeat(index, factor, axis=0), factor, axis=1)  # (H*f, W*f)
-    return draw_indices(index, diverging, color, blend=factor <= 1)
+    return draw_indices(index, diverging, color, blend=factor <= 1, eight_bit=eight_bit)
 
 
-def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = True) -> list[Text]:
+def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = True,
+                 eight_bit: bool = False) -> list[Text]:
     """Colour-table indices (``colors.color_indices``) of an (H, W) plane as lines of half blocks.
 
     Without colour a line's character shows the mean of its two rows (``blend``), or the upper
@@ -136,8 +139,10 @@ def draw_indices(index: np.ndarray, diverging: bool, color: bool, blend: bool = 
     upper, lower = index[0::2], index[1::2]  # (lines, W) each
     if not color:
         return _shade_lines(upper, lower if blend else upper)
-    table = colors.color_table(diverging)
-    palette = [Color.from_rgb(*rgb) for rgb in table.tolist()]  # index -1 is NaN's grey
+    if eight_bit:
+        palette = [Color.from_ansi(number) for number in colors.xterm_indices(diverging)]  # -1: NaN's grey
+    else:
+        palette = [Color.from_rgb(*rgb) for rgb in colors.color_table(diverging).tolist()]  # -1: NaN's grey
     styles: dict[int, Style] = {}
     codes = (upper.astype(np.int32) + 2) * 512 + (lower + 2)  # one number per pair of colours
     lines = []
@@ -184,7 +189,7 @@ def _side_by_side(blocks: list[list[Text]], block: int) -> list[Text]:
 
 
 def _vector(values: np.ndarray, labels: Sequence[str], width: int, low: float, high: float, diverging: bool,
-            color: bool) -> list[Text]:
+            color: bool, eight_bit: bool = False) -> list[Text]:
     """A (N,) vector as one row of cells, with its indices (or labels) beneath when they fit."""
     count = values.size
     if count == 0:
@@ -192,7 +197,7 @@ def _vector(values: np.ndarray, labels: Sequence[str], width: int, low: float, h
     shown = pictures.group_means(values, width) if count > width else values  # (cells,)
     cell = max(1, min(VECTOR_CELL, width // shown.size))
     index = np.repeat(colors.color_indices(shown, low, high, diverging), cell)  # (cells * cell,)
-    row = draw_indices(np.stack([index, index]), diverging, color)[0]  # upper and lower pixel alike
+    row = draw_indices(np.stack([index, index]), diverging, color, eight_bit=eight_bit)[0]  # both pixels alike
     names = [_one_line(labels[i]) if i < len(labels) and labels[i] else str(i) for i in range(count)]
     if count == shown.size and max(len(name) for name in names) < cell:
         beneath = "".join(name.ljust(cell) for name in names)  # every unit named under its cell
@@ -207,14 +212,17 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _scale(low: float, high: float, diverging: bool, color: bool, width: int, note: str) -> list[Text]:
+def _scale(low: float, high: float, diverging: bool, color: bool, width: int, note: str,
+           eight_bit: bool = False) -> list[Text]:
     """The layer's colour scale on one line, its ends written beside it, and what was drawn how."""
     bottom, top = colors.scale_bounds(low, high, diverging)
     line = Text(f"{bottom:.4g} ", no_wrap=True, overflow="ellipsis")
     if color:
         table = colors.color_table(diverging)
         for entry in np.arange(BAR_CELLS) * 256 // BAR_CELLS:
-            line.append(" ", style=Style(bgcolor=Color.from_rgb(*table[entry].tolist())))
+            bar = (Color.from_ansi(colors.xterm_indices(diverging)[entry]) if eight_bit
+                   else Color.from_rgb(*table[entry].tolist()))
+            line.append(" ", style=Style(bgcolor=bar))
     else:
         line.append(f"[{SHADES}]")
     line.append(f" {top:.4g}")

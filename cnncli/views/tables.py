@@ -49,7 +49,8 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb", 
               ) -> RenderableType:
     """Every channel of a step's output as a table, or a vector as a one-column table.
 
-    ``palette`` is "rgb" (blended colours), "basic" (named colours for 8/16-colour terminals,
+    ``palette`` is "rgb" (blended colours), "256" (their nearest of a 256-colour terminal's), "basic"
+    (named colours for 8/16-colour terminals,
     where blended ones would be rounded to the same grey) or "none"; ``graph`` names what the step
     read in its title (``step_title``).
     """
@@ -197,7 +198,8 @@ def _cell_style(index: int, signed: bool, palette: str, finite: bool = True) -> 
     """The style of colour-table entry ``index``; a value that is not finite is bold as well."""
     if palette == "none":
         return "" if finite else "bold"
-    style = colors.basic_style(index, signed) if palette == "basic" else colors.rich_style(index, signed)
+    style = (colors.basic_style(index, signed) if palette == "basic"
+             else colors.rich_style(index, signed, eight_bit=palette == "256"))
     return style if finite else f"bold {style}".rstrip()
 
 
