@@ -113,7 +113,8 @@ def model_record(model: Model) -> dict[str, Any]:
     spec = model.input
     record = {"name": model.name, "source": model.source, "weights": model.weights_source,
               "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
-                        "mean": list(spec.mean), "std": list(spec.std)},
+                        "mean": list(spec.mean), "std": list(spec.std), "resize": spec.resize,
+                        "crop": list(spec.size) if spec.crop or spec.resize else None},
               "labels": list(model.labels)}
     if model.network.outputs:
         record["outputs"] = list(model.network.outputs)
