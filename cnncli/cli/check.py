@@ -46,10 +46,10 @@ def check(
     prepared = core.prepare(options)
     steps, _ = core.forward(prepared)
     assert prepared.model is not None  # prepare loads it
-    if "onnx" in prepared.model.metadata:  # loaded from ONNX (by suffix or first byte): ORT reads that file
+    if prepared.model.onnx_file is not None:  # an .onnx file, or a model JSON's "graph": ORT reads that file
         from ..io.reading import read_bytes
 
-        data = read_bytes(prepared.model.paths[0], kind="onnx", error=CnnError, expected="an ONNX file",
+        data = read_bytes(prepared.model.onnx_file, kind="onnx", error=CnnError, expected="an ONNX file",
                           limits=options.limits)
     else:  # a model file: written as ONNX in memory, every layer's output under the layer's name
         from ..io.onnx_export import export_model

@@ -8,7 +8,9 @@
                  "padding": 1}, {"name": "bn1", "type": "batchnorm2d"}, ...],
      "metadata": {...}}
 
-The input rule is io/input_rule.py's.
+Or, for an ONNX network, ``"graph": "net.onnx"`` (a file beside it) in place of ``layers`` and
+``weights``: the JSON then carries what an ONNX file does not, the input rule and the labels
+(model_links.py). The input rule is io/input_rule.py's.
 
 Weights are inline (``weight``, ``bias``, ``running_mean``, ``running_var`` keys of a layer) or
 in a .npz beside the file, keyed by PyTorch's state_dict names: ``conv1.weight`` (F, C, KH, KW),
@@ -38,7 +40,7 @@ from .kernels import parse_conv_settings
 MODEL_FORMAT = "cnn-model"
 MODEL_VERSION = 2  # version 2 adds graphs: a layer's ``inputs``, the model's ``outputs``
 BUNDLED = Path(__file__).parent.parent / "models"
-TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs",
+TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs", "graph",
             "metadata")
 ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with ir_version: field 1, varint
 # Layers in one model file. Real networks fit with room to spare: ResNet-152 or DenseNet-201 exported
@@ -57,7 +59,8 @@ class Model:
     description: str = ""
     weights_source: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    paths: tuple[Path, ...] = ()  # the files read: the model's own and its weights
+    paths: tuple[Path, ...] = ()  # the files read: the model's own, its weights, its graph and labels
+    onnx_file: Path | None = None  # the ONNX file the network was read from, if it was
 
     @property
     def params(self) -> int:
@@ -99,7 +102,7 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx
 
-        return replace(load_onnx(data, source, limits), paths=(path,))
+        return replace(load_onnx(data, source, limits), paths=(path,), onnx_file=path)
     model = parse_model(loads(data, source), source, path.parent, limits)
     return replace(model, paths=(path, *model.paths))
 
@@ -107,7 +110,9 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
 def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS) -> Model:
     """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for."""
     read = Reader(source)
-    read.object(document, "", TOP_KEYS, required=("format", "version", "input", "layers"))
+    graph = isinstance(document, dict) and "graph" in document  # the network is an ONNX file beside this one
+    read.object(document, "", TOP_KEYS, required=("format", "version") if graph else ("format", "version", "input",
+                                                                                      "layers"))
     fmt = read.string(document["format"], "format")
     if fmt != MODEL_FORMAT:
         raise read.fail("format", f"expected {MODEL_FORMAT!r}, got {fmt!r}")
@@ -121,6 +126,12 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     if not isinstance(metadata, dict):
         raise read.fail("metadata", "expected an object (free-form: data set, accuracy, ...)")
     read.unicode(metadata, "metadata")  # free-form, but written out as JSON
+    if graph:  # the network, its input shape and default rule from the ONNX file; the rest from here
+        from .model_links import graph_model
+
+        model = graph_model(read, document, version, folder, limits)
+        return replace(model, name=name, source=source, description=description or model.description,
+                       metadata={**metadata, **model.metadata})
     spec = read_input_spec(read.within("input"), document["input"])
     weights_source: str | None = None
     stored: dict[str, np.ndarray] = {}
@@ -138,23 +149,36 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     weights = _Weights(stored, weights_source)
     network, out_shape = _build_network(read, document, spec, weights, version)
     weights.check_all_used()
-    labels = _labels(read, document.get("labels"), out_shape)
-    return Model(name, spec, labels, network, source, description, weights_source, metadata, paths)
+    labels, labels_paths = labels_field(read, document.get("labels"), out_shape, folder, limits)
+    return Model(name, spec, labels, network, source, description, weights_source, metadata, paths + labels_paths)
 
 
-def _labels(read: Reader, value: Any, out_shape: tuple[int, ...]) -> tuple[str, ...]:
+def labels_field(read: Reader, value: Any, out_shape: tuple[int, ...], folder: Path,
+                 limits: Limits = DEFAULT_LIMITS) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """The class names of a model file's ``labels``: a list of unique names, or the name of a text
+    file beside it, one name per line (as ``--labels``); one per value of the output vector.
+    Returns them and the file read, if any."""
     if value is None:
-        return ()
-    if not isinstance(value, list) or not value:
-        raise read.fail("labels", "expected a list of class names")
-    labels = tuple(read.text(v, f"labels[{i}]", empty=False) for i, v in enumerate(value))
-    for i, label in enumerate(labels):
-        if label in labels[:i]:
-            raise read.fail(f"labels[{i}]", f"{label!r} is also labels[{labels.index(label)}]; names must be unique")
+        return (), ()
+    paths: tuple[Path, ...] = ()
+    if isinstance(value, str):
+        from .model_links import labels_file
+
+        labels, path = labels_file(read, value, folder, limits)
+        paths = (path,)
+    elif not isinstance(value, list) or not value:
+        raise read.fail("labels", "expected a list of class names, or the name of a text file of them beside the "
+                                  "model file")
+    else:
+        labels = tuple(read.text(v, f"labels[{i}]", empty=False) for i, v in enumerate(value))
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise read.fail(f"labels[{i}]", f"{label!r} is also labels[{labels.index(label)}]; names must be "
+                                                "unique")
     if len(out_shape) != 1 or out_shape[0] != len(labels):
         raise read.fail("labels", f"has {len(labels)} names but the network's output has shape {out_shape}; "
                                   "expected one name per output value")
-    return labels
+    return labels, paths
 
 
 class _Weights:
