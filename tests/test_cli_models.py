@@ -38,7 +38,7 @@ def test_run_json_has_model_and_predictions():
     trace = json.loads(result.stdout)
     assert trace["model"]["name"] == "digits" and trace["model"]["labels"][7] == "7"
     assert trace["model"]["input"] == {"size": [8, 8], "color": "gray", "scale": "unit", "invert": True,
-                                       "mean": [0.0], "std": [1.0], "resize": None, "crop": None}
+                                       "mean": [0.0], "std": [1.0]}
     best = trace["predictions"][0]
     assert best["rank"] == 1 and best["label"] == "7" and best["index"] == 7
     assert len(trace["predictions"]) == 3
