@@ -182,6 +182,7 @@ def test_a_batch_of_pictures_cropped_alike_stacks(tmp_path, grid, capsys):
 # -- bad values ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, line", [
     (["-m", "digits", "--mean", "1,2"], "--mean: expected 1 number (the image is gray), got 2"),
+    (["-m", "digits", "--std", "0.5,0.5"], "--std: expected 1 number (the image is gray), got 2"),
     (["-k", "sobel_x", "--color", "rgb", "--mean", "1,2"], "--mean: expected 1 or 3 numbers (one per channel), got 2"),
     (["-m", "digits", "--mean", "x"], "--mean: expected one number, or one per channel separated by commas, got 'x'"),
     (["-m", "digits", "--mean", "inf"], "--mean: expected finite numbers, got 'inf'"),

@@ -197,9 +197,9 @@ def input_overrides(*, preset: Any = None, resize: Any = None, crop: Any = None,
     ``"224"``, ``"224,200"``) or as Python callers do (numbers, sequences).
 
     Raises UsageError naming the part (``param="std"``) for a value of the wrong kind or range:
-    a preset that does not exist, a side outside 1 to 16384, a mean or std that is not 1 or 3
-    finite numbers, a std at or below 0.
-    """
+    a preset that does not exist, a side outside 1 to 16384, a mean or std that is not finite
+    numbers, a std at or below 0. How many numbers fit is checked with the channels
+    (``with_overrides``, ``kernel_rule``)."""
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"is {preset!r}; expected one of {', '.join(PRESETS)}", param="preset")
     for name, value, choices in (("color", color, ("gray", "rgb")), ("scale", scale, ("raw", "unit"))):
@@ -332,7 +332,7 @@ def _per_channel(values: tuple[float, ...] | None, default: tuple[float, ...], c
     """``values`` (else ``default``) as one number per channel; a count that fits neither 1 nor the
     channels is a UsageError naming the option that brought it."""
     chosen = values if values is not None else default
-    if len(set(chosen)) == 1:
+    if len(chosen) == 1 or (values is None and len(set(chosen)) == 1):  # a rule's (0, 0, 0) fits gray too
         return (chosen[0],) * channels
     if len(chosen) == channels:
         return chosen
