@@ -260,3 +260,11 @@ def test_check_takes_the_parts_too(capsys):
     assert json.loads(out)["failed"] == 0
     code, _, err = run(capsys, "check", "digits", CHELSEA, "--crop", "9")
     assert code == 2 and "--crop" in err
+
+
+def test_an_input_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    """"input": 3.5 (found by the fuzz harness) is a field error, not an internal one."""
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"format": "cnn-model", "version": 2, "input": 3.5, "layers": [{"type": "relu"}]}))
+    code, _, err = run(capsys, "summary", path)
+    assert (code, err) == (1, f"cnn: {path}: input: expected an object, got the number 3.5\n")

@@ -132,7 +132,8 @@ def read_input_spec(read: Reader, value: Any, graph: InputSpec | None = None) ->
     """The input rule of a model file's ``input`` object. ``graph`` is the rule an ONNX graph
     implies (size and channels fixed by its input): ``size`` and ``color`` then default to it, and
     must agree with it when given."""
-    read.object(value, "", INPUT_KEYS, required=() if graph is not None or "crop" in value else ("size",))
+    sized = graph is not None or (isinstance(value, dict) and "crop" in value)  # else size is required
+    read.object(value, "", INPUT_KEYS, required=() if sized else ("size",))
     size = read.pair(value["size"], "size", 1, MAX_SIDE) if "size" in value else None
     crop = read.pair(value["crop"], "crop", 1, MAX_SIDE) if "crop" in value else None
     if size is not None and crop is not None and crop != size:
