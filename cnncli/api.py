@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 
@@ -31,22 +31,45 @@ ImageInput = Union[str, "os.PathLike[str]", "PILImage", np.ndarray]
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = None) -> Model:
-    """A bundled model by name (``"digits"``; ``cnn models`` lists them) or a model JSON file.
+def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = None, preset: str | None = None,
+               resize: int | None = None, crop: int | tuple[int, int] | None = None,
+               mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
+               color: str | None = None, scale: str | None = None) -> Model:
+    """A bundled model by name (``"digits"``; ``cnn models`` lists them), a model JSON file or an
+    .onnx file; with the options of ``cnn run --model`` that change how images are prepared.
 
     Parameters
     ----------
     name_or_path : a bundled model's name, or the path of a model file (format version 1 or 2).
     limits : size limits for the files read (cnncli.Limits); the CLI's defaults if None.
+    preset : a named input rule in place of the model's own: ``"imagenet"``.
+    resize : the shorter side's length before a centre crop to the model's size (torchvision's Resize).
+    crop : the centre (H, W) to cut instead of stretching the picture; it must be the model's size.
+    mean, std : one number or one per channel: (x - mean) / std, applied last.
+    color : ``"gray"`` or ``"rgb"``, as the model's channels; scale : ``"unit"`` (0..1) or ``"raw"`` (0..255).
+
+    Each given part replaces that field of the model's rule (or the preset's); ``Model.prepare``
+    and ``run`` then use it, as the CLI does.
 
     Raises SpecError for a name that is neither, or a malformed model file; GraphError for layers
-    that are not joined into one graph; LimitError for a file over the limits.
+    that are not joined into one graph; LimitError for a file over the limits; UsageError naming
+    the argument for a part of the input rule that is malformed or does not fit the model.
     """
+    from .io.input_rule import input_overrides, with_overrides
+
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise UsageError(f"name_or_path is of type {type(name_or_path).__name__}; expected a bundled model's name "
                          "or a model file's path", param="name_or_path")
     limits = limits or DEFAULT_LIMITS
-    return Model(load_model_once(os.fspath(name_or_path), limits), limits)
+    try:  # the core names the argument as data (the CLI shows its flag); here the message names it
+        given = input_overrides(preset=preset, resize=resize, crop=crop, mean=mean, std=std, color=color,
+                                scale=scale)
+        file = load_model_once(os.fspath(name_or_path), limits)
+        if given:
+            file = replace(file, input=with_overrides(file.input, given, file.name))
+    except UsageError as err:
+        raise UsageError(f"{err.param}: {err.message}", param=err.param) from None
+    return Model(file, limits)
 
 
 def read_image(path: str | os.PathLike[str], *, color: str = "gray", scale: str = "raw", alpha: str = "drop",

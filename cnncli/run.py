@@ -23,12 +23,14 @@ if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cn
     from .engine.graph import Network, Step
     from .engine.predictions import Prediction
     from .io.images import LoadedImage
+    from .io.input_rule import InputOverrides
     from .io.limits import Limits
     from .io.modelfile import Model
 
 __all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ranked", "check_sources",
            "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_network_memory",
-           "keeps_maps", "DEFAULT_TOP", "KERNEL_ONLY"]
+           "keeps_maps", "with_input_rule", "kernel_input_shape", "kernel_color", "DEFAULT_TOP", "KERNEL_ONLY",
+           "INPUT_RULE"]
 
 DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
 # From inputs this large (256 x 256 gray, 148 x 148 rgb), freed maps are kept for the next ones (engine.allocator):
@@ -60,11 +62,15 @@ class LayerOptions:
     softmax: bool = False
     color: str | None = None
     scale: str | None = None
+    resize: int | None = None  # the parts of an input rule, as the CLI gives them (input_rule.input_overrides)
+    crop: str | None = None
+    mean: str | None = None
+    std: str | None = None
     alpha: str | None = None
     dtype: str = "float32"
     model: str | None = None
     labels: str | None = None  # a text file of class names, one per line
-    preset: str | None = None  # a named input rule (PRESETS) in place of the model's
+    preset: str | None = None  # a named input rule (PRESETS) in place of the model's; the parts above override it
     top: int | None = None
     max_pixels: int | None = None
     max_memory: int | None = None
@@ -82,10 +88,19 @@ class LayerOptions:
         """Which of these options were given (None and False mean not given)."""
         return [name for name in names if getattr(self, name) not in (None, False, [])]
 
+    @property
+    def input_rule(self) -> InputOverrides:
+        """The preset and parts of an input rule given, checked (UsageError naming the option)."""
+        from .io.input_rule import input_overrides
+
+        return input_overrides(**{name: getattr(self, name) for name in INPUT_RULE})
+
 
 # The options that describe a kernel run's layers; a model file describes its own.
 KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip", "activation", "negative_slope",
                "pool", "pool_size", "pool_stride", "ceil_mode", "dense", "dense_random", "seed", "softmax")
+# The options that make up an input rule: a model's, or a kernel run's image before the kernels.
+INPUT_RULE = ("preset", "resize", "crop", "mean", "std", "color", "scale")
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,27 +127,22 @@ def prepare(options: LayerOptions) -> Prepared:
     the option at fault for options that do not go together, and CnnError for bad files.
     """
     if options.model is None:
-        if options.preset is not None:
-            raise UsageError("prepares an image for a model; give --model, or --color and --scale for kernels",
-                             param="preset")
         if options.top is not None and not (options.dense or options.dense_random):
             raise UsageError("needs an output vector of class scores: a --model, or --dense/--dense-random",
                              param="top")
-        image = load_image(options, options.color or "gray", options.scale or "raw", options.alpha or "drop")
+        from .io.input_rule import kernel_reading
+
+        rule = options.input_rule
+        image = kernel_input(rule, load_image(options, *kernel_reading(rule), options.alpha or "drop"), options.limits)
         network = build_network(options, image)
         return Prepared(image, network, labels=class_labels(options, network, image.array.shape))
     clashes = options.given(KERNEL_ONLY)
     if clashes:
         raise UsageError("describes a --kernel run's layers; --model brings its own, so leave it out",
                          param=clashes[0])
-    model = load_model_once(options.model, options.limits)
-    if options.preset is not None:
-        model = with_preset(model, options.preset)
+    model = with_input_rule(load_model_once(options.model, options.limits), options)
     if options.labels is not None:  # the file's names replace the model's, in every view and record
         model = dataclasses.replace(model, labels=class_labels(options, model.network, model.input.shape))
-    for name in options.given(("color", "scale")):
-        raise UsageError(f"the model {model.name} sets its input ({model.input.describe()}); leave it out",
-                         param=name)
     if options.alpha == "keep":
         raise UsageError(f"keep would add a channel that the model {model.name} does not take; use drop, "
                          "white or black", param="alpha")
@@ -143,17 +153,41 @@ def prepare(options: LayerOptions) -> Prepared:
     return model_input(model, loaded, options.limits)
 
 
-def with_preset(model: Model, preset: str) -> Model:
-    """The model with a named input rule (``PRESETS``) in place of its own; its input shape must fit."""
-    from .io.modelfile import PRESETS
+def with_input_rule(model: Model, options: LayerOptions) -> Model:
+    """The model with the run's preset and parts of an input rule in place of its own rule's fields
+    (input_rule.with_overrides); its input shape must fit."""
+    from .io.input_rule import with_overrides
 
-    if preset not in PRESETS:
-        raise UsageError(f"is {preset!r}; expected one of {', '.join(PRESETS)}", param="preset")
-    spec = PRESETS[preset]
-    if spec.shape != model.input.shape:
-        raise UsageError(f"{preset} prepares {spec.shape} inputs, but the model {model.name} takes "
-                         f"{model.input.shape}", param="preset")
-    return dataclasses.replace(model, input=spec)
+    given = options.input_rule
+    return dataclasses.replace(model, input=with_overrides(model.input, given, model.name)) if given else model
+
+
+def kernel_input(rule: InputOverrides, image: LoadedImage, limits: Limits) -> LoadedImage:
+    """A kernel run's image, resized, cropped and normalised as the options say (a tensor is as given)."""
+    from .io.images import TENSOR_MODE
+    from .io.input_rule import kernel_rule
+
+    spec = kernel_rule(rule, image.array.shape) if image.mode != TENSOR_MODE else None
+    if spec is None:
+        return image
+    limits.check_memory(spec.apply_bytes(image.array), image.source,
+                        f"preparing it as {spec.size[1]}x{spec.size[0]}")
+    return spec.apply(image)
+
+
+def kernel_color(options: LayerOptions) -> str:
+    """The colour a kernel run reads its images in: --color, else the preset's, else gray."""
+    from .io.input_rule import kernel_reading
+
+    return kernel_reading(options.input_rule)[0]
+
+
+def kernel_input_shape(options: LayerOptions, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (C, H, W) a kernel run's network takes from an image read as ``shape`` (resized or cropped)."""
+    from .io.input_rule import kernel_rule
+
+    spec = kernel_rule(options.input_rule, shape)
+    return shape if spec is None else (shape[0], *spec.size)
 
 
 def class_labels(options: LayerOptions, network: Network, input_shape: tuple[int, ...]) -> tuple[str, ...]:
@@ -247,7 +281,7 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
 
         data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
     if is_tensor_file(source, data):  # a .npy array: the network's input as given
-        for name in options.given(("color", "scale", "alpha")):
+        for name in options.given((*INPUT_RULE, "alpha")):
             raise UsageError(f"reads pixels of an image file; {source} is a tensor (.npy), used as given",
                              param=name)
         return read_tensor(source, data, dtype=np.float32 if options.dtype == "float32" else np.float64,
@@ -261,13 +295,12 @@ def check_sources(options: LayerOptions) -> int | None:
     a bad one ends a batch then, rather than failing every image the same way. Return the number of
     class scores the network gives, when that is known before an image (else None)."""
     if options.model is not None:
-        model = load_model_once(options.model, options.limits)
-        if options.preset is not None:
-            model = with_preset(model, options.preset)
+        model = with_input_rule(load_model_once(options.model, options.limits), options)
         class_labels(options, model.network, model.input.shape)
         out = model.network.shapes(model.input.shape)[-1]
         return out[0] if len(out) == 1 else None
     refuse_two_dense(options)
+    kernel_color(options)  # the input rule's parts checked before any image; what fits the image, with it
     for spec in options.kernels or ():
         resolve_kernel(spec, options.limits)
     if options.dense is not None:

@@ -12,8 +12,6 @@ from conftest import ROOT
 
 from cnncli import api
 from cnncli.cli import main
-from cnncli.io.modelfile import load_model
-from cnncli.run import with_preset
 
 REFERENCE = np.load(ROOT / "tests" / "data" / "torchvision_imagenet.npz")
 PICTURES = list(REFERENCE["names"])
@@ -33,7 +31,7 @@ def imagenet_model(tmp_path_factory):
 
 @pytest.mark.parametrize("index", range(len(PICTURES)))
 def test_preset_imagenet_equals_torchvision(imagenet_model, index):
-    model = api.Model(with_preset(load_model(str(imagenet_model)), "imagenet"))
+    model = api.load_model(imagenet_model, preset="imagenet")
     got = model.prepare(str(ROOT / PICTURES[index])).array
     assert got.shape == (3, 224, 224) and got.dtype == np.float32
     pixels = REFERENCE[f"pixels{index}"].astype(np.float32)
@@ -47,7 +45,7 @@ def test_the_model_file_input_rule_says_the_same(tmp_path):
                 "input": {"size": [224, 224], "color": "rgb", "resize": 256, "mean": [0.485, 0.456, 0.406],
                           "std": [0.229, 0.224, 0.225]}}
     (tmp_path / "m.json").write_text(json.dumps(document))
-    got = api.Model(load_model(str(tmp_path / "m.json"))).prepare(str(ROOT / PICTURES[0])).array
+    got = api.load_model(tmp_path / "m.json").prepare(str(ROOT / PICTURES[0])).array
     np.testing.assert_allclose(got[:, :32, :32], REFERENCE["corner0"], rtol=0, atol=1e-6)
 
 
@@ -67,9 +65,13 @@ def test_a_model_of_another_input_shape_refuses_the_preset(capsys):
     assert code == 2 and "--preset" in err and "(3, 224, 224)" in err and "(1, 8, 8)" in err
 
 
-def test_a_kernel_run_refuses_the_preset(capsys):
-    code = main(["run", str(ROOT / "sample_images" / "seed_5x5.png"), "-k", "sobel_x", "--preset", "imagenet"])
-    assert code == 2 and "--preset" in capsys.readouterr().err
+def test_a_kernel_run_takes_the_preset_too(capsys):
+    """A kernel run's image is prepared by the preset before the kernels: 3 channels of 224x224, normalised."""
+    code = main(["run", str(ROOT / PICTURES[0]), "-k", "identity", "--pool", "none", "--activation", "none",
+                 "--preset", "imagenet", "-f", "json", "--values", "none"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["image"]["shape"] == [3, 224, 224]
+    assert document["image"]["notes"][-1] == "normalised (x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]"
 
 
 def test_a_thin_picture_is_refused_before_its_longer_side_grows(imagenet_model, tmp_path, capsys):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import typer
 
-from . import app
+from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import print_json, stdout_console
 
@@ -19,8 +19,13 @@ def check(
                                               "as ONNX in memory first).", show_default=False)],
     image: Annotated[str, typer.Argument(help="An image file, or an .npy tensor used as given.",
                                          show_default=False)],
-    preset: Annotated[Optional[Literal["imagenet"]], typer.Option(
-        "--preset", show_default=False, help="Prepare the image with this recipe (see cnn run --help).")] = None,
+    color: opt.Color = None,
+    scale: opt.Scale = None,
+    resize: opt.ResizeOpt = None,
+    crop: opt.CropOpt = None,
+    mean: opt.MeanOpt = None,
+    std: opt.StdOpt = None,
+    preset: opt.PresetOpt = None,
     rtol: Annotated[float, typer.Option(min=0, help="Allowed difference relative to a tensor's largest magnitude.")
                     ] = 1e-4,
     atol: Annotated[float, typer.Option(min=0, help="Allowed absolute difference, added to rtol's.")] = 1e-5,
@@ -30,20 +35,21 @@ def check(
 
     Exit 1 when any node differs by more than atol + rtol x the tensor's largest magnitude.
 
-    Example: cnn check net.onnx photo.jpg --preset imagenet
+    Example: cnn check net.onnx photo.jpg --preset imagenet; cnn check net.onnx photo.jpg --resize 160 --crop 128
     """
     from .. import run as core
     from ..errors import CnnError
     from ..io.onnx_import.check import check_steps, reference_values
 
-    options = core.LayerOptions(image=image, kernels=None, model=model, preset=preset)
+    options = core.LayerOptions(image=image, kernels=None, model=model, preset=preset, resize=resize, crop=crop,
+                                mean=mean, std=std, color=color, scale=scale)
     prepared = core.prepare(options)
     steps, _ = core.forward(prepared)
     assert prepared.model is not None  # prepare loads it
-    if "onnx" in prepared.model.metadata:  # loaded from ONNX (by suffix or first byte): ORT reads that file
+    if prepared.model.onnx_file is not None:  # an .onnx file, or a model JSON's "graph": ORT reads that file
         from ..io.reading import read_bytes
 
-        data = read_bytes(prepared.model.paths[0], kind="onnx", error=CnnError, expected="an ONNX file",
+        data = read_bytes(prepared.model.onnx_file, kind="onnx", error=CnnError, expected="an ONNX file",
                           limits=options.limits)
     else:  # a model file: written as ONNX in memory, every layer's output under the layer's name
         from ..io.onnx_export import export_model

@@ -59,11 +59,25 @@ Seed = Annotated[Optional[int], typer.Option(min=0, max=2**63 - 1, rich_help_pan
 SoftmaxOpt = Annotated[bool, typer.Option("--softmax", rich_help_panel=LAYERS,
                                           help="Softmax after the dense layer.")]
 Color = Annotated[Optional[Literal["gray", "rgb"]], typer.Option(
-    rich_help_panel=INPUT, show_default="gray; a model sets its own",
+    rich_help_panel=INPUT, show_default="gray; a model's own",
     help="gray: one channel, Pillow's L luma. rgb: three channels.")]
 Scale = Annotated[Optional[Literal["raw", "unit"]], typer.Option(
-    rich_help_panel=INPUT, show_default="raw; a model sets its own",
+    rich_help_panel=INPUT, show_default="raw; a model's own",
     help="raw: pixel values 0..255 (16-bit images scaled to it). unit: 0..1.")]
+ResizeOpt = Annotated[Optional[int], typer.Option(
+    "--resize", rich_help_panel=INPUT, show_default=False, metavar="N",
+    help="Resize the shorter side to N keeping the aspect ratio (Pillow bilinear on 8-bit pixels, as torchvision's "
+         "Resize(N)), then crop the centre to the model's size or --crop.")]
+CropOpt = Annotated[Optional[str], typer.Option(
+    "--crop", rich_help_panel=INPUT, show_default=False, metavar="H[,W]",
+    help="Cut the centre H x W pixels (zero-padded if smaller), instead of stretching to a model's size; a "
+         "model's crop must be its input size.")]
+MeanOpt = Annotated[Optional[str], typer.Option(
+    "--mean", rich_help_panel=INPUT, show_default="0; a model's own", metavar="M[,M,M]",
+    help="Normalise last: (x - mean) / std on the 0..1 or 0..255 values; one number, or one per channel.")]
+StdOpt = Annotated[Optional[str], typer.Option(
+    "--std", rich_help_panel=INPUT, show_default="1; a model's own", metavar="S[,S,S]",
+    help="The std of that normalisation, above 0; one number, or one per channel.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", rich_help_panel=MODEL, show_default=False, metavar="NAME|FILE",
     help="A whole network instead of --kernel: a bundled model (`cnn models`) or a model JSON or .onnx file. "
@@ -72,9 +86,10 @@ Top = Annotated[Optional[int], typer.Option(
     "--top", min=1, rich_help_panel=MODEL, show_default="5 with --model",
     help="Show the K most probable classes of the output vector.")]
 PresetOpt = Annotated[Optional[Literal["imagenet"]], typer.Option(
-    "--preset", rich_help_panel=MODEL, show_default=False,
-    help="Prepare the image as a model trained with this recipe expects, in place of the model's own rule. "
-         "imagenet: torchvision's shorter side 256, centre 224x224 crop, RGB 0..1, ImageNet mean and std.")]
+    "--preset", rich_help_panel=INPUT, show_default=False,
+    help="Prepare the image as a model trained with this recipe expects, in place of the model's own rule; the "
+         "other Input options change its parts. imagenet: torchvision's shorter side 256, centre 224x224 crop, "
+         "RGB 0..1, ImageNet mean and std.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", rich_help_panel=MODEL, show_default=False, metavar="FILE",
     help="Class names, one per line (e.g. imagenet_classes.txt), for the output vector's values; "
@@ -111,8 +126,9 @@ _SHARED = {
     "dilation": Dilation, "flip": Flip, "activation": ActivationOpt, "negative_slope": NegativeSlope,
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
-    "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "alpha": AlphaOpt, "dtype": Dtype,
-    "model": ModelOpt, "preset": PresetOpt, "labels": LabelsOpt,
+    "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "resize": ResizeOpt, "crop": CropOpt,
+    "mean": MeanOpt, "std": StdOpt, "preset": PresetOpt, "alpha": AlphaOpt, "dtype": Dtype, "model": ModelOpt,
+    "labels": LabelsOpt,
     "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
 }
 

@@ -324,7 +324,7 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     from ..io.images import LoadedImage, peek_shape
 
     # LayerOptions holds them as str; here they come from the options' choices.
-    color = cast("Color", options.color or "gray")
+    color = cast("Color", core.kernel_color(options))
     alpha = cast("Alpha", options.alpha or "drop")
     first: dict[tuple, tuple[str, tuple]] = {}  # input shape -> (an image of it, its output shape)
     outputs: dict[tuple, str] = {}  # output shape -> the first image giving it
@@ -332,7 +332,10 @@ def _check_stackable(options: opt.LayerOptions, paths: list[str], where: str) ->
     for path in paths:
         shape = peek_shape(path, color, alpha, options.limits)
         known = known and shape is not None
-        if shape is None or shape in first:
+        if shape is None:
+            continue
+        shape = core.kernel_input_shape(options, shape)  # resized or cropped as the options say
+        if shape in first:
             continue
         names = ("gray",) if color == "gray" else ("R", "G", "B")
         stub = LoadedImage(np.broadcast_to(np.zeros((), options.dtype), shape), path, "", "",

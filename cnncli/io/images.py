@@ -482,8 +482,8 @@ def resize_and_crop(array: np.ndarray, shorter: int, size: tuple[int, int]) -> t
     """torchvision's ``Resize(shorter)`` then ``CenterCrop(size)`` on the PIL image of a (C, H, W)
     array of 0..255 values, with its arithmetic: the shorter side becomes ``shorter`` and the longer
     ``int(shorter * long / short)`` (truncated), by Pillow's bilinear filter on 8-bit pixels (whose
-    support widens when shrinking: antialiased); then the centre, top ``int(round((H - h) / 2))``,
-    zero-padded first when the crop is larger. Returns the (C, h, w) array and notes."""
+    support widens when shrinking: antialiased); then ``centre_crop``. Returns the (C, h, w) array
+    and notes."""
     from PIL import Image
 
     channels, height, width = array.shape
@@ -496,15 +496,28 @@ def resize_and_crop(array: np.ndarray, shorter: int, size: tuple[int, int]) -> t
                   for plane in pixels]
         pixels = np.stack(planes)  # C, new_h, new_w
         notes.append(f"resized {width}x{height} -> {new_w}x{new_h} (shorter side {shorter}, bilinear, as torchvision)")
+    pixels, cropped = centre_crop(pixels, size)
+    return np.ascontiguousarray(pixels, dtype=array.dtype), notes + cropped
+
+
+def centre_crop(array: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """torchvision's ``CenterCrop(size)`` on a (C, H, W) array: the centre ``size`` (h, w), top
+    ``int(round((H - h) / 2))`` and left likewise; a side shorter than the crop is zero-padded
+    first, floor half before and the rest after. Returns the (C, h, w) array and notes (none when
+    the array is already of that size)."""
     crop_h, crop_w = size
-    pad_h, pad_w = max(crop_h - new_h, 0), max(crop_w - new_w, 0)
-    if pad_h or pad_w:  # torchvision pads a crop larger than the image: floor half before, the rest after
-        pixels = np.pad(pixels, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
-    top = int(round((pixels.shape[1] - crop_h) / 2))
-    left = int(round((pixels.shape[2] - crop_w) / 2))
-    pixels = pixels[:, top:top + crop_h, left:left + crop_w]
-    notes.append(f"centre {crop_w}x{crop_h} cropped")
-    return np.ascontiguousarray(pixels, dtype=array.dtype), notes
+    notes = []
+    pad_h, pad_w = max(crop_h - array.shape[1], 0), max(crop_w - array.shape[2], 0)
+    if pad_h or pad_w:
+        before = array_size(array)
+        array = np.pad(array, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2)))
+        notes.append(f"zero-padded {before} -> {array_size(array)} (smaller than the crop, as torchvision)")
+    if array.shape[1:] != (crop_h, crop_w):
+        top = int(round((array.shape[1] - crop_h) / 2))
+        left = int(round((array.shape[2] - crop_w) / 2))
+        array = array[:, top:top + crop_h, left:left + crop_w]  # C, crop_h, crop_w
+        notes.append(f"centre {crop_w}x{crop_h} cropped")
+    return array, notes
 
 
 def array_size(array: np.ndarray) -> str:

@@ -8,6 +8,10 @@
                  "padding": 1}, {"name": "bn1", "type": "batchnorm2d"}, ...],
      "metadata": {...}}
 
+Or, for an ONNX network, ``"graph": "net.onnx"`` (a file beside it) in place of ``layers`` and
+``weights``: the JSON then carries what an ONNX file does not, the input rule and the labels
+(model_links.py). The input rule is io/input_rule.py's.
+
 Weights are inline (``weight``, ``bias``, ``running_mean``, ``running_var`` keys of a layer) or
 in a .npz beside the file, keyed by PyTorch's state_dict names: ``conv1.weight`` (F, C, KH, KW),
 ``conv1.bias``, ``fc1.weight`` (out, in), ``bn1.running_mean``... The whole network is built and
@@ -27,7 +31,7 @@ from ..engine.layers import ALIASES, layer_class, type_names
 from ..engine.layers.base import input_counts, keys_of
 from ..display import shown
 from ..errors import GraphError, ShapeError, SpecError
-from .images import LoadedImage, array_size, resize, resize_and_crop, shorter_side_size
+from .input_rule import INPUT_KEYS, MAX_SIDE, PRESETS, InputSpec, read_input_spec  # noqa: F401  (re-exported)
 from .reading import load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsonspec import Reader, loads
@@ -36,101 +40,13 @@ from .kernels import parse_conv_settings
 MODEL_FORMAT = "cnn-model"
 MODEL_VERSION = 2  # version 2 adds graphs: a layer's ``inputs``, the model's ``outputs``
 BUNDLED = Path(__file__).parent.parent / "models"
-TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs",
+TOP_KEYS = ("format", "version", "name", "description", "input", "labels", "weights", "layers", "outputs", "graph",
             "metadata")
-INPUT_KEYS = ("size", "color", "scale", "invert", "mean", "std", "resize")
-MAX_SIDE = 1 << 14
 ONNX_MAGIC = b"\x08"  # an ONNX ModelProto starts with ir_version: field 1, varint
 # Layers in one model file. Real networks fit with room to spare: ResNet-152 or DenseNet-201 exported
 # node by node has 500 to 1,000 nodes, EfficientNet-B7 about 2,000. 300,000 relu layers ended in an
 # internal error after 5.8 GB.
 MAX_LAYERS = 10_000
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the network takes: (H, W), gray or rgb, raw 0..255 or unit 0..1, inverted or not, and a
-    per-channel normalisation (x - mean) / std applied last.
-
-    With ``resize`` (the shorter side's length) the image is prepared as torchvision's PIL path
-    does (``Resize(resize)``, ``CenterCrop(size)``, ``ToTensor``, ``Normalize``): the 8-bit picture
-    resized by Pillow's bilinear filter keeping its aspect ratio, then the centre cropped to
-    ``size``; otherwise it is stretched to ``size`` (area averaging when it shrinks)."""
-
-    size: tuple[int, int]
-    color: str = "gray"
-    scale: str = "unit"
-    invert: bool = False
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    resize: int | None = None
-
-    @property
-    def read_scale(self) -> str:
-        """The scale to read an image in: 0..255 for the torchvision path, which resizes 8-bit pixels."""
-        return "raw" if self.resize else self.scale
-
-    @property
-    def channels(self) -> int:
-        return 3 if self.color == "rgb" else 1
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.channels, *self.size)
-
-    @property
-    def normalises(self) -> bool:
-        return any(self.mean) or any(s != 1 for s in self.std)
-
-    def apply(self, image: LoadedImage) -> LoadedImage:
-        """The image as the network takes it: resized, inverted and normalised, each step noted."""
-        array, notes, file_size = image.array, list(image.notes), None
-        if self.resize:
-            array, steps = resize_and_crop(array, self.resize, self.size)
-            file_size = image.array.shape[2], image.array.shape[1]
-            notes.extend(steps)
-            if self.scale == "unit":
-                array = array / np.asarray(255, array.dtype)  # ToTensor divides
-                notes.append("values scaled to 0..1 (divided by 255)")
-        elif array.shape[1:] != self.size:
-            array, how = resize(array, self.size)
-            file_size = image.array.shape[2], image.array.shape[1]
-            notes.append(f"resized {array_size(image.array)} -> {self.size[1]}x{self.size[0]} ({how})")
-        if self.invert:
-            array = (1 if self.scale == "unit" else 255) - array
-            notes.append(f"inverted ({'1' if self.scale == 'unit' else '255'} - x)")
-        if self.normalises:
-            mean = np.asarray(self.mean, dtype=array.dtype)[:, None, None]
-            std = np.asarray(self.std, dtype=array.dtype)[:, None, None]
-            with np.errstate(all="ignore"):  # a tiny std overflows to inf, which the run warns about
-                array = (array - mean) / std
-            notes.append(f"normalised (x - {_numbers(self.mean)}) / {_numbers(self.std)}")
-        return replace(image, array=np.ascontiguousarray(array, dtype=image.array.dtype), notes=tuple(notes),
-                       file_size=file_size or image.file_size)
-
-    def apply_bytes(self, array: np.ndarray) -> int:
-        """An upper estimate of the memory alive at once while ``apply`` makes ``array`` (C, H, W) the
-        network's input: the array, one plane and its Pillow copy, the resized planes stacked, and
-        the inverted and normalised copies. With ``resize``, the 8-bit picture, its resized planes
-        (a thin picture's longer side grows with them) and their float copy."""
-        channels, height, width = array.shape
-        out = channels * self.size[0] * self.size[1]
-        if self.resize:
-            new_h, new_w = shorter_side_size(height, width, self.resize)
-            resized = channels * new_h * new_w
-            return (array.nbytes + channels * height * width + 2 * resized + array.itemsize * resized
-                    + 3 * array.itemsize * out + (1 << 20))
-        return array.nbytes + 2 * 4 * height * width + 2 * 4 * out + 3 * array.itemsize * out + (1 << 20)
-
-    def describe(self) -> str:
-        parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]
-        if self.resize:
-            parts.insert(0, f"shorter side {self.resize}, centre crop")
-        if self.invert:
-            parts.append("inverted")
-        if self.normalises:
-            parts.append(f"(x - {_numbers(self.mean)}) / {_numbers(self.std)}")
-        return ", ".join(parts)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -143,7 +59,8 @@ class Model:
     description: str = ""
     weights_source: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    paths: tuple[Path, ...] = ()  # the files read: the model's own and its weights
+    paths: tuple[Path, ...] = ()  # the files read: the model's own, its weights, its graph and labels
+    onnx_file: Path | None = None  # the ONNX file the network was read from, if it was
 
     @property
     def params(self) -> int:
@@ -185,7 +102,7 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx
 
-        return replace(load_onnx(data, source, limits), paths=(path,))
+        return replace(load_onnx(data, source, limits), paths=(path,), onnx_file=path)
     model = parse_model(loads(data, source), source, path.parent, limits)
     return replace(model, paths=(path, *model.paths))
 
@@ -193,7 +110,9 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
 def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS) -> Model:
     """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for."""
     read = Reader(source)
-    read.object(document, "", TOP_KEYS, required=("format", "version", "input", "layers"))
+    graph = isinstance(document, dict) and "graph" in document  # the network is an ONNX file beside this one
+    read.object(document, "", TOP_KEYS, required=("format", "version") if graph else ("format", "version", "input",
+                                                                                      "layers"))
     fmt = read.string(document["format"], "format")
     if fmt != MODEL_FORMAT:
         raise read.fail("format", f"expected {MODEL_FORMAT!r}, got {fmt!r}")
@@ -203,11 +122,17 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     # Names, descriptions, labels and the weights file's name are shown to people: printable text.
     name = read.text(document["name"], "name", empty=False) if "name" in document else shown(Path(source).stem)
     description = read.text(document.get("description", ""), "description")
-    spec = _input_spec(read.within("input"), document["input"])
     metadata = document.get("metadata", {})
     if not isinstance(metadata, dict):
         raise read.fail("metadata", "expected an object (free-form: data set, accuracy, ...)")
     read.unicode(metadata, "metadata")  # free-form, but written out as JSON
+    if graph:  # the network, its input shape and default rule from the ONNX file; the rest from here
+        from .model_links import graph_model
+
+        model = graph_model(read, document, version, folder, limits)
+        return replace(model, name=name, source=source, description=description or model.description,
+                       metadata={**metadata, **model.metadata})
+    spec = read_input_spec(read.within("input"), document["input"])
     weights_source: str | None = None
     stored: dict[str, np.ndarray] = {}
     paths: tuple[Path, ...] = ()
@@ -224,54 +149,36 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     weights = _Weights(stored, weights_source)
     network, out_shape = _build_network(read, document, spec, weights, version)
     weights.check_all_used()
-    labels = _labels(read, document.get("labels"), out_shape)
-    return Model(name, spec, labels, network, source, description, weights_source, metadata, paths)
+    labels, labels_paths = labels_field(read, document.get("labels"), out_shape, folder, limits)
+    return Model(name, spec, labels, network, source, description, weights_source, metadata, paths + labels_paths)
 
 
-def _input_spec(read: Reader, value: Any) -> InputSpec:
-    read.object(value, "", INPUT_KEYS, required=("size",))
-    size = read.pair(value["size"], "size", 1, MAX_SIDE)
-    resize = read.integer(value["resize"], "resize", 1, MAX_SIDE) if "resize" in value else None
-    color = read.string(value.get("color", "gray"), "color", ("gray", "rgb"))
-    channels = 3 if color == "rgb" else 1
-    mean = _per_channel(read, value.get("mean", 0.0), "mean", channels)
-    std = _per_channel(read, value.get("std", 1.0), "std", channels)
-    for i, s in enumerate(std):
-        if s <= 0:
-            raise read.fail(f"std[{i}]" if isinstance(value.get("std"), list) else "std", f"must be above 0, got {s:g}")
-    return InputSpec(size, color, read.string(value.get("scale", "unit"), "scale", ("raw", "unit")),
-                     read.boolean(value.get("invert", False), "invert"), mean, std, resize)
-
-
-# torchvision's ImageNet classification preprocessing (transforms.Resize(256), CenterCrop(224),
-# ToTensor, Normalize with the ImageNet statistics), for --preset imagenet.
-PRESETS = {"imagenet": InputSpec((224, 224), "rgb", "unit", False, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                                 256)}
-
-
-def _per_channel(read: Reader, value: Any, path: str, channels: int) -> tuple[float, ...]:
-    if not isinstance(value, list):
-        return (read.number(value, path),) * channels
-    if len(value) not in (1, channels):
-        expected = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
-        raise read.fail(path, f"expected {expected}, got {len(value)}")
-    numbers = tuple(read.number(v, f"{path}[{i}]") for i, v in enumerate(value))
-    return numbers * channels if len(numbers) == 1 else numbers
-
-
-def _labels(read: Reader, value: Any, out_shape: tuple[int, ...]) -> tuple[str, ...]:
+def labels_field(read: Reader, value: Any, out_shape: tuple[int, ...], folder: Path,
+                 limits: Limits = DEFAULT_LIMITS) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """The class names of a model file's ``labels``: a list of unique names, or the name of a text
+    file beside it, one name per line (as ``--labels``); one per value of the output vector.
+    Returns them and the file read, if any."""
     if value is None:
-        return ()
-    if not isinstance(value, list) or not value:
-        raise read.fail("labels", "expected a list of class names")
-    labels = tuple(read.text(v, f"labels[{i}]", empty=False) for i, v in enumerate(value))
-    for i, label in enumerate(labels):
-        if label in labels[:i]:
-            raise read.fail(f"labels[{i}]", f"{label!r} is also labels[{labels.index(label)}]; names must be unique")
+        return (), ()
+    paths: tuple[Path, ...] = ()
+    if isinstance(value, str):
+        from .model_links import labels_file
+
+        labels, path = labels_file(read, value, folder, limits)
+        paths = (path,)
+    elif not isinstance(value, list) or not value:
+        raise read.fail("labels", "expected a list of class names, or the name of a text file of them beside the "
+                                  "model file")
+    else:
+        labels = tuple(read.text(v, f"labels[{i}]", empty=False) for i, v in enumerate(value))
+        for i, label in enumerate(labels):
+            if label in labels[:i]:
+                raise read.fail(f"labels[{i}]", f"{label!r} is also labels[{labels.index(label)}]; names must be "
+                                                "unique")
     if len(out_shape) != 1 or out_shape[0] != len(labels):
         raise read.fail("labels", f"has {len(labels)} names but the network's output has shape {out_shape}; "
                                   "expected one name per output value")
-    return labels
+    return labels, paths
 
 
 class _Weights:
@@ -530,6 +437,3 @@ class LayerSpec:
         """The array ``key`` of this layer, inline or as ``<layer>.<key>`` in the weights file, of ``shape``."""
         return self.weights.take(self.read, self.item, self.name, key, shape, required)  # type: ignore[return-value]
 
-
-def _numbers(values: tuple[float, ...]) -> str:
-    return f"{values[0]:g}" if len(set(values)) == 1 else "[" + ", ".join(f"{v:g}" for v in values) + "]"

@@ -217,14 +217,15 @@ def zip_directory_claims(data: bytes) -> tuple[int, int] | None:
     return entries, size
 
 
-def read_labels(path: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
+def read_labels(path: str, limits: Limits = DEFAULT_LIMITS, regular_only: bool = False) -> tuple[str, ...]:
     """Class names from a text file, one per line (as torchvision's imagenet_classes.txt): UTF-8,
     blank lines at the end ignored. Names may repeat (ImageNet has two "crane"s); a blank line
-    between names, or a control character, is an error naming its line."""
+    between names, or a control character, is an error naming its line. ``regular_only`` for a
+    file named inside another file (read_bytes)."""
     from ..errors import SpecError
 
     data = read_bytes(path, kind="model", error=SpecError, expected="a text file of class names, one per line",
-                      limits=limits, regular_only=False)
+                      limits=limits, regular_only=regular_only)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -111,9 +111,11 @@ def model_record(model: Model) -> dict[str, Any]:
     """The model's name, files, input rule and labels; and the layers its file names as extra
     ``outputs`` (auxiliary heads), when it names any."""
     spec = model.input
-    record = {"name": model.name, "source": model.source, "weights": model.weights_source,
-              "input": {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
-                        "mean": list(spec.mean), "std": list(spec.std)},
+    rule: dict[str, Any] = {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
+                            "mean": list(spec.mean), "std": list(spec.std)}
+    if spec.resize or spec.crop:  # only then: a rule that stretches writes the record it always wrote
+        rule.update({"resize": spec.resize, "crop": list(spec.size)})
+    record = {"name": model.name, "source": model.source, "weights": model.weights_source, "input": rule,
               "labels": list(model.labels)}
     if model.network.outputs:
         record["outputs"] = list(model.network.outputs)
