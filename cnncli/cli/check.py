@@ -16,8 +16,8 @@ Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help
 @app.command(cls=PanelledCommand)
 def check(
     model: Annotated[str, typer.Argument(help="An .onnx model file, or a bundled model or model JSON file (written "
-                                              "as ONNX in memory first).", show_default=False)],
-    image: Annotated[str, typer.Argument(help="An image file, or an .npy tensor used as given.",
+                                              "as ONNX in memory first).", metavar="MODEL", show_default=False)],
+    image: Annotated[str, typer.Argument(help="An image file, or an .npy tensor used as given.", metavar="IMAGE",
                                          show_default=False)],
     color: opt.Color = None,
     scale: opt.Scale = None,

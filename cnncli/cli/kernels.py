@@ -17,7 +17,7 @@ def kernels(
     names: Annotated[Optional[list[str]], typer.Argument(
         help="Kernels to show: built-in names, kernel files, or families with arguments (gaussian:sigma=2, "
              "gabor:theta=30, sobel:angles=0,45,90,135); all built-in ones if none.",
-        show_default=False)] = None,
+        metavar="[NAME]...", show_default=False)] = None,
     format: Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")] = "table",
     export: Annotated[Optional[str], typer.Option(
         metavar="DIR", show_default=False,

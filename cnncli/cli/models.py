@@ -17,7 +17,7 @@ Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help
 @app.command(cls=PanelledCommand)
 def summary(
     model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON or .onnx file.",
-                                         show_default=False)],
+                                         metavar="MODEL", show_default=False)],
     format: Format = "table",
     max_memory: MaxMemory = None,
     max_file_size: MaxFileSize = None,
@@ -66,7 +66,7 @@ def models(format: Format = "table") -> None:
 @app.command(cls=PanelledCommand)
 def export(
     model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON file.",
-                                         show_default=False)],
+                                         metavar="MODEL", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE.onnx", show_default=False,
                                         help="Where to write the ONNX file (- for stdout).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,

@@ -18,7 +18,7 @@ INPUT, MODEL, CONV, LAYERS, OUTPUT, BATCH, LIMITS = ("Input", "Model", "Convolut
                                                     "Many images", "Limits")
 
 Image = Annotated[str, typer.Argument(help="Image file (PNG, JPEG, BMP, GIF, TIFF, WebP), or - for stdin.",
-                                      show_default=False)]
+                                      metavar="IMAGE", show_default=False)]
 Images = Annotated[list[str], typer.Argument(metavar="IMAGE...",
     help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP), folders of them, quoted globs such as 'photos/**/*.jpg', "
          "or - for stdin.", show_default=False)]
