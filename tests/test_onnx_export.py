@@ -20,7 +20,6 @@ ort = pytest.importorskip("onnxruntime")
 from cnncli.io import onnx_export  # noqa: E402
 from cnncli.io.onnx_export import export_model  # noqa: E402
 from cnncli.io.onnx_import import load_onnx  # noqa: E402
-from zoo_models import MARK  # noqa: E402
 
 
 def _model_files(folder):
@@ -29,7 +28,7 @@ def _model_files(folder):
 
 BUNDLED = [path.stem for path in bundled_models()]  # by name, as `cnn export digits` takes them
 MODELS = [*BUNDLED, *_model_files(ROOT / "docs" / "examples"), *_model_files(ROOT / "tests" / "data")]
-ONNX_FILES = sorted((ROOT / "tests" / "data").rglob("*.onnx"))  # stripped: with_weights fills them in
+ONNX_FILES = sorted((ROOT / "tests" / "data").rglob("*.onnx"))  # the zoo: exported in tests/test_zoo.py
 
 
 def session(data):
@@ -83,38 +82,9 @@ def test_every_model_file_round_trips_through_onnx_runtime(spec):
         assert_close(again[step.name], step.output, step.name)
 
 
-def with_weights(path):
-    """The stripped ONNX file's bytes with weights in every stripped initializer: a seeded block of
-    normal values tiled to its size, with the recorded mean and std, clipped to the recorded range.
-    zoo_models.inflate draws each value instead, which takes seconds for the 60 and 130 million of
-    AlexNet's and VGG's classifiers; a round trip needs values in range, not those ones."""
-    model = onnx.load_model(str(path))
-    block = np.random.default_rng(0).standard_normal(4093, dtype=np.float32)
-    for tensor in model.graph.initializer:
-        if tensor.doc_string.startswith(MARK):
-            stats = json.loads(tensor.doc_string[len(MARK):])
-            values = np.resize(block * np.float32(stats["std"]) + np.float32(stats["mean"]), tuple(tensor.dims))
-            np.clip(values, stats["min"], stats["max"], out=values)
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-            tensor.raw_data = values.astype(dtype, copy=False).tobytes()
-    return model.SerializeToString()
-
-
-@pytest.mark.parametrize("path", ONNX_FILES, ids=[p.stem for p in ONNX_FILES])
-def test_every_onnx_file_imports_and_exports_to_the_same_outputs(path):
-    """Each ONNX file of tests/data (real architectures), read by cnn and written back: ONNX Runtime
-    runs the export to the original's outputs (ONNX Runtime on the original is the reference)."""
-    data = with_weights(path)
-    model = load_onnx(data, path.name)
-    x = np.random.default_rng(6).random((1, *model.input.shape), dtype=np.float32)
-    original = session(data)
-    expected = original.run(None, {original.get_inputs()[0].name: x})[0]
-    assert_close(ort_outputs(export_model(model), x)[0], expected, path.stem)
-
-
 def test_the_round_trips_cover_every_model_file():
     """Every file of docs/examples and tests/data that loads as a model, and every bundled model, is in
-    the lists above: nothing is left out."""
+    the lists above or (the zoo's real architectures) exported in tests/test_zoo.py: nothing is left out."""
     listed = {*MODELS, *(str(p) for p in ONNX_FILES)}
     assert "digits" in BUNDLED and len(ONNX_FILES) >= 10 and len(MODELS) >= 9
     for folder in (ROOT / "docs" / "examples", ROOT / "tests" / "data"):

@@ -14,6 +14,7 @@ pytest.importorskip("onnxruntime")
 from zoo_models import TESTED, inflate, zoo_names  # noqa: E402
 
 from cnncli.io.modelfile import load_model  # noqa: E402
+from cnncli.io.onnx_export import export_model  # noqa: E402
 from cnncli.io.onnx_import.check import check_steps, reference_values  # noqa: E402
 
 # Layers each architecture must have become: what makes it that network, not a chain that happens to load.
@@ -50,7 +51,8 @@ def test_every_zoo_file_is_tested():
 @pytest.mark.parametrize("name", sorted(CHARACTERISTIC))
 def test_every_node_of_a_real_architecture_matches_onnx_runtime(name, zoo_files):
     """Every node within 1e-4 of the tensor's scale of ONNX Runtime's (graph optimisations off), the
-    logits within 1e-5; the network keeps the layers that make the architecture what it is."""
+    logits within 1e-5; the network keeps the layers that make the architecture what it is; and
+    `cnn export` writes it back to a file that ONNX Runtime runs to the same logits (1e-5)."""
     path = zoo_files(name)
     model = load_model(str(path))
     x = np.random.default_rng(5).random(model.input.shape, dtype=np.float32)
@@ -63,6 +65,10 @@ def test_every_node_of_a_real_architecture_matches_onnx_runtime(name, zoo_files)
     logits = next(check for check in checks if check.name == "logits")
     assert logits.max_rel <= 1e-5
     assert CHARACTERISTIC[name] <= {layer.type for layer in model.network.layers}
+    # Written back as ONNX by `cnn export`: ONNX Runtime runs it to the original's logits.
+    exported, _ = reference_values(export_model(model), x, [], "exported")
+    scale = float(np.abs(reference["logits"]).max())
+    assert float(np.abs(exported["logits"] - reference["logits"]).max()) <= 1e-5 * scale
 
 
 def test_cnn_check_passes_on_a_real_architecture(zoo_files, tmp_path):
