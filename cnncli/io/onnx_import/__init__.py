@@ -37,7 +37,7 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
                        source=source) from None
     from ..modelfile import Model
     from .build import Importer
-    from . import math_ops, spatial_ops, tensor_ops  # noqa: F401  (register their converters)
+    from . import math_ops, norm_ops, spatial_ops, tensor_ops  # noqa: F401  (register their converters)
     from .ops import CONVERTERS
     from .tensors import to_array
 

@@ -144,6 +144,22 @@ def elu(imp: Importer, attrs: dict[str, Any]) -> None:
     unary(imp, L.ELU(float(attrs.get("alpha", 1.0)), layer_name(imp)))
 
 
+@converts("Selu")
+def selu(imp: Importer, attrs: dict[str, Any]) -> None:
+    """gamma * elu(x, alpha): an elu layer, then the scale as an affine layer named by the node's output."""
+    source, _ = imp.tensor(0)
+    alpha = float(attrs.get("alpha", 1.6732632423543772))
+    gamma = float(attrs.get("gamma", 1.0507009873554805))
+    elu_name = imp.name_for(imp.output() + "/elu")
+    imp.emit(L.ELU(alpha, elu_name), [source])
+    imp.emit(L.Affine(np.asarray(gamma, np.float32), None, layer_name(imp)), [elu_name], imp.output())
+
+
+@converts("Mish")
+def mish(imp: Importer, attrs: dict[str, Any]) -> None:
+    unary(imp, L.Mish(layer_name(imp)))
+
+
 @converts("Softplus")
 def softplus(imp: Importer, attrs: dict[str, Any]) -> None:
     # ONNX's is log(1 + exp(x)) everywhere; PyTorch's threshold 20 differs from it by < 2.1e-9.
