@@ -257,6 +257,10 @@ def _constant(attrs: dict[str, Any], importer: Importer) -> np.ndarray:
     from .tensors import to_array
 
     if "value" in attrs:
+        from onnx import TensorProto
+
+        if not isinstance(attrs["value"], TensorProto):
+            raise importer.fail(f"value is {type(attrs['value']).__name__}; expected a tensor")
         return to_array(attrs["value"], importer.source, importer.node_label, importer.external)
     for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
                        ("value_ints", np.int64)):

@@ -82,6 +82,8 @@ class ExternalData:
     def _fields(self, tensor: Any, where: str) -> dict[str, str]:
         fields: dict[str, str] = {}
         for entry in tensor.external_data:
+            if not (isinstance(entry.key, str) and isinstance(entry.value, str)):  # protobuf's bytes: not UTF-8
+                raise self.fail(where, "external_data holds text that is not valid UTF-8")
             if entry.key not in KEYS:
                 raise self.fail(where, f"external_data key {entry.key[:40]!r} is not one of {', '.join(KEYS)}")
             if entry.key in fields:
