@@ -1152,15 +1152,18 @@ def test_hostile_or_broken_external_data_is_one_error_naming_the_initializer(tmp
     assert err.startswith(f"cnn: {path}: {why}"), err
 
 
-def test_external_data_counts_toward_the_model_file_size_limit(tmp_path, capsys):
-    """The model and its data files are held together: over --max-file-size, one line names the limit."""
+@pytest.mark.parametrize("flag, factor, over", [("--max-file-size", 1, "over the limit"),
+                                                ("--max-memory", 3, "over what the memory limit leaves")])
+def test_external_data_counts_toward_the_model_file_size_limit(tmp_path, capsys, flag, factor, over):
+    """The model and its data files are held together: over --max-file-size (or a third of --max-memory, the room
+    an ONNX file's bytes get), one line names the limit and its flag; with exactly room for both, it loads."""
     path = save_external(_external_chain(), tmp_path / "model")
-    size = path.stat().st_size
-    code, out, err = run_main(capsys, "summary", str(path), "--max-file-size", str(size + 100))
+    size = path.stat().st_size + (path.parent / "weights.bin").stat().st_size
+    code, out, err = run_main(capsys, "summary", str(path), flag, str((size - 1) * factor))
     assert code == 1 and out == "" and err.count("\n") == 1
     assert err.startswith(f"cnn: {path}: initializer ") and "with its external data file 'weights.bin' the model " \
-        "comes to" in err and "over the limit" in err, err
-    code, _, err = run_main(capsys, "summary", str(path), "--max-file-size", str(size + 2000))
+        f"comes to {size / 1024:.1f} KiB ({size:,} bytes), {over}" in err and f"({flag} raises it)" in err, err
+    code, _, err = run_main(capsys, "summary", str(path), flag, str(size * factor))
     assert code == 0, err
 
 
@@ -1208,6 +1211,13 @@ def test_cycles_two_writers_and_empty_ops_are_one_error_naming_the_nodes(tmp_pat
         ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     err = _bad(capsys, save(model, tmp_path))
     assert why in err, err
+
+
+def test_an_initializer_given_twice_is_refused(tmp_path, capsys):
+    """Two initializers of one name: ORT warns that it takes one of them; cnn refuses rather than guess which."""
+    nodes, inits = chain_nodes()
+    inits += weights(w1=np.zeros((4, 3, 3, 3), np.float32))
+    assert "initializer w1: is given twice; expected one tensor of each name" in _bad(capsys, save(graph_model(nodes, inits), tmp_path))
 
 
 def _opsets(model, *opsets):

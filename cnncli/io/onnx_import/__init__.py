@@ -57,6 +57,9 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
     if graph.sparse_initializer:
         raise SpecError("has sparse initializers, which cnn does not read yet", source=source)
     for tensor in graph.initializer:
+        if tensor.name in importer.consts:  # ONNX Runtime warns and takes one of them: which is not said
+            raise SpecError(f"initializer {tensor.name}: is given twice; expected one tensor of each name",
+                            source=source)
         importer.consts[tensor.name] = to_array(tensor, source, f"initializer {tensor.name}", external)
     limits.check_memory(sum(a.nbytes for a in importer.consts.values()), source, "holding its weights")
     # Old files (IR < 4) list every initializer as a graph input too; the real input is the rest.

@@ -145,8 +145,13 @@ class ExternalData:
     def _over(self, where: str, location: str, total: int, limit: int, field: str) -> LimitError:
         what = "the limit" if field == "max_file_size" else "what the memory limit leaves"
         return LimitError(f"{where}: with its external data file {location[:200]!r} the model comes to "
-                          f"{format_bytes(total)}, over {what} ({format_bytes(limit)}) for an ONNX model and its "
-                          "data files", source=self.source, limit=field)
+                          f"{_size(total)}, over {what} ({_size(limit)}) for an ONNX model and its data files",
+                          source=self.source, limit=field)
+
+
+def _size(size: int) -> str:
+    """1.5 GiB (1,610,612,736 bytes): exact where the short form rounds."""
+    return format_bytes(size) + (f" ({size:,} bytes)" if size >= 1024 else "")
 
 
 def _whole(text: str, key: str, where: str, external: ExternalData) -> int:
