@@ -44,14 +44,14 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
     from ..modelfile import Model
     from .build import Importer
     from . import math_ops, spatial_ops, tensor_ops  # noqa: F401  (register their converters)
+    from .external import ExternalData
     from .ops import CONVERTERS
     from .tensors import to_array
-
-    from .external import ExternalData
 
     model = _parse(onnx, data, source)
     graph = model.graph
     opset = _opset(onnx, model, source)
+    nodes = _in_order(graph, source)
     external = ExternalData(folder, source, limits, len(data))
     importer = Importer(source, opset, external=external)
     if graph.sparse_initializer:
@@ -71,7 +71,6 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
     spec = _input_spec(inputs[0], source)
     importer.tensors[inputs[0].name] = (INPUT, spec.shape)
     importer.shapes[INPUT] = spec.shape
-    nodes = _in_order(graph, source)
     for node in nodes:
         for name in node.input:
             importer.consumers[name] = importer.consumers.get(name, 0) + 1
