@@ -1123,7 +1123,7 @@ def _outside(folder):
 def test_hostile_or_broken_external_data_is_one_error_naming_the_initializer(tmp_path, capsys, case, why):
     """External data outside the model's folder (by '..', an absolute path, a link out of it), missing, not a regular
     file, with a range past the file's end or a size that is not its dims', or written wrong: one line naming the
-    model file and the initializer, exit 1, and nothing outside the folder is read."""
+    model file and the initializer, exit 1; the file outside the folder, which would fit w1, is never used."""
     import os
 
     folder = tmp_path / "model"
