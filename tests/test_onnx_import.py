@@ -848,3 +848,456 @@ def test_reshapes_and_slices_cnn_does_not_compute_are_refused(tmp_path, capsys, 
                     a=np.int64([1]), neg=np.int64([-1]), zero=np.int64([0]))
     message = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
     assert why in message and "cannot import" in message
+
+
+# -- real files as they come: narrow and wide float weights, Casts, batch dims, several outputs ------------
+def _float_tensor(values, kind, name, stored):
+    """A TensorProto of ``values`` as ``kind`` (FLOAT16, DOUBLE, BFLOAT16), ``stored`` in raw_data or in the typed
+    field exporters use (float16 and bfloat16 as their bits in int32_data, float64 in double_data)."""
+    values = np.asarray(values, np.float32)
+    if kind == TensorProto.BFLOAT16:
+        bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # truncation keeps the test exact: values are bf16
+        exact = (bits.astype(np.uint32) << 16).view(np.float32)
+    elif kind == TensorProto.FLOAT16:
+        bits, exact = values.astype(np.float16).view(np.uint16), values.astype(np.float16).astype(np.float32)
+    else:
+        bits, exact = None, values.astype(np.float64)
+    tensor = TensorProto(name=name, data_type=kind, dims=values.shape)
+    if stored == "raw":
+        tensor.raw_data = (bits if bits is not None else exact).tobytes()
+    elif kind == TensorProto.DOUBLE:
+        tensor.double_data.extend(exact.ravel().tolist())
+    else:
+        tensor.int32_data.extend(bits.ravel().astype(np.int32).tolist())
+    return tensor, exact.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind, stored", [(TensorProto.FLOAT16, "raw"), (TensorProto.FLOAT16, "typed"),
+                                          (TensorProto.DOUBLE, "raw"), (TensorProto.DOUBLE, "typed"),
+                                          (TensorProto.BFLOAT16, "raw"), (TensorProto.BFLOAT16, "typed")])
+def test_float16_float64_and_bfloat16_weights_match_ort(tmp_path, kind, stored):
+    """Weights stored as float16, float64 or bfloat16, in raw_data or in int32_data/double_data, each Cast to
+    float for the Conv and Gemm as exporters write them, match ORT at every node; cnn holds them as float32."""
+    w, w_exact = _float_tensor(RNG.standard_normal((4, 3, 3, 3)), kind, "w_stored", stored)
+    fw, fw_exact = _float_tensor(RNG.standard_normal((5, 64)), kind, "fw_stored", stored)
+    nodes = [helper.make_node("Cast", ["w_stored"], ["w"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["fw_stored"], ["fw"], to=TensorProto.FLOAT),
+             helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fw"], ["logits"], transB=1)]
+    loaded = compare(graph_model(nodes, [w, fw]), tmp_path, expect_layers=["conv2d", "relu", "maxpool2d", "flatten",
+                                                                            "dense"])
+    conv, dense = loaded.network.layers[0], loaded.network.layers[-1]
+    assert conv.weight.dtype == np.float32 and np.array_equal(conv.weight, w_exact)
+    assert np.array_equal(dense.weight, fw_exact)
+
+
+def _ort_every(model, x):
+    """ORT's value of every node output of ``model`` (whatever its type) for the batch ``x``."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {value.name for value in probe.graph.output}
+    probe.graph.output.extend(helper.make_value_info(name, onnx.TypeProto()) for node in probe.graph.node
+                              for name in node.output if name not in present)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    wanted = [value.name for value in probe.graph.output]
+    return dict(zip(wanted, session.run(wanted, {"x": x})))
+
+
+def _half_model(dtype, casts):
+    """conv-relu-pool-flatten-gemm in ``dtype`` (FLOAT16 or FLOAT); with ``casts`` its float32 input and output are
+    Cast to and from it, as onnxconverter-common's float16 conversion (keep_io_types) writes them."""
+    rng = np.random.default_rng(3)
+    arrays = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4), "fw": rng.standard_normal((5, 64)) / 8}
+    np_type = np.float16 if dtype == TensorProto.FLOAT16 else np.float32
+    inits = [numpy_helper.from_array(a.astype(np.float16).astype(np_type), name) for name, a in arrays.items()]
+    nodes = [helper.make_node("Conv", ["xh", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fw"], ["logits"], transB=1)]
+    if casts:
+        nodes = [helper.make_node("Cast", ["x"], ["xh"], to=dtype), *nodes,
+                 helper.make_node("Cast", ["logits"], ["out"], to=TensorProto.FLOAT)]
+    else:
+        nodes[0].input[0] = "x"
+    io_type = TensorProto.FLOAT if casts else dtype
+    graph = helper.make_graph(nodes, "half", [helper.make_tensor_value_info("x", io_type, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], io_type, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("casts", [False, True])
+def test_a_float16_model_is_computed_in_float32_from_its_exact_weights(tmp_path, casts):
+    """A float16 model (float16 input, or float32 input and output Cast around float16 nodes) gives, at every node,
+    what ORT gives for its float32 twin (the same float16 weights, widened) to 1e-5 of the tensor's scale, and
+    what ORT's own float16 run gives to 1e-2 (float16's precision, about 1e-3, over sums of 27 and 64 terms)."""
+    model = _half_model(TensorProto.FLOAT16, casts)
+    loaded = load_model(str(save(model, tmp_path)))
+    x = RNG.random((3, 8, 8)).astype(np.float32)
+    steps = {step.name: step.output for step in loaded.network.forward(x)[1:]}
+    twin = _ort_every(_half_model(TensorProto.FLOAT, False), x[None])
+    half = _ort_every(model, x[None] if casts else x[None].astype(np.float16))
+    for name in ("c", "r", "p", "f", "logits"):
+        scale = float(np.abs(twin[name]).max())
+        assert np.abs(steps[name] - twin[name][0]).max() <= 1e-5 * scale, name
+        assert np.abs(steps[name] - half[name][0].astype(np.float32)).max() <= 1e-2 * scale, name
+    assert loaded.network.layers[-1].name == ("out" if casts else "logits")
+
+
+def test_a_cast_of_a_map_to_integers_is_refused(tmp_path, capsys):
+    """Cast of a computed map to int64 is listed as unsupported: cnn computes maps as floats."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Cast", ["c"], ["i"], to=TensorProto.INT64)]
+    err = _bad(capsys, save(graph_model(nodes, weights(w=(2, 3, 3, 3))), tmp_path))
+    assert "Cast (node i: casts a map to data type 7; cnn computes maps as floats)" in err
+
+
+@pytest.mark.parametrize("batch", ["N", "batch_size", None, 1])
+def test_a_dynamic_or_fixed_batch_dimension_is_read_as_one_image(tmp_path, batch):
+    """The batch dimension may be a name ('N', 'batch_size'), missing or 1: each gives the same model, and ORT agrees."""
+    nodes, inits = chain_nodes()
+    model = graph_model(nodes, inits, batch="N")
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if batch is None:
+        dim.Clear()
+    elif isinstance(batch, int):
+        dim.dim_value = batch
+    else:
+        dim.dim_param = batch
+    assert dim.WhichOneof("value") == (None if batch is None else "dim_value" if batch == 1 else "dim_param")
+    loaded = compare(model, tmp_path)
+    assert loaded.input.shape == (3, 8, 8)
+
+
+def _two_headed(order):
+    """A network with two heads, a softmax of 'logits' and a sigmoid of the features: the graph's outputs are
+    listed in ``order``."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["gap"]), helper.make_node("Flatten", ["gap"], ["feat"]),
+             helper.make_node("Gemm", ["feat", "fw"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["prob"], axis=1),
+             helper.make_node("Sigmoid", ["feat"], ["aux"])]
+    rng = np.random.default_rng(4)
+    inits = weights(w=rng.standard_normal((4, 3, 3, 3)).astype(np.float32), fw=rng.standard_normal((5, 4)).astype(np.float32))
+    return graph_model(nodes, inits, outputs=list(order))
+
+
+@pytest.mark.parametrize("order, last", [(["prob", "aux"], "prob"), (["aux", "prob"], "aux"),
+                                         (["logits", "prob"], "prediction")])
+def test_the_first_of_several_outputs_is_the_prediction_and_all_are_shown(tmp_path, order, last):
+    """With several graph outputs, the first is the network's last step (its prediction) and the others are its
+    outputs; every one matches ORT. An output that a later one reads is copied to a last step, 'prediction'."""
+    model = _two_headed(order)
+    loaded = compare(model, tmp_path)
+    network = loaded.network
+    assert network.layers[-1].name == last
+    assert set(network.outputs) == set(order) - {last}
+    x = RNG.random((3, 8, 8)).astype(np.float32)
+    steps = network.forward(x)
+    reference = ort_values(model, x, [])
+    assert np.allclose(steps[-1].output, reference[order[0]][0], rtol=1e-5, atol=1e-7)
+
+
+def test_cli_run_json_shows_each_output_and_predicts_from_the_first(tmp_path):
+    """`cnn run -f json` with a two-output model: each output is a layer with its values' statistics, the model
+    lists the other output, and the predictions come from the first output (its 5 classes, ranked)."""
+    path = save(_two_headed(["prob", "aux"]), tmp_path)
+    image = tmp_path / "x.npy"
+    x = RNG.random((3, 8, 8)).astype(np.float32)
+    np.save(image, x)
+    result = invoke("run", str(image), "--model", str(path), "-f", "json")
+    assert result.exit_code == 0, result.stderr
+    trace = json.loads(result.stdout)
+    layers = {layer["name"]: layer for layer in trace["layers"]}
+    assert trace["layers"][-1]["name"] == "prob" and "aux" in layers
+    assert trace["model"]["outputs"] == ["aux"]
+    reference = ort_values(_two_headed(["prob", "aux"]), x, [])
+    assert layers["aux"]["shape"] == [4] and layers["prob"]["shape"] == [5]
+    assert layers["aux"]["stats"]["max"] == pytest.approx(float(reference["aux"].max()), rel=1e-5)
+    ranked = [p["index"] for p in trace["predictions"]]
+    assert ranked == list(np.argsort(-reference["prob"][0], kind="stable"))
+
+
+# -- external data: tensors in files beside the model, inside its folder only ------------------------------
+def save_external(model, folder, *, one_file=True, location="weights.bin", attributes=False):
+    """``model`` saved by onnx.save_model with its tensors as external data in ``folder`` (the model itself is left
+    as it was); returns the .onnx path."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    folder.mkdir(exist_ok=True)
+    path = folder / "net.onnx"
+    onnx.save_model(copy, str(path), save_as_external_data=True, all_tensors_to_one_file=one_file, location=location,
+                    size_threshold=0, convert_attribute=attributes)
+    return path
+
+
+def _external_chain():
+    """chain_nodes with a Constant node's tensor and float16 weights (Cast to float) among its tensors."""
+    nodes, inits = chain_nodes()
+    half = numpy_helper.from_array(RNG.standard_normal((5,)).astype(np.float16), "fb_half")
+    inits = [i for i in inits if i.name != "fb"] + [half]
+    offset = numpy_helper.from_array(RNG.standard_normal((5,)).astype(np.float32), "offset_value")
+    nodes[5:5] = [helper.make_node("Cast", ["fb_half"], ["fb"], to=TensorProto.FLOAT),
+                  helper.make_node("Constant", [], ["offset"], value=offset)]
+    nodes.insert(-1, helper.make_node("Add", ["fc", "offset"], ["shifted"]))
+    nodes[-1].input[0] = "shifted"
+    return graph_model(nodes, inits)
+
+
+@pytest.mark.parametrize("one_file", [True, False])
+def test_external_data_in_one_file_or_one_per_tensor_matches_ort(tmp_path, one_file):
+    """A model saved by onnx.save_model(save_as_external_data=True), its tensors (a Constant's too) all in one file
+    or one file each, is read from its folder and matches ORT, which reads the same files, at every node."""
+    model = _external_chain()
+    path = save_external(model, tmp_path / "model", one_file=one_file, attributes=True)
+    stored = onnx.load(str(path), load_external_data=False)
+    assert all(t.data_location == TensorProto.EXTERNAL for t in stored.graph.initializer)
+    loaded = load_model(str(path))
+    x = RNG.random(loaded.input.shape).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    expected = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"x": x[None]})
+    steps = loaded.network.forward(x)
+    assert steps[-1].name == "prob"
+    assert np.allclose(steps[-1].output, expected[0][0], rtol=1e-5, atol=1e-7)
+    inline = {step.name: step.output for step in compare(model, tmp_path).network.forward(x)}
+    for step in steps[1:]:
+        assert np.array_equal(step.output, inline[step.name]), step.name  # as the same model with its data inside
+    assert loaded.paths[0] == path  # then the data files, which no output may overwrite
+    assert sorted(p.name for p in loaded.paths[1:]) == (["weights.bin"] if one_file else sorted(
+        ["w1", "b1", "s", "bb", "m", "v", "fw", "fb_half", "offset_value"]))
+
+
+def test_external_data_through_a_link_inside_the_folder_is_read(tmp_path):
+    """A data file reached through a symbolic link that stays inside the model's folder is read."""
+    path = save_external(_external_chain(), tmp_path / "model", location="real.bin")
+    (tmp_path / "model" / "data").mkdir()
+    (tmp_path / "model" / "real.bin").rename(tmp_path / "model" / "data" / "real.bin")
+    (tmp_path / "model" / "real.bin").symlink_to("data/real.bin")
+    assert load_model(str(path)).network.layers[0].type == "conv2d"
+
+
+def _edit_external(path, name="w1", **fields):
+    """Rewrite the external_data entries of initializer ``name`` in the .onnx file at ``path`` (a value of None
+    removes the key)."""
+    model = onnx.load(str(path), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    entries = {entry.key: entry.value for entry in tensor.external_data}
+    entries.update(fields)
+    del tensor.external_data[:]
+    for key, value in entries.items():
+        if value is not None:
+            tensor.external_data.add(key=key, value=str(value))
+    path.write_bytes(model.SerializeToString())
+
+
+def _outside(folder):
+    """A file of the right size for w1 (4*3*3*3 float32) beside the model's folder, not in it."""
+    secret = folder.parent / "secret.bin"
+    secret.write_bytes(np.ones(108, np.float32).tobytes())
+    return secret
+
+
+@pytest.mark.parametrize("case, why", [
+    ("dotdot", "initializer w1: external data location '../secret.bin' climbs out with '..'; expected a file inside "
+               "the model's folder"),
+    ("inner dotdot", "initializer w1: external data location 'sub/../../secret.bin' climbs out with '..'"),
+    ("absolute", "initializer w1: external data location '/"),
+    ("link out", "initializer w1: external data location 'link.bin' is a symbolic link (or passes through one) that "
+                 "leads outside the model's folder"),
+    ("folder link out", "initializer w1: external data location 'up/secret.bin' is a symbolic link (or passes"),
+    ("missing", "initializer w1: external data file 'gone.bin': no such file"),
+    ("a folder", "initializer w1: external data file 'sub': is a folder"),
+    ("a fifo", "initializer w1: external data file 'pipe': is a named pipe (FIFO); expected an ONNX external data "
+               "file (a regular file)"),
+    ("offset past the end", "initializer w1: external data offset 100,000 is past the end of 'weights.bin'"),
+    ("length past the end", "initializer w1: external data length 432 from offset "),
+    ("wrong length", "initializer w1: external data in 'weights.bin' holds 8 bytes; its dims (4, 3, 3, 3) of float "
+                     "need 432"),
+    ("no length, the rest", "initializer w1: external data in 'weights.bin' holds "),
+    ("negative offset", "initializer w1: external_data offset '-4' is not a whole number of bytes from 0"),
+    ("unknown key", "initializer w1: external_data key 'compression' is not one of location, offset, length"),
+    ("no location", "initializer w1: is stored as external data but names no file"),
+    ("NUL", "initializer w1: external data location 'a\\x00b' holds a NUL character"),
+])
+def test_hostile_or_broken_external_data_is_one_error_naming_the_initializer(tmp_path, capsys, case, why):
+    """External data outside the model's folder (by '..', an absolute path, a link out of it), missing, not a regular
+    file, with a range past the file's end or a size that is not its dims', or written wrong: one line naming the
+    model file and the initializer, exit 1; the file outside the folder, which would fit w1, is never used."""
+    import os
+
+    folder = tmp_path / "model"
+    path = save_external(_external_chain(), folder)
+    secret = _outside(folder)
+    edits = {"dotdot": {"location": "../secret.bin", "offset": 0},
+             "inner dotdot": {"location": "sub/../../secret.bin", "offset": 0},
+             "absolute": {"location": str(secret), "offset": 0},
+             "link out": {"location": "link.bin", "offset": 0},
+             "folder link out": {"location": "up/secret.bin", "offset": 0},
+             "missing": {"location": "gone.bin"}, "a folder": {"location": "sub"}, "a fifo": {"location": "pipe"},
+             "offset past the end": {"offset": 100_000}, "length past the end": {"length": 432, "offset": None},
+             "wrong length": {"length": 8}, "no length, the rest": {"length": None},
+             "negative offset": {"offset": -4}, "unknown key": {"compression": "zlib"},
+             "no location": {"location": None}, "NUL": {"location": "a\0b"}}[case]
+    (folder / "sub").mkdir()
+    (folder / "link.bin").symlink_to(secret)
+    (folder / "up").symlink_to(secret.parent)
+    os.mkfifo(folder / "pipe")
+    if case == "length past the end":
+        offset = next(int(e.value) for t in onnx.load(str(path), load_external_data=False).graph.initializer
+                      if t.name == "w1" for e in t.external_data if e.key == "offset")
+        edits["offset"] = (folder / "weights.bin").stat().st_size - 400 if offset == 0 else offset
+    _edit_external(path, **edits)
+    err = _bad(capsys, path)
+    assert err.startswith(f"cnn: {path}: {why}"), err
+
+
+@pytest.mark.parametrize("flag, factor, over", [("--max-file-size", 1, "over the limit"),
+                                                ("--max-memory", 3, "over what the memory limit leaves")])
+def test_external_data_counts_toward_the_model_file_size_limit(tmp_path, capsys, flag, factor, over):
+    """The model and its data files are held together: over --max-file-size (or a third of --max-memory, the room
+    an ONNX file's bytes get), one line names the limit and its flag; with exactly room for both, it loads."""
+    path = save_external(_external_chain(), tmp_path / "model")
+    size = path.stat().st_size + (path.parent / "weights.bin").stat().st_size
+    code, out, err = run_main(capsys, "summary", str(path), flag, str((size - 1) * factor))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"cnn: {path}: initializer ") and "with its external data file 'weights.bin' the model " \
+        f"comes to {size / 1024:.1f} KiB ({size:,} bytes), {over}" in err and f"({flag} raises it)" in err, err
+    code, _, err = run_main(capsys, "summary", str(path), flag, str(size * factor))
+    assert code == 0, err
+
+
+def test_external_data_of_a_model_given_as_bytes_is_refused(tmp_path):
+    """load_onnx on bytes alone (no folder) refuses external data instead of guessing a folder."""
+    from cnncli.io.onnx_import import load_onnx
+
+    path = save_external(_external_chain(), tmp_path / "model")
+    with pytest.raises(CnnError, match=r"initializer w1: is stored in the external data file 'weights.bin', which cnn "
+                                       r"reads only beside a model file"):
+        load_onnx(path.read_bytes(), "net.onnx")
+
+
+# -- bad files, more of them: one `cnn:` line naming the file (and the node), exit 1 --------------------------
+def test_nodes_out_of_topological_order_are_sorted_as_ort_sorts_them(tmp_path):
+    """ONNX asks for nodes in topological order, but ORT sorts a graph that is not (and runs it): so does cnn, and
+    every node matches ORT."""
+    nodes, inits = chain_nodes()
+    shuffled = [nodes[i] for i in (6, 2, 0, 5, 1, 4, 3)]
+    loaded = compare(graph_model(shuffled, inits, outputs=["prob"]), tmp_path,
+                     expect_layers=["conv2d", "batchnorm2d", "relu", "maxpool2d", "flatten", "dense", "softmax"])
+    assert loaded.network.is_chain
+
+
+@pytest.mark.parametrize("nodes, why", [
+    ([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+      helper.make_node("Relu", ["b"], ["out"])],
+     "has a cycle: node b (Relu) -> node a (Add) -> node b (Relu), each reading the one before; an ONNX graph has none"),
+    ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "m"], ["m"]),
+      helper.make_node("Relu", ["m"], ["out"])],
+     "has a cycle: node m (Mul) -> node m (Mul)"),
+    ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Sigmoid", ["x"], ["r"]),
+      helper.make_node("Relu", ["r"], ["out"])],
+     "node r (Sigmoid): writes 'r', which node r (Relu) writes too; each tensor has one writer"),
+    ([helper.make_node("Relu", ["x"], ["w"], name="relu"), helper.make_node("Conv", ["x", "w"], ["out"])],
+     "node relu (Relu): writes 'w', which is an initializer; each tensor has one writer"),
+    ([helper.make_node("Relu", ["x"], ["r"]), helper.make_node("", ["r"], ["out"])],
+     "node out: has an empty op_type; expected the operator it runs (Conv, Relu, ...)"),
+])
+def test_cycles_two_writers_and_empty_ops_are_one_error_naming_the_nodes(tmp_path, capsys, nodes, why):
+    """A cycle (as ORT: 'the graph is not acyclic'), a tensor written twice (ORT: 'Duplicate definition'), a node
+    with no op_type (ORT: 'required to be non-empty'): each refused naming its nodes, before anything runs."""
+    model = graph_model(nodes, weights(w=(2, 3, 3, 3)), outputs=["out"])
+    with pytest.raises(Exception, match="not acyclic|Duplicate definition|required to be non-empty"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    err = _bad(capsys, save(model, tmp_path))
+    assert why in err, err
+
+
+def test_an_initializer_given_twice_is_refused(tmp_path, capsys):
+    """Two initializers of one name: ORT warns that it takes one of them; cnn refuses rather than guess which."""
+    nodes, inits = chain_nodes()
+    inits += weights(w1=np.zeros((4, 3, 3, 3), np.float32))
+    assert "initializer w1: is given twice; expected one tensor of each name" in _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+
+
+def _opsets(model, *opsets):
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in opsets)
+    return model
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda m: _opsets(m, ("", onnx.defs.onnx_opset_version() + 1)),
+     f"declares opset {onnx.defs.onnx_opset_version() + 1} of the default ONNX domain; the installed onnx "
+     f"{onnx.__version__} knows opsets up to {onnx.defs.onnx_opset_version()} (pip install -U onnx)"),
+    (lambda m: _opsets(m, ("", 11), ("ai.onnx", 13)), "declares the default ONNX domain at opsets [11, 13]; expected one"),
+    (lambda m: _opsets(m, ("com.example", 1)), "declares no opset of the default ONNX domain"),
+    (lambda m: setattr(m, "ir_version", onnx.IR_VERSION + 1),
+     f"has IR version {onnx.IR_VERSION + 1}; the installed onnx {onnx.__version__} reads IR versions up to "
+     f"{onnx.IR_VERSION} (pip install -U onnx)"),
+    (lambda m: m.graph.input[0].type.tensor_type.__setattr__("elem_type", TensorProto.INT64),
+     "input 'x' takes int64 values; cnn feeds images as floats (float, float16, double or bfloat16)"),
+    (lambda m: m.graph.input[0].type.sequence_type.elem_type.tensor_type.__setattr__("elem_type", 1),
+     "input 'x' is not a tensor (sequence_type); cnn feeds images as float tensors"),
+])
+def test_versions_onnx_does_not_know_and_inputs_that_are_not_float_images_are_refused(tmp_path, capsys, change, why):
+    """An opset or IR version newer than the installed onnx knows (ORT refuses them too), the default domain declared
+    twice or not at all, an input of integers or of sequences: one line each."""
+    nodes, inits = chain_nodes()
+    model = graph_model(nodes, inits)
+    change(model)
+    assert why in _bad(capsys, save(model, tmp_path))
+
+
+def test_an_opset_of_a_custom_domain_is_accepted_and_its_nodes_listed(tmp_path, capsys):
+    """A custom domain's opset_import (com.microsoft, ai.onnx.ml) does not stop a model that uses none of its
+    operators; a node in such a domain is listed as unsupported, naming the domain."""
+    nodes, inits = chain_nodes()
+    model = _opsets(graph_model(nodes, inits), ("", 13), ("com.microsoft", 1), ("ai.onnx.ml", 3))
+    compare(model, tmp_path)
+    nodes[2] = helper.make_node("FusedRelu", ["bn1"], ["relu1"], domain="com.microsoft")
+    model = _opsets(graph_model(nodes, inits), ("", 13), ("com.microsoft", 1))
+    assert "cannot import 1 node: FusedRelu (node relu1: domain com.microsoft)" in _bad(capsys, save(model, tmp_path))
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"", "empty (0 bytes)"),
+    (json.dumps({"format": "cnn-model", "version": 1}).encode(), "JSON text (a model JSON file?)"),
+    (b"\xef\xbb\xbf\n  [1, 2]", "JSON text"),
+    (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01", "a PNG image"),
+    (b"\xff\xd8\xff\xe0\0\x10JFIF", "a JPEG image"),
+    (b"PK\x03\x04\x14\0\0\0", "a zip archive (an .npz?)"),
+])
+def test_files_that_are_not_onnx_under_an_onnx_name_say_what_they_are(tmp_path, capsys, content, what):
+    """An empty file, JSON, a PNG, a JPEG or a zip named .onnx: one line saying what the file is."""
+    path = tmp_path / "net.onnx"
+    path.write_bytes(content)
+    assert _bad(capsys, path) == f"cnn: {path}: is {what}, not an ONNX model; expected a protobuf ModelProto (.onnx)\n"
+
+
+@pytest.mark.parametrize("dims, why", [
+    ([1 << 40], "initializer w: tensor 'w' cannot be read: cannot reshape array of size 108 into shape "
+                "(1099511627776,)"),
+    ([4, -1, 3, 3], "initializer w: tensor 'w' has dims (4, -1, 3, 3), one of them negative"),
+])
+def test_an_initializer_claiming_2_to_the_40_values_or_a_negative_dim_is_refused(tmp_path, capsys, dims, why):
+    """Dims of 2^40 values over 108 stored values, or a -1 (which numpy would fill in), are refused naming the
+    initializer, before anything is allocated for them."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["out"])]
+    tensor = numpy_helper.from_array(RNG.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    del tensor.dims[:]
+    tensor.dims.extend(dims)
+    assert why in _bad(capsys, save(graph_model(nodes, [tensor]), tmp_path))
+
+
+def test_external_data_claiming_2_to_the_40_values_is_refused_before_reading(tmp_path, capsys):
+    """An external initializer whose dims claim 2^40 float32 values (4 TiB) is refused by its byte count."""
+    path = save_external(_external_chain(), tmp_path / "model")
+    model = onnx.load(str(path), load_external_data=False)
+    tensor = next(t for t in model.graph.initializer if t.name == "w1")
+    del tensor.dims[:]
+    tensor.dims.extend([1 << 40])
+    path.write_bytes(model.SerializeToString())
+    err = _bad(capsys, path)
+    assert "initializer w1: external data in 'weights.bin' holds 432 bytes; its dims (1099511627776,) of float need " \
+           "4,398,046,511,104" in err

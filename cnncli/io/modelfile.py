@@ -102,7 +102,8 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx
 
-        return replace(load_onnx(data, source, limits), paths=(path,), onnx_file=path)
+        onnx_model = load_onnx(data, source, limits, path.parent)  # its external data files are beside it
+        return replace(onnx_model, paths=(path, *onnx_model.paths), onnx_file=path)
     model = parse_model(loads(data, source), source, path.parent, limits)
     return replace(model, paths=(path, *model.paths))
 

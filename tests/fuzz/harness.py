@@ -10,8 +10,9 @@ print), or an input that takes over ``--slow`` seconds (2), is a finding.
     python tests/fuzz/harness.py model --runs 300 --seed 0 --no-save --no-corpus  # what the tests run
     python tests/fuzz/harness.py --replay                           # every corpus file, one JSON line each
 
-Targets: image, kernel, model, npy, npz, dense, and paths (expand_images on folder trees with
-links, built in the temporary folder). Seeds are made here, in code (tiny images in many Pillow
+Targets: image, kernel, model, npy, npz, dense, paths (expand_images on folder trees with
+links, built in the temporary folder), and onnx (load_onnx, then a forward pass, from a folder
+with an external data file and a link out of it; tests/fuzz/onnx_target.py). Seeds are made here, in code (tiny images in many Pillow
 modes, JSON documents, arrays, trees); the corpus of tests/fuzz/corpus/TARGET/ joins them.
 A finding is written to tests/fuzz/corpus/TARGET/<sha1 prefix>.bin, after shrinking it, once per
 kind (exception type and where it was raised); the harness writes nowhere else (the files the
@@ -280,6 +281,42 @@ def _build_tree(root: Path, tree: Any) -> int:
     return links
 
 
+def _onnx_target() -> Any:
+    """tests/fuzz/onnx_target.py, imported beside this file however this file was loaded."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import onnx_target
+
+    return onnx_target
+
+
+def _onnx_folder() -> Path:
+    """The folder the onnx target's models are read from: inside the private temporary folder, so
+    that its tiny.npz is a file just outside it."""
+    folder = _workdir() / "onnx"
+    if not folder.is_dir():
+        _onnx_target().write_folder(folder)
+    return folder
+
+
+def _prepare_onnx() -> None:
+    """Import onnx (about 1.5 s here) and the importer, and make the folder, before an input's clock starts."""
+    _onnx_target().prepare()
+    _onnx_folder()
+
+
+def target_onnx(data: bytes) -> str:
+    """cnncli.io.onnx_import.load_onnx from _onnx_folder(), then forward on a small input; and any
+    external data file it read lies inside that folder (onnx_target.run)."""
+    from cnncli.io.onnx_import import load_onnx
+
+    return _onnx_target().run(data, _onnx_folder(), _tight(load_onnx)["limits"], _message)
+
+
+# What a target imports or makes once, done before the first input is timed (replaying one corpus
+# file must not count seconds of imports as a slow input).
+PREPARE: dict[str, Callable[[], None]] = {"onnx": _prepare_onnx}
+
 TARGETS: dict[str, Callable[[bytes], str]] = {
     "image": target_image,
     "kernel": target_kernel,
@@ -288,6 +325,7 @@ TARGETS: dict[str, Callable[[bytes], str]] = {
     "npz": target_npz,
     "dense": target_dense,
     "paths": target_paths,
+    "onnx": target_onnx,
 }
 
 
@@ -542,6 +580,7 @@ def paths_seeds() -> list[bytes]:
 SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "image": image_seeds, "kernel": kernel_seeds, "model": model_seeds,
     "npy": npy_seeds, "npz": npz_seeds, "dense": dense_seeds, "paths": paths_seeds,
+    "onnx": lambda: _onnx_target().seeds(),
 }
 
 
@@ -1209,9 +1248,13 @@ def mutate_paths(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return json.dumps(document).encode()
 
 
+def mutate_onnx(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
+    return _onnx_target().mutate(data, rng, pool, mutate_bytes)
+
+
 MUTATORS: dict[str, Callable[[bytes, random.Random, list[bytes]], bytes]] = {
     "image": mutate_image, "kernel": mutate_json, "model": mutate_json,
-    "npy": mutate_npy, "npz": mutate_zip, "dense": mutate_dense, "paths": mutate_paths,
+    "npy": mutate_npy, "npz": mutate_zip, "dense": mutate_dense, "paths": mutate_paths, "onnx": mutate_onnx,
 }
 
 
@@ -1284,6 +1327,7 @@ def _on_alarm(signum, frame):
 
 def run_one(target: str, data: bytes, slow: float = SLOW_SECONDS, timeout: float = TIMEOUT_SECONDS) -> Outcome:
     """Run ``data`` through ``target``; only CnnError (caught by the target) is an allowed failure."""
+    PREPARE.get(target, lambda: None)()
     timed = threading.current_thread() is threading.main_thread() and timeout > 0
     if timed:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
@@ -1536,7 +1580,11 @@ def _atheris_child(target: str, scratch: Path, seconds: float, seed: int, timeou
         import cnncli.io.jsonspec
         import cnncli.io.kernels
         import cnncli.io.modelfile
-        import cnncli.io.paths  # noqa: F401 - imported to be instrumented
+        import cnncli.io.paths
+        import cnncli.io.onnx_import.build
+        import cnncli.io.onnx_import.external
+        import cnncli.io.onnx_import.ops
+        import cnncli.io.onnx_import.tensors  # noqa: F401 - imported to be instrumented
     known: set[str] = set()
     rng = random.Random(seed)
     pool = SEEDS[target]()

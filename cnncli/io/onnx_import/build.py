@@ -61,6 +61,7 @@ class Importer:
     unsupported: list[tuple[str, str, str]] = field(default_factory=list)  # (op type, node, why)
     node: Any = None  # the node being imported
     node_label: str = ""
+    external: Any = None  # external.ExternalData: where tensors stored outside the file are read from
 
     # -- reading a node's inputs --------------------------------------------------------------
     def fail(self, message: str, error: type[CnnError] = SpecError) -> CnnError:
@@ -256,7 +257,11 @@ def _constant(attrs: dict[str, Any], importer: Importer) -> np.ndarray:
     from .tensors import to_array
 
     if "value" in attrs:
-        return to_array(attrs["value"], importer.source, importer.node_label)
+        from onnx import TensorProto
+
+        if not isinstance(attrs["value"], TensorProto):
+            raise importer.fail(f"value is {type(attrs['value']).__name__}; expected a tensor")
+        return to_array(attrs["value"], importer.source, importer.node_label, importer.external)
     for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
                        ("value_ints", np.int64)):
         if key in attrs:

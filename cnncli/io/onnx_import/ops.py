@@ -256,6 +256,22 @@ def identity(imp: Importer, attrs: dict[str, Any]) -> None:
     unary(imp, L.Identity(layer_name(imp)))
 
 
+@converts("Cast", "CastLike")
+def cast(imp: Importer, attrs: dict[str, Any]) -> None:
+    """A map cast to another float type (a float16 model's Casts around its float32 input and output):
+    an identity, for cnn computes every map in float32; a cast to integers is refused."""
+    from .tensors import FLOATS
+
+    if imp.node.op_type == "Cast":
+        to = int(attrs.get("to", 0))
+    else:
+        like = imp.optional(1, "target_type") if imp.is_const(1) else None
+        to = 1 if like is None or like.dtype.kind == "f" else 7  # a map, or a float constant: float
+    if to not in FLOATS:
+        raise Unsupported(f"casts a map to data type {to}; cnn computes maps as floats")
+    unary(imp, L.Identity(layer_name(imp)))
+
+
 @converts("LRN")
 def lrn(imp: Importer, attrs: dict[str, Any]) -> None:
     size = int(attrs.get("size", 0))
