@@ -110,13 +110,13 @@ def departing_onnxruntime(monkeypatch):
 
     real = check._run_onnxruntime
 
-    def departing(model, feeds, wanted, source):
+    def departing(model, feeds, wanted, source, folder=None):
         model = onnx.load_model_from_string(model.SerializeToString())
         for node in model.graph.node:
             if node.op_type == "AveragePool":
                 node.CopyFrom(helper.make_node("AveragePool", node.input, node.output, kernel_shape=[3, 3],
                                                strides=[2, 2], pads=[1, 1, 2, 2], count_include_pad=1))
-        return real(model, feeds, wanted, source)
+        return real(model, feeds, wanted, source, folder)
 
     monkeypatch.setattr(check, "_run_onnxruntime", departing)
 

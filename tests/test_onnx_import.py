@@ -1301,3 +1301,15 @@ def test_external_data_claiming_2_to_the_40_values_is_refused_before_reading(tmp
     err = _bad(capsys, path)
     assert "initializer w1: external data in 'weights.bin' holds 432 bytes; its dims (1099511627776,) of float need " \
            "4,398,046,511,104" in err
+
+
+def test_cnn_check_runs_onnx_runtime_on_a_model_with_external_data(tmp_path, capsys):
+    """ONNX Runtime, given the model's bytes, finds its data files in the model's folder: every node
+    passes (the reference is ORT on the same files)."""
+    path = save_external(_external_chain(), tmp_path / "model")
+    image = tmp_path / "x.npy"
+    np.save(image, RNG.random((3, 8, 8)).astype(np.float32))
+    code, out, err = run_main(capsys, "check", str(path), str(image), "-f", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["failed"] == 0 and len(report["nodes"]) >= 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -57,7 +58,8 @@ def check(
         from ..io.onnx_export import export_model
 
         data = export_model(prepared.model)
-    refs = references(data, prepared.image.array, [step.name for step in steps[1:]], model)
+    folder = None if prepared.model.onnx_file is None else str(Path(prepared.model.onnx_file).parent)
+    refs = references(data, prepared.image.array, [step.name for step in steps[1:]], model, folder=folder)
     checks = check_steps(steps, refs.values, refs.ops, rtol, atol, refs)
     failed = [c for c in checks if not c.passed]
     reasons = sorted({kind.why for kind in refs.held.values()})  # why nodes were held to the onnx reference

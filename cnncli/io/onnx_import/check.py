@@ -141,11 +141,12 @@ def reference_values(data: bytes, x: np.ndarray, names: Sequence[str],
 
 
 def references(data: bytes, x: np.ndarray, names: Sequence[str], source: str,
-               budget: int = REFERENCE_BUDGET) -> References:
+               budget: int = REFERENCE_BUDGET, folder: str | None = None) -> References:
     """What each tensor in ``names`` is held to for the input ``x`` (C, H, W): ONNX Runtime's value,
     or for a node of a kind in ``DEPARTURES`` the onnx reference evaluator's, with every later node
     run by ONNX Runtime from it. The evaluator runs only if the model has such nodes, and only
-    while the window taps it adds up stay within ``budget``."""
+    while the window taps it adds up stay within ``budget``. ``folder`` holds the model's external
+    data files (the importer has checked that each lies inside it)."""
     import onnx
 
     model = onnx.load_model_from_string(data)
@@ -153,7 +154,7 @@ def references(data: bytes, x: np.ndarray, names: Sequence[str], source: str,
     kinds = [(node, kind) for node in model.graph.node for kind in DEPARTURES if kind.applies(node, opset)]
     feeds = _feeds(model, x)
     wanted = _wanted(model, [*names, *(name for node, _ in kinds for name in (node.input[0], node.output[0]))])
-    result = References(_run_onnxruntime(model, feeds, wanted, source), _operators(model))
+    result = References(_run_onnxruntime(model, feeds, wanted, source, folder), _operators(model))
     fed: dict[str, np.ndarray] = {}  # the reference's values, fed to ONNX Runtime in their nodes' place
     unseen: set[str] = set()  # those whose later nodes ONNX Runtime has not yet run from them
     makers = {output: node for node in model.graph.node for output in node.output}
@@ -161,7 +162,8 @@ def references(data: bytes, x: np.ndarray, names: Sequence[str], source: str,
     for node, kind in kinds:
         name = node.output[0]
         if unseen & _upstream(node, makers):  # computed from a departed value: run ONNX Runtime again first
-            result.values.update(_run_onnxruntime(_cut(model, fed), {**feeds, **fed}, wanted - set(fed), source))
+            result.values.update(_run_onnxruntime(_cut(model, fed), {**feeds, **fed}, wanted - set(fed), source,
+                                                  folder))
             unseen.clear()
         x_in = {**feeds, **result.values}.get(node.input[0])
         if x_in is None:  # a constant input: ONNX Runtime's value, whatever the node's kind
@@ -185,7 +187,7 @@ def references(data: bytes, x: np.ndarray, names: Sequence[str], source: str,
         if value.shape != result.runtime[name].shape or not np.array_equal(value, result.runtime[name]):
             unseen.add(name)
     if unseen:
-        result.values.update(_run_onnxruntime(_cut(model, fed), {**feeds, **fed}, wanted - set(fed), source))
+        result.values.update(_run_onnxruntime(_cut(model, fed), {**feeds, **fed}, wanted - set(fed), source, folder))
     return result
 
 
@@ -235,7 +237,7 @@ def _compare(ours: np.ndarray, theirs: np.ndarray, rtol: float, atol: float) -> 
 
 # -- ONNX Runtime ----------------------------------------------------------------------------------------
 def _run_onnxruntime(model: ModelProto, feeds: dict[str, np.ndarray], wanted: set[str],
-                     source: str) -> dict[str, np.ndarray]:
+                     source: str, folder: str | None = None) -> dict[str, np.ndarray]:
     """ONNX Runtime's value of each name in ``wanted`` (graph outputs and node outputs alike)."""
     try:
         import onnxruntime as ort
@@ -252,6 +254,8 @@ def _run_onnxruntime(model: ModelProto, feeds: dict[str, np.ndarray], wanted: se
     names = [value.name for value in exposed.graph.output]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if folder is not None:  # a model given as bytes finds its external data files there
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
     try:
         session = ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
         values = session.run(names, feeds)
