@@ -22,6 +22,11 @@ one warm-up call, one 224x224 image:
 
 Targets (issue 12): ResNet-50 within 1.5x, MobileNetV2 within 2x, VGG-16 within 1.2x. The outputs
 must agree within 1e-4 of the largest logit's magnitude.
+
+``--memory`` measures instead the peak resident memory of whole `cnn run` processes on a photo with
+``--preset imagenet``, above that of a process that only imports what `cnn` imports: writing only
+the output (``-o out.npy``: maps let go after their last reader) and keeping every map (``-f npz``).
+Target (issue 12): at most 1.25 x (the weights + the maps kept).
 """
 
 from __future__ import annotations
@@ -98,6 +103,42 @@ def spawn(engine: str, path: Path, args: argparse.Namespace, out: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+PEAK = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True); "
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_rss(command: list[str]) -> int:
+    """The peak resident memory of ``command``, in bytes (measured by a parent of its own)."""
+    done = subprocess.run([sys.executable, "-c", PEAK, *command], capture_output=True, text=True, check=True)
+    code, kilobytes = done.stdout.split()
+    if code != "0":
+        sys.exit(f"{' '.join(command)} failed with {code}")
+    return int(kilobytes) * 1024
+
+
+def memory(name: str, path: Path, folder: str) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from cnncli.io.modelfile import load_model
+
+    model = load_model(str(path))
+    photo = str(REPO / "sample_images" / "photo_chelsea.jpg")
+    weights = sum(a.nbytes for layer in model.network.layers for a in vars(layer).values() if isinstance(a, np.ndarray))
+    maps = sum(4 * int(np.prod(shape)) for shape in model.network.shapes((3, 224, 224)))
+    cnn = [sys.executable, "-m", "cnncli"]
+    base = peak_rss([sys.executable, "-c", "import numpy, PIL.Image, typer, rich, onnx; import cnncli.cli, "
+                                           "cnncli.io.onnx_import.build, cnncli.engine.graph"])
+    lean = peak_rss([*cnn, "run", photo, "--model", str(path), "--preset", "imagenet", "-o", f"{folder}/out.npy",
+                     "--force"]) - base
+    full = peak_rss([*cnn, "run", photo, "--model", str(path), "--preset", "imagenet", "-f", "npz", "-o",
+                     f"{folder}/all.npz", "--force"]) - base
+    mb = 1 << 20
+    print(f"{name:14s} weights {weights / mb:6.1f} MiB, maps {maps / mb:6.1f} MiB, imports {base / mb:5.1f} MiB; "
+          f"-o out.npy {lean / mb:6.1f} MiB = {lean / weights:.2f} x weights; "
+          f"-f npz {full / mb:6.1f} MiB = {full / (weights + maps):.2f} x (weights + maps) (target 1.25)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(TARGETS))
@@ -105,6 +146,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--layers", action="store_true")
+    parser.add_argument("--memory", action="store_true", help="peak memory of cnn run instead of speed")
     parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "MODEL"))
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -116,11 +158,16 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from zoo_models import BENCHMARKED, inflate
 
-    print(f"{args.threads} thread(s), best of {args.repeat}, {args.rounds} rounds per side, 224x224")
+    if not args.memory:
+        print(f"{args.threads} thread(s), best of {args.repeat}, {args.rounds} rounds per side, 224x224")
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models.split(","):
             path = Path(folder) / f"{name}.onnx"
             path.write_bytes(inflate(BENCHMARKED / f"{name}.onnx").SerializeToString())
+            if args.memory:
+                memory(name, path, folder)
+                path.unlink()
+                continue
             best: dict[str, list[float]] = {"cnn": [], "ort": []}
             last: dict = {}
             for _ in range(args.rounds):

@@ -1276,8 +1276,8 @@ def test_files_that_are_not_onnx_under_an_onnx_name_say_what_they_are(tmp_path, 
 
 
 @pytest.mark.parametrize("dims, why", [
-    ([1 << 40], "initializer w: tensor 'w' cannot be read: cannot reshape array of size 108 into shape "
-                "(1099511627776,)"),
+    ([1 << 40], "initializer w: tensor 'w' holds 432 bytes of values; its dims (1099511627776,) need "
+                "4,398,046,511,104"),
     ([4, -1, 3, 3], "initializer w: tensor 'w' has dims (4, -1, 3, 3), one of them negative"),
 ])
 def test_an_initializer_claiming_2_to_the_40_values_or_a_negative_dim_is_refused(tmp_path, capsys, dims, why):
@@ -1313,3 +1313,28 @@ def test_cnn_check_runs_onnx_runtime_on_a_model_with_external_data(tmp_path, cap
     assert code == 0, err
     report = json.loads(out)
     assert report["failed"] == 0 and len(report["nodes"]) >= 6
+
+
+def test_loading_a_file_holds_its_weights_about_once(tmp_path):
+    """The weights are read from the file into their arrays one by one (wire.py), not through the
+    file's bytes and a parse of them: tracemalloc's peak while a 16 MB model loads stays within 1.25
+    times its weights (it was 3 times), and the arrays are those stored (the reference: the
+    initializers as onnx reads them)."""
+    import tracemalloc
+
+    big = RNG.standard_normal((256, 256, 8, 8)).astype(np.float32)  # 16 MiB
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[4, 4, 3, 3]),
+             helper.make_node("Conv", ["c", "w2"], ["y"], pads=[4, 4, 3, 3])]
+    model = graph_model(nodes, [numpy_helper.from_array(big[:, :3].copy(), "w"), numpy_helper.from_array(big, "w2"),
+                                ], size=(8, 8))
+    path = save(model, tmp_path)
+    tracemalloc.start()
+    try:
+        loaded = load_model(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    weights = big.nbytes + big[:, :3].nbytes
+    assert peak <= 1.25 * weights, f"peak {peak:,} for {weights:,} bytes of weights"
+    convs = [layer for layer in loaded.network.layers if layer.type == "conv2d"]
+    assert np.array_equal(convs[1].weight, big) and np.array_equal(convs[0].weight, big[:, :3])

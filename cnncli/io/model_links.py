@@ -23,7 +23,7 @@ from .input_rule import read_input_spec
 from .jsonspec import Reader
 from .limits import Limits
 from .modelfile import ONNX_MAGIC, Model, labels_field
-from .reading import read_bytes, read_labels
+from .reading import open_regular, read_labels
 
 NOT_WITH_GRAPH = ("layers", "weights", "outputs")  # what the ONNX file is instead
 
@@ -45,14 +45,15 @@ def graph_model(read: Reader, document: dict, version: int, folder: Path, limits
         raise read.fail("graph", f'needs "version": 2, got {version}')
     path = file_in_folder(read, document["graph"], "graph", folder)
     try:
-        data = read_bytes(path, kind="onnx", error=SpecError, expected="an ONNX file", limits=limits,
-                          regular_only=True)  # named by the file: never a device or FIFO
-        if data[:1] != ONNX_MAGIC:
+        with open_regular(path, kind="onnx", error=SpecError, expected="an ONNX file",
+                          limits=limits) as (stream, _):  # named by the file: never a device or FIFO
+            first = stream.read(1)
+        if first != ONNX_MAGIC:
             raise SpecError("is not an ONNX file; expected the .onnx network the model file describes",
                             source=str(path))
-        from .onnx_import import load_onnx
+        from .onnx_import import load_onnx_file
 
-        model = load_onnx(data, str(path), limits)
+        model = load_onnx_file(path, str(path), limits)  # its external data files are beside it
     except LimitError:
         raise
     except CnnError as err:  # say which model file named it
@@ -63,8 +64,8 @@ def graph_model(read: Reader, document: dict, version: int, folder: Path, limits
     out_shape = model.network.shapes(spec.shape)[-1]
     labels, label_paths = labels_field(read, document.get("labels"), out_shape, folder, limits)
     onnx = {**model.metadata.get("onnx", {}), "preprocessing": f"the input rule of {read.source}"}
-    return replace(model, input=spec, labels=labels, metadata={"onnx": onnx}, paths=(path, *label_paths),
-                   onnx_file=path)
+    return replace(model, input=spec, labels=labels, metadata={"onnx": onnx},
+                   paths=(path, *model.paths, *label_paths), onnx_file=path)
 
 
 def labels_file(read: Reader, value: Any, folder: Path, limits: Limits) -> tuple[tuple[str, ...], Path]:

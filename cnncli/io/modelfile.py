@@ -98,6 +98,11 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem
     kind = "onnx" if path.suffix.lower() == ".onnx" else "model"
+    if kind == "onnx" and path.is_file():  # its weights are read from the file one by one: never held twice
+        from .onnx_import import load_onnx_file
+
+        onnx_model = load_onnx_file(path, source, limits)
+        return replace(onnx_model, paths=(path, *onnx_model.paths), onnx_file=path)
     data = read_bytes(path, kind=kind, error=SpecError, expected="a model JSON or ONNX file", limits=limits)
     if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ..errors import CnnError, LimitError, describe
 from .limits import DEFAULT_LIMITS, Limits, format_bytes
@@ -44,6 +45,29 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
         raise error(f"cannot read: {err.strerror or err}", source=source) from None
     except ValueError:  # a name from a file, holding a NUL byte, which no file system allows
         raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
+
+
+@contextmanager
+def open_regular(path: str | Path, *, kind: str, error: type[CnnError], expected: str,
+                 limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[BinaryIO, int]]:
+    """``path`` open for reading, with its size: a regular file within the file-size limit of
+    ``kind``, read piece by piece by the caller (an ONNX model's weights); ``error`` names the file
+    when it is missing, a folder, not a regular file or too big."""
+    source = str(path)
+    try:
+        stream = open(path, "rb", opener=_nonblocking)
+    except FileNotFoundError:
+        raise error("no such file", source=source) from None
+    except IsADirectoryError:
+        raise error(f"is a folder; expected {expected}", source=source) from None
+    except OSError as err:
+        raise error(f"cannot read: {err.strerror or err}", source=source) from None
+    with stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise error(f"is {_file_type(status.st_mode)}; expected {expected} (a regular file)", source=source)
+        limits.check_file_size(status.st_size, kind, source, expected)
+        yield stream, status.st_size
 
 
 def _nonblocking(path: str, flags: int) -> int:

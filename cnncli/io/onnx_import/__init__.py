@@ -36,6 +36,22 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
     Raises CnnError (one line, naming the file and the node) for a file that is not a model, a
     tensor that does not fit, or operators cnn cannot import: those are listed all at once.
     """
+    import io
+
+    return _load(io.BytesIO(data), len(data), source, limits, folder)
+
+
+def load_onnx_file(path: Path, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Build a Model from the ONNX file ``path`` (a regular file, within the size limit), reading each
+    weight from the file into its array (wire.py): the file is never held whole. Its external data
+    files are read from its folder. Raises CnnError as ``load_onnx``."""
+    from ..reading import open_regular
+
+    with open_regular(path, kind="onnx", error=SpecError, expected="an ONNX file", limits=limits) as (stream, size):
+        return _load(stream, size, source, limits, path.parent)
+
+
+def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | None) -> Any:
     try:
         import onnx
     except ImportError:
@@ -47,20 +63,30 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
     from .external import ExternalData
     from .ops import CONVERTERS
     from .tensors import to_array
+    from .wire import read_payload, split_weights
 
-    model = _parse(onnx, data, source)
+    stream.seek(0)
+    kind = _other_kind(stream.read(16))
+    if kind:
+        raise SpecError(f"is {kind}, not an ONNX model; expected a protobuf ModelProto (.onnx)", source=source)
+    skeleton, payloads = split_weights(stream, size, source)
+    model = _parse(onnx, skeleton, source)
     graph = model.graph
     opset = _opset(onnx, model, source)
     nodes = _in_order(graph, source)
-    external = ExternalData(folder, source, limits, len(data))
+    external = ExternalData(folder, source, limits, size)
     importer = Importer(source, opset, external=external)
     if graph.sparse_initializer:
         raise SpecError("has sparse initializers, which cnn does not read yet", source=source)
-    for tensor in graph.initializer:
+    values = {payload.index: payload for payload in payloads}
+    limits.check_memory(sum(payload.length for payload in payloads), source, "holding its weights")
+    for index, tensor in enumerate(graph.initializer):
         if tensor.name in importer.consts:  # ONNX Runtime warns and takes one of them: which is not said
             raise SpecError(f"initializer {tensor.name}: is given twice; expected one tensor of each name",
                             source=source)
-        importer.consts[tensor.name] = to_array(tensor, source, f"initializer {tensor.name}", external)
+        where = f"initializer {tensor.name}"
+        importer.consts[tensor.name] = (read_payload(stream, values[index], tensor, source, where, external)
+                                        if index in values else to_array(tensor, source, where, external))
     limits.check_memory(sum(a.nbytes for a in importer.consts.values()), source, "holding its weights")
     # Old files (IR < 4) list every initializer as a graph input too; the real input is the rest.
     inputs = [value for value in graph.input if value.name not in importer.consts]
@@ -90,11 +116,8 @@ def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder:
 
 
 def _parse(onnx: Any, data: bytes, source: str) -> Any:
-    """The ModelProto in ``data``, checked for what the walk relies on: nodes, outputs, text names,
-    an op_type on every node."""
-    kind = _other_kind(data)
-    if kind:
-        raise SpecError(f"is {kind}, not an ONNX model; expected a protobuf ModelProto (.onnx)", source=source)
+    """The ModelProto in ``data`` (without its weights' values), checked for what the walk relies on:
+    nodes, outputs, text names, an op_type on every node."""
     try:
         model = onnx.load_model_from_string(data)
     except Exception as err:  # protobuf's DecodeError, or onnx's own on a damaged file

@@ -54,6 +54,7 @@ class Importer:
     reads: list[tuple[str, ...]] = field(default_factory=list)
     shapes: dict[str, Shape] = field(default_factory=dict)  # layer name -> sample shape
     consumers: dict[str, int] = field(default_factory=dict)  # tensor name -> how many nodes read it
+    readers_left: dict[str, int] = field(default_factory=dict)  # of those, how many have not been imported yet
     graph_outputs: tuple[str, ...] = ()
     unknown: set[str] = field(default_factory=set)  # tensors made by nodes that could not be imported
     # 5-D views of a map on the way to a channel shuffle (tensor_ops.reshape): tensor -> (step, layer, groups)
@@ -155,6 +156,18 @@ class Importer:
             except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as err:
                 # an attribute of the wrong kind or length (a hostile or damaged file): one line, no traceback
                 raise self.fail(f"has attributes or inputs cnn cannot read: {describe(err)}") from None
+            self._let_go(node)
+
+    def _let_go(self, node: Any) -> None:
+        """Drop the constants no later node reads: a layer that made its own copy of a weight (a
+        transposed one, a folded one) does not hold it twice while the rest of the model loads."""
+        for name in node.input:
+            if not name:
+                continue
+            left = self.readers_left.get(name, self.consumers.get(name, 0)) - 1
+            self.readers_left[name] = left
+            if left <= 0 and name in self.consts and name not in self.graph_outputs:
+                del self.consts[name]
 
     def _one(self, node: Any, converters: dict[str, Any]) -> None:
         from onnx import helper

@@ -177,7 +177,9 @@ def gemm(imp: Importer, attrs: dict[str, Any]) -> None:
         raise imp.fail(f"B {imp.node.input[1]!r} of shape {b.shape} (transB={attrs.get('transB', 0)}) takes "
                        f"{weight.shape[1]} inputs, but input {imp.node.input[0]!r} has shape {shape_text(shape)}",
                        ShapeError)
-    weight = (weight * np.float32(attrs.get("alpha", 1.0))).astype(np.float32)
+    alpha = float(attrs.get("alpha", 1.0))
+    if alpha != 1:  # no copy of a weight that stays as it is: VGG's first dense layer holds 411 MB
+        weight = weight * np.float32(alpha)
     bias = None
     if c is not None:
         try:
@@ -185,7 +187,7 @@ def gemm(imp: Importer, attrs: dict[str, Any]) -> None:
         except ValueError:
             raise imp.fail(f"C of shape {c.shape} does not broadcast to (1, {weight.shape[0]})", ShapeError) from None
         bias = np.ascontiguousarray(bias, dtype=np.float32)
-    imp.emit(L.Dense(np.ascontiguousarray(weight), bias, layer_name(imp)), [source], imp.output())
+    imp.emit(L.Dense(np.ascontiguousarray(weight, dtype=np.float32), bias, layer_name(imp)), [source], imp.output())
 
 
 @converts("MatMul")
