@@ -248,3 +248,19 @@ def test_the_reference_evaluator_runs_only_for_held_nodes_and_within_its_budget(
         assert not held.held and all(c.reference == "onnxruntime" for c in checks)
     assert len(runs) == 2
     assert "past its budget" in held.not_held["p"] and "past its budget" in checks[1].note
+
+
+def test_onnx_runtimes_own_warnings_stay_off_the_users_stderr(tmp_path, capfd):
+    """A model file with a ceil_mode max-pool, exported in memory: ONNX Runtime's shape inference
+    disagrees with onnx's about the pool's size and logs a warning to the process's stderr (fd 2) at
+    its default level; cnn check asks it for errors only, so the run prints nothing there."""
+    document = {"format": "cnn-model", "version": 2, "input": {"size": [7, 7]},
+                "layers": [{"name": "pool", "type": "maxpool2d", "kernel_size": 2, "stride": 2, "padding": 1,
+                            "ceil_mode": True},
+                           {"name": "relu", "type": "relu"}]}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    code = main(["check", str(path), DIGIT, "-f", "json"])
+    captured = capfd.readouterr()
+    assert code == 0 and json.loads(captured.out)["failed"] == 0
+    assert captured.err == ""

@@ -254,6 +254,7 @@ def _run_onnxruntime(model: ModelProto, feeds: dict[str, np.ndarray], wanted: se
     names = [value.name for value in exposed.graph.output]
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3  # errors only: its shape-inference warnings are not the user's to read
     if folder is not None:  # a model given as bytes finds its external data files there
         options.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
     try:
