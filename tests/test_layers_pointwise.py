@@ -21,7 +21,7 @@ from PIL import Image
 
 from cnncli.engine.layers import (
     ELU, GELU, ChannelShuffle, GroupNorm, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm2d, LayerNorm,
-    LocalResponseNorm, Mish, Pad, PReLU, ReLU6, SiLU, Slice, Softplus, layer_class,
+    LocalResponseNorm, Mish, Pad, PReLU, ReLU6, Reshape, SiLU, Slice, Softplus, layer_class,
 )
 from cnncli.engine.layers.base import keys_of
 from cnncli.engine import pointwise
@@ -144,6 +144,23 @@ def test_shaping_layers_by_hand():
     assert_array(Pad((3, 1, 0, 0), "reflect").forward(row), _f32([[[4, 3, 2, 1, 2, 3, 4, 3]]]), rtol=0, atol=0)
     assert_array(Pad((2, 2, 0, 0), "circular").forward(row), _f32([[[3, 4, 1, 2, 3, 4, 1, 2]]]), rtol=0, atol=0)
     assert Identity().forward(row) is row
+
+
+def test_reshape_is_numpys_row_major_reshape_of_each_sample():
+    """reshape [2, 1, -1] of a 6-vector gives numpy's x.reshape(2, 1, 3); a batch keeps its axis;
+    [-1] of a map is its flatten; the output is a view (nothing copied)."""
+    x = np.arange(6, dtype=np.float32)
+    assert_array(Reshape((2, 1, -1)).forward(x), x.reshape(2, 1, 3), rtol=0, atol=0)
+    batch = np.stack([x, -x])
+    assert_array(Reshape((2, 1, 3)).forward(batch, batched=True), batch.reshape(2, 2, 1, 3), rtol=0, atol=0)
+    cube = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    flat = Reshape((-1,)).forward(cube)
+    assert_array(flat, cube.reshape(-1), rtol=0, atol=0)
+    assert np.shares_memory(flat, cube)
+    with pytest.raises(ShapeError, match="do not fill"):
+        Reshape((5, 1, 1)).output_shape((6,))
+    with pytest.raises(ShapeError, match="a vector"):
+        Reshape((2, 3)).output_shape((6,))
 
 
 def test_slice_cuts_as_python_slicing_does():
@@ -363,6 +380,10 @@ BAD = [  # (layer, the JSON path, words of the message); on a 4 x 6 x 7 map (aft
     ({"type": "instancenorm2d", "running_mean": [0, 0, 0, 0]}, "layers[1].running_mean", "track_running_stats"),
     ({"type": "instancenorm", "num_features": 3}, "layers[1].num_features", "gives 4"),
     ({"type": "lrn", "size": 0}, "layers[1].size", "at least 1"),
+    ({"type": "reshape", "shape": [5, -1]}, "layers[1].shape", "expected a vector (F,) or a map"),
+    ({"type": "reshape", "shape": [5, 1, 1]}, "layers[1].shape", "do not fill shape"),
+    ({"type": "reshape", "shape": [-1, -1, 8]}, "layers[1].shape", "one of them -1 at most"),
+    ({"type": "reshape", "shape": "4x42"}, "layers[1].shape", "expected a list"),
     ({"type": "slice", "dim": 0, "start": 0, "end": 1}, "layers[1].dim", "dim 0 is the batch"),
     ({"type": "slice", "dim": 4, "start": 0, "end": 1}, "layers[1].dim", "out of range"),
     ({"type": "slice", "dim": 1, "start": 3, "end": 3}, "layers[1].end", "leave nothing"),

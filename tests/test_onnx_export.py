@@ -212,6 +212,8 @@ def _moves_document():
          "running_var": np.abs(_weights(rng, 6)).tolist(), **on},
         {"name": "gelu", "type": "gelu", **on}, {"name": "gelu_tanh", "type": "gelu", "approximate": "tanh", **on},
         {"name": "mish", "type": "mish", **on}, {"name": "softplus", "type": "softplus", **on},
+        {"name": "as_vector", "type": "reshape", "shape": [-1], **on},
+        {"name": "as_map", "type": "reshape", "shape": [3, 9, -1]},
     ]
     return _graph([7, 9], "rgb", layers)
 
@@ -265,7 +267,7 @@ IMPORTED_AS = {"pad_c": "pad", "pad_r": "pad", "pad_e": "pad", "pad_w": "concat"
                "split": "slice", "rows": "slice", "up": "conv_transpose2d", "up_crop": "conv_transpose2d",
                "up_fill": "affine", "avg_tiles": "avgpool2d", "max_one": "globalmaxpool2d", "nearest": "upsample",
                "bilinear": "upsample", "lrn_odd": "lrn", "stats": "batchnorm2d", "softplus": "softplus",
-               "scaled": "affine", "doubled": "affine",
+               "scaled": "affine", "doubled": "affine", "as_vector": "flatten", "as_map": "reshape",
                "ln": "layernorm", "ln_map": "layernorm", "ln_vector": "layernorm", "own": "instancenorm2d",
                "own_affine": "instancenorm2d"}
 

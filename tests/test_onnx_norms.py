@@ -63,3 +63,40 @@ def test_norms_that_do_not_fit_are_one_line(tmp_path, capsys):
     node = helper.make_node("InstanceNormalization", ["c", "s", "b"], ["y"])
     message = _bad(capsys, save(_conv_then(node, {"s": (3,), "b": (4,)}, opset=13), tmp_path))
     assert "the scale 's' has shape (3,); expected (4,)" in message
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_unsqueeze_reshape_and_squeeze_to_maps_match_ort(tmp_path, opset):
+    """A gate computed as a vector and put back as (N, C, 1, 1) by Unsqueeze (Keras exports); a dense
+    layer's output reshaped into a map for a conv (a generator's first layer); ReduceSum over H and W,
+    with and without keepdims (its axes an input from opset 13)."""
+    unsqueeze = (helper.make_node("Unsqueeze", ["gate", "axes23"], ["gate_map"]) if opset >= 13
+                 else helper.make_node("Unsqueeze", ["gate"], ["gate_map"], axes=[2, 3]))
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceSum", ["c"], ["summed"], axes=[2, 3], keepdims=0) if opset < 13 else
+        helper.make_node("ReduceSum", ["c", "axes23"], ["summed"], keepdims=0),
+        helper.make_node("Sigmoid", ["summed"], ["gate"]),
+        unsqueeze,
+        helper.make_node("Mul", ["c", "gate_map"], ["gated"]),
+        helper.make_node("ReduceSum", ["gated"], ["total"], axes=[2, 3], keepdims=1) if opset < 13 else
+        helper.make_node("ReduceSum", ["gated", "axes23"], ["total"], keepdims=1),
+        helper.make_node("Flatten", ["total"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fw", "fb"], ["dense"], transB=1),
+        helper.make_node("Reshape", ["dense", "map_shape"], ["as_map"]),
+        helper.make_node("Conv", ["as_map", "w2"], ["y"], pads=[1, 1, 1, 1]),
+    ]
+    inits = weights(w=(4, 3, 3, 3), fw=(2 * 5 * 5, 4), fb=(50,), w2=(3, 2, 3, 3),
+                    axes23=np.int64([2, 3]), map_shape=np.int64([0, 2, 5, 5]))
+    model = graph_model(nodes, inits, size=(6, 6), opset=opset)
+    loaded = compare(model, tmp_path)
+    layers = {layer.name: layer for layer in loaded.network.layers}
+    assert layers["gate_map"].type == "reshape" and layers["as_map"].type == "reshape"
+    assert layers["summed"].type == "flatten" and layers["summed/sum"].type == "affine"
+
+
+def test_a_reshape_to_another_rank_is_refused_naming_it(tmp_path, capsys):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Reshape", ["c", "s"], ["y"])]
+    inits = weights(w=(4, 3, 3, 3), s=np.int64([1, 4, 36]))
+    message = _bad(capsys, save(graph_model(nodes, inits, size=(8, 8)), tmp_path))
+    assert "reshape of (N, 4, 6, 6) to [1, 4, 36]: cnn's samples are vectors (N, F) or maps (N, C, H, W)" in message

@@ -486,6 +486,8 @@ WRITERS: dict[str, Callable[..., None]] = {
     "layernorm": _layer_norm, "groupnorm": _group_norm, "instancenorm2d": _instance_norm,
     "instancenorm": _instance_norm, "lrn": _lrn, "localresponsenorm": _lrn,
     "pad": _pad_layer, "channel_shuffle": _channel_shuffle, "slice": _slice_layer, "affine": _affine,
+    "reshape": lambda g, layer, x, out, shape: g.node("Reshape", [x[0], g.ints(f"{out}/shape", [0, *layer.shape])],
+                                                      out),  # 0: the batch as it is
 }
 NEEDS_OUTPUT_SHAPE = {"upsample": _upsample, "upsamplingnearest2d": _upsample, "upsamplingbilinear2d": _upsample}
 

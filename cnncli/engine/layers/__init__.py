@@ -17,7 +17,7 @@ _LAZY_CLASSES = {
     "activations": ("ELU", "GELU", "Hardsigmoid", "Hardswish", "Hardtanh", "Mish", "PReLU", "ReLU6", "SiLU",
                     "Softplus"),
     "norms": ("GroupNorm", "InstanceNorm2d", "LayerNorm", "LocalResponseNorm"),
-    "shaping": ("ChannelShuffle", "Identity", "Pad", "Slice"),
+    "shaping": ("ChannelShuffle", "Identity", "Pad", "Reshape", "Slice"),
     "spatial": ("AdaptivePool2d", "ConvTranspose2d", "GlobalMaxPool2d", "Upsample"),
     "affine": ("Affine",),
     "unary": ("Abs", "Erf", "Exp", "Log", "LogSoftmax", "Neg", "Pow", "Reciprocal", "Sqrt"),

@@ -44,7 +44,7 @@ FAMILIES = {
     "activations": ("relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "mish", "gelu", "elu", "softplus",
                     "prelu"),
     "norms": ("layernorm", "groupnorm", "instancenorm2d", "instancenorm", "lrn", "localresponsenorm"),
-    "shaping": ("identity", "channel_shuffle", "pad", "slice"),
+    "shaping": ("identity", "channel_shuffle", "pad", "slice", "reshape"),
     "spatial": ("globalmaxpool2d", "adaptiveavgpool2d", "adaptivemaxpool2d", "upsample", "upsamplingnearest2d",
                 "upsamplingbilinear2d", "conv_transpose2d", "convtranspose2d"),
     "affine": ("affine",),

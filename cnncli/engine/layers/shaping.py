@@ -1,5 +1,5 @@
-"""Layers that move values without computing new ones: identity, channel_shuffle (ShuffleNet's), pad
-and slice, with PyTorch's settings and meaning."""
+"""Layers that move values without computing new ones: identity, channel_shuffle (ShuffleNet's), pad,
+slice and reshape, with PyTorch's settings and meaning."""
 
 from __future__ import annotations
 
@@ -246,3 +246,62 @@ class Slice(_Moves):
     def describe(self) -> str:
         step = f":{self.step}" if self.step != 1 else ""
         return f"dim {self.dim} [{self.start}:{self.end}{step}]"
+
+
+@register
+@dataclass(frozen=True, eq=False, repr=False)
+class Reshape(_Moves):
+    """Each sample's values in row-major order, given the shape ``shape``: x.reshape(N, *shape), as
+    torch.nn.Unflatten after a flatten (a dense layer's output made a map, as a generator's first
+    layer does; ONNX Reshape and Unsqueeze). The shape is a vector (F,) or a map (C, H, W); one
+    entry may be -1, the rest of the values."""
+
+    shape: tuple[int, ...]
+    name: str = "reshape"
+    types: ClassVar = ("reshape",)
+    keys: ClassVar = ("shape",)
+    required: ClassVar = ("shape",)
+    view: ClassVar = True  # numpy's reshape of a contiguous map is a view of it
+
+    @classmethod
+    def from_spec(cls, spec: LayerSpec) -> Reshape:
+        values = spec.get("shape")
+        if not isinstance(values, list) or not values or any(not isinstance(v, int) or isinstance(v, bool)
+                                                                for v in values):
+            raise spec.fail("shape", f"expected a list of 1 or 3 whole numbers (one may be -1), got {values!r}")
+        layer = cls(tuple(values), spec.name)
+        try:
+            layer.output_shape(spec.shape)
+        except ShapeError as err:
+            raise spec.fail("shape", err.message) from None
+        return layer
+
+    def output_shape(self, shape: Shape) -> Shape:
+        target = list(self.shape)
+        if len(target) not in (1, 3):
+            raise ShapeError(f"shape {target}: expected a vector (F,) or a map (C, H, W)")
+        size = math.prod(shape)
+        if target.count(-1) > 1 or any(d < -1 or d == 0 for d in target):
+            raise ShapeError(f"shape {target}: expected sizes of 1 or more, one of them -1 at most")
+        if -1 in target:
+            known = math.prod(d for d in target if d != -1)
+            if size % known:
+                raise ShapeError(f"the input's {size} values do not fill shape {target}")
+            target[target.index(-1)] = size // known
+        if math.prod(target) != size:
+            raise ShapeError(f"the input's {size} values (shape {tuple(shape)}) do not fill shape {tuple(target)}")
+        return tuple(target)
+
+    def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
+        sample = x.shape[1:] if batched else x.shape
+        target = self.output_shape(sample)
+        return np.ascontiguousarray(x).reshape(((x.shape[0],) if batched else ()) + target)
+
+    def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
+        return 0
+
+    def settings(self) -> dict[str, Any]:
+        return {"shape": list(self.shape)}
+
+    def describe(self) -> str:
+        return "to " + "x".join(str(d) for d in self.shape)

@@ -1,7 +1,8 @@
 """ONNX's element-wise math and reductions over a map: Exp, Log, Sqrt, Neg, Abs, Erf, Reciprocal,
-Pow with a constant exponent, Max and Min of two or more maps, and ReduceMean / ReduceMax over H and
-W (axes [2, 3]) as global pools (keepdims=0: then flattened). Registered in ops.CONVERTERS when imported (the
-package imports it). LogSoftmax is in ops.py, beside Softmax, whose axis rule it shares.
+Pow with a constant exponent, Max and Min of two or more maps, and ReduceMean / ReduceMax / ReduceSum
+over H and W (axes [2, 3]) as global pools (a sum: then scaled by H*W; keepdims=0: then flattened).
+Registered in ops.CONVERTERS when imported (the package imports it). LogSoftmax is in ops.py, beside
+Softmax, whose axis rule it shares.
 
 With every input a constant these nodes are folded when the model loads (build.FOLDABLE), not
 converted here.
@@ -10,6 +11,8 @@ converted here.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from ...engine import layers as L
 from .build import Importer, Unsupported, shape_text
@@ -43,13 +46,13 @@ def extreme(imp: Importer, attrs: dict[str, Any]) -> None:
     imp.emit(cls(layer_name(imp)), sources, imp.output())
 
 
-@converts("ReduceMean", "ReduceMax")
+@converts("ReduceMean", "ReduceMax", "ReduceSum")
 def reduce(imp: Importer, attrs: dict[str, Any]) -> None:
     """Over axes [2, 3] with keepdims=1 a global pool; axes are an attribute before opset 18 and an
     input from it. Any other axes (or none: every axis) are refused."""
     source, shape = imp.tensor(0)
     require_map(imp, shape)
-    if imp.opset < 18:
+    if imp.opset < (13 if imp.node.op_type == "ReduceSum" else 18):  # axes became an input: ReduceSum's at 13
         given = attrs.get("axes")
     else:
         array = imp.optional(1, "axes")
@@ -59,10 +62,15 @@ def reduce(imp: Importer, attrs: dict[str, Any]) -> None:
     axes = sorted(int(a) % 4 for a in given)
     if axes != [2, 3]:
         raise Unsupported(f"axes {list(given)}: cnn reduces axes [2, 3] (H and W) only")
-    kind = L.GlobalAvgPool2d if imp.node.op_type == "ReduceMean" else L.GlobalMaxPool2d
-    if attrs.get("keepdims", 1):
-        imp.emit(kind(layer_name(imp)), [source], imp.output())
-        return
-    pooled = imp.name_for(imp.output() + "/pool")  # (N, C, 1, 1), then flattened to (N, C) as ONNX gives
-    imp.emit(kind(pooled), [source])
-    imp.emit(L.Flatten(layer_name(imp)), [pooled], imp.output())
+    kind = L.GlobalMaxPool2d if imp.node.op_type == "ReduceMax" else L.GlobalAvgPool2d
+    steps: list[Any] = [kind]
+    if imp.node.op_type == "ReduceSum":  # the mean times the cells it was taken over
+        steps.append(lambda name: L.Affine(np.asarray(shape[1] * shape[2], dtype=np.float32), None, name))
+    if not attrs.get("keepdims", 1):
+        steps.append(L.Flatten)  # (N, C, 1, 1) to (N, C), as ONNX gives
+    reads = source
+    for index, make in enumerate(steps):
+        last = index == len(steps) - 1
+        name = layer_name(imp) if last else imp.name_for(f"{imp.output()}/{('pool', 'sum')[index]}")
+        imp.emit(make(name), [reads], imp.output() if last else None)
+        reads = name

@@ -1,5 +1,6 @@
 """ONNX operators that reshape, cut, join and do arithmetic: Flatten, Reshape and Squeeze as a flatten,
-Reshape -> Transpose -> Reshape as a channel shuffle, Slice and Split as slices,
+other Reshapes, Squeezes and Unsqueezes to a vector or a map as a reshape, Reshape -> Transpose ->
+Reshape as a channel shuffle, Slice and Split as slices,
 Gemm and MatMul (+ Add) as dense layers, Add/Sub/Mul/Div with a map or a constant, Concat, Sum,
 Mean and Pad. Registered in ops.CONVERTERS when imported (the package imports it).
 """
@@ -55,7 +56,31 @@ def reshape(imp: Importer, attrs: dict[str, Any]) -> None:
     elif len(shape) == 3 and len(target) == 5 and target[1] * target[2] == shape[0] and tuple(target[3:]) == shape[1:]:
         imp.views[imp.output()] = ("grouped", source, target[1])  # the channels as (G, C/G): a shuffle begins
     else:
-        raise Unsupported(f"reshape of {shape_text(shape)} to {target}: cnn imports a flatten to (N, -1) only")
+        _reshaped(imp, source, shape, target[1:], f"reshape of {shape_text(shape)} to {target}")
+
+
+def _reshaped(imp: Importer, source: str, shape: tuple[int, ...], target: list[int], what: str) -> None:
+    """A reshape layer to ``target`` (per sample), which must be a vector or a map."""
+    if len(target) not in (1, 3):
+        raise Unsupported(f"{what}: cnn's samples are vectors (N, F) or maps (N, C, H, W)")
+    imp.emit(L.Reshape(tuple(target), layer_name(imp)), [source], imp.output())
+
+
+@converts("Unsqueeze")
+def unsqueeze(imp: Importer, attrs: dict[str, Any]) -> None:
+    """Axes of size 1 put in: (N, C) to (N, C, 1, 1) before a conv or a gate, as a reshape."""
+    source, shape = imp.tensor(0)
+    given = attrs.get("axes") if imp.opset < 13 else imp.const(1, "axes")
+    axes = [int(a) for a in np.asarray(given if given is not None else [], dtype=np.int64).reshape(-1)]
+    rank = len(shape) + 1 + len(axes)
+    placed = sorted(a % rank for a in axes)
+    if not axes or len(set(placed)) != len(placed):
+        raise imp.fail(f"axes {axes}: expected distinct axes of the {rank}-D result")
+    if 0 in placed:
+        raise Unsupported("puts in an axis before the batch")
+    dims = iter(shape)
+    target = [1 if i in placed else next(dims) for i in range(1, rank)]
+    _reshaped(imp, source, shape, target, f"unsqueeze of {shape_text(shape)} at axes {axes}")
 
 
 @converts("Transpose")
@@ -160,7 +185,7 @@ def squeeze(imp: Importer, attrs: dict[str, Any]) -> None:
     elif tuple(kept) == shape:
         unary(imp, L.Identity(layer_name(imp)))
     else:
-        raise Unsupported(f"squeeze of {shape_text(shape)} to (N, {', '.join(map(str, kept))})")
+        _reshaped(imp, source, shape, kept, f"squeeze of {shape_text(shape)} to (N, {', '.join(map(str, kept))})")
 
 
 @converts("Gemm")
