@@ -12,8 +12,8 @@ import scipy.special
 from rich.console import Console
 
 from cnncli import load_model
-from cnncli.engine.explain_layer import (LayerExplanation, explain_layer, explainer_of, extreme_cell, find_layer,
-                                         resolve_cell)
+from cnncli.engine.explain_at import extreme_cell, find_layer, resolve_cell
+from cnncli.engine.explain_layer import LayerExplanation, explain_layer, explainer_of
 from cnncli.engine.graph import Network
 from cnncli.engine.layers import Activation, BatchNorm, Dense, Flatten, GlobalAvgPool2d, Pool2d, Softmax, base
 from cnncli.views.explain_layer import fill, layer_explanation_view

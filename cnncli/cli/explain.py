@@ -56,7 +56,8 @@ def explain(
     """
     from ..errors import CnnError
     from ..engine.explain import CellError
-    from ..engine.explain_layer import explain_layer, extreme_cell, find_layer, resolve_cell
+    from ..engine.explain_at import extreme_cell, find_layer, resolve_cell
+    from ..engine.explain_layer import explain_layer
 
     set_no_color(no_color)
     if options.top is not None:
