@@ -138,7 +138,8 @@ class LayerExplanation:
         return self.working.value
 
     def record(self) -> dict[str, Any]:
-        """The explanation as JSON-ready data (NaN and infinities become null)."""
+        """The explanation as JSON-ready data (NaN and infinities become null). ``formula`` is the
+        lines of the working, a ``{name}`` standing for ``numbers[name]``."""
         w = self.working
         layer: dict[str, Any] = {"index": self.layer_index, "name": self.layer_name, "type": self.layer_type}
         if self.reads is not None:
@@ -146,7 +147,7 @@ class LayerExplanation:
         layer |= {"input_shapes": [list(s) for s in self.in_shapes], "output_shape": list(self.out_shape)}
         record: dict[str, Any] = {
             "layer": layer, "cell": cell_record(self.cell, self.label) | ({"class": True} if self.is_class else {}),
-            "formula": list(w.lines), "text": w.text,
+            "formula": [line.replace("!}", "}") for line in w.lines], "text": w.text.replace("!}", "}"),
             "numbers": {name: json_number(v) for name, v in w.numbers.items()},
             "sources": [source.record() for source in w.sources],
         }

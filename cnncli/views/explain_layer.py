@@ -70,9 +70,12 @@ def fill(template: str, numbers: dict[str, float]) -> str:
 
 
 def _cell_line(e: LayerExplanation) -> Text:
+    """"Cell: fc2 unit 7 (class 7) = 9.87"; a map's label after its channel, as a conv's."""
     name = f" (class {e.label})" if e.is_class else f" ({e.label})" if e.label else ""
-    return Text.assemble(("Cell: ", "bold"), f"{e.layer_name} {cell_text(e.cell)}{name} = ",
-                         (_exact(e.layer_value), "bold"))
+    where = f"{cell_text(e.cell)}{name}"
+    if len(e.cell) == 3 and name:
+        where = f"channel {e.cell[0]}{name}, row {e.cell[1]}, col {e.cell[2]}"
+    return Text.assemble(("Cell: ", "bold"), f"{e.layer_name} {where} = ", (_exact(e.layer_value), "bold"))
 
 
 def _source_lines(w: Working) -> list[str]:
