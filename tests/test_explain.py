@@ -582,3 +582,17 @@ def test_every_layer_of_a_model_with_every_type_explains_from_the_command_line(t
         shown = json.loads(invoke("explain", str(image), "-m", str(model), "--layer", layer["name"], "-f",
                                   "json").stdout)
         assert shown["value"] == pytest.approx(shown["layer_value"], rel=2e-5, abs=2e-5)
+
+
+def test_full_shows_every_term_and_the_default_the_largest_twelve():
+    """Without --full a dense unit's table holds its 12 largest terms and what the rest add up to; with it, all 64."""
+    short = invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "3").stdout
+    full = invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "3", "--full").stdout
+
+    def rows(out):
+        table = out.split("x * weight\n")[1].split("\n\n")[0]
+        return [line for line in table.splitlines()[1:] if line.strip() and line.split()[0].isdigit()]
+
+    assert len(rows(short)) == 12 and "the other 52 add up to" in short
+    assert len(rows(full)) == 64 and "the other" not in full
+    assert sorted(int(line.split()[0]) for line in rows(full)) == list(range(64))

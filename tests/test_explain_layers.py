@@ -560,3 +560,19 @@ def test_a_layer_without_an_explainer_says_so_with_its_value():
     steps = Network((Twice(),)).forward(SEED_IMAGE)
     e = explain_layer(steps, 1, (0, 2, 2))
     assert e.value == 18.0 and "cannot yet write out" in e.working.text
+
+
+def test_a_transposed_conv_cell_no_input_reaches_holds_its_bias():
+    """Stride 3 with a 1x1 kernel: output rows and cols 1 and 2 of each 3 get no input cell, only the bias; the
+    view says so without an empty table."""
+    from cnncli.engine.layers import ConvTranspose2d
+
+    layer = ConvTranspose2d(np.ones((1, 1, 1, 1)), np.array([0.25]), (3, 3), name="up")
+    steps = Network((layer,)).forward(np.arange(4.0).reshape(1, 2, 2))
+    e = explain_layer(steps, 1, (0, 1, 2))
+    assert e.working.terms.rows == () and e.value == 0.25 == e.layer_value
+    assert "no input cell's kernel reaches row 1, col 2" in e.working.text
+    console = Console(width=80, record=True, color_system=None)
+    console.print(layer_explanation_view(e, steps, 80, "none"))
+    text = console.export_text()
+    assert "terms" not in text and "  = 0 + 0.25\n  = 0.25" in text

@@ -117,6 +117,8 @@ def _terms_view(terms: Terms, full: bool) -> list[RenderableType]:
     """The terms as a table, the first ``MAX_TERMS`` (and the explained cell's own row) unless ``full``;
     what the rows left out add up to."""
     rows = list(terms.rows)
+    if not rows:  # a transposed conv's cell no input reaches: its bias alone, as the text says
+        return []
     keep = list(range(len(rows))) if full or len(rows) <= MAX_TERMS else list(range(MAX_TERMS))
     if terms.marked is not None and terms.marked not in keep:
         keep.append(terms.marked)
