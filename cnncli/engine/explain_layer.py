@@ -10,8 +10,9 @@ checked against the forward pass's own map: a mismatch is a bug (RuntimeError), 
 
 Each layer class has one explainer, a function of a ``Context`` registered with ``explains``
 (explain_values.py: one value through a function; explain_norms.py: normalisations;
-explain_sums.py: sums and windows; explain_moves.py: values moved or merged). Never prints and
-never imports the CLI libraries; ``LayerExplanation.record()`` is the JSON layout.
+explain_sums.py: sums and windows; explain_moves.py: values moved or merged); explain_at.py finds
+the layer and the cell a user names. Never prints and never imports the CLI libraries;
+``LayerExplanation.record()`` is the JSON layout.
 """
 
 from __future__ import annotations
