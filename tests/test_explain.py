@@ -361,16 +361,24 @@ BAD = [
     (["--at", "-1,0"], "--at", "expected ROW,COL"),
     (["--at", "3,0"], "--at", "outside conv1's 3x3 output; expected ROW in 0..2 and COL in 0..2"),
     (["--at", "0,9"], "--at", "expected ROW in 0..2 and COL in 0..2"),
-    (["--at", "0,1", "--layer", "relu1"], "--layer", "not a convolution; the conv layers are conv1 (#1)"),
-    (["--at", "0,1", "--layer", "conv2"], "--layer", "no layer called 'conv2'; the conv layers are conv1 (#1)"),
+    (["--at", "1,2,3,4"], "--at", "expected ROW,COL"),
+    (["--at", "1,0,0"], "--at", "outside conv1's 1x3x3 output; expected CHANNEL in 0..0, ROW in 0..2, COL in 0..2"),
+    (["--at", "0", "--layer", "relu1"], "--at", "relu1's output is a 1x3x3 map; expected ROW,COL (with --channel)"),
+    (["--at", "0,1", "--layer", "conv2"], "--layer",
+     "no layer called 'conv2'; the layers are conv1 (#1), relu1 (#2), maxpool1 (#3)"),
     (["--at", "0,1", "--layer", "0"], "--layer", "#0 is the input"),
     (["--at", "0,1", "--layer", "9"], "--layer", "no layer #9: the network has 3"),
     (["--at", "0,1", "--channel", "1"], "--channel", "conv1 has 1 output channel; expected 0, got 1"),
-    ([], "--at", "Missing option"),
+    (["--channel", "1"], "--channel", "conv1 has 1 output channel; expected 0, got 1"),
+    (["--at", "1,0,0", "--channel", "0"], "--channel", "name different channels"),
+    (["--dense-random", "3", "--layer", "dense1", "--at", "0,1"], "--at",
+     "dense1's output is a vector of 3 values; expected INDEX, got 0,1"),
+    (["--dense-random", "3", "--layer", "dense1", "--at", "3"], "--at", "expected INDEX in 0..2"),
+    (["--dense-random", "3", "--layer", "dense1", "--channel", "0"], "--channel", "which has no channels"),
 ]
 
 
-@pytest.mark.parametrize("args, option, words", BAD, ids=[" ".join(case[0]) or "no --at" for case in BAD])
+@pytest.mark.parametrize("args, option, words", BAD, ids=[" ".join(case[0]) for case in BAD])
 def test_a_bad_cell_layer_or_channel_is_one_line_and_exit_2(args, option, words, capsys):
     """Bad --at, --layer or --channel: exit 2, one `cnn:` line naming the option and the valid range, no output."""
     code = main(["explain", SEED, "-k", "vertical_edge", *args])
@@ -382,11 +390,18 @@ def test_a_bad_cell_layer_or_channel_is_one_line_and_exit_2(args, option, words,
     assert option in lines[0] and words in lines[0]
 
 
-def test_a_model_layer_that_is_not_a_conv_lists_the_conv_layers(capsys):
-    """--layer fc1 on the digits model names conv1 and conv2 (and their numbers) as the choices."""
-    code = main(["explain", DIGIT, "-m", "digits", "--layer", "fc1", "--at", "0,0"])
-    err = capsys.readouterr().err
-    assert code == 2 and "fc1 is a dense layer" in err and "conv1 (#1), conv2 (#5)" in err
+def test_without_at_the_layers_largest_value_is_explained():
+    """No --at: the cell holding the layer's largest value, across all its channels (the first on a tie)."""
+    trace = json.loads(invoke("run", DIGIT, "-m", "digits", "-f", "json").stdout)
+    values = np.array(trace["layers"][5]["values"])  # conv2: 32 x 4 x 4
+    document = json.loads(invoke("explain", DIGIT, "-m", "digits", "--layer", "conv2", "-f", "json").stdout)
+    cell = document["cell"]
+    assert (cell["channel"], cell["row"], cell["col"]) == np.unravel_index(np.argmax(values), values.shape)
+    assert document["value"] == pytest.approx(values.max(), abs=1e-5)
+    with_channel = json.loads(invoke("explain", DIGIT, "-m", "digits", "--layer", "conv2", "--channel", "5",
+                                     "-f", "json").stdout)["cell"]
+    assert with_channel["channel"] == 5
+    assert (with_channel["row"], with_channel["col"]) == np.unravel_index(np.argmax(values[5]), (4, 4))
 
 
 def test_help():
@@ -394,6 +409,7 @@ def test_help():
     result = invoke("explain", "--help")
     assert result.exit_code == 0
     assert "--at" in result.stdout and "--layer" in result.stdout and "--channel" in result.stdout
+    assert "INDEX" in result.stdout and "dense" in result.stdout
 
 
 # --- Graphs ---------------------------------------------------------------------------------------
@@ -476,3 +492,107 @@ def test_explain_on_a_graph_model_from_the_command_line(tmp_path):
     document = json.loads(invoke("explain", *args, "--format", "json").stdout)
     assert document["layer"]["inputs"] == ["relu1"]
     assert document["after"][0]["name"] == "add" and document["after"][0]["input"] == "conv2"
+
+
+# --- Every layer ----------------------------------------------------------------------------------
+
+
+def test_a_dense_unit_shows_its_largest_terms_its_bias_and_its_class():
+    """--layer fc2 --at 7 on the digits model: the class label, the 12 largest of 64 inputs x weights, what the
+    rest add up to, the sum plus bias, and the softmax share it becomes; its value is the run's."""
+    result = invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "7")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "Cell: fc2 unit 7 (class 7) = " in out and "64 terms, the largest |x * weight| first" in out
+    assert "input      x   weight   x * weight" in out and "the other 52 add up to " in out
+    assert "y = x[0] * weight[7, 0] + ... + x[63] * weight[7, 63] + bias" in out
+    assert "fc2's table shows" in out and "softmax: " in out and "becomes" in out
+    trace = json.loads(invoke("run", DIGIT, "-m", "digits", "-f", "json").stdout)
+    document = json.loads(invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "7", "-f", "json").stdout)
+    assert document["cell"] == {"index": 7, "label": "7", "class": True}
+    assert document["layer"] == {"index": 13, "name": "fc2", "type": "dense", "input_shapes": [[64]],
+                                 "output_shape": [10]}
+    assert len(document["terms"]["rows"]) == 64 and document["terms"]["columns"][-1] == "x * weight"
+    assert document["value"] == pytest.approx(trace["layers"][13]["values"][7], abs=1e-5)
+    assert document["numbers"]["sum"] + document["numbers"]["bias"] == pytest.approx(document["value"], rel=1e-12)
+
+
+def test_a_first_dense_layers_inputs_name_the_pooled_cells_they_were_flattened_from():
+    """fc1 reads the flattened pool2 (through dropout): each input is named by pool2's channel, row and col."""
+    document = json.loads(invoke("explain", DIGIT, "-m", "digits", "--layer", "fc1", "--at", "0", "-f", "json").stdout)
+    assert document["terms"]["columns"] == ["input", "from", "x", "weight", "x * weight"]
+    index, origin = document["terms"]["rows"][0][:2]
+    channel, row, col = np.unravel_index(index, (32, 2, 2))
+    assert origin == f"pool2[{channel}, {row}, {col}]"
+
+
+def test_a_pooling_cell_shows_its_window_and_which_cell_won():
+    """--layer pool1 --at 3,1,1 (CHANNEL,ROW,COL): the 2x2 window on relu1 at rows and cols 2..3, and the max's place."""
+    result = invoke("explain", DIGIT, "-m", "digits", "--layer", "pool1", "--at", "3,1,1")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert "Cell: pool1 channel 3, row 1, col 1 = " in out and "window on relu1 channel 3, rows 2..3, cols 2..3" in out
+    words = " ".join(out.split())  # long lines wrap at 80 columns
+    assert "the largest of the 4 values in its 2x2 window (stride 2): at relu1 channel 3, row " in words
+    assert "y = max of the window's values" in out
+    document = json.loads(invoke("explain", DIGIT, "-m", "digits", "--layer", "pool1", "--at", "3,1,1",
+                                 "-f", "json").stdout)
+    window = document["window"]
+    assert (window["rows"], window["cols"], len(window["winners"])) == ([2, 3], [2, 3], 1)
+    (i, j), = window["winners"]
+    assert window["values"][i][j] == document["value"] == max(max(row) for row in window["values"])
+
+
+def test_a_vectors_default_cell_is_its_largest_and_softmax_marks_it():
+    """--layer softmax without --at: the predicted class, its exponential's share, its row marked in the table."""
+    trace = json.loads(invoke("run", DIGIT, "-m", "digits", "-f", "json").stdout)
+    predicted = int(np.argmax(trace["layers"][14]["values"]))
+    result = invoke("explain", DIGIT, "-m", "digits", "--layer", "softmax")
+    assert result.exit_code == 0, result.stderr
+    assert f"Cell: softmax unit {predicted} (class {predicted}) = " in result.stdout
+    assert "<- this cell" in result.stdout and "y = exp(x - max) / (the sum of exp(x - max)" in result.stdout
+    marked = next(line for line in result.stdout.splitlines() if "<- this cell" in line)
+    assert marked.split()[:2] == [str(predicted), str(predicted)]
+
+
+def test_batch_norm_and_activation_write_their_formulas_with_numbers():
+    """bn2 writes (x - mean) / sqrt(var + eps) * weight + bias with the channel's numbers; relu3 max(x, 0)."""
+    out = invoke("explain", DIGIT, "-m", "digits", "--layer", "bn2", "--at", "5,2,0").stdout
+    assert "y = (x - mean) / sqrt(var + eps) * weight + bias\n  = (" in out and " + 1e-05) * " in out
+    assert "mean and var are channel 5's running statistics" in out and "x = " in out and "is conv2's value" in out
+    out = invoke("explain", DIGIT, "-m", "digits", "--layer", "relu3", "--at", "0").stdout
+    assert "y = max(x, 0)\n  = max(" in out and "is fc1's value at unit 0" in out
+
+
+def test_every_layer_of_a_model_with_every_type_explains_from_the_command_line(tmp_path):
+    """`cnn explain --layer NAME` for each layer of the every-type model: exit 0 and a Cell line, as a table; the
+    JSON of each parses with its value equal to its layer_value within float32 rounding."""
+    from PIL import Image
+    from test_explain_layers import every_type_document
+
+    document = every_type_document()
+    model = tmp_path / "every.json"
+    model.write_text(json.dumps(document))
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (6, 7, 3), dtype=np.uint8)).save(image)
+    for layer in document["layers"]:
+        result = invoke("explain", str(image), "-m", str(model), "--layer", layer["name"], "--at", "min")
+        assert result.exit_code == 0, (layer["name"], result.stderr)
+        assert f"Cell: {layer['name']} " in result.stdout and result.stderr == ""
+        shown = json.loads(invoke("explain", str(image), "-m", str(model), "--layer", layer["name"], "-f",
+                                  "json").stdout)
+        assert shown["value"] == pytest.approx(shown["layer_value"], rel=2e-5, abs=2e-5)
+
+
+def test_full_shows_every_term_and_the_default_the_largest_twelve():
+    """Without --full a dense unit's table holds its 12 largest terms and what the rest add up to; with it, all 64."""
+    short = invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "3").stdout
+    full = invoke("explain", DIGIT, "-m", "digits", "--layer", "fc2", "--at", "3", "--full").stdout
+
+    def rows(out):
+        table = out.split("x * weight\n")[1].split("\n\n")[0]
+        return [line for line in table.splitlines()[1:] if line.strip() and line.split()[0].isdigit()]
+
+    assert len(rows(short)) == 12 and "the other 52 add up to" in short
+    assert len(rows(full)) == 64 and "the other" not in full
+    assert sorted(int(line.split()[0]) for line in rows(full)) == list(range(64))

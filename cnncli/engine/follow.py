@@ -1,10 +1,11 @@
-"""What the layers that consume a conv's output cell do with it, as plain data (``cnn explain``).
+"""What the layers that consume a layer's output cell do with it, as plain data (``cnn explain``).
 
-``follow_cell`` walks the steps of a forward pass after the conv, in the order they ran, and
-follows the cell's value while it stays one cell: through element-wise layers (activation, batch
-norm, dropout), into the pooling windows that hold it, and through merges (add, mul, sub, mean
-with each input's value at the cell; concat, which moves the cell). Never prints and never
-imports the CLI libraries; each record's ``record()`` is its JSON layout.
+``follow`` walks the steps of a forward pass after the layer, in the order they ran, and follows
+the cell's value while it stays one cell: through element-wise layers (activations, batch norm,
+dropout, identity, element-wise math; a softmax, which turns it into its share), into the pooling
+windows that hold it, and through merges (add, mul, sub, mean with each input's value at the cell;
+concat, which moves the cell). Never prints and never imports the CLI libraries; each record's
+``record()`` is its JSON layout.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import numpy as np
 
 from . import ops
 from .graph import Step
-from .layers import Activation, Add, BatchNorm, Concat, Dropout, GlobalAvgPool2d, Mean, Mul, Pool2d, Sub
+from .layers import Activation, Add, BatchNorm, Concat, Dropout, GlobalAvgPool2d, Mean, Mul, Pool2d, Softmax, Sub
+from .layers import base
 from .layers.base import axis
 
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Elementwise:
-    """A layer after the conv that changes each value on its own: an activation, a batch norm or dropout.
+    """A layer after the explained one that changes each value on its own: an activation, a batch
+    norm, dropout, element-wise math; or a softmax, which makes the value its share.
 
     ``before`` and ``after`` are the cell's value in the maps before and after the layer; a batch
     norm is after = before * scale + shift, with this channel's ``scale`` and ``shift``.
@@ -34,7 +37,7 @@ class Elementwise:
     type: str
     before: float
     after: float
-    negative_slope: float | None = None  # leaky_relu only
+    negative_slope: float | None = None  # leaky_relu and prelu only
     scale: float | None = None  # batch norm only
     shift: float | None = None
     reads: str | None = None  # in a graph: the step whose value it takes (None in a chain: the one before)
@@ -137,16 +140,22 @@ After = Union[Elementwise, Pooling, Merge]
 
 def follow_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: int, graph: bool = False
                 ) -> list[After]:
-    """What the layers that consume the conv's cell do to it, in the order they run.
+    """What the layers that consume a conv's cell (channel, row, col) do to it: ``follow``."""
+    return follow(steps, index, (channel, row, col), graph)
 
-    A value is followed while it stays one cell: through element-wise layers (activation, batch
-    norm, dropout), through a merge whose output has the followed input's shape (add, mul, sub,
-    mean; a concat shifts the cell), and into the pooling windows that hold it, where it stops.
-    Other consumers (a conv, a flatten, a dense layer) are not followed. In a chain this is the
-    layers right after the conv, as far as the first pooling layer.
+
+def follow(steps: Sequence[Step], index: int, cell: tuple[int, ...], graph: bool = False) -> list[After]:
+    """What the layers that consume ``cell`` of step ``index`` do to it, in the order they run.
+
+    A value is followed while it stays one cell: through element-wise layers (activations, batch
+    norm, dropout, identity, element-wise math, and a softmax, where it becomes its share),
+    through a merge whose output has the followed input's shape (add, mul, sub, mean; a concat
+    shifts the cell), and into the pooling windows that hold it, where it stops. Other consumers
+    (a conv, a flatten, a dense layer) are not followed. In a chain this is the layers right after
+    the explained one, as far as the first pooling layer.
     """
     by_name = {step.name: step for step in steps}
-    reached: dict[str, tuple[int, ...]] = {steps[index].name: (channel, row, col)}  # value -> its cell
+    reached: dict[str, tuple[int, ...]] = {steps[index].name: tuple(cell)}  # value -> its cell
     found: list[After] = []
     for step in steps[index + 1:]:
         names = step.inputs or (steps[step.index - 1].name,)
@@ -154,9 +163,7 @@ def follow_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: 
         for followed in [name for name in dict.fromkeys(names) if name in reached]:  # a merge may read two
             cell, before = reached[followed], by_name[followed]
             reads = followed if graph else None
-            elementwise = isinstance(layer, (Activation, Dropout)) or (
-                isinstance(layer, BatchNorm) and layer.kind == "batchnorm2d")
-            if elementwise and step.output.shape == before.output.shape:
+            if keeps_place(step) and step.output.shape == before.output.shape:
                 found.append(_elementwise(step, float(before.output[cell]), float(step.output[cell]), cell[0], reads))
                 reached[step.name] = cell
             elif isinstance(layer, (Pool2d, GlobalAvgPool2d)) and before.output.ndim == 3:
@@ -169,6 +176,14 @@ def follow_cell(steps: Sequence[Step], index: int, channel: int, row: int, col: 
                     reached.setdefault(step.name, merge.cell)  # followed on from the first input that reaches it
                 break  # one line per merge: its terms already show every input's value at the cell
     return found
+
+
+def keeps_place(step: Step) -> bool:
+    """Whether ``step``'s layer makes each value from the input's value at the same place (an
+    activation, a batch norm, dropout, identity, element-wise math) or its share (a softmax)."""
+    return len(step.inputs) <= 1 and (isinstance(step.layer, (Activation, Dropout, BatchNorm, Softmax,
+                                                              base.Elementwise))
+                                      or step.type in ("identity", "logsoftmax", "affine"))
 
 
 def _merge(step: Step, inputs: Sequence[Step], followed: str, cell: tuple[int, ...]) -> Merge:
@@ -203,6 +218,9 @@ def _elementwise(step: Step, before: float, after: float, channel: int, reads: s
         return Elementwise(step.index, step.name, step.type, before, after, scale=float(scale[channel]),
                            shift=float(shift[channel]), reads=reads)
     slope = layer.negative_slope if isinstance(layer, Activation) and layer.kind == "leaky_relu" else None
+    if step.type == "prelu":  # one learned slope, or one per channel
+        weight = np.asarray(layer.weight).reshape(-1)  # type: ignore[union-attr]
+        slope = float(weight[channel if weight.size > 1 else 0])
     return Elementwise(step.index, step.name, step.type, before, after, negative_slope=slope, reads=reads)
 
 
@@ -232,7 +250,8 @@ def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int, re
             value = float(step.output[channel, i, j])
             if layer.kind == "max":
                 held = float(plane[row, col])
-                best = np.nanmax(window)
+                pooled = window[inside & ~np.isnan(window)]  # np.nanmax would warn on a window of NaN alone
+                best = pooled.max() if pooled.size else np.nan
                 ties = int(np.count_nonzero(window[inside] == best))
                 cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
                                       is_max=bool(held == best), tied=bool(held == best and ties > 1)))

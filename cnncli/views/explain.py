@@ -169,11 +169,12 @@ def _result_lines(e: Explanation, step: Step) -> list[RenderableType]:
     lines.append(Text(f"{e.layer_name}'s table shows {shown} at channel {e.channel}, row {e.row}, col {e.col}"
                       f"{overflowed}", style="dim"))
     for after in e.after:
-        lines.append(_after_line(after, e))
+        lines.append(after_line(after, f"row {e.row}, col {e.col}"))
     return lines
 
 
-def _after_line(after: Elementwise | Pooling | Merge, e: Explanation) -> Text:
+def after_line(after: Elementwise | Pooling | Merge, where: str) -> Text:
+    """One line for a layer that consumes the explained cell; ``where`` names the cell ("row 2, col 3")."""
     reads = ", ".join(after.inputs) if isinstance(after, Merge) else after.reads
     notes = ([after.type] if after.name != after.type else []) + ([f"reads {reads}"] if reads else [])
     head = f"{after.name} ({', '.join(notes)}): " if notes else f"{after.name}: "
@@ -183,15 +184,20 @@ def _after_line(after: Elementwise | Pooling | Merge, e: Explanation) -> Text:
         x, y = _exact(after.before), _exact(after.after)
         if after.scale is not None:
             assert after.shift is not None  # a batch norm's scale comes with its shift
-            return Text(f"{head}{x} x {_exact(after.scale)} + {_signed(after.shift)} = {y} (this channel's mean, "
+            whose = "feature" if after.type == "batchnorm1d" else "channel"
+            return Text(f"{head}{x} x {_exact(after.scale)} + {_signed(after.shift)} = {y} (this {whose}'s mean, "
                         "variance, weight and bias as a scale and a shift)")
         if after.type == "dropout":
             return Text(f"{head}{x} (nothing at inference)")
         if after.type == "none":
             return Text(f"{head}{x} (no activation)")
+        if after.type == "identity":
+            return Text(f"{head}{x} (unchanged)")
+        if after.type in ("softmax", "logsoftmax"):
+            share = "its share" if after.type == "softmax" else "the log of its share"
+            return Text(f"{head}{x} becomes {y}, {share} of its vector's exponentials")
         slope = f" (negative slope {after.negative_slope:g})" if after.negative_slope is not None else ""
         return Text(f"{head}{after.type}({x}) = {y}{slope}")
-    where = f"row {e.row}, col {e.col}"
     size = f"{after.kernel_size[0]}x{after.kernel_size[1]}"
     if not after.cells:
         return Text(f"{head}no {size} window with stride {_pair(after.stride)} covers {where}: the pool drops "
