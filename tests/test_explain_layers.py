@@ -63,7 +63,8 @@ def every_type_document():
         {"name": "padc", "type": "pad", "padding": [0, 1, 1, 0], "mode": "circular", "inputs": ["shuffle"]},
         {"name": "padr", "type": "pad", "padding": [2, 0, 0, 1], "mode": "replicate", "inputs": ["shuffle"]},
         {"name": "ident", "type": "identity", "inputs": ["pad"]},
-        {"name": "drop", "type": "dropout", "p": 0.2},
+        {"name": "regrid", "type": "reshape", "shape": [8, -1, 6], "inputs": ["padr"]},
+        {"name": "drop", "type": "dropout", "p": 0.2, "inputs": ["ident"]},
         {"name": "ln", "type": "layernorm", "normalized_shape": [9, 8], "weight": w(9, 8), "bias": w(9, 8)},
         {"name": "ln_all", "type": "layernorm", "normalized_shape": [16, 9, 8], "elementwise_affine": False,
          "inputs": ["drop"]},
@@ -113,7 +114,7 @@ def every_type_document():
     ]
     heads = [layer["name"] for layer in layers if layer["name"] in (
         "logprobs", "gmp", "adavg_up", "up_bilinear", "up_corners", "deconv2", "chsoftmax", "rowlogsoftmax",
-        "maxpool_ceil", "avgpool", "avgpool_ex", "padc", "padr", "pad0", "lrn", "logv", "erfv")]
+        "maxpool_ceil", "avgpool", "avgpool_ex", "padc", "padr", "pad0", "lrn", "logv", "erfv", "regrid")]
     return {"format": "cnn-model", "version": 2, "name": "every", "input": {"size": [6, 7], "color": "rgb"},
             "labels": ["cat", "dog", "fox"], "layers": layers, "outputs": heads}
 

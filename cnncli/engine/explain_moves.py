@@ -1,4 +1,4 @@
-"""Explainers of layers that move values or merge maps: flatten, pad, slice, channel shuffle,
+"""Explainers of layers that move values or merge maps: flatten, reshape, pad, slice, channel shuffle,
 concat; add, sub, mul, mean, max and min (``cnn explain``).
 
 A move says which input cell the value came from (or the constant a padding holds); a merge
@@ -17,7 +17,7 @@ from .explain_layer import Context, Source, Working, cell_text, explains
 from .layers import Flatten
 from .layers.base import axis
 from .layers.merge import Add, Concat, Max, Mean, Min, Mul, Sub
-from .layers.shaping import ChannelShuffle, Pad, Slice
+from .layers.shaping import ChannelShuffle, Pad, Reshape, Slice
 
 
 def _moved(ctx: Context, cell: tuple[int, ...], text: str, position: int = 0, note: str = "") -> Working:
@@ -34,6 +34,16 @@ def _flatten(ctx: Context) -> Working:
     order = "channel by channel, each row by row" if len(shape) == 3 else "in C order (the last index fastest)"
     return _moved(ctx, cell, f"flatten lays {ctx.source.name}'s {'x'.join(map(str, shape))} values out in a row, "
                              f"{order}: unit {ctx.cell[0]} is {cell_text(cell)}")
+
+
+@explains(Reshape)
+def _reshape(ctx: Context) -> Working:
+    shape = ctx.source.output.shape
+    flat = int(np.ravel_multi_index(ctx.cell, ctx.step.output.shape))
+    cell = tuple(int(i) for i in np.unravel_index(flat, shape))
+    into = "x".join(map(str, ctx.step.output.shape))
+    return _moved(ctx, cell, f"reshape reads {ctx.source.name}'s {'x'.join(map(str, shape))} values in row-major "
+                             f"order as {into}: value {flat} in that order, {cell_text(cell)} of the input")
 
 
 @explains(Slice)
