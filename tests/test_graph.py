@@ -142,6 +142,17 @@ def test_a_rewritten_last_layer_still_gives_the_output(last):
     np.testing.assert_allclose(net.predict(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_relu_moved_past_two_max_pools_in_a_row_gives_the_forward_pass():
+    """relu -> max-pool -> max-pool: the relu moves after the first pool, then after the second (a
+    name made up for the first move is looked up as the pool it stands for). The reference: the
+    forward pass, sample by sample."""
+    net = Network((conv("c1"), Activation("relu", name="r"), Pool2d("max", 2, name="p1"), Pool2d("max", 1, name="p2")))
+    x = RNG.standard_normal((2, 2, 8, 8)).astype(np.float32)
+    expected = np.stack([net.forward(sample)[-1].output for sample in x])
+    np.testing.assert_allclose(net.predict(x), expected, rtol=1e-6, atol=1e-6)
+    assert [layer.type for layer, _, _ in net.inference_plan] == ["conv2d", "maxpool2d", "maxpool2d", "relu"]
+
+
 def test_predict_lets_each_value_go_after_its_last_reader():
     net = Network((conv("c1"), Activation("relu", name="r"), conv("c2", seed=1), Add("add"), conv("c3", seed=2)),
                   ((INPUT,), ("c1",), ("r",), ("c2", "r"), ("add",)))

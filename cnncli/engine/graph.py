@@ -264,7 +264,10 @@ class Network:
         by_name: dict[str, int] = {}  # a planned layer's name -> its position in plan
         taken = {INPUT} | {layer.name for layer in self.layers}  # a name made up here must be none of these
 
+        stands_for: dict[str, str] = {}  # a name made up here -> the layer whose value it holds
+
         def alone(name: str, reader: str) -> bool:  # ``reader`` is all that reads ``name``
+            name = stands_for.get(name, name)
             return name not in kept and readers[name] == (reader,)
 
         for layer, names in zip(self.layers, self.reads):
@@ -288,6 +291,7 @@ class Network:
                 while alias in taken:  # a layer of the network may be called that
                     alias += "'"
                 taken.add(alias)
+                stands_for[alias] = layer.name
                 before[0], before[1] = layer, relu_reads
                 by_name[layer.name] = by_name.pop(relu.name)
                 plan.append([dataclasses.replace(relu, name=alias), (layer.name,)])
