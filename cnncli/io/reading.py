@@ -28,8 +28,8 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
     FIFO's writer, and what was opened is checked, not what the name pointed at before.
     """
     source = str(path)
-    try:
-        with open(path, "rb", opener=_nonblocking if regular_only else None) as stream:
+    with _open(path, error, expected, nonblocking=regular_only) as stream:
+        try:
             status = os.fstat(stream.fileno())
             regular = stat.S_ISREG(status.st_mode)
             if regular_only and not regular:
@@ -37,14 +37,8 @@ def read_bytes(path: str | Path, *, kind: str, error: type[CnnError], expected: 
             if regular:
                 limits.check_file_size(status.st_size, kind, source, expected)
             return read_stream(stream, source, kind, expected, limits, status.st_size if regular else 0)
-    except FileNotFoundError:
-        raise error("no such file", source=source) from None
-    except IsADirectoryError:
-        raise error(f"is a folder; expected {expected}", source=source) from None
-    except OSError as err:
-        raise error(f"cannot read: {err.strerror or err}", source=source) from None
-    except ValueError:  # a name from a file, holding a NUL byte, which no file system allows
-        raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
+        except OSError as err:
+            raise error(f"cannot read: {err.strerror or err}", source=source) from None
 
 
 @contextmanager
@@ -53,21 +47,28 @@ def open_regular(path: str | Path, *, kind: str, error: type[CnnError], expected
     """``path`` open for reading, with its size: a regular file within the file-size limit of
     ``kind``, read piece by piece by the caller (an ONNX model's weights); ``error`` names the file
     when it is missing, a folder, not a regular file or too big."""
+    with _open(path, error, expected, nonblocking=True) as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise error(f"is {_file_type(status.st_mode)}; expected {expected} (a regular file)", source=str(path))
+        limits.check_file_size(status.st_size, kind, str(path), expected)
+        yield stream, status.st_size
+
+
+def _open(path: str | Path, error: type[CnnError], expected: str, nonblocking: bool) -> BinaryIO:
+    """``path`` open for reading; ``error`` naming it when it is missing, a folder or cannot be opened.
+    ``nonblocking`` opens a FIFO without waiting for its writer (so that it can be refused)."""
     source = str(path)
     try:
-        stream = open(path, "rb", opener=_nonblocking)
+        return open(path, "rb", opener=_nonblocking if nonblocking else None)
     except FileNotFoundError:
         raise error("no such file", source=source) from None
     except IsADirectoryError:
         raise error(f"is a folder; expected {expected}", source=source) from None
     except OSError as err:
         raise error(f"cannot read: {err.strerror or err}", source=source) from None
-    with stream:
-        status = os.fstat(stream.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise error(f"is {_file_type(status.st_mode)}; expected {expected} (a regular file)", source=source)
-        limits.check_file_size(status.st_size, kind, source, expected)
-        yield stream, status.st_size
+    except ValueError:  # a name from a file, holding a NUL byte, which no file system allows
+        raise error(f"is not a possible file name; expected {expected}", source=repr(source)) from None
 
 
 def _nonblocking(path: str, flags: int) -> int:
