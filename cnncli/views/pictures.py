@@ -146,7 +146,74 @@ def as_maps(output: np.ndarray) -> np.ndarray:
     return output
 
 
-def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "") -> Image.Image:
+PICTURE_CHANNELS = {("gray",): "gray", ("R", "G", "B"): "RGB"}  # an input's channel names -> what it is
+
+
+class Picture:
+    """How an input map is drawn as the picture it is: ``kind`` "gray" or "RGB", and ``top`` the
+    value of white (1 or 255); or, when it cannot be (``top`` None), ``why``."""
+
+    def __init__(self, kind: str, top: float | None, why: str = "") -> None:
+        self.kind, self.top, self.why = kind, top, why
+
+    @property
+    def note(self) -> str:
+        """What the views say under the drawing."""
+        if self.top is None:
+            return f"{self.kind} input {self.why}: drawn on the heat scale, not as the picture"
+        return f"drawn as the picture: {self.kind} 0..{self.top:g}"
+
+    def rgb(self, maps: np.ndarray) -> np.ndarray:
+        """(C, H, W) values 0..top as (H, W, 3) uint8: round(255 v / top), a gray plane in all three."""
+        assert self.top is not None  # only a picture that can be drawn is asked for its pixels
+        scaled = np.clip(np.asarray(maps, dtype=np.float64) / self.top, 0.0, 1.0) * 255.0
+        pixels = np.round(np.nan_to_num(scaled)).astype(np.uint8)  # (C, H, W)
+        return np.repeat(pixels, 3, axis=0).transpose(1, 2, 0) if pixels.shape[0] == 1 \
+            else pixels.transpose(1, 2, 0)  # (H, W, 3)
+
+
+def input_picture(step: Step) -> Picture | None:
+    """For the input step of an image read as gray or RGB, how to draw it as the picture: values
+    from 0 to at most 1 have white at 1 (``--scale unit``), up to 255 at 255 (raw). One normalised
+    below 0 or past 255 (``--mean``/``--std``, ``--preset imagenet``) has no white to draw it
+    with: ``top`` None, with the reason. None for any other step (a layer's map, a tensor, a
+    picture with its alpha kept)."""
+    kind = PICTURE_CHANNELS.get(tuple(step.labels))
+    output = np.asarray(step.output)
+    if step.index != 0 or step.type != "input" or kind is None or output.ndim != 3 or output.size == 0:
+        return None
+    low, high = float(output.min()), float(output.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return Picture(kind, None, "has values that are not finite")
+    if low < 0:
+        return Picture(kind, None, "is normalised (values below 0)")
+    if high > 255:
+        return Picture(kind, None, "has values above 255")
+    return Picture(kind, 1.0 if high <= 1 else 255.0)
+
+
+def with_class_labels(steps: Sequence[Step], labels: Sequence[str]) -> list[Step]:
+    """``steps`` with the class ``labels`` on the vectors that hold one value per class: the last
+    step and, back through what each read, the layers before it that keep its units (a softmax's
+    logits, a dropout), up to and including the dense layer that made them. Steps that name their
+    values already, and every other step, are as they were."""
+    import dataclasses
+
+    if not labels or not steps:
+        return list(steps)
+    by_name = {step.name: step for step in steps}
+    classed: set[str] = set()
+    step: Step | None = steps[-1]
+    while step is not None and step.output.ndim == 1 and step.output.size == len(labels) and not step.labels:
+        classed.add(step.name)
+        if step.type == "dense" or not step.inputs:
+            break
+        step = by_name.get(step.inputs[0])
+    return [dataclasses.replace(step, labels=tuple(labels)) if step.name in classed else step for step in steps]
+
+
+def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "",
+                  picture: Picture | None = None) -> Image.Image:
     """One layer's output as a labelled RGB picture on a white ground.
 
     Parameters
@@ -154,6 +221,9 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     output : (C, H, W) map, (H, W) plane or (N,) vector
     labels : a name per channel (per unit for a vector), shown after its index: "0 sobel_x"
     title : drawn at the top; a newline starts a second line
+    picture : for an input image (``input_picture``): drawn as the picture it is, one gray or
+        colour tile with a gray bar (gray) or none (RGB); or, when it cannot be, on the heat
+        scale with the reason written under it
 
     A map gives a grid of every channel, ceil(sqrt(C)) columns, each tile blown up by a whole
     factor to about ``TILE_TARGET`` pixels (NEAREST), or averaged down to fit; a vector gives a
@@ -165,18 +235,23 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
 
     output = as_maps(output)
     low, high, diverging = value_range(output)
+    as_picture = picture is not None and picture.top is not None
     lay = _Layout()
     titles = [_printable(line) for line in str(title).split("\n") if line.strip()]
     header = len(titles) * lay.title_line + (6 if titles else 0)
-    footer = 8 + BAR_HEIGHT + 4 + 2 * lay.line
+    bar = not (as_picture and picture is not None and picture.kind == "RGB")  # a colour picture has no scale
+    footer = (8 + BAR_HEIGHT + 4 + lay.line if bar else 8) + lay.line
     # The body's own one-pixel border (for the tiles' frames) comes out of the budget too.
     body_budget = (MAX_SIDE - 2 * MARGIN - 2, MAX_SIDE - 2 * MARGIN - header - footer - 2)
-    if output.ndim == 1:
+    if as_picture:
+        assert picture is not None
+        body, draw_labels, note = _picture_body(output, picture, body_budget)
+    elif output.ndim == 1:
         body, draw_labels, note = _vector_body(output, labels, low, high, diverging, lay, body_budget)
     else:
         body, draw_labels, note = _grid_body(output, labels, low, high, diverging, lay, body_budget)
     info = [f"values {_fmt(low)} .. {_fmt(high)}" if output.size else "no values", note,
-            *_nonfinite_notes(output)]
+            picture.note if picture is not None else "", *_nonfinite_notes(output)]
     info_text = "; ".join(part for part in info if part)
     text_width = max([lay.title_font.getlength(t) for t in titles] + [lay.font.getlength(info_text)])
     width = int(min(MAX_SIDE, max(body.shape[1], BAR_WIDTH, 320, math.ceil(text_width)) + 2 * MARGIN))
@@ -186,7 +261,8 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     top = MARGIN + header
     canvas[top:top + body.shape[0], MARGIN:MARGIN + body.shape[1]] = body
     bar_top = top + body.shape[0] + 8
-    _paste_bar(canvas, bar_top, MARGIN, diverging)
+    if bar:
+        _paste_bar(canvas, bar_top, MARGIN, diverging, GRAY_RAMP if as_picture else None)
 
     image = Image.fromarray(canvas, "RGB")
     draw = ImageDraw.Draw(image)
@@ -196,15 +272,42 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
                   font=lay.title_font)
     for x, y, text in draw_labels:
         draw.text((MARGIN + x, top + y), text, fill=INK, font=lay.font)
-    lo_end, hi_end = scale_bounds(low, high, diverging)
-    ticks_y = bar_top + BAR_HEIGHT + 3
-    ticks = [(_fmt(lo_end), 0.0), (_fmt(hi_end), 1.0)] + ([("0", 0.5)] if diverging else [])
-    for text, at in ticks:
-        length = lay.font.getlength(text)
-        x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
-        draw.text((x, ticks_y), text, fill=INK, font=lay.font)
-    draw.text((MARGIN, ticks_y + lay.line), _fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
+    info_y = bar_top
+    if bar:
+        lo_end, hi_end = (0.0, picture.top) if as_picture and picture is not None and picture.top is not None \
+            else scale_bounds(low, high, diverging)
+        ticks_y = bar_top + BAR_HEIGHT + 3
+        ticks = [(_fmt(lo_end), 0.0), (_fmt(hi_end), 1.0)] + ([("0", 0.5)] if diverging and not as_picture else [])
+        for text, at in ticks:
+            length = lay.font.getlength(text)
+            x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
+            draw.text((x, ticks_y), text, fill=INK, font=lay.font)
+        info_y = ticks_y + lay.line
+    draw.text((MARGIN, info_y), _fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
     return image
+
+
+GRAY_RAMP = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # (256, 3) black to white
+
+
+def _picture_body(output: np.ndarray, picture: Picture, budget: tuple[int, int]):
+    """An input image as one tile, as it looks: gray or colour, blown up by a whole factor toward
+    ``TILE_TARGET`` (NEAREST) or averaged down to fit, framed."""
+    channels, rows, cols = output.shape
+    height, width, factor = _tile_size(rows, cols, budget[1], budget[0], TILE_TARGET)
+    if factor:
+        rgb = picture.rgb(output)  # (H, W, 3)
+        tile = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)  # (H*f, W*f, 3)
+    else:
+        tile = picture.rgb(np.stack([area_resize(plane, height, width) for plane in output]))  # (height, width, 3)
+    body = np.empty((height + 2, width + 2, 3), dtype=np.uint8)
+    body[:] = BACKGROUND
+    body[1:-1, 1:-1] = tile
+    _frame(body, 1, 1, height, width)
+    size = f"{rows}x{cols}"
+    note = (f"{size}, each pixel drawn {factor}x{factor}" if factor > 1 else
+            f"{size} averaged down to {height}x{width}" if factor == 0 else size)
+    return body, [], note
 
 
 def _nonfinite_notes(output: np.ndarray) -> list[str]:
@@ -215,10 +318,11 @@ def _nonfinite_notes(output: np.ndarray) -> list[str]:
     return [f"{nan:,} NaN (grey)" if nan else "", f"{inf:,} infinite (at the ends)" if inf else ""]
 
 
-def _paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool) -> None:
-    """The colour scale, low to high, framed, at (top, left)."""
+def _paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool, table: np.ndarray | None = None) -> None:
+    """The colour scale (or ``table``'s 256 colours), low to high, framed, at (top, left)."""
     entries = np.arange(BAR_WIDTH) * 256 // BAR_WIDTH  # (BAR_WIDTH,)
-    canvas[top:top + BAR_HEIGHT, left:left + BAR_WIDTH] = color_table(diverging)[entries][None]
+    colours = color_table(diverging) if table is None else table
+    canvas[top:top + BAR_HEIGHT, left:left + BAR_WIDTH] = colours[entries][None]
     _frame(canvas, top, left, BAR_HEIGHT, BAR_WIDTH)
 
 
@@ -370,7 +474,7 @@ def step_picture(step: Step, graph: bool = False) -> Image.Image:
     This is the picture ``cnn inspect --save`` writes per layer and ``cnn run -o x.png`` writes for
     the final layer.
     """
-    return layer_montage(step.output, step.labels, step_caption(step, graph))
+    return layer_montage(step.output, step.labels, step_caption(step, graph), input_picture(step))
 
 
 PNG_COMPRESS_LEVEL = 3  # zlib level: maps blown up by whole factors compress well even so, and fast
@@ -385,13 +489,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def step_pngs(steps: Sequence[Step]) -> Callable[[Step], bytes]:
+def step_pngs(steps: Sequence[Step], class_labels: Sequence[str] = ()) -> Callable[[Step], bytes]:
     """A step's picture as PNG bytes, captioned as among ``steps`` (naming what it read when they are
-    not a chain): what ``cnn inspect --save`` passes to io.saving.save_inspection."""
+    not a chain), its class scores named by ``class_labels`` (``with_class_labels``): what
+    ``cnn inspect --save`` passes to io.saving.save_inspection."""
     from ..engine.graph import is_chain
 
     graph = not is_chain(steps)
-    return lambda step: png_bytes(step_picture(step, graph))
+    labelled = {step.name: step for step in with_class_labels(steps, class_labels)}
+    return lambda step: png_bytes(step_picture(labelled.get(step.name, step), graph))
 
 
 def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:
