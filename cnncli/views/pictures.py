@@ -80,12 +80,12 @@ def _line_height(font) -> int:
     return int(font.getbbox("Hg|0")[3]) + 3
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Printable ASCII only: the built-in font has no other glyphs, and a newline would break a label."""
     return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
 
 
-def _fit_text(text: str, font, width: float) -> str:
+def fit_text(text: str, font, width: float) -> str:
     """``text``, or its longest start ending in ".." that fits ``width`` pixels, or "" if not even that."""
     if font.getlength(text) <= width:
         return text
@@ -112,7 +112,7 @@ def _short_number(value: float, font, width: float) -> str:
     return text
 
 
-class _Layout:
+class Layout:
     """Text lines of a montage: measured before the canvas exists, drawn after."""
 
     def __init__(self) -> None:
@@ -236,8 +236,8 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     output = as_maps(output)
     low, high, diverging = value_range(output)
     as_picture = picture is not None and picture.top is not None
-    lay = _Layout()
-    titles = [_printable(line) for line in str(title).split("\n") if line.strip()]
+    lay = Layout()
+    titles = [printable(line) for line in str(title).split("\n") if line.strip()]
     header = len(titles) * lay.title_line + (6 if titles else 0)
     bar = not (as_picture and picture is not None and picture.kind == "RGB")  # a colour picture has no scale
     footer = (8 + BAR_HEIGHT + 4 + lay.line if bar else 8) + lay.line
@@ -262,13 +262,13 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     canvas[top:top + body.shape[0], MARGIN:MARGIN + body.shape[1]] = body
     bar_top = top + body.shape[0] + 8
     if bar:
-        _paste_bar(canvas, bar_top, MARGIN, diverging, GRAY_RAMP if as_picture else None)
+        paste_bar(canvas, bar_top, MARGIN, diverging, GRAY_RAMP if as_picture else None)
 
     image = Image.fromarray(canvas, "RGB")
     draw = ImageDraw.Draw(image)
     inner = width - 2 * MARGIN
     for i, line in enumerate(titles):
-        draw.text((MARGIN, MARGIN + i * lay.title_line), _fit_text(line, lay.title_font, inner), fill=INK,
+        draw.text((MARGIN, MARGIN + i * lay.title_line), fit_text(line, lay.title_font, inner), fill=INK,
                   font=lay.title_font)
     for x, y, text in draw_labels:
         draw.text((MARGIN + x, top + y), text, fill=INK, font=lay.font)
@@ -283,7 +283,7 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
             x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
             draw.text((x, ticks_y), text, fill=INK, font=lay.font)
         info_y = ticks_y + lay.line
-    draw.text((MARGIN, info_y), _fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
+    draw.text((MARGIN, info_y), fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
     return image
 
 
@@ -318,7 +318,7 @@ def _nonfinite_notes(output: np.ndarray) -> list[str]:
     return [f"{nan:,} NaN (grey)" if nan else "", f"{inf:,} infinite (at the ends)" if inf else ""]
 
 
-def _paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool, table: np.ndarray | None = None) -> None:
+def paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool, table: np.ndarray | None = None) -> None:
     """The colour scale (or ``table``'s 256 colours), low to high, framed, at (top, left)."""
     entries = np.arange(BAR_WIDTH) * 256 // BAR_WIDTH  # (BAR_WIDTH,)
     colours = color_table(diverging) if table is None else table
@@ -357,7 +357,7 @@ def _tile_size(rows: int, cols: int, max_height: int, max_width: int, target: in
 
 
 def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
-               lay: _Layout, budget: tuple[int, int]):
+               lay: Layout, budget: tuple[int, int]):
     """Every channel of a (C, H, W) map as a grid of tiles, each under its index and label."""
     channels, rows, cols = output.shape
     grid_cols = math.ceil(math.sqrt(channels))
@@ -386,8 +386,8 @@ def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: floa
         if gap:
             _frame(body, y + label, x, height, width)
         if label:
-            name = _printable(labels[c]) if c < len(labels) else ""
-            text = _fit_text(f"{c} {name}".rstrip(), lay.font, width + gap - 2)
+            name = printable(labels[c]) if c < len(labels) else ""
+            text = fit_text(f"{c} {name}".rstrip(), lay.font, width + gap - 2)
             if text:
                 texts.append((x, y, text))
     if factor > 1:
@@ -400,7 +400,7 @@ def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: floa
 
 
 def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
-                 lay: _Layout, budget: tuple[int, int]):
+                 lay: Layout, budget: tuple[int, int]):
     """A (N,) vector as a strip of cells: one row with index, label and value under each cell when
     short (VECTOR_LABELLED), else rows of cells with the first index of each row on the left."""
     count = values.size
@@ -419,10 +419,10 @@ def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: fl
         _frame(body, 1, 1, cell, strip.shape[1])
         texts = []
         for i in range(count):
-            parts = [str(i)] + ([_printable(labels[i]) if i < len(labels) else ""] if labels else []) \
+            parts = [str(i)] + ([printable(labels[i]) if i < len(labels) else ""] if labels else []) \
                 + [_short_number(float(values[i]), lay.font, cell - 6)]
             for line, part in enumerate(parts):
-                text = _fit_text(part, lay.font, cell - 6)
+                text = fit_text(part, lay.font, cell - 6)
                 if text:
                     texts.append((i * cell + 2, cell + 6 + line * lay.line, text))
         return body, texts, f"{count} values"
