@@ -235,7 +235,7 @@ def test_json_of_an_rgb_layer_says_how_it_is_drawn_and_a_missing_bias_is_null(ca
     code, out, _ = run(capsys, "filters", path, "-f", "json")
     document = json.loads(out)
     assert code == 0 and document["drawn"] == "rgb" and document["bias"] is None
-    assert "(w - min) / (max - min), min -1 black, max 3 white" in document["how"]
+    assert "(w - min) / (max - min) over the layer: min -1 black, max 3 white" in document["how"]
     assert document["weights"] == RGB_BANK.tolist()
 
 

@@ -26,15 +26,17 @@ def filters_view(filters: Filters, model_name: str, width: int, color_system: st
     """The filters of one layer, titled, for a terminal ``width`` columns wide.
 
     ``view`` is "table" (numbers), "heatmap" (drawn) or "auto": numbers for at most
-    ``MAX_NUMBER_TILES`` kernels of at most ``GRID_SIDE`` x ``GRID_SIDE``. ``palette`` colours the
+    ``MAX_NUMBER_TILES`` kernels of at most ``GRID_SIDE`` x ``GRID_SIDE`` when a filter's kernels fit
+    the width side by side, and colour tiles for a layer drawn in RGB. ``palette`` colours the
     numbers as tables.step_view does; ``color_system`` None draws heatmaps in shade characters.
     """
     f, c, kh, kw = filters.bank.shape
-    numbers = view == "table" or (view == "auto" and f * c <= MAX_NUMBER_TILES and max(kh, kw) <= GRID_SIDE)
+    numbers = view == "table" or (view == "auto" and not filters.rgb and f * c <= MAX_NUMBER_TILES
+                                  and max(kh, kw) <= GRID_SIDE and (c == 1 or _numbers_fit(filters, width)))
     title = Text(f"{filters.name} ({filters.layer.type}), layer #{filters.index} of {model_name}: "
                  f"{filters.describe()}", style="bold")
-    how = Text(f"{filters.how() if not numbers or not filters.rgb else _rgb_numbers_how(filters)}; "
-               "applied as written (cross-correlation)", style="dim")
+    how = Text(f"{filters.how() if not numbers or not filters.rgb else _rgb_numbers_how(filters)}\n"
+               "cross-correlation: each kernel is applied as written, not flipped", style="dim")
     square = c == 1 or (filters.rgb and not numbers)
     color, eight_bit = color_system is not None, color_system == "256"
     tiles = _tiles(filters, numbers, color, eight_bit, palette)  # [filter][channel] -> lines
@@ -46,9 +48,18 @@ def filters_view(filters: Filters, model_name: str, width: int, color_system: st
     return Group(title, how, *body, *(Text(note, style="dim") for note in notes))
 
 
+def _numbers_fit(filters: Filters, width: int) -> bool:
+    """Whether a filter's kernels, written out, fit side by side in ``width`` beside its label."""
+    c, kw = filters.bank.shape[1], filters.bank.shape[3]
+    fmt = number_format(filters.bank)
+    cell = max(len(fmt(float(v))) for v in filters.bank.flat)
+    label = max(len("filter"), max((len(_bias_text(filters, i)) for i in range(filters.bank.shape[0])), default=0))
+    return label + c * (GAP + kw * (cell + 1) - 1) <= width
+
+
 def _rgb_numbers_how(filters: Filters) -> str:
     reach = float(np.abs(filters.bank).max())
-    return f"R, G, B planes per filter, blue < 0 < red, symmetric: -{reach:.4g} .. {reach:.4g} (0 is white)"
+    return f"R, G, B planes: blue < 0 < red, symmetric: -{reach:.4g} .. {reach:.4g} (0 is white)"
 
 
 def _tiles(filters: Filters, numbers: bool, color: bool, eight_bit: bool, palette: str

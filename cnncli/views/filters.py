@@ -74,10 +74,10 @@ class Filters:
         """How the weights become colours, in words."""
         low, high = float(self.bank.min()), float(self.bank.max())
         if self.rgb:
-            return (f"each filter's R, G, B planes as one colour tile, scaled over the whole layer: "
-                    f"(w - min) / (max - min), min {low:.4g} black, max {high:.4g} white")
+            return (f"R, G, B planes as one colour tile, (w - min) / (max - min) over the layer: min {low:.4g} "
+                    f"black, max {high:.4g} white")
         reach = max(abs(low), abs(high))
-        return f"per input channel, blue < 0 < red, symmetric: -{reach:.4g} .. {reach:.4g} (0 is white)"
+        return f"blue < 0 < red, symmetric: -{reach:.4g} .. {reach:.4g} (0 is white)"
 
 
 def conv_layers(network: Network) -> list[tuple[int, Any]]:
