@@ -111,3 +111,14 @@ def test_side_by_side_tables_wrap_into_rows_of_as_many_as_fit():
                         ["channel", "6", "channel", "7"]]
     assert lines[lines.index(next(line for line in lines if line.startswith("channel 3"))) - 1] == ""
     assert "min 0  max 3  mean 1.5" in text and "std 1.118  zeros 25%" in text  # whole pairs, packed to the width
+
+
+@pytest.mark.parametrize("shape, width", [((3, 3), 80), ((20, 30), 80), ((12, 200), 120), ((200, 5), 60)])
+@pytest.mark.parametrize("scale", [1.0, 9.0, -1000.0])
+def test_the_width_a_table_is_laid_out_by_is_the_width_rich_draws_it(shape, width, scale):
+    """_map_parts' own count of a table's width (row labels, each column and its space) equals Rich's
+    measure of the table, NaN and infinities included, elided or not."""
+    plane = np.random.default_rng(1).random(shape) * scale
+    plane[0, 0], plane[-1, -1] = np.nan, -np.inf
+    heading, table, _, counted = render._map_parts(plane, "t", width, False, scale < 0, (-1.0, 1.0), "none", None, None)
+    assert counted == render.natural_width(table)

@@ -87,36 +87,49 @@ def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: boo
               bounds: tuple[float, float], palette: str = "rgb", stats: dict | None = None, fmt=None) -> Group:
     """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``; ``fmt``
     formats its numbers (by default one ``number_format`` for the rows shown)."""
-    heading, table, caption = _map_parts(plane, title, width, full, signed, bounds, palette, stats, fmt)
+    heading, table, caption, _ = _map_parts(plane, title, width, full, signed, bounds, palette, stats, fmt)
     return _titled(heading, table, "\n".join(caption))
 
 
 def _map_parts(plane: np.ndarray, title: str, width: int, full: bool, signed: bool, bounds: tuple[float, float],
-               palette: str, stats: dict | None, fmt) -> tuple[str, Table, list[str]]:
-    """A plane's heading, table and caption lines (its statistics, then a note if elided)."""
+               palette: str, stats: dict | None, fmt) -> tuple[str, Table, list[str], int]:
+    """A plane's heading, table, caption lines (its statistics, then a note if elided) and the
+    table's width: its row labels, and each column shown with the space before it."""
     height, cols = plane.shape
     row_idx = shown_indices(height, height if full else MAX_ROWS)
     rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide formats and widths
     fmt = fmt or number_format(rows)
-    widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
-              for j, lo, hi in zip(range(cols), rows.min(axis=0), rows.max(axis=0))]
+    widths = _column_widths(rows, fmt)
     # A column takes its widest cell plus one space; so does the row-label column. Elisions are
     # one character wide, so they never widen a column of one-digit numbers.
     col_idx = list(range(cols)) if full else _fit_columns(widths, width - len(str(height - 1)) - 1)
     table = heat_grid(plane, row_idx, col_idx, fmt, bounds, signed, palette)
-    return title, table, _caption(plane, row_idx, col_idx, stats).split("\n")
+    last_row = max(i for i in row_idx if i is not None) if height else 0
+    table_width = len(str(last_row)) + sum(1 if j is None else widths[j] for j in col_idx) + len(col_idx)
+    return title, table, _caption(plane, row_idx, col_idx, stats).split("\n"), table_width
 
 
-def _side_by_side(blocks: list[tuple[str, Table, list[str]]], width: int) -> list[RenderableType]:
+def _column_widths(rows: np.ndarray, fmt) -> list[int]:
+    """Each column's widest text: its header, or its smallest or largest finite value; "-inf" (4)
+    where it holds a value that is not finite."""
+    finite = np.isfinite(rows)
+    lows = np.where(finite, rows, np.inf).min(axis=0, initial=np.inf)  # (W,) inf where none is finite
+    highs = np.where(finite, rows, -np.inf).max(axis=0, initial=-np.inf)  # (W,)
+    odd = (~finite).any(axis=0)  # (W,)
+    return [max(len(str(j)), len(fmt(float(lo))) if np.isfinite(lo) else 0, len(fmt(float(hi))) if np.isfinite(hi)
+                else 0, 4 if bad else 0) for j, (lo, hi, bad) in enumerate(zip(lows, highs, odd))]
+
+
+def _side_by_side(blocks: list[tuple[str, Table, list[str], int]], width: int) -> list[RenderableType]:
     """Map tables (heading, table, caption lines) one under another, or, when two or more fit
     ``width`` with ``GAP`` between, side by side in rows, each block as wide as the widest table
     (or heading, or ``MIN_BLOCK``), its statistics in as many lines as that width takes."""
     if not blocks:
         return []
-    block = max([MIN_BLOCK] + [max(natural_width(table), len(heading)) for heading, table, _ in blocks])
+    block = max([MIN_BLOCK] + [max(table_width, len(heading)) for heading, _, _, table_width in blocks])
     per_row = (width + GAP) // (block + GAP)
     if len(blocks) == 1 or per_row < 2:
-        return [_titled(heading, table, "\n".join(caption)) for heading, table, caption in blocks]
+        return [_titled(heading, table, "\n".join(caption)) for heading, table, caption, _ in blocks]
     parts: list[RenderableType] = []
     for start in range(0, len(blocks), per_row):
         row = blocks[start:start + per_row]
@@ -126,7 +139,7 @@ def _side_by_side(blocks: list[tuple[str, Table, list[str]]], width: int) -> lis
         for _ in row:
             grid.add_column(width=block, no_wrap=False)
         grid.add_row(*(_titled(heading, table, "\n".join(_packed(caption, block)))
-                       for heading, table, caption in row))
+                       for heading, table, caption, _ in row))
         parts.append(grid)
     return parts
 
