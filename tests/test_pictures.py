@@ -14,6 +14,7 @@ from conftest import ROOT
 from PIL import Image
 
 from cnncli.views import colors, pictures
+from cnncli.views import steps as step_views
 from cnncli.errors import OutputError
 from cnncli.io.saving import save_inspection
 from cnncli.io.images import LoadedImage
@@ -281,14 +282,14 @@ def test_class_labels_go_on_the_scores_and_the_dense_layer_that_made_them():
     """The labels name softmax, dropout and the dense layer before them; not an earlier dense layer of
     the same size, nor one of another size, nor the input; steps with labels of their own keep them."""
     steps = _vector_steps(("fc1", "dense", 3), ("fc2", "dense", 3), ("drop", "dropout", 3), ("softmax", "softmax", 3))
-    labelled = pictures.with_class_labels(steps, ("cat", "dog", "ox"))
+    labelled = step_views.with_class_labels(steps, ("cat", "dog", "ox"))
     assert [step.labels for step in labelled] == [("gray",), (), ("cat", "dog", "ox"), ("cat", "dog", "ox"),
                                                   ("cat", "dog", "ox")]
-    assert pictures.with_class_labels(steps, ()) == steps
+    assert step_views.with_class_labels(steps, ()) == steps
     other = _vector_steps(("fc1", "dense", 4), ("relu", "relu", 4), ("fc2", "dense", 3))
-    assert [step.labels for step in pictures.with_class_labels(other, ("a", "b", "c"))][1:] == [(), (), ("a", "b", "c")]
+    assert [step.labels for step in step_views.with_class_labels(other, ("a", "b", "c"))][1:] == [(), (), ("a", "b", "c")]
     maps = _vector_steps(("conv", "conv2d", (3, 2, 2)))  # a map is no vector of classes
-    assert pictures.with_class_labels(maps, ("a", "b", "c"))[1].labels == ()
+    assert step_views.with_class_labels(maps, ("a", "b", "c"))[1].labels == ()
 
 
 def _input_step(output, labels):
@@ -304,7 +305,7 @@ def _input_step(output, labels):
 ])
 def test_an_input_image_is_drawn_as_the_picture_when_its_values_are_the_pictures(values, labels, kind, top, why):
     """Gray or RGB input of 0..1 has white at 1, of 0..255 at 255; normalised values are not a picture's."""
-    picture = pictures.input_picture(_input_step(values, labels))
+    picture = step_views.input_picture(_input_step(values, labels))
     assert (picture.kind, picture.top) == (kind, top) and why in picture.note
     assert ("drawn as the picture" in picture.note) == (top is not None)
 
@@ -315,15 +316,15 @@ def test_an_input_image_is_drawn_as_the_picture_when_its_values_are_the_pictures
     _input_step(np.zeros((2, 2, 2)), ("c0", "c1")),  # a .npy tensor
 ])
 def test_other_maps_are_no_picture(step):
-    assert pictures.input_picture(step) is None
+    assert step_views.input_picture(step) is None
 
 
 def test_picture_pixels_are_the_values_scaled_to_0_255_by_hand():
     """round(255 v / top): 0 -> 0, 0.5 -> 128 (127.5 rounds to even), 1 -> 255, 0.2 -> 51; 0..255 as is."""
-    gray = pictures.input_picture(_input_step(np.array([[[0.0, 0.5], [1.0, 0.2]]]), ("gray",)))
+    gray = step_views.input_picture(_input_step(np.array([[[0.0, 0.5], [1.0, 0.2]]]), ("gray",)))
     assert gray.rgb(np.array([[[0.0, 0.5], [1.0, 0.2]]])).tolist() == [[[0] * 3, [128] * 3], [[255] * 3, [51] * 3]]
     rgb = np.array([[[200.0]], [[30.0]], [[90.0]]])  # (3, 1, 1)
-    assert pictures.input_picture(_input_step(rgb, ("R", "G", "B"))).rgb(rgb).tolist() == [[[200, 30, 90]]]
+    assert step_views.input_picture(_input_step(rgb, ("R", "G", "B"))).rgb(rgb).tolist() == [[[200, 30, 90]]]
 
 
 def _framed_tile(image, side):
@@ -364,6 +365,6 @@ def test_a_normalised_input_keeps_the_heat_scale_and_says_why():
     step = _input_step(output, ("R", "G", "B"))
     assert np.array_equal(np.asarray(pictures.step_picture(step)),
                           np.asarray(pictures.layer_montage(output, ("R", "G", "B"), pictures.step_caption(step),
-                                                            pictures.input_picture(step))))
+                                                            step_views.input_picture(step))))
     image = np.asarray(pictures.step_picture(step))
     assert {tuple(c) for c in colors.DIVERGING[[0, 255]].tolist()} <= set(map(tuple, image.reshape(-1, 3).tolist()))

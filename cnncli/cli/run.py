@@ -434,7 +434,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
     from ..engine.graph import is_chain
     from ..views import tables as render
-    from ..views.pictures import with_class_labels
+    from ..views.steps import with_class_labels
     from ..errors import CnnError
 
     if full:

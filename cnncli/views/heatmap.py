@@ -20,7 +20,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.text import Span, Text
 
-from . import colors, pictures
+from . import colors, pictures, steps
 from ..engine.graph import Step
 from .tables import step_title
 
@@ -56,7 +56,7 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     low, high, diverging = colors.value_range(output)
     color, eight_bit = color_system is not None, color_system == "256"
     parts: list[RenderableType] = [Text(step_title(step, graph), style="bold", no_wrap=True, overflow="ellipsis")]
-    picture = pictures.input_picture(step)
+    picture = steps.input_picture(step)
     if picture is not None and picture.top is not None:  # an input image: drawn as it looks, not on a heat scale
         lines, note = _picture(output, picture, width, color)
         return Group(*parts, *lines, *_picture_scale(picture, low, high, color, width, note))
@@ -78,7 +78,7 @@ def _note_line(text: str, width: int) -> Text:
     return line
 
 
-def _picture(output: np.ndarray, picture: pictures.Picture, width: int, color: bool) -> tuple[list[Text], str]:
+def _picture(output: np.ndarray, picture: steps.Picture, width: int, color: bool) -> tuple[list[Text], str]:
     """An input image (C, H, W) as one drawing in its own colours (or gray), sized as a map is."""
     _, rows, cols = output.shape
     height, columns, factor = fit(rows, cols, width, MAX_LINES, TINY_COLUMNS)
@@ -124,7 +124,7 @@ def _unpacked(rgb: int) -> Color:
     return Color.from_rgb(rgb >> 16, (rgb >> 8) & 255, rgb & 255)
 
 
-def _picture_scale(picture: pictures.Picture, low: float, high: float, color: bool, width: int,
+def _picture_scale(picture: steps.Picture, low: float, high: float, color: bool, width: int,
                    note: str) -> list[Text]:
     """Under a picture: a gray one's ramp from black to white with its ends, and what was drawn how."""
     lines = []
