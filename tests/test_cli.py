@@ -244,7 +244,7 @@ def _readme_examples():
 def test_readme_examples_run_and_show_what_readme_says(command, expected, tmp_path, monkeypatch, capsys):
     """Every README example exits 0, and a shown output is what the command prints (no staleness);
     an example that shows a `cnn:` error line fails with exactly that line."""
-    for name in ("sample_images", "kernels", "README.md"):
+    for name in ("sample_images", "kernels", "docs", "README.md"):
         (tmp_path / name).symlink_to(ROOT / name)
     monkeypatch.chdir(tmp_path)
     words = shlex.split(command)

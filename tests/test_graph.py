@@ -219,9 +219,9 @@ RELU = {"type": "relu"}
     ([{"name": "a", "type": "maxpool2d", "kernel_size": 2}, {"type": "add", "inputs": ["a", "input"]}], {},
      ["layers[1]", "do not broadcast"]),
     ([RELU, {"name": "input", "type": "relu"}], {}, ["layers[1].name", "network's input"]),
-    ([RELU, RELU | {"name": "relu0"}], {}, ["layers[1].name", "unique"]),
+    ([RELU | {"name": "a"}, RELU | {"name": "a"}], {}, ["layers[1].name", "unique"]),
     ([RELU], {"outputs": ["nope"]}, ["outputs[0]", "'nope'"]),
-    ([RELU, {"type": "relu"}], {"outputs": ["relu0", "relu0"]}, ["outputs[1]", "also outputs[0]"]),
+    ([RELU, {"type": "relu"}], {"outputs": ["relu1", "relu1"]}, ["outputs[1]", "also outputs[0]"]),
     ([RELU, {"type": "relu", "inputs": "input"}], {"version": 1}, ["layers[1].inputs", "version\": 2"]),
 ])
 def test_bad_graph_files_name_the_json_path(tmp_path, layers, top, words):

@@ -145,3 +145,45 @@ def test_a_tiny_map_blown_up_shows_only_its_own_shades_without_colour():
     map_lines = out[2:2 + 23]
     assert set("".join(map_lines)) <= set(" :+#@")  # entries 0, 64, 128, 192, 255 of the ramp
     assert [line[:1] or " " for line in map_lines[::5]] == [" ", ":", "+", "#", "@"]
+
+
+def _render_input(output, labels, width=80, color_system=None):
+    step = Step(index=0, name="input", type="input", output=np.asarray(output, dtype=np.float32), labels=labels)
+    console = Console(file=io.StringIO(), color_system=color_system, width=width,
+                      force_terminal=color_system is not None)
+    console.print(heatmap_view(step, width, color_system))
+    return console.file.getvalue()
+
+
+def test_an_rgb_input_is_drawn_in_its_own_colours():
+    """A 2x2 RGB input: half blocks whose colours are its pixels' own, the top row's lines above the bottom
+    row's, in one drawing, not three channels on a heat scale; the caption says so."""
+    output = np.array([(200, 30, 90), (10, 120, 250), (250, 250, 5), (60, 60, 60)], np.float32).T.reshape(3, 2, 2)
+    text = _render_input(output, ("R", "G", "B"), color_system="truecolor")
+    codes = [f"\x1b[38;2;{c};48;2;{c}m" for c in ("200;30;90", "10;120;250", "250;250;5", "60;60;60")]
+    assert all(code in text for code in codes)
+    assert text.index(codes[0]) < text.index(codes[1]) < text.index(codes[2]) < text.index(codes[3])
+    plain = ANSI.sub("", text)
+    assert "channel" not in plain and "drawn as the picture: RGB 0..255" in plain
+    table = {f"2;{r};{g};{b}m" for r, g, b in colors.SEQUENTIAL.tolist()}
+    assert not any(code in text for code in table)
+
+
+def test_a_gray_input_is_drawn_in_grays_and_plain_as_shades_of_its_lightness():
+    """A gray 0..1 input: 0 black, 1 white, 0.5 gray 128 (round(127.5)), with a black-to-white bar; without
+    colour, shades of the same ramp as maps: 0 blank, 1 '@'."""
+    output = np.array([[[0.0, 1.0], [0.5, 0.5]]])
+    text = _render_input(output, ("gray",), color_system="truecolor")
+    for gray in (0, 255, 128):
+        assert f"\x1b[38;2;{gray};{gray};{gray};48;2;{gray};{gray};{gray}m" in text
+    assert "drawn as the picture: gray 0..1" in ANSI.sub("", text)
+    plain = _render_input(np.array([[[0.0, 1.0]]]), ("gray",))
+    lines = plain.splitlines()
+    assert "\x1b" not in plain and lines[1].startswith(" ") and lines[1].rstrip().endswith("@")
+
+
+def test_a_normalised_input_is_drawn_on_the_heat_scale_with_the_reason():
+    """An RGB input normalised below 0 is three channels on the blue-white-red scale, and says why."""
+    text = _render_input(np.linspace(-2, 2, 12).reshape(3, 2, 2), ("R", "G", "B"))
+    assert "channel 0: R" in text and "(0 in the middle)" in text
+    assert "normalised (values below 0): drawn on the heat scale" in " ".join(text.split())

@@ -74,3 +74,46 @@ def test_a_kernel_runs_csv_names_its_classes(tmp_path, capsys):
                          "-f", "csv", "--values", "final")
     assert code == 0, err
     assert {"cat", "dog"} <= {row.split(",")[3] for row in out.splitlines()[1:]}, out[:300]
+
+
+def _section(out, title):
+    """The lines of one layer's table in `cnn run`'s output, from its title to the blank line after it."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    return lines[start:end]
+
+
+def test_the_dense_and_softmax_tables_name_their_classes(tmp_path, capsys):
+    """fc2 (logits) and softmax print a label column with --labels' names; fc1's 64 units, which are no
+    classes, print none; the JSON trace is unchanged by it (no "channels" on a vector layer)."""
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n")
+    code, out, err = run(capsys, "run", DIGIT, "-m", "digits", "--labels", path)
+    assert code == 0 and err == ""
+    for title in ("fc2 (dense)", "softmax ->"):
+        table = _section(out, title)
+        assert table[1].split() == ["unit", "label", "value"]
+        assert [row.split()[:2] for row in table[3:13]] == [[str(i), name] for i, name in enumerate(NAMES)]
+    assert "label" not in " ".join(_section(out, "fc1 (dense)"))
+    code, out, _ = run(capsys, "run", DIGIT, "-m", "digits", "--labels", path, "-f", "json")
+    assert code == 0 and all("channels" not in layer for layer in json.loads(out)["layers"][9:])
+
+
+def test_inspect_pictures_of_the_class_scores_carry_the_labels(tmp_path, capsys):
+    """inspect --save draws fc2 and softmax with their class names: the same picture layer_montage draws
+    given the labels, not the one without them."""
+    import numpy as np
+    from PIL import Image
+
+    from cnncli.views.pictures import layer_montage
+
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n")
+    code, _, err = run(capsys, "inspect", DIGIT, "-m", "digits", "--labels", path, "--save", tmp_path / "acts")
+    assert code == 0, err
+    for name, caption in (("13_fc2", "layer 13: fc2 (dense) -> 10\n64 -> 10"), ("14_softmax", "layer 14: softmax -> 10")):
+        saved = np.asarray(Image.open(tmp_path / "acts" / f"{name}.png"))
+        values = np.load(tmp_path / "acts" / f"{name}.npy")
+        assert np.array_equal(saved, np.asarray(layer_montage(values, NAMES, caption)))
+        assert not np.array_equal(saved, np.asarray(layer_montage(values, (), caption)))

@@ -64,6 +64,22 @@ def test_inline_model_worked_by_hand(tmp_path):
     assert_array(steps[-1].output, [12.5, -1.0], rtol=0, atol=0)
 
 
+def test_unnamed_layers_are_named_by_type_and_count_as_the_kernel_stages_are(tmp_path):
+    """Layers without a name get their type without "2d", numbered from 1 among layers of that type
+    (written out by hand here): conv1, relu1, maxpool1, conv2, ...; a number a given name takes is
+    skipped, relu6 reads relu6_1, and the weights file is keyed by the made names."""
+    conv = {"type": "conv2d", "out_channels": 1, "kernel_size": 1}
+    layers = [conv, {"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2}, conv, {"type": "relu6"},
+              {"type": "globalavgpool2d"}, {"name": "relu2", "type": "relu"}, {"type": "relu"}, {"type": "flatten"},
+              {"type": "linear", "out_features": 2}, {"type": "softmax"}]
+    weights = {"conv1.weight": np.ones((1, 1, 1, 1)), "conv1.bias": np.zeros(1), "conv2.weight": np.ones((1, 1, 1, 1)),
+               "conv2.bias": np.zeros(1), "dense1.weight": np.ones((2, 1)), "dense1.bias": np.zeros(2)}
+    model = load_model(write_model(tmp_path, layers, weights))
+    assert [layer.name for layer in model.network.layers] == [
+        "conv1", "relu1", "maxpool1", "conv2", "relu6_1", "globalavgpool1", "relu2", "relu3", "flatten1", "dense1",
+        "softmax1"]
+
+
 def test_digits_has_the_layers_and_counts_of_its_weights():
     """13,802 parameters: the npz's arrays without BatchNorm's running statistics and counter."""
     model = load_model("digits")
@@ -198,7 +214,7 @@ def test_pickled_weights_are_never_loaded(tmp_path):
     ([{"type": "conv2d", "out_channels": 1, "kernel_size": 3, "strid": 2}], ["layers[0].strid", "did you mean 'stride'"]),
     ([{"type": "relu"}, {"type": "maxpool2d", "kernel_size": 2, "stride": 0}], ["layers[1].stride", "at least 1"]),
     ([{"type": "conv"}], ["layers[0].type", "conv2d"]),
-    ([{"type": "dense", "out_features": 3}], ["layer dense0 (layers[0])", "flatten"]),
+    ([{"type": "dense", "out_features": 3}], ["layer dense1 (layers[0])", "flatten"]),
     ([{"type": "conv2d", "out_channels": 1, "kernel_size": 9}], ["layers[0]", "kernel reaches 9x9", "4x4"]),
     ([{"type": "maxpool2d", "kernel_size": 2}] * 3, ["layers[2]", "(input (1, 1, 1))"]),
     ([{"type": "batchnorm2d", "num_features": 3}], ["layers[0].num_features", "gives 1"]),

@@ -14,6 +14,7 @@ from conftest import ROOT
 from PIL import Image
 
 from cnncli.views import colors, pictures
+from cnncli.views import steps as step_views
 from cnncli.errors import OutputError
 from cnncli.io.saving import save_inspection
 from cnncli.io.images import LoadedImage
@@ -266,3 +267,104 @@ def test_importing_pictures_loads_neither_pillow_nor_the_cli_libraries():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'PIL', 'typer', 'rich', 'click'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+def _vector_steps(*layers):
+    """Steps of a chain from (name, type, size) triples, each reading the one before, after an 8x8 input."""
+    steps = [Step(index=0, name="input", type="input", output=np.zeros((1, 8, 8), np.float32), labels=("gray",))]
+    for index, (name, kind, size) in enumerate(layers, start=1):
+        steps.append(Step(index=index, name=name, type=kind, output=np.zeros(size, np.float32),
+                          inputs=(steps[-1].name,)))
+    return steps
+
+
+def test_class_labels_go_on_the_scores_and_the_dense_layer_that_made_them():
+    """The labels name softmax, dropout and the dense layer before them; not an earlier dense layer of
+    the same size, nor one of another size, nor the input; steps with labels of their own keep them."""
+    steps = _vector_steps(("fc1", "dense", 3), ("fc2", "dense", 3), ("drop", "dropout", 3), ("softmax", "softmax", 3))
+    labelled = step_views.with_class_labels(steps, ("cat", "dog", "ox"))
+    assert [step.labels for step in labelled] == [("gray",), (), ("cat", "dog", "ox"), ("cat", "dog", "ox"),
+                                                  ("cat", "dog", "ox")]
+    assert step_views.with_class_labels(steps, ()) == steps
+    other = _vector_steps(("fc1", "dense", 4), ("relu", "relu", 4), ("fc2", "dense", 3))
+    assert [step.labels for step in step_views.with_class_labels(other, ("a", "b", "c"))][1:] == [(), (), ("a", "b", "c")]
+    maps = _vector_steps(("conv", "conv2d", (3, 2, 2)))  # a map is no vector of classes
+    assert step_views.with_class_labels(maps, ("a", "b", "c"))[1].labels == ()
+
+
+def _input_step(output, labels):
+    return Step(index=0, name="input", type="input", output=np.asarray(output, dtype=np.float32), labels=labels)
+
+
+@pytest.mark.parametrize("values, labels, kind, top, why", [
+    (np.full((1, 2, 2), 0.5), ("gray",), "gray", 1.0, ""),
+    (np.full((1, 2, 2), 1.0), ("gray",), "gray", 1.0, ""),
+    (np.full((3, 2, 2), 200.0), ("R", "G", "B"), "RGB", 255.0, ""),
+    (np.full((3, 2, 2), -0.1), ("R", "G", "B"), "RGB", None, "normalised (values below 0)"),
+    (np.full((1, 2, 2), 300.0), ("gray",), "gray", None, "values above 255"),
+])
+def test_an_input_image_is_drawn_as_the_picture_when_its_values_are_the_pictures(values, labels, kind, top, why):
+    """Gray or RGB input of 0..1 has white at 1, of 0..255 at 255; normalised values are not a picture's."""
+    picture = step_views.input_picture(_input_step(values, labels))
+    assert (picture.kind, picture.top) == (kind, top) and why in picture.note
+    assert ("drawn as the picture" in picture.note) == (top is not None)
+
+
+@pytest.mark.parametrize("step", [
+    Step(index=1, name="conv1", type="conv2d", output=np.zeros((1, 2, 2), np.float32), labels=("gray",)),
+    _input_step(np.zeros((4, 2, 2)), ("R", "G", "B", "alpha")),  # alpha kept: four channels, no picture
+    _input_step(np.zeros((2, 2, 2)), ("c0", "c1")),  # a .npy tensor
+])
+def test_other_maps_are_no_picture(step):
+    assert step_views.input_picture(step) is None
+
+
+def test_picture_pixels_are_the_values_scaled_to_0_255_by_hand():
+    """round(255 v / top): 0 -> 0, 0.5 -> 128 (127.5 rounds to even), 1 -> 255, 0.2 -> 51; 0..255 as is."""
+    gray = step_views.input_picture(_input_step(np.array([[[0.0, 0.5], [1.0, 0.2]]]), ("gray",)))
+    assert gray.rgb(np.array([[[0.0, 0.5], [1.0, 0.2]]])).tolist() == [[[0] * 3, [128] * 3], [[255] * 3, [51] * 3]]
+    rgb = np.array([[[200.0]], [[30.0]], [[90.0]]])  # (3, 1, 1)
+    assert step_views.input_picture(_input_step(rgb, ("R", "G", "B"))).rgb(rgb).tolist() == [[[200, 30, 90]]]
+
+
+def _framed_tile(image, side):
+    """The side x side tile inside the first grey frame (pictures.FRAME) of a montage."""
+    frame = np.all(image == pictures.FRAME, axis=-1)  # (H, W)
+    top = int(np.flatnonzero(frame.sum(axis=1) >= side)[0]) + 1  # the frame's top line, then the tile
+    left = int(np.flatnonzero(frame[top])[0]) + 1
+    assert frame[top - 1, left - 1:left + side + 1].all() and frame[top + side, left - 1:left + side + 1].all()
+    return image[top:top + side, left:left + side]
+
+
+def test_an_rgb_input_montage_is_the_image_blown_up_with_no_scale_bar():
+    """A 2x2 RGB input is one tile of its own four colours, each pixel a 96x96 block (TILE_TARGET 192 / 2),
+    not three heat-coloured channels; and no colour bar is drawn (no viridis or blue-white-red entry)."""
+    colours = [(200, 30, 90), (10, 120, 250), (250, 250, 5), (60, 60, 60)]
+    output = np.array(colours, dtype=np.float32).T.reshape(3, 2, 2)  # pixel k at (k // 2, k % 2)
+    image = np.asarray(pictures.step_picture(_input_step(output, ("R", "G", "B"))))
+    expected = np.repeat(np.repeat(np.array(colours, np.uint8).reshape(2, 2, 3), 96, axis=0), 96, axis=1)
+    assert np.array_equal(_framed_tile(image, 192), expected)
+    scales = {tuple(c) for c in colors.SEQUENTIAL.tolist()} | {tuple(c) for c in colors.DIVERGING.tolist()}
+    assert not scales & set(map(tuple, image.reshape(-1, 3).tolist())) - {(255, 255, 255)}
+
+
+def test_a_gray_input_montage_is_gray_with_a_black_to_white_bar():
+    """A gray 0..1 input is one tile of grays round(255 v) (0.25 -> 63.75 -> 64, 0.75 -> 191.25 -> 191),
+    each pixel 96x96; every pixel of the picture, the bar's too, is a gray: no heat colour anywhere."""
+    output = np.array([[[0.0, 0.25], [0.75, 1.0]]], dtype=np.float32)
+    image = np.asarray(pictures.step_picture(_input_step(output, ("gray",))))
+    expected = np.repeat(np.repeat(np.array([[0, 64], [191, 255]], np.uint8), 96, axis=0), 96, axis=1)
+    assert np.array_equal(_framed_tile(image, 192), np.stack([expected] * 3, axis=-1))
+    assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+    assert {(0, 0, 0), (255, 255, 255), (128, 128, 128)} <= set(map(tuple, image.reshape(-1, 3).tolist()))
+
+
+def test_a_normalised_input_keeps_the_heat_scale_and_says_why():
+    """An RGB input normalised below 0 is three channels on the diverging scale, as every map is."""
+    output = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 2, 2)
+    step = _input_step(output, ("R", "G", "B"))
+    assert np.array_equal(np.asarray(pictures.step_picture(step)),
+                          np.asarray(pictures.layer_montage(output, ("R", "G", "B"), pictures.step_caption(step),
+                                                            step_views.input_picture(step))))
+    image = np.asarray(pictures.step_picture(step))
+    assert {tuple(c) for c in colors.DIVERGING[[0, 255]].tolist()} <= set(map(tuple, image.reshape(-1, 3).tolist()))

@@ -64,3 +64,61 @@ def test_basic_palette_keeps_the_sign_visible():
     assert styles == ["white on blue", "black on cyan", "", "black on yellow", "white on red"]
     assert render.heat_style(0.0, (0.0, 9.0), False, "basic") == ""
     assert render.heat_style(9.0, (0.0, 9.0), False, "basic") == "black on yellow"
+
+
+def _map_step(output, labels=()):
+    from cnncli.engine.graph import Step
+
+    return Step(index=1, name="conv1", type="conv2d", output=np.asarray(output, dtype=np.float32), labels=labels)
+
+
+def test_a_layer_has_one_number_format_for_all_its_channels():
+    """A channel of values below 1 (3 decimals alone) takes the layer's 1 decimal, set by 150.5 in the
+    other channel: 0.75 shows as 0.8, never 0.750."""
+    output = np.array([[[150.5, 120.0]], [[0.75, 0.5]]])
+    text = _text(render.step_view(_map_step(output), 80, palette="none"))
+    assert "150.5" in text and "0.8" in text and "0.5" in text
+    assert "0.750" not in text and "0.500" not in text
+
+
+def test_channels_go_side_by_side_when_the_width_holds_them():
+    """Four 3x3 channels: at 120 columns their headings share lines (as many as fit, a blank line between
+    rows of tables), each statistic whole; at 40 (two blocks of 24 and a gap need 51) each table stands
+    alone; no line passes the width."""
+    output = np.arange(36, dtype=np.float32).reshape(4, 3, 3) - 10
+    wide = _text(render.step_view(_map_step(output, ("a", "b", "c", "d")), 120, palette="none"), 120)
+    lines = wide.splitlines()
+    heading = next(line for line in lines if "channel 0: a" in line)
+    assert "channel 1: b" in heading and "channel 2: c" in heading and "channel 3: d" in heading
+    assert max(len(line.rstrip()) for line in lines) <= 120
+    for word in ("min -10", "max -2", "mean -6", "zeros 0%"):  # channel 0's statistics, no pair split
+        assert word in wide
+    narrow = _text(render.step_view(_map_step(output, ("a", "b", "c", "d")), 40, palette="none"), 40)
+    headings = [line for line in narrow.splitlines() if line.startswith("channel ")]
+    assert headings == ["channel 0: a", "channel 1: b", "channel 2: c", "channel 3: d"]
+    assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 40
+
+
+def test_side_by_side_tables_wrap_into_rows_of_as_many_as_fit():
+    """Eight 2x2 channels of one-digit numbers (tables 6 wide) at 80 columns: blocks of MIN_BLOCK (24)
+    columns, three to a row (3 x 24 + 2 gaps of 3 = 78 <= 80 < 105), so three rows of headings with
+    blank lines between."""
+    output = np.arange(32, dtype=np.float32).reshape(8, 2, 2) % 10
+    text = _text(render.step_view(_map_step(output), 80, palette="none"), 80)
+    lines = text.splitlines()
+    headings = [line.split() for line in lines if line.startswith("channel")]
+    assert headings == [["channel", "0", "channel", "1", "channel", "2"], ["channel", "3", "channel", "4", "channel", "5"],
+                        ["channel", "6", "channel", "7"]]
+    assert lines[lines.index(next(line for line in lines if line.startswith("channel 3"))) - 1] == ""
+    assert "min 0  max 3  mean 1.5" in text and "std 1.118  zeros 25%" in text  # whole pairs, packed to the width
+
+
+@pytest.mark.parametrize("shape, width", [((3, 3), 80), ((20, 30), 80), ((12, 200), 120), ((200, 5), 60)])
+@pytest.mark.parametrize("scale", [1.0, 9.0, -1000.0])
+def test_the_width_a_table_is_laid_out_by_is_the_width_rich_draws_it(shape, width, scale):
+    """_map_parts' own count of a table's width (row labels, each column and its space) equals Rich's
+    measure of the table, NaN and infinities included, elided or not."""
+    plane = np.random.default_rng(1).random(shape) * scale
+    plane[0, 0], plane[-1, -1] = np.nan, -np.inf
+    heading, table, _, counted = render._map_parts(plane, "t", width, False, scale < 0, (-1.0, 1.0), "none", None, None)
+    assert counted == render.natural_width(table)

@@ -62,6 +62,7 @@ from . import kernels as _kernels  # noqa: E402,F401
 from . import models as _models  # noqa: E402,F401
 from . import check as _check  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
+from . import filters as _filters  # noqa: E402,F401
 
 
 from ..pool import WorkerBug  # noqa: E402  (a bug in a worker process)

@@ -111,7 +111,7 @@ class InspectJob:
             from ..io.saving import save_inspection
             from ..views.pictures import step_pngs
 
-            picture = step_pngs(steps) if self.pictures else None
+            picture = step_pngs(steps, prepared.class_labels) if self.pictures else None
             manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
                                        picture=picture, timing=self.timing, limits=options.limits)
         if self.format in ("json", "jsonl"):

@@ -434,6 +434,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
     from ..engine.graph import is_chain
     from ..views import tables as render
+    from ..views.steps import with_class_labels
     from ..errors import CnnError
 
     if full:
@@ -448,6 +449,7 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
         parts.insert(0, model_header(prepared.model))
     hidden = range(MAX_TABLE_LAYERS // 2, len(steps) - MAX_TABLE_LAYERS // 2) if not full else range(0)
     graph = not is_chain(steps)  # titles name what each map read
+    steps = with_class_labels(steps, prepared.class_labels)  # the dense and softmax tables name their classes
     for index, step in enumerate(steps):
         if index in hidden:
             if index == hidden.start:

@@ -244,7 +244,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     reads: list[tuple[str, ...]] = []
     shapes: dict[str, tuple[int, ...]] = {INPUT: spec.shape}
     names: dict[str, int] = {}
-    declared = [_declared_name(item, index) for index, item in enumerate(value)]  # to tell "later" from "none"
+    declared = layer_names(value)  # each layer's name, given or by default: to tell "later" from "none"
     for index, item in enumerate(value):
         r = read.within(f"layers[{index}]")
         if not isinstance(item, dict):
@@ -255,7 +255,7 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
         kind = ALIASES.get(kind, kind)
         cls: Any = layer_class(kind)  # a registered type: r.string checked it
         r.object(item, "", ("name", "type", "inputs") + keys_of(cls, kind), cls.required)
-        name = r.text(item.get("name", f"{kind}{index}"), "name", empty=False)  # shown, and it names files
+        name = r.text(item.get("name", declared[index]), "name", empty=False)  # shown, and it names files
         if name in names or name == INPUT:
             why = "the network's input" if name == INPUT else f"the name of layers[{names[name]}]"
             raise r.fail("name", f"{name!r} is also {why}; names must be unique")
@@ -285,14 +285,38 @@ def _build_network(read: Reader, document: dict, spec: InputSpec, weights: _Weig
     return network, shapes[built[-1].name]
 
 
-def _declared_name(item: Any, index: int) -> str | None:
-    """The name a layer object gives itself (or gets by default), read loosely: checked when it is built."""
-    if not isinstance(item, dict):
-        return None
-    if isinstance(item.get("name"), str):
-        return item["name"]
-    kind = item.get("type")
-    return f"{ALIASES.get(kind, kind)}{index}" if isinstance(kind, str) else None
+def layer_names(items: list) -> list[str | None]:
+    """Each layer's name, read loosely (checked when the layer is built): its own ``name``, or one
+    made as a PyTorch module's author names its parts and as `cnn run --kernel` names its stages:
+    the type without "2d"/"1d", numbered from 1 among the layers of that type in the file
+    (``conv1``, ``relu1``, ``maxpool1``, ``conv2``, ``globalavgpool1``, ``flatten1``, ``dense1``).
+    A number that a layer's own name already takes is skipped, so a made name never clashes.
+    None for an item with no usable type (its error comes when it is built).
+    """
+    given = {item["name"] for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)}
+    counts: dict[str, int] = {}
+    names: list[str | None] = []
+    for item in items:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if not isinstance(kind, str):
+            names.append(None)
+            continue
+        base = _name_base(ALIASES.get(kind, kind))
+        counts[base] = counts.get(base, 0) + 1
+        if isinstance(item.get("name"), str):
+            names.append(item["name"])
+            continue
+        while f"{base}{counts[base]}" in given:
+            counts[base] += 1
+        names.append(f"{base}{counts[base]}")
+    return names
+
+
+def _name_base(kind: str) -> str:
+    """``maxpool2d`` -> ``maxpool``, ``batchnorm1d`` -> ``batchnorm``; ``relu6`` -> ``relu6_``, so that
+    its number reads apart (``relu6_1``)."""
+    base = kind[:-2] if kind.endswith(("1d", "2d")) and len(kind) > 2 else kind
+    return base + "_" if base[-1:].isdigit() else base
 
 
 def _inputs(r: Reader, item: dict, index: int, built: list, names: dict[str, int], version: int, layer: str,

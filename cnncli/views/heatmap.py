@@ -20,7 +20,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.text import Span, Text
 
-from . import colors, pictures
+from . import colors, pictures, steps
 from ..engine.graph import Step
 from .tables import step_title
 
@@ -56,6 +56,10 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
     low, high, diverging = colors.value_range(output)
     color, eight_bit = color_system is not None, color_system == "256"
     parts: list[RenderableType] = [Text(step_title(step, graph), style="bold", no_wrap=True, overflow="ellipsis")]
+    picture = steps.input_picture(step)
+    if picture is not None and picture.top is not None:  # an input image: drawn as it looks, not on a heat scale
+        lines, note = _picture(output, picture, width, color)
+        return Group(*parts, *lines, *_picture_scale(picture, low, high, color, width, note))
     if output.ndim == 1:
         parts += _vector(output, step.labels, width, low, high, diverging, color, eight_bit)
         note = f"{output.size} values" + (f", averaged into {width} cells" if output.size > width else "")
@@ -63,7 +67,78 @@ def heatmap_view(step: Step, width: int, color_system: str | None, full: bool = 
         maps, note = _maps(output, step.labels, width, full, low, high, diverging, color, eight_bit)
         parts += maps
     parts += _scale(low, high, diverging, color, width, note, eight_bit)
+    if picture is not None:  # an input that is not a picture's values any more: say why it is drawn so
+        parts.append(_note_line(picture.note, width))
     return Group(*parts)
+
+
+def _note_line(text: str, width: int) -> Text:
+    line = Text(text, style="dim", no_wrap=True, overflow="ellipsis")
+    line.truncate(width, overflow="ellipsis")
+    return line
+
+
+def _picture(output: np.ndarray, picture: steps.Picture, width: int, color: bool) -> tuple[list[Text], str]:
+    """An input image (C, H, W) as one drawing in its own colours (or gray), sized as a map is."""
+    _, rows, cols = output.shape
+    height, columns, factor = fit(rows, cols, width, MAX_LINES, TINY_COLUMNS)
+    if factor:
+        rgb = picture.rgb(output)  # (H, W, 3)
+        rgb = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)  # (H*f, W*f, 3)
+    else:
+        rgb = picture.rgb(np.stack([pictures.area_resize(plane, height, columns) for plane in output]))
+    if factor > 1:
+        note = f"{rows}x{cols}, each cell {factor} pixels wide"
+    elif factor == 0:
+        note = f"{rows}x{cols} averaged down to {height}x{columns}"
+    else:
+        note = f"{rows}x{cols}, one cell a pixel wide"
+    return draw_rgb(rgb, color, blend=factor <= 1), note
+
+
+def draw_rgb(rgb: np.ndarray, color: bool, blend: bool = True) -> list[Text]:
+    """An (H, W, 3) uint8 picture as lines of half blocks in its own colours, two rows a line;
+    without colour, each cell a shade for the lightness (luma) of its pixels (``draw_indices``)."""
+    luma = np.round(rgb.astype(np.float64) @ [0.299, 0.587, 0.114]).astype(np.int32)  # (H, W) 0..255
+    if not color:
+        return draw_indices(luma, False, False, blend=blend)
+    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]  # (H, W)
+    if packed.shape[0] % 2:  # an odd last row has nothing beneath it
+        packed = np.concatenate([packed, np.full((1, packed.shape[1]), -1, np.int64)])  # (H+1, W)
+    upper, lower = packed[0::2], packed[1::2]  # (lines, W) each
+    codes = upper * (1 << 25) + (lower + 1)  # one number per pair of colours
+    lines = []
+    for line, tops, bottoms in zip(codes, upper, lower):
+        starts = np.flatnonzero(np.diff(line)) + 1  # where the pair of colours changes: draw runs, not cells
+        bounds = [0, *starts.tolist(), line.size]
+        spans = []
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            top, bottom = int(tops[begin]), int(bottoms[begin])
+            style = Style(color=_unpacked(top), bgcolor=None if bottom < 0 else _unpacked(bottom))
+            spans.append(Span(begin, end, style))
+        lines.append(Text(UPPER_HALF * line.size, spans=spans, no_wrap=True))
+    return lines
+
+
+def _unpacked(rgb: int) -> Color:
+    return Color.from_rgb(rgb >> 16, (rgb >> 8) & 255, rgb & 255)
+
+
+def _picture_scale(picture: steps.Picture, low: float, high: float, color: bool, width: int,
+                   note: str) -> list[Text]:
+    """Under a picture: a gray one's ramp from black to white with its ends, and what was drawn how."""
+    lines = []
+    if picture.kind == "gray":
+        line = Text("0 ", no_wrap=True, overflow="ellipsis")
+        if color:
+            for entry in np.arange(BAR_CELLS) * 256 // BAR_CELLS:
+                line.append(" ", style=Style(bgcolor=Color.from_rgb(int(entry), int(entry), int(entry))))
+        else:
+            line.append(f"[{SHADES}]")
+        line.append(f" {picture.top:g}")
+        line.truncate(width, overflow="ellipsis")
+        lines.append(line)
+    return [*lines, _note_line(f"values {low:.4g} .. {high:.4g}; {note}", width), _note_line(picture.note, width)]
 
 
 def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low: float, high: float,

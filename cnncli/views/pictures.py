@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from .colors import color_table, colorize, scale_bounds, value_range
+from .steps import Picture, input_picture, with_class_labels
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,12 +81,12 @@ def _line_height(font) -> int:
     return int(font.getbbox("Hg|0")[3]) + 3
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """Printable ASCII only: the built-in font has no other glyphs, and a newline would break a label."""
     return "".join(ch if " " <= ch <= "~" else "?" for ch in str(text))
 
 
-def _fit_text(text: str, font, width: float) -> str:
+def fit_text(text: str, font, width: float) -> str:
     """``text``, or its longest start ending in ".." that fits ``width`` pixels, or "" if not even that."""
     if font.getlength(text) <= width:
         return text
@@ -112,7 +113,7 @@ def _short_number(value: float, font, width: float) -> str:
     return text
 
 
-class _Layout:
+class Layout:
     """Text lines of a montage: measured before the canvas exists, drawn after."""
 
     def __init__(self) -> None:
@@ -146,7 +147,8 @@ def as_maps(output: np.ndarray) -> np.ndarray:
     return output
 
 
-def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "") -> Image.Image:
+def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "",
+                  picture: Picture | None = None) -> Image.Image:
     """One layer's output as a labelled RGB picture on a white ground.
 
     Parameters
@@ -154,6 +156,9 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     output : (C, H, W) map, (H, W) plane or (N,) vector
     labels : a name per channel (per unit for a vector), shown after its index: "0 sobel_x"
     title : drawn at the top; a newline starts a second line
+    picture : for an input image (``input_picture``): drawn as the picture it is, one gray or
+        colour tile with a gray bar (gray) or none (RGB); or, when it cannot be, on the heat
+        scale with the reason written under it
 
     A map gives a grid of every channel, ceil(sqrt(C)) columns, each tile blown up by a whole
     factor to about ``TILE_TARGET`` pixels (NEAREST), or averaged down to fit; a vector gives a
@@ -165,18 +170,23 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
 
     output = as_maps(output)
     low, high, diverging = value_range(output)
-    lay = _Layout()
-    titles = [_printable(line) for line in str(title).split("\n") if line.strip()]
+    as_picture = picture is not None and picture.top is not None
+    lay = Layout()
+    titles = [printable(line) for line in str(title).split("\n") if line.strip()]
     header = len(titles) * lay.title_line + (6 if titles else 0)
-    footer = 8 + BAR_HEIGHT + 4 + 2 * lay.line
+    bar = not (as_picture and picture is not None and picture.kind == "RGB")  # a colour picture has no scale
+    footer = (8 + BAR_HEIGHT + 4 + lay.line if bar else 8) + lay.line
     # The body's own one-pixel border (for the tiles' frames) comes out of the budget too.
     body_budget = (MAX_SIDE - 2 * MARGIN - 2, MAX_SIDE - 2 * MARGIN - header - footer - 2)
-    if output.ndim == 1:
+    if as_picture:
+        assert picture is not None
+        body, draw_labels, note = _picture_body(output, picture, body_budget)
+    elif output.ndim == 1:
         body, draw_labels, note = _vector_body(output, labels, low, high, diverging, lay, body_budget)
     else:
         body, draw_labels, note = _grid_body(output, labels, low, high, diverging, lay, body_budget)
     info = [f"values {_fmt(low)} .. {_fmt(high)}" if output.size else "no values", note,
-            *_nonfinite_notes(output)]
+            picture.note if picture is not None else "", *_nonfinite_notes(output)]
     info_text = "; ".join(part for part in info if part)
     text_width = max([lay.title_font.getlength(t) for t in titles] + [lay.font.getlength(info_text)])
     width = int(min(MAX_SIDE, max(body.shape[1], BAR_WIDTH, 320, math.ceil(text_width)) + 2 * MARGIN))
@@ -186,25 +196,53 @@ def layer_montage(output: np.ndarray, labels: Sequence[str] = (), title: str = "
     top = MARGIN + header
     canvas[top:top + body.shape[0], MARGIN:MARGIN + body.shape[1]] = body
     bar_top = top + body.shape[0] + 8
-    _paste_bar(canvas, bar_top, MARGIN, diverging)
+    if bar:
+        paste_bar(canvas, bar_top, MARGIN, diverging, GRAY_RAMP if as_picture else None)
 
     image = Image.fromarray(canvas, "RGB")
     draw = ImageDraw.Draw(image)
     inner = width - 2 * MARGIN
     for i, line in enumerate(titles):
-        draw.text((MARGIN, MARGIN + i * lay.title_line), _fit_text(line, lay.title_font, inner), fill=INK,
+        draw.text((MARGIN, MARGIN + i * lay.title_line), fit_text(line, lay.title_font, inner), fill=INK,
                   font=lay.title_font)
     for x, y, text in draw_labels:
         draw.text((MARGIN + x, top + y), text, fill=INK, font=lay.font)
-    lo_end, hi_end = scale_bounds(low, high, diverging)
-    ticks_y = bar_top + BAR_HEIGHT + 3
-    ticks = [(_fmt(lo_end), 0.0), (_fmt(hi_end), 1.0)] + ([("0", 0.5)] if diverging else [])
-    for text, at in ticks:
-        length = lay.font.getlength(text)
-        x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
-        draw.text((x, ticks_y), text, fill=INK, font=lay.font)
-    draw.text((MARGIN, ticks_y + lay.line), _fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
+    info_y = bar_top
+    if bar:
+        lo_end, hi_end = (0.0, picture.top) if as_picture and picture is not None and picture.top is not None \
+            else scale_bounds(low, high, diverging)
+        ticks_y = bar_top + BAR_HEIGHT + 3
+        ticks = [(_fmt(lo_end), 0.0), (_fmt(hi_end), 1.0)] + ([("0", 0.5)] if diverging and not as_picture else [])
+        for text, at in ticks:
+            length = lay.font.getlength(text)
+            x = MARGIN + at * BAR_WIDTH - length * at  # left end left-aligned, right end right-aligned
+            draw.text((x, ticks_y), text, fill=INK, font=lay.font)
+        info_y = ticks_y + lay.line
+    draw.text((MARGIN, info_y), fit_text(info_text, lay.font, inner), fill=INK, font=lay.font)
     return image
+
+
+GRAY_RAMP = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # (256, 3) black to white
+
+
+def _picture_body(output: np.ndarray, picture: Picture, budget: tuple[int, int]):
+    """An input image as one tile, as it looks: gray or colour, blown up by a whole factor toward
+    ``TILE_TARGET`` (NEAREST) or averaged down to fit, framed."""
+    channels, rows, cols = output.shape
+    height, width, factor = _tile_size(rows, cols, budget[1], budget[0], TILE_TARGET)
+    if factor:
+        rgb = picture.rgb(output)  # (H, W, 3)
+        tile = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)  # (H*f, W*f, 3)
+    else:
+        tile = picture.rgb(np.stack([area_resize(plane, height, width) for plane in output]))  # (height, width, 3)
+    body = np.empty((height + 2, width + 2, 3), dtype=np.uint8)
+    body[:] = BACKGROUND
+    body[1:-1, 1:-1] = tile
+    _frame(body, 1, 1, height, width)
+    size = f"{rows}x{cols}"
+    note = (f"{size}, each pixel drawn {factor}x{factor}" if factor > 1 else
+            f"{size} averaged down to {height}x{width}" if factor == 0 else size)
+    return body, [], note
 
 
 def _nonfinite_notes(output: np.ndarray) -> list[str]:
@@ -215,10 +253,11 @@ def _nonfinite_notes(output: np.ndarray) -> list[str]:
     return [f"{nan:,} NaN (grey)" if nan else "", f"{inf:,} infinite (at the ends)" if inf else ""]
 
 
-def _paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool) -> None:
-    """The colour scale, low to high, framed, at (top, left)."""
+def paste_bar(canvas: np.ndarray, top: int, left: int, diverging: bool, table: np.ndarray | None = None) -> None:
+    """The colour scale (or ``table``'s 256 colours), low to high, framed, at (top, left)."""
     entries = np.arange(BAR_WIDTH) * 256 // BAR_WIDTH  # (BAR_WIDTH,)
-    canvas[top:top + BAR_HEIGHT, left:left + BAR_WIDTH] = color_table(diverging)[entries][None]
+    colours = color_table(diverging) if table is None else table
+    canvas[top:top + BAR_HEIGHT, left:left + BAR_WIDTH] = colours[entries][None]
     _frame(canvas, top, left, BAR_HEIGHT, BAR_WIDTH)
 
 
@@ -253,7 +292,7 @@ def _tile_size(rows: int, cols: int, max_height: int, max_width: int, target: in
 
 
 def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
-               lay: _Layout, budget: tuple[int, int]):
+               lay: Layout, budget: tuple[int, int]):
     """Every channel of a (C, H, W) map as a grid of tiles, each under its index and label."""
     channels, rows, cols = output.shape
     grid_cols = math.ceil(math.sqrt(channels))
@@ -282,8 +321,8 @@ def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: floa
         if gap:
             _frame(body, y + label, x, height, width)
         if label:
-            name = _printable(labels[c]) if c < len(labels) else ""
-            text = _fit_text(f"{c} {name}".rstrip(), lay.font, width + gap - 2)
+            name = printable(labels[c]) if c < len(labels) else ""
+            text = fit_text(f"{c} {name}".rstrip(), lay.font, width + gap - 2)
             if text:
                 texts.append((x, y, text))
     if factor > 1:
@@ -296,7 +335,7 @@ def _grid_body(output: np.ndarray, labels: Sequence[str], low: float, high: floa
 
 
 def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: float, diverging: bool,
-                 lay: _Layout, budget: tuple[int, int]):
+                 lay: Layout, budget: tuple[int, int]):
     """A (N,) vector as a strip of cells: one row with index, label and value under each cell when
     short (VECTOR_LABELLED), else rows of cells with the first index of each row on the left."""
     count = values.size
@@ -315,10 +354,10 @@ def _vector_body(values: np.ndarray, labels: Sequence[str], low: float, high: fl
         _frame(body, 1, 1, cell, strip.shape[1])
         texts = []
         for i in range(count):
-            parts = [str(i)] + ([_printable(labels[i]) if i < len(labels) else ""] if labels else []) \
+            parts = [str(i)] + ([printable(labels[i]) if i < len(labels) else ""] if labels else []) \
                 + [_short_number(float(values[i]), lay.font, cell - 6)]
             for line, part in enumerate(parts):
-                text = _fit_text(part, lay.font, cell - 6)
+                text = fit_text(part, lay.font, cell - 6)
                 if text:
                     texts.append((i * cell + 2, cell + 6 + line * lay.line, text))
         return body, texts, f"{count} values"
@@ -370,7 +409,7 @@ def step_picture(step: Step, graph: bool = False) -> Image.Image:
     This is the picture ``cnn inspect --save`` writes per layer and ``cnn run -o x.png`` writes for
     the final layer.
     """
-    return layer_montage(step.output, step.labels, step_caption(step, graph))
+    return layer_montage(step.output, step.labels, step_caption(step, graph), input_picture(step))
 
 
 PNG_COMPRESS_LEVEL = 3  # zlib level: maps blown up by whole factors compress well even so, and fast
@@ -385,13 +424,15 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def step_pngs(steps: Sequence[Step]) -> Callable[[Step], bytes]:
+def step_pngs(steps: Sequence[Step], class_labels: Sequence[str] = ()) -> Callable[[Step], bytes]:
     """A step's picture as PNG bytes, captioned as among ``steps`` (naming what it read when they are
-    not a chain): what ``cnn inspect --save`` passes to io.saving.save_inspection."""
+    not a chain), its class scores named by ``class_labels`` (``with_class_labels``): what
+    ``cnn inspect --save`` passes to io.saving.save_inspection."""
     from ..engine.graph import is_chain
 
     graph = not is_chain(steps)
-    return lambda step: png_bytes(step_picture(step, graph))
+    labelled = {step.name: step for step in with_class_labels(steps, class_labels)}
+    return lambda step: png_bytes(step_picture(labelled.get(step.name, step), graph))
 
 
 def save_png(path: str | Path, image: Image.Image, force: bool = False) -> None:

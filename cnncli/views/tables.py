@@ -52,43 +52,110 @@ def step_view(step: Step, width: int, full: bool = False, palette: str = "rgb", 
     ``palette`` is "rgb" (blended colours), "256" (their nearest of a 256-colour terminal's), "basic"
     (named colours for 8/16-colour terminals,
     where blended ones would be rounded to the same grey) or "none"; ``graph`` names what the step
-    read in its title (``step_title``).
+    read in its title (``step_title``). The channels share one colour scale and one number format
+    (the layer's), and go side by side, as many to a row as the width holds.
     """
     output = step.output
     title = step_title(step, graph)
     if output.ndim == 1:
         return vector_table(output, title, step.labels, full, step.stats)
-    channels = output.shape[0]
+    channels, height = output.shape[:2]
     shown = channels if full else min(channels, MAX_CHANNELS)
     labels = step.labels or ()
-    parts: list[RenderableType] = [Text(title, style="bold")]
     low, high, signed = colors.value_range(output)  # the layer's scale, as heatmaps and pictures draw it
     bounds = (low, high)
+    rows = [i for i in shown_indices(height, height if full else MAX_ROWS) if i is not None]
+    fmt = number_format(output[:shown, rows])  # the values shown, of every channel shown: one format
+    blocks = []
     for c in range(shown):
         name = labels[c] if c < len(labels) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}" if channels > 1 else ""
         plane_stats = step.stats if channels == 1 else None  # a lone channel's stats are the map's
-        parts.append(map_table(output[c], heading, width, full, signed, bounds, palette, plane_stats))
+        blocks.append(_map_parts(output[c], heading, width, full, signed, bounds, palette, plane_stats, fmt))
+    parts: list[RenderableType] = [Text(title, style="bold"), *_side_by_side(blocks, width)]
     if shown < channels:
         parts.append(Text(f"... {channels - shown} more channels of {step.name} not shown; --full shows all, "
                           "--format json gives every value", style="dim"))
     return Group(*parts)
 
 
+GAP = 3  # columns between tables side by side
+MIN_BLOCK = 24  # columns a table side by side takes at least: its statistics in two or three lines
+
+
 def map_table(plane: np.ndarray, title: str, width: int, full: bool, signed: bool,
-              bounds: tuple[float, float], palette: str = "rgb", stats: dict | None = None) -> Group:
-    """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``."""
+              bounds: tuple[float, float], palette: str = "rgb", stats: dict | None = None, fmt=None) -> Group:
+    """One (H, W) plane as a table of numbers, coloured by value, elided to fit ``width``; ``fmt``
+    formats its numbers (by default one ``number_format`` for the rows shown)."""
+    heading, table, caption, _ = _map_parts(plane, title, width, full, signed, bounds, palette, stats, fmt)
+    return _titled(heading, table, "\n".join(caption))
+
+
+def _map_parts(plane: np.ndarray, title: str, width: int, full: bool, signed: bool, bounds: tuple[float, float],
+               palette: str, stats: dict | None, fmt) -> tuple[str, Table, list[str], int]:
+    """A plane's heading, table, caption lines (its statistics, then a note if elided) and the
+    table's width: its row labels, and each column shown with the space before it."""
     height, cols = plane.shape
     row_idx = shown_indices(height, height if full else MAX_ROWS)
     rows = plane[[i for i in row_idx if i is not None]]  # only the rows shown decide formats and widths
-    fmt = number_format(rows)
-    widths = [max(len(str(j)), len(fmt(float(lo))), len(fmt(float(hi))))
-              for j, lo, hi in zip(range(cols), rows.min(axis=0), rows.max(axis=0))]
+    fmt = fmt or number_format(rows)
+    widths = _column_widths(rows, fmt)
     # A column takes its widest cell plus one space; so does the row-label column. Elisions are
     # one character wide, so they never widen a column of one-digit numbers.
     col_idx = list(range(cols)) if full else _fit_columns(widths, width - len(str(height - 1)) - 1)
     table = heat_grid(plane, row_idx, col_idx, fmt, bounds, signed, palette)
-    return _titled(title, table, _caption(plane, row_idx, col_idx, stats))
+    last_row = max(i for i in row_idx if i is not None) if height else 0
+    table_width = len(str(last_row)) + sum(1 if j is None else widths[j] for j in col_idx) + len(col_idx)
+    return title, table, _caption(plane, row_idx, col_idx, stats).split("\n"), table_width
+
+
+def _column_widths(rows: np.ndarray, fmt) -> list[int]:
+    """Each column's widest text: its header, or its smallest or largest finite value; "-inf" (4)
+    where it holds a value that is not finite."""
+    finite = np.isfinite(rows)
+    lows = np.where(finite, rows, np.inf).min(axis=0, initial=np.inf)  # (W,) inf where none is finite
+    highs = np.where(finite, rows, -np.inf).max(axis=0, initial=-np.inf)  # (W,)
+    odd = (~finite).any(axis=0)  # (W,)
+    return [max(len(str(j)), len(fmt(float(lo))) if np.isfinite(lo) else 0, len(fmt(float(hi))) if np.isfinite(hi)
+                else 0, 4 if bad else 0) for j, (lo, hi, bad) in enumerate(zip(lows, highs, odd))]
+
+
+def _side_by_side(blocks: list[tuple[str, Table, list[str], int]], width: int) -> list[RenderableType]:
+    """Map tables (heading, table, caption lines) one under another, or, when two or more fit
+    ``width`` with ``GAP`` between, side by side in rows, each block as wide as the widest table
+    (or heading, or ``MIN_BLOCK``), its statistics in as many lines as that width takes."""
+    if not blocks:
+        return []
+    block = max([MIN_BLOCK] + [max(table_width, len(heading)) for heading, _, _, table_width in blocks])
+    per_row = (width + GAP) // (block + GAP)
+    if len(blocks) == 1 or per_row < 2:
+        return [_titled(heading, table, "\n".join(caption)) for heading, table, caption, _ in blocks]
+    parts: list[RenderableType] = []
+    for start in range(0, len(blocks), per_row):
+        row = blocks[start:start + per_row]
+        if parts:
+            parts.append(Text(""))  # a blank line between rows of tables
+        grid = Table.grid(padding=(0, GAP, 0, 0))
+        for _ in row:
+            grid.add_column(width=block, no_wrap=False)
+        grid.add_row(*(_titled(heading, table, "\n".join(_packed(caption, block)))
+                       for heading, table, caption, _ in row))
+        parts.append(grid)
+    return parts
+
+
+def _packed(caption: list[str], width: int) -> list[str]:
+    """Caption lines rewrapped to ``width``: the statistics as few lines as their pairs ("max 12")
+    allow without splitting one; a note as Rich wraps words."""
+    stats, *notes = caption
+    pairs = stats.split("  ")
+    lines = [pairs[0]]
+    for pair in pairs[1:]:
+        if len(lines[-1]) + 2 + len(pair) <= width:
+            lines[-1] += "  " + pair
+        else:
+            lines.append(pair)
+    return lines + notes
 
 
 def heat_grid(values: np.ndarray, row_idx: Sequence[int | None], col_idx: Sequence[int | None], fmt,
