@@ -32,9 +32,11 @@ INK_LEVEL = 0.5
 # picture holds no ink: 0.1 is 25 grey levels, below a faint pencil line on paper.
 MIN_CONTRAST = 0.1
 # Pictures larger than this on their longer side are first reduced by an integer factor (area
-# averaging): 32 times the frame, so a symbol down to a third of the picture keeps 10 pixels of
-# detail per output pixel, and a 12-megapixel photo is analysed in milliseconds.
+# averaging): 32 times the frame (256 pixels for 8x8), so a symbol down to a third of the picture
+# keeps 10 pixels of detail per output pixel, and a 12-megapixel photo is analysed in tens of
+# milliseconds; at most WORK_MOST pixels, however large the frame.
 WORK_SCALE = 32
+WORK_MOST = 1024
 # Blobs of ink holding less than this share of the ink are specks (dust, noise): left out.
 SPECK = 0.02
 # Blobs holding at least this share each are separate marks: a note says the picture has several.
@@ -87,52 +89,41 @@ def fit_ink(plane: np.ndarray, size: tuple[int, int], dark_ink: bool | None = No
     strength = (paper - work) if dark_ink else (work - paper)  # ink above 0, paper about 0
     grain = _grain(_border(strength))
     floor = 2 * grain  # the paper's own noise reaches this far, 98% of the time
-    peak = float(np.percentile(strength, 99.9))
-    kind = "dark ink on light paper" if dark_ink else "light ink on dark paper"
-    how = f"found from the border, {paper:.2f}" if polarity_from == "border" else "as given"
-    notes = [f"{kind} ({how})"]
-    empty = np.zeros(size, dtype=np.float32)
+    peak = float(np.percentile(strength, 99.9, method="higher"))  # a pixel's own value: a blown-up copy's too
+    how = f"found from the border, {_level(paper, full_scale)}" if polarity_from == "border" else "as given"
+    notes = [f"{'dark ink on light' if dark_ink else 'light ink on dark'} paper ({how})"]
     if peak - floor < max(MIN_CONTRAST, 2 * grain):  # no ink, or none that stands out of the paper's grain
-        return InkFit(empty, dark_ink, polarity_from, paper, paper, None, 0.0, (0.0, 0.0), 0,
-                      tuple(notes + ["no ink found"]),
-                      (f"no ink found: nothing stands out of the paper (contrast {max(peak - floor, 0):.2f}, the "
-                       f"paper's own grain {grain:.2f}); the answer means nothing",))
+        if dark_ink != border_says:  # told the wrong polarity, most likely
+            why = (f"no {_dark(dark_ink)} ink found, as given, but its border looks like {_paper_word(paper)} paper "
+                   f"({_level(paper, full_scale)}), with {_dark(border_says)} ink")
+        else:
+            why = (f"no ink found: nothing stands out of the paper (contrast {max(peak - floor, 0):.2f}, the paper's "
+                   f"own grain {grain:.2f})")
+        return InkFit(np.zeros(size, dtype=np.float32), dark_ink, polarity_from, paper, paper, None, 0.0, (0.0, 0.0),
+                      0, tuple(notes + ["no ink found"]), (f"{why}; the answer means nothing",))
     ink = (strength - np.float32(floor)) / np.float32(peak - floor)
     np.clip(ink, 0, 1, out=ink)  # work_h, work_w
     ink_level = paper - peak if dark_ink else paper + peak
-    notes.append(f"paper {paper:.2f} -> 0, ink {ink_level:.2f} -> 1")
+    notes.append(f"paper {_level(paper, full_scale)} -> 0, ink {_level(ink_level, full_scale)} -> 1")
     ink, blobs = _without_specks(ink)
     rows, cols = np.flatnonzero((ink >= INK_LEVEL).any(axis=1)), np.flatnonzero((ink >= INK_LEVEL).any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1  # work pixels, end exclusive
-    box = _picture_box((left, top, right, bottom), factor, (height, width))
+    edges = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)  # left, top, right, bottom in work px
+    box = _picture_box(edges, factor, (height, width))
     notes.append(f"ink box {box[2]}x{box[3]} at ({box[0]}, {box[1]})")
-    out_h, out_w = size
-    scale = min(out_h * INK_SPAN / (bottom - top), out_w * INK_SPAN / (right - left))  # output px per work px
+    array, scale, shift = _placed(ink, edges, size)
     notes.append(f"scaled x{scale / factor:.3g}, aspect ratio kept (longer side {max(box[2:])} -> "
                  f"{max(box[2], box[3]) * scale / factor:.3g} px)")
-    # The frame, in work pixels: centred on the centre of mass, moved to keep the box inside.
-    mass = float(ink.sum())
-    centre_y = float(ink.sum(axis=1) @ (np.arange(ink.shape[0]) + 0.5)) / mass
-    centre_x = float(ink.sum(axis=0) @ (np.arange(ink.shape[1]) + 0.5)) / mass
-    frame_h, frame_w = out_h / scale, out_w / scale
-    y0 = min(max(centre_y - frame_h / 2, bottom - frame_h), top)
-    x0 = min(max(centre_x - frame_w / 2, right - frame_w), left)
-    # Where box-centring would have put it, minus where it is: positive when the ink moved right or down.
-    shift = (((left + right - frame_w) / 2 - x0) * scale, ((top + bottom - frame_h) / 2 - y0) * scale)
-    shift = (_no_minus_zero(shift[0]), _no_minus_zero(shift[1]))
     notes.append(f"centred by its centre of mass ({shift[0]:+.2f} px right, {shift[1]:+.2f} px down of the box's "
                  "centre)")
-    array = area_matrix(y0, frame_h / out_h, out_h, ink.shape[0]) @ ink @ area_matrix(
-        x0, frame_w / out_w, out_w, ink.shape[1]).T  # out_h, out_w
-    notes.append(f"reduced to {out_w}x{out_h} by area averaging")
+    notes.append(f"reduced to {size[1]}x{size[0]} by area averaging")
     darkest = float(array.max())
     if 0 < darkest < 1:  # every training digit has a cell of full ink; a thin stroke is made as dark
         array = array / np.float32(darkest)
         notes.append(f"ink darkened x{1 / darkest:.3g} (its darkest cell to 1)")
     warnings = []
     if dark_ink != border_says:
-        warnings.append(f"its border looks like {'light' if dark_ink else 'dark'} paper, but the ink was taken as "
-                        f"{kind} (as given); the answer may be wrong")
+        warnings.append(f"its border looks like {_paper_word(paper)} paper with {_dark(border_says)} ink, but "
+                        f"{_dark(dark_ink)} ink was taken (as given); the answer may be wrong")
     if max(box[2], box[3]) < TINY * min(height, width):
         warnings.append(f"nearly blank: the only ink is a speck ({box[2]}x{box[3]} px in a {width}x{height} "
                         "picture); the answer may mean nothing")
@@ -140,6 +131,29 @@ def fit_ink(plane: np.ndarray, size: tuple[int, int], dark_ink: bool | None = No
         warnings.append(f"{blobs} separate blobs of ink; the model reads one symbol, so the answer may be wrong")
     return InkFit(np.clip(array, 0, 1).astype(np.float32), dark_ink, polarity_from, paper, ink_level, box,
                   scale / factor, shift, blobs, tuple(notes), tuple(warnings))
+
+
+def _placed(ink: np.ndarray, edges: tuple[int, int, int, int], size: tuple[int, int]
+            ) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """The ink (H, W) reduced into the frame ``size`` (h, w): its box (``edges``: left, top, right,
+    bottom) scaled to span the frame on its longer side (INK_SPAN), its centre of mass at the
+    frame's centre, moved only as far as keeps the box inside. Returns the (h, w) array, the scale
+    (output pixels per ink pixel) and the shift (x, y) from where box-centring would have put it, in
+    output pixels (positive: right, down)."""
+    left, top, right, bottom = edges
+    out_h, out_w = size
+    scale = min(out_h * INK_SPAN / (bottom - top), out_w * INK_SPAN / (right - left))
+    mass = float(ink.sum())
+    centre_y = float(ink.sum(axis=1) @ (np.arange(ink.shape[0]) + 0.5)) / mass
+    centre_x = float(ink.sum(axis=0) @ (np.arange(ink.shape[1]) + 0.5)) / mass
+    frame_h, frame_w = out_h / scale, out_w / scale  # in ink pixels
+    y0 = min(max(centre_y - frame_h / 2, bottom - frame_h), top)
+    x0 = min(max(centre_x - frame_w / 2, right - frame_w), left)
+    shift = (_no_minus_zero(((left + right - frame_w) / 2 - x0) * scale),
+             _no_minus_zero(((top + bottom - frame_h) / 2 - y0) * scale))
+    rows = area_matrix(y0, frame_h / out_h, out_h, ink.shape[0])  # out_h, H
+    cols = area_matrix(x0, frame_w / out_w, out_w, ink.shape[1])  # out_w, W
+    return rows @ ink @ cols.T, scale, shift  # out_h, out_w
 
 
 def dark_ink_from_border(plane: np.ndarray) -> tuple[bool, float]:
@@ -156,7 +170,7 @@ def fit_bytes(shape: tuple[int, int], size: tuple[int, int]) -> int:
     copy and Pillow's, and per pixel of the working copy a few float32 planes and the int64
     labels of its blobs with their copies."""
     height, width = shape
-    factor = max(1, math.ceil(max(shape) / (WORK_SCALE * max(size))))
+    factor = _work_factor(shape, size)
     work = math.ceil(height / factor) * math.ceil(width / factor)
     return 2 * 4 * height * width + 96 * work
 
@@ -225,14 +239,17 @@ def _without_specks(ink: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _working_copy(plane: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int]:
     """The picture reduced by an integer factor (area averaging) to at most WORK_SCALE times the
-    frame's longer side, and the factor (1 when it is small enough)."""
-    longest = WORK_SCALE * max(size)
-    factor = math.ceil(max(plane.shape) / longest)
+    frame's longer side (and WORK_MOST), and the factor (1 when it is small enough)."""
+    factor = _work_factor(plane.shape, size)
     if factor <= 1:
         return plane, 1
     from PIL import Image
 
     return np.asarray(Image.fromarray(plane).reduce(factor)), factor
+
+
+def _work_factor(shape: tuple[int, ...], size: tuple[int, int]) -> int:
+    return max(1, math.ceil(max(shape) / min(WORK_SCALE * max(size), WORK_MOST)))
 
 
 def _border(plane: np.ndarray) -> np.ndarray:
@@ -256,6 +273,19 @@ def _picture_box(box: tuple[int, int, int, int], factor: int, shape: tuple[int, 
     left, top, right, bottom = (int(v) * factor for v in box)
     right, bottom = min(right, shape[1]), min(bottom, shape[0])
     return left, top, right - left, bottom - top
+
+
+def _level(value: float, full_scale: float) -> str:
+    """A level on the 0..1 scale as the picture's own values say it: 0.97, or 247 for 0..255."""
+    return f"{value:.2f}" if full_scale == 1 else f"{value * full_scale:.0f}"
+
+
+def _dark(dark: bool) -> str:
+    return "dark" if dark else "light"
+
+
+def _paper_word(level: float) -> str:
+    return "light" if level > 2 / 3 else "dark" if level < 1 / 3 else "grey"
 
 
 def _no_minus_zero(value: float) -> float:

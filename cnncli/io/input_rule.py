@@ -124,7 +124,7 @@ class InputSpec:
         a probability under LOW_CONFIDENCE; None otherwise."""
         if not self.fit or probability >= LOW_CONFIDENCE:
             return None
-        return (f"low confidence: the best answer, {label}, has {probability:.0%} (under {LOW_CONFIDENCE:.0%}); the "
+        return (f"low confidence: the best answer, {label}, has {probability:.1%} (under {LOW_CONFIDENCE:.0%}); the "
                 "picture may not be one the model knows")
 
     def apply_bytes(self, array: np.ndarray) -> int:
@@ -152,8 +152,7 @@ class InputSpec:
     def describe(self) -> str:
         parts = [f"{self.size[1]}x{self.size[0]} {self.color}", "0..1" if self.scale == "unit" else "0..255"]
         if self.fit:
-            polarity = {True: "dark", False: "light", "auto": "dark or light by the border"}[self.invert]
-            parts.insert(0, f"ink fitted ({polarity})")
+            parts.insert(0, {True: "dark ink fitted", False: "light ink fitted", "auto": "ink fitted"}[self.invert])
         elif self.resize:
             parts.insert(0, f"shorter side {self.resize}, centre crop")
         elif self.crop:
