@@ -154,10 +154,11 @@ def test_resize_alone_keeps_the_aspect_ratio_before_kernels():
 
 
 def test_crop_alone_on_a_model_cuts_instead_of_stretching(tmp_path):
-    """digits with --crop 8 on a 12x10 picture: the centre 8x8 (top 1, left 2), not the whole picture stretched."""
+    """digits with --crop 8 on a 12x10 picture: the centre 8x8 (top 1, left 2), not the whole picture stretched
+    nor its ink fitted (a crop replaces the fit); told to invert, it inverts."""
     pixels = np.arange(120, dtype=np.uint8).reshape(10, 12)
     Image.fromarray(pixels).save(tmp_path / "p.png")
-    got = api.load_model("digits", crop=8).prepare(str(tmp_path / "p.png")).array
+    got = api.load_model("digits", crop=8, invert="yes").prepare(str(tmp_path / "p.png")).array
     np.testing.assert_allclose(got[0], 1 - pixels[1:9, 2:10] / np.float32(255), rtol=0, atol=1e-6)  # it inverts
 
 
