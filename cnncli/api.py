@@ -34,7 +34,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = None, preset: str | None = None,
                resize: int | None = None, crop: int | tuple[int, int] | None = None,
                mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None,
-               color: str | None = None, scale: str | None = None) -> Model:
+               color: str | None = None, scale: str | None = None, invert: bool | str | None = None) -> Model:
     """A bundled model by name (``"digits"``; ``cnn models`` lists them), a model JSON file or an
     .onnx file; with the options of ``cnn run --model`` that change how images are prepared.
 
@@ -47,6 +47,9 @@ def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = 
     crop : the centre (H, W) to cut instead of stretching the picture; it must be the model's size.
     mean, std : one number or one per channel: (x - mean) / std, applied last.
     color : ``"gray"`` or ``"rgb"``, as the model's channels; scale : ``"unit"`` (0..1) or ``"raw"`` (0..255).
+    invert : whether the picture is dark ink on light paper (``True``, ``"yes"``), light ink on dark
+        (``False``, ``"no"``), or ``"auto"``: decided from its border; a model that fits the ink
+        (``digits``) decides by itself unless told.
 
     Each given part replaces that field of the model's rule (or the preset's); ``Model.prepare``
     and ``run`` then use it, as the CLI does.
@@ -63,7 +66,7 @@ def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = 
     limits = limits or DEFAULT_LIMITS
     try:  # the core names the argument as data (the CLI shows its flag); here the message names it
         given = input_overrides(preset=preset, resize=resize, crop=crop, mean=mean, std=std, color=color,
-                                scale=scale)
+                                scale=scale, invert=invert)
         file = load_model_once(os.fspath(name_or_path), limits)
         if given:
             file = replace(file, input=with_overrides(file.input, given, file.name))

@@ -66,6 +66,7 @@ class LayerOptions:
     crop: str | None = None
     mean: str | None = None
     std: str | None = None
+    invert: str | None = None  # yes, no or auto (from the border)
     alpha: str | None = None
     dtype: str = "float32"
     model: str | None = None
@@ -100,7 +101,7 @@ class LayerOptions:
 KERNEL_ONLY = ("kernels", "stride", "padding", "padding_mode", "dilation", "flip", "activation", "negative_slope",
                "pool", "pool_size", "pool_stride", "ceil_mode", "dense", "dense_random", "seed", "softmax")
 # The options that make up an input rule: a model's, or a kernel run's image before the kernels.
-INPUT_RULE = ("preset", "resize", "crop", "mean", "std", "color", "scale")
+INPUT_RULE = ("preset", "resize", "crop", "mean", "std", "color", "scale", "invert")
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,8 +229,9 @@ def model_input(model: Model, loaded: LoadedImage, limits: Limits) -> Prepared:
     limits.check_memory(model.input.apply_bytes(loaded.array), loaded.source,
                         f"resizing it to {model.input.size[1]}x{model.input.size[0]}")
     image = model.input.apply(loaded)
-    warning = _looks_inverted(model, image)
-    return Prepared(image, model.network, model, (warning,) if warning else ())
+    warnings = [f"{image.source}: {warning}" for warning in image.warnings]  # no ink found, several blobs
+    looks_inverted = _looks_inverted(model, image)
+    return Prepared(image, model.network, model, (*warnings, *([looks_inverted] if looks_inverted else [])))
 
 
 def input_files(options: LayerOptions, prepared: Prepared | None = None, images: list[str] | None = None) -> list[str]:
@@ -252,8 +254,8 @@ def load_model_once(spec: str, limits: Limits) -> Model:
 
 def _looks_inverted(model: Model, image: LoadedImage) -> str | None:
     """A model that inverts expects dark ink on light paper; after inverting, most cells are then low."""
-    if not model.input.invert or model.input.normalises:  # normalised values have no fixed middle
-        return None
+    if model.input.invert is not True or model.input.fit or model.input.normalises:
+        return None  # a polarity found from the border, or normalised values, which have no fixed middle
     half = 0.5 if model.input.scale == "unit" else 127.5
     mean = float(image.array.mean())
     if mean <= half:
@@ -320,7 +322,12 @@ def forward(prepared: Prepared, keep_maps: bool = True) -> tuple[list[Step], lis
         keep_freed_memory()
     steps = prepared.network.forward(prepared.image.array, prepared.image.channel_names, keep_maps)
     overflow = nonfinite_warning(steps)  # named with its image: in a batch, warnings come from many
-    return steps, [*prepared.warnings, *([f"{prepared.image.source}: {overflow}"] if overflow else [])]
+    doubt = None
+    model = prepared.model
+    if model is not None and model.input.fit and not prepared.image.warnings and steps[-1].output.ndim == 1:
+        best = ranked(prepared, steps, 1)[0]  # a model reading one drawn symbol: is it sure? (one note a picture)
+        doubt = model.input.doubt(best.label, best.probability)
+    return steps, [*prepared.warnings, *(f"{prepared.image.source}: {note}" for note in (overflow, doubt) if note)]
 
 
 def predictions(options: LayerOptions, prepared: Prepared, steps: Sequence[Step]) -> list[Prediction] | None:

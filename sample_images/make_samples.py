@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 OUT_DIR = Path(__file__).resolve().parent
 
@@ -119,6 +119,26 @@ def make_rgb_bars(size: int = 48) -> Path:
 # --------------------------------------------------------------------------
 
 
+def make_page_3() -> Path:
+    """A printed 3 (Pillow's built-in font) off the centre of a grey page lit unevenly, as a phone
+    photo of a printout: for `cnn run page_3.png --model digits`."""
+    light = np.linspace(215, 180, 120)[None, :].repeat(90, axis=0)  # 90 rows, 120 columns
+    img = Image.fromarray(np.round(light).astype(np.uint8), "L")
+    ImageDraw.Draw(img).text((70, 22), "3", fill=45, font=ImageFont.load_default(size=44))
+    return _save_png(np.asarray(img), "page_3.png", "L")
+
+
+def make_chalk_3() -> Path:
+    """A big light 3 drawn with a round pen on a dark board, filling most of it."""
+    img = Image.new("L", (64, 64), 25)
+    draw = ImageDraw.Draw(img)
+    upper = [(20 + 13 * np.cos(a), 19 + 11 * np.sin(a)) for a in np.radians(np.arange(200, 451, 10))]
+    lower = [(32 + 15 * np.cos(a), 43 + 13 * np.sin(a)) for a in np.radians(np.arange(270, 521, 10))]
+    points = [(float(x) + 12, float(y)) for x, y in upper[:-1]] + [(float(x), float(y)) for x, y in lower]
+    draw.line(points, fill=235, width=6, joint="curve")
+    return _save_png(np.asarray(img), "chalk_3.png", "L")
+
+
 def _skimage_data_file(name: str) -> Path | None:
     try:
         import skimage.data  # only used to locate the bundled photo files
@@ -162,7 +182,7 @@ def make_photo_chelsea() -> Path | None:
     return path
 
 
-SYNTHETIC = [make_seed_5x5, make_shapes, make_checkerboard, make_gradient, make_rgb_bars]
+SYNTHETIC = [make_seed_5x5, make_shapes, make_checkerboard, make_gradient, make_rgb_bars, make_page_3, make_chalk_3]
 PHOTOS = [make_photo_camera, make_photo_chelsea]
 
 

@@ -136,9 +136,14 @@ def test_read_image_gives_the_array_and_its_notes():
 
 
 def test_an_inverted_looking_image_warns_in_the_trace():
-    """An image that looks inverted for the model gives the CLI's warning in trace.warnings."""
-    trace = cnncli.load_model("digits").run(str(ROOT / "sample_images" / "photo_chelsea.jpg"))
+    """An image that looks inverted for the model gives the CLI's warning in trace.warnings: the digits
+    model told to invert (--invert yes) and to resize rather than fit the ink; as it comes, the model
+    finds no ink in a photo, and says that instead."""
+    photo = str(ROOT / "sample_images" / "photo_chelsea.jpg")
+    trace = cnncli.load_model("digits", resize=8, invert=True).run(photo)
     assert len(trace.warnings) == 1 and "mostly dark" in trace.warnings[0]
+    trace = cnncli.load_model("digits").run(photo)
+    assert len(trace.warnings) == 1 and "no ink found" in trace.warnings[0]
 
 
 @pytest.mark.parametrize("call, error, message", [

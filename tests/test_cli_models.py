@@ -18,7 +18,7 @@ def test_run_model_shows_every_map_then_the_prediction():
     out = result.stdout
     assert out.startswith("Model digits (bundled)")
     assert out.index("conv1 (conv2d)") < out.index("bn1 (batchnorm2d)") < out.index("fc2 (dense)")
-    assert "inverted (1 - x)" in out
+    assert "dark ink on light paper (found from the border" in out  # the header says how the input was made
     prediction = out[out.index("Prediction: "):]
     assert prediction.startswith("Prediction: 7 (")
     assert len([line for line in prediction.splitlines()[1:] if line.strip()]) == 5  # the default top 5
@@ -37,8 +37,8 @@ def test_run_json_has_model_and_predictions():
     result = invoke("run", DIGIT_7, "--model", "digits", "--format", "json", "--top", "3")
     trace = json.loads(result.stdout)
     assert trace["model"]["name"] == "digits" and trace["model"]["labels"][7] == "7"
-    assert trace["model"]["input"] == {"size": [8, 8], "color": "gray", "scale": "unit", "invert": True,
-                                       "mean": [0.0], "std": [1.0]}
+    assert trace["model"]["input"] == {"size": [8, 8], "color": "gray", "scale": "unit", "invert": "auto",
+                                       "mean": [0.0], "std": [1.0], "fit": "ink"}
     best = trace["predictions"][0]
     assert best["rank"] == 1 and best["label"] == "7" and best["index"] == 7
     assert len(trace["predictions"]) == 3
@@ -123,7 +123,7 @@ def test_a_big_drawing_is_resized_and_the_header_gives_the_file_size(tmp_path):
     result = invoke("run", _seven_drawn(tmp_path, "big.png", 64, 0, 255), "--model", "digits", "--format", "json")
     trace = json.loads(result.stdout)
     assert trace["predictions"][0]["label"] == "7"
-    assert "resized 64x64 -> 8x8 (area average)" in trace["image"]["notes"]
+    assert "reduced to 8x8 by area averaging" in trace["image"]["notes"]
     table = invoke("run", _seven_drawn(tmp_path, "big.png", 64, 0, 255), "--model", "digits").stdout
     assert "PNG 64x64 L -> gray" in " ".join(table.split())  # however the header wraps
 
@@ -136,9 +136,16 @@ def test_transparent_paper_counts_as_white_for_a_model_that_inverts(tmp_path):
     assert any("white" in note for note in trace["image"]["notes"])
 
 
-def test_light_ink_on_dark_paper_is_warned_about(capsys, tmp_path):
-    code, out, err = run_main(capsys, "run", _seven_drawn(tmp_path, "negative.png", 32, 255, 0), "-m", "digits",
-                              "-f", "json")
+def test_light_ink_on_dark_paper_is_read_as_such(capsys, tmp_path):
+    """digits finds the ink's polarity from the border: a light 7 on black reads as 7, silently; with a
+    model that inverts whatever the picture (--resize replaces the ink fitting, --invert yes), the
+    picture looks inverted and a warning says so."""
+    negative = _seven_drawn(tmp_path, "negative.png", 32, 255, 0)
+    code, out, err = run_main(capsys, "run", negative, "-m", "digits", "-f", "json")
+    trace = json.loads(out)
+    assert code == 0 and trace["predictions"][0]["label"] == "7" and err == ""
+    assert "light ink on dark paper (found from the border, 0.00)" in trace["image"]["notes"]
+    code, out, err = run_main(capsys, "run", negative, "-m", "digits", "--resize", "8", "--invert", "yes", "-f", "json")
     assert code == 0 and json.loads(out)["predictions"]
     assert err.startswith("cnn: warning: ") and "dark ink on a light background" in err
     code, out, err = run_main(capsys, "run", DIGIT_7, "-m", "digits", "-f", "json")

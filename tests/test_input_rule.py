@@ -154,10 +154,11 @@ def test_resize_alone_keeps_the_aspect_ratio_before_kernels():
 
 
 def test_crop_alone_on_a_model_cuts_instead_of_stretching(tmp_path):
-    """digits with --crop 8 on a 12x10 picture: the centre 8x8 (top 1, left 2), not the whole picture stretched."""
+    """digits with --crop 8 on a 12x10 picture: the centre 8x8 (top 1, left 2), not the whole picture stretched
+    nor its ink fitted (a crop replaces the fit); told to invert, it inverts."""
     pixels = np.arange(120, dtype=np.uint8).reshape(10, 12)
     Image.fromarray(pixels).save(tmp_path / "p.png")
-    got = api.load_model("digits", crop=8).prepare(str(tmp_path / "p.png")).array
+    got = api.load_model("digits", crop=8, invert="yes").prepare(str(tmp_path / "p.png")).array
     np.testing.assert_allclose(got[0], 1 - pixels[1:9, 2:10] / np.float32(255), rtol=0, atol=1e-6)  # it inverts
 
 
@@ -268,3 +269,85 @@ def test_an_input_that_is_not_an_object_is_one_line(tmp_path, capsys):
     path.write_text(json.dumps({"format": "cnn-model", "version": 2, "input": 3.5, "layers": [{"type": "relu"}]}))
     code, _, err = run(capsys, "summary", path)
     assert (code, err) == (1, f"cnn: {path}: input: expected an object, got the number 3.5\n")
+
+
+# -- fitting the ink, and --invert ---------------------------------------------------------------------
+@pytest.mark.parametrize("value, message", [
+    ({"size": [8, 8], "fit": "box"}, "input.fit: expected one of ink, got 'box'"),
+    ({"size": [8, 8], "fit": "ink", "resize": 32}, "input.fit: is ink: it crops the picture to its ink, so leave out "
+                                                   "resize"),
+    ({"size": [8, 8], "fit": "ink", "crop": 8}, "input.fit: is ink: it crops the picture to its ink, so leave out "
+                                                "crop"),
+    ({"size": [8, 8], "fit": "ink", "color": "rgb"}, "input.fit: is ink, which finds ink in one gray channel, but "
+                                                     "color is rgb; expected gray"),
+    ({"size": [8, 8], "invert": "yes"}, "input.invert: expected true, false or \"auto\" (from the picture's border), "
+                                        "got the string 'yes'"),
+    ({"size": [8, 8], "invert": 1}, "input.invert: expected true, false or \"auto\" (from the picture's border), "
+                                    "got the number 1"),
+])
+def test_a_model_files_bad_fit_or_invert_names_the_field(tmp_path, capsys, value, message):
+    """One line naming the file, the field and what was expected; exit 1."""
+    document = {"format": "cnn-model", "version": 2, "input": value, "layers": [{"type": "relu"}]}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    code, _, err = run(capsys, "summary", path)
+    assert code == 1 and err == f"cnn: {path}: {message}\n"
+
+
+def test_a_rule_that_fits_ink_finds_it_by_itself_unless_told(tmp_path):
+    """"fit": "ink" alone means invert "auto"; "invert": true finds dark ink only; the record says both."""
+    document = {"format": "cnn-model", "version": 2, "input": {"size": [4, 4], "fit": "ink"},
+                "layers": [{"type": "relu"}]}
+    (tmp_path / "auto.json").write_text(json.dumps(document))
+    document["input"]["invert"] = True
+    (tmp_path / "dark.json").write_text(json.dumps(document))
+    assert api.load_model(tmp_path / "auto.json").file.input.invert == "auto"
+    assert api.load_model(tmp_path / "dark.json").file.input.invert is True
+    assert api.load_model(tmp_path / "auto.json", invert="no").file.input.invert is False
+
+
+@pytest.mark.parametrize("invert, expected", [("auto", 1), ("yes", 1), ("no", 0)])
+def test_invert_on_a_kernel_run(grid, tmp_path, invert, expected):
+    """--invert on a kernel run (raw 0..255): yes is 255 - x; auto inverts a picture whose border is light
+    (a white page with one black pixel); no leaves it. The identity kernel shows the picture it got."""
+    pixels = np.full((5, 5), 255, np.uint8)
+    pixels[2, 2] = 0
+    Image.fromarray(pixels).save(tmp_path / "dot.png")
+    image = kernel_input(tmp_path / "dot.png", invert=invert)
+    want = 255 - pixels.astype(np.float32) if expected else pixels.astype(np.float32)
+    np.testing.assert_array_equal(image.array[0], want)
+    if invert == "auto":
+        assert "dark ink on light paper, from the border" in image.notes
+
+
+def test_invert_auto_leaves_a_dark_page_alone(tmp_path):
+    """A black page with one white pixel: its border is dark, so auto does not invert it."""
+    pixels = np.zeros((5, 5), np.uint8)
+    pixels[2, 2] = 255
+    Image.fromarray(pixels).save(tmp_path / "dot.png")
+    image = kernel_input(tmp_path / "dot.png", invert="auto")
+    np.testing.assert_array_equal(image.array[0], pixels.astype(np.float32))
+    assert "light ink on dark paper, from the border" in image.notes
+
+
+def test_a_bad_invert_is_one_usage_line(capsys):
+    """--invert takes yes, no or auto (Click says so, exit 2); load_model(invert=) names the argument."""
+    code, out, err = run(capsys, "run", DIGIT_7, "-m", "digits", "--invert", "maybe")
+    assert code == 2 and out == "" and "--invert" in err and "maybe" in err
+    with pytest.raises(UsageError, match=r"^invert: is 'maybe'; expected yes, no or auto"):
+        api.load_model("digits", invert="maybe")
+
+
+def test_invert_is_refused_for_a_tensor(tmp_path, capsys):
+    """A .npy tensor is used as given: --invert has nothing to prepare either."""
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8), np.float32))
+    code, _, err = run(capsys, "run", tmp_path / "x.npy", "-m", "digits", "--invert", "yes")
+    assert code == 2 and "--invert" in err and "tensor" in err
+
+
+def test_a_resize_or_a_crop_replaces_the_fit():
+    """digits with --resize 8 or --crop 8 prepares the picture as those say, not by its ink; --invert alone
+    keeps the fit."""
+    assert api.load_model("digits", resize=8).file.input.fit is None
+    assert api.load_model("digits", crop=8).file.input.fit is None
+    assert api.load_model("digits", invert="yes").file.input.fit == "ink"

@@ -5,6 +5,7 @@ held-out digits by training/train_digits.py when it trained the model (tests/dat
 resizing.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -141,7 +142,9 @@ def test_sample_digits_are_recognised_through_the_whole_input_path(digit):
 
 
 def test_a_bigger_image_is_resized_by_area_average(tmp_path):
-    """A digit drawn 4x bigger (each pixel a 4x4 block) averages back to exactly the 8x8 digit."""
+    """A digit drawn 4x bigger (each pixel a 4x4 block) fits as the 8x8 digit does: its ink box, centre of
+    mass and areas all scale by 4. Without the fit (the stretching rule, inverting) it averages back to
+    exactly the 8x8 digit, inverted, and a picture of another shape is said to be stretched."""
     model = load_model("digits")
     small = np.asarray(Image.open(ROOT / "sample_images" / "digit_3.png"))
     path = tmp_path / "big.png"
@@ -149,10 +152,13 @@ def test_a_bigger_image_is_resized_by_area_average(tmp_path):
     big = model.input.apply(read_image(str(path), scale="unit"))
     direct = model.input.apply(read_image(str(ROOT / "sample_images" / "digit_3.png"), scale="unit"))
     assert_array(big.array, direct.array, rtol=0, atol=1e-6)
-    assert any("resized 32x32 -> 8x8 (area average)" in note for note in big.notes)
-    assert any("inverted" in note for note in big.notes)
+    assert "ink box 20x32 at (8, 0)" in big.notes and "ink box 5x8 at (2, 0)" in direct.notes
+    stretch = dataclasses.replace(model.input, fit=None, invert=True)
+    stretched = stretch.apply(read_image(str(path), scale="unit"))
+    assert_array(stretched.array[0], 1 - small / np.float32(255), rtol=0, atol=1e-6)
+    assert "resized 32x32 -> 8x8 (area average)" in stretched.notes and "inverted (1 - x)" in stretched.notes
     Image.fromarray(np.zeros((10, 20), dtype=np.uint8)).save(path)
-    assert any("aspect ratio not kept" in note for note in model.input.apply(read_image(str(path), scale="unit")).notes)
+    assert any("aspect ratio not kept" in note for note in stretch.apply(read_image(str(path), scale="unit")).notes)
 
 
 def test_normalisation_is_per_channel(tmp_path):

@@ -78,6 +78,10 @@ MeanOpt = Annotated[Optional[str], typer.Option(
 StdOpt = Annotated[Optional[str], typer.Option(
     "--std", rich_help_panel=INPUT, show_default="1; a model's own", metavar="S[,S,S]",
     help="The std of that normalisation, above 0; one number, or one per channel.")]
+InvertOpt = Annotated[Optional[Literal["yes", "no", "auto"]], typer.Option(
+    "--invert", rich_help_panel=INPUT, show_default="a model's own: auto for one that fits the ink",
+    help="Whether the picture is dark ink on light paper, to be inverted so that ink is high: yes, no, or auto: "
+         "when its border (the paper) is light.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", rich_help_panel=MODEL, show_default=False, metavar="NAME|FILE",
     help="A whole network instead of --kernel: a bundled model (`cnn models`) or a model JSON or .onnx file. "
@@ -127,7 +131,8 @@ _SHARED = {
     "pool": Pool, "pool_size": PoolSize, "pool_stride": PoolStride, "ceil_mode": CeilMode, "dense": DenseFile,
     "dense_random": DenseRandom,
     "seed": Seed, "softmax": SoftmaxOpt, "color": Color, "scale": Scale, "resize": ResizeOpt, "crop": CropOpt,
-    "mean": MeanOpt, "std": StdOpt, "preset": PresetOpt, "alpha": AlphaOpt, "dtype": Dtype, "model": ModelOpt,
+    "mean": MeanOpt, "std": StdOpt, "invert": InvertOpt, "preset": PresetOpt, "alpha": AlphaOpt, "dtype": Dtype,
+    "model": ModelOpt,
     "labels": LabelsOpt,
     "top": Top, "max_pixels": MaxPixels, "max_memory": MaxMemory, "max_file_size": MaxFileSize,
 }

@@ -48,6 +48,7 @@ class LoadedImage:
     channel_names: tuple[str, ...]
     notes: tuple[str, ...]  # every conversion made, in words
     file_size: tuple[int, int] | None = None  # (W, H) in the file, when the array was resized since
+    warnings: tuple[str, ...] = ()  # what makes a network's answer on it doubtful (input_rule: no ink found)
 
     @property
     def description(self) -> str:

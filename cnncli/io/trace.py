@@ -113,6 +113,8 @@ def model_record(model: Model) -> dict[str, Any]:
     spec = model.input
     rule: dict[str, Any] = {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
                             "mean": list(spec.mean), "std": list(spec.std)}
+    if spec.fit:  # only then, as for resize and crop: other rules write the record they always wrote
+        rule["fit"] = spec.fit
     if spec.resize or spec.crop:  # only then: a rule that stretches writes the record it always wrote
         rule.update({"resize": spec.resize, "crop": list(spec.size)})
     record = {"name": model.name, "source": model.source, "weights": model.weights_source, "input": rule,
