@@ -24,6 +24,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from cnncli import __version__, cluster as dask_path  # noqa: E402
+from cnncli.cluster import connect  # noqa: E402
 from cnncli.cli import main  # noqa: E402
 from cnncli.cli import inspect as inspect_command, run as run_command  # noqa: E402
 
@@ -384,7 +385,7 @@ def test_a_worker_without_cnncli_is_named():
             return {"tcp://10.0.0.2:4000": __version__, "tcp://10.0.0.3:4000": None}
 
     with pytest.raises(Exception) as caught:
-        dask_path._check_workers(Client(), dask_path.ClusterSettings("tcp://10.0.0.1:8786"))
+        connect.check_workers(Client(), dask_path.ClusterSettings("tcp://10.0.0.1:8786"))
     assert str(caught.value) == (f"tcp://10.0.0.3:4000: this Dask worker has no cnncli (this client has cnncli "
                                  f"{__version__}); pip install cnncli=={__version__} on every worker")
 
@@ -407,7 +408,7 @@ def test_the_version_probe_runs_where_cnncli_does_not_import(tmp_path):
         def nthreads(self):
             return {}
 
-    dask_path._check_workers(Client(), dask_path.ClusterSettings("tcp://10.0.0.1:8786"))
+    connect.check_workers(Client(), dask_path.ClusterSettings("tcp://10.0.0.1:8786"))
     blocker = tmp_path / "cnncli.py"
     blocker.write_text("raise ImportError('no cnncli here')\n")
     (tmp_path / "probe").write_bytes(captured["pickled"])

@@ -16,7 +16,8 @@ from .output import Look, set_no_color, tell, warn_each
 from .run import ConnectTimeout, FailFast, NoColor, Scheduler, ShipBytes, Timing, Workers
 
 if TYPE_CHECKING:
-    from ..cluster import Attempts, ClusterSettings
+    from ..cluster import ClusterSettings
+    from ..cluster.tasks import Attempts
 
 Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
@@ -112,7 +113,7 @@ class InspectJob:
         if self.folders is None:
             yield
             return
-        from ..cluster import attempts_beside
+        from ..cluster.tasks import attempts_beside
 
         with attempts_beside(self.folders[0]) as self.attempts:
             try:
