@@ -422,18 +422,23 @@ def test_the_version_probe_runs_where_cnncli_does_not_import(tmp_path):
 
 
 class Echo:
-    """A job that returns its image's name, a little later."""
+    """A job that returns its image's name and ``size`` bytes, a little later."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
 
     def __call__(self, position: int, source: str):
         from cnncli.pool import Outcome
 
         time.sleep(0.002)
-        return Outcome({"name": source})
+        return Outcome({"name": source, "data": bytes(self.size)})
 
 
-def test_the_client_holds_a_bounded_window_of_images(scheduler, monkeypatch):
-    """200 images, a window of 64: at each submission, no image is sent more than 64 past the last
-    one handed on, and every image comes back once, in order."""
+@pytest.mark.parametrize("size, bound", [(4096, 64), (10, 512)], ids=["64-images", "512-small-images"])
+def test_the_client_holds_a_bounded_window_of_images(scheduler, monkeypatch, size, bound):
+    """At each submission, no image is sent more than the window past the last one handed on: 64
+    images, or up to 512 while that many hold less than the byte budget (64 KiB here); every image
+    comes back once, in order, and quick images go several to a task."""
     ahead = []
     handed = [0]
     submit = dask_path._Batch._submit
@@ -443,15 +448,16 @@ def test_the_client_holds_a_bounded_window_of_images(scheduler, monkeypatch):
         return submit(self, positions, done, arrived)
 
     monkeypatch.setattr(dask_path._Batch, "_submit", watched)
-    sources = [f"image{i}" for i in range(200)]
-    settings = dask_path.ClusterSettings(scheduler)
+    monkeypatch.setattr(dask_path, "WINDOW_BYTES", 64 << 10)
+    sources = [f"image{i}" for i in range(700)]
     names = []
-    for result in dask_path.cluster_results(Echo(), sources, str, settings, read=lambda source: b""):
+    for result in dask_path.cluster_results(Echo(size), sources, str, dask_path.ClusterSettings(scheduler),
+                                            read=lambda source: b""):
         names.append(result.outcome.parts["name"])
         handed[0] += 1
     assert names == sources
-    assert max(ahead) <= dask_path.WINDOW
-    assert len(ahead) < 200 - 64  # quick images go several to a task, once the first ones are back
+    assert bound // 2 < max(ahead) <= bound
+    assert len(ahead) < 700 // 4
 
 
 def test_the_model_is_loaded_once_per_worker(capsysbinary, scheduler, client, folder):

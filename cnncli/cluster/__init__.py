@@ -42,8 +42,10 @@ if TYPE_CHECKING:
     from ..io.limits import Limits
     from ..pool import Describe
 
-WINDOW = 64  # images on the cluster or waiting to be written, at most (or 4 per worker thread, if more)
-MAX_CHUNK = 16  # images a task, at most
+# Images out on the cluster or waiting to be written, at most: WINDOW (or 4 a worker thread, if more),
+# and up to MAX_WINDOW while the results of that many stay under WINDOW_BYTES (by the largest so far).
+WINDOW, MAX_WINDOW, WINDOW_BYTES = 64, 512, 64 << 20
+MAX_CHUNK = 64  # images a task, at most
 TASK_SECONDS = 0.2  # the work a task is given, once the first images tell how long one takes
 LOCAL = "local"
 
@@ -100,10 +102,11 @@ class _Batch:
 
         self.client, self.sources, self.describe, self.settings, self.read = client, sources, describe, settings, read
         self.packed = Packed(pickle.dumps((job, describe), protocol=pickle.HIGHEST_PROTOCOL))
-        self.window = max(WINDOW, 4 * threads)
-        self.most = max(1, min(MAX_CHUNK, self.window // (2 * threads)))  # two tasks a thread fill the window
+        self.least = max(WINDOW, 4 * threads)
+        self.window = self.least
         self.chunk = 0  # images a task, from how long images take (0: not known yet, one at a time)
         self.threads = threads
+        self.largest = 0  # the most bytes an image's results held so far
         self.token = uuid.uuid4().hex[:12]  # unique task keys: another batch on the same cluster has its own
         self.serial = 0
         self.futures = futures  # submitted, not yet back: future -> its images' positions
@@ -153,10 +156,10 @@ class _Batch:
             if suspect in positions:
                 suspect = None
             try:
-                results, seconds = future.result()
+                results, seconds, size = future.result()
                 for result in results:
                     done[result.position] = result
-                self._resize(seconds / len(positions))
+                self._resize(seconds / len(positions), size // len(positions))
                 continue
             except (Exception, asyncio.CancelledError) as err:  # (CancelledError is no Exception)
                 error = err
@@ -174,10 +177,15 @@ class _Batch:
             else:
                 ended[positions[0]] = _ending(error, self.settings.address)
 
-    def _resize(self, seconds: float) -> None:
-        """Images a task from here on: TASK_SECONDS of work, so that Dask's few milliseconds a task
-        stay small beside it, and slow images still come back one by one."""
-        self.chunk = max(1, min(self.most, int(TASK_SECONDS / max(seconds, 1e-4))))
+    def _resize(self, seconds: float, size: int) -> None:
+        """The window and the images a task from here on, from what an image took (``seconds``, and
+        ``size`` bytes of results): the window as wide as the bytes allow; a task TASK_SECONDS of
+        work, so that Dask's few milliseconds a task stay small beside it, and slow images still
+        come back one by one; two tasks a thread at most fill the window, so that each has a next one."""
+        self.largest = max(self.largest, size)
+        self.window = max(self.least, min(MAX_WINDOW, WINDOW_BYTES // max(self.largest, 1)))
+        most = max(1, min(MAX_CHUNK, self.window // (2 * self.threads)))
+        self.chunk = max(1, min(most, int(TASK_SECONDS / max(seconds, 1e-4))))
 
     def _submit(self, positions: list[int], done: dict[int, Result], arrived) -> None:
         items = []

@@ -65,15 +65,16 @@ _LOCK = threading.Lock()  # one image at a time per process, as the memory limit
 _JOBS: dict[tuple[bytes, str], Any] = {}
 
 
-def run_chunk(packed: Packed, chunk: Chunk) -> tuple[list[Result], float]:
+def run_chunk(packed: Packed, chunk: Chunk) -> tuple[list[Result], float, int]:
     """A task: run each image of ``chunk`` with the packed job; each Result's parts as bytes and
-    arrays, and the seconds the images took."""
+    arrays, the seconds the images took and the bytes their parts hold."""
     import time
 
     from ..io.shipped import image_bytes
 
     job, describe = unpacked(packed)
     results = []
+    size = 0
     with _LOCK:
         started = time.perf_counter()
         previous = os.getcwd()
@@ -93,10 +94,11 @@ def run_chunk(packed: Packed, chunk: Chunk) -> tuple[list[Result], float]:
                     raise _travelling(err) from None
                 if result.outcome is not None:
                     result.outcome = portable(result.outcome)
+                    size += sum(_bytes(part) for part in result.outcome.parts.values())
                 results.append(result)
         finally:
             os.chdir(previous)
-        return results, time.perf_counter() - started
+        return results, time.perf_counter() - started, size
 
 
 def unpacked(packed: Packed) -> tuple[Any, Describe]:
@@ -127,6 +129,19 @@ def portable(outcome: Outcome) -> Outcome:
         return value  # text, bytes, and ArrayPart (an array, which Dask sends without a copy)
 
     return Outcome({kind: part(value) for kind, value in outcome.parts.items()}, outcome.warnings, outcome.facts)
+
+
+def _bytes(part: Any) -> int:
+    """About how much memory a portable part holds."""
+    from ..io.parts import ArrayPart, Layers, Stored
+
+    if isinstance(part, Layers):
+        return sum(_bytes(item) for _, item in part.items)
+    if isinstance(part, ArrayPart):
+        return int(part.array.nbytes)
+    if isinstance(part, Stored):
+        return len(part.data or b"")
+    return len(part) if isinstance(part, (str, bytes)) else 0
 
 
 def _travelling(err: Exception) -> Exception:
