@@ -1,11 +1,11 @@
 """Running a job on many images on a Dask cluster (``--scheduler``), with the results handed back in
 the order of the images, as cnncli.pool does on this machine.
 
-The client keeps a window of images on the cluster (WINDOW, or more for a big cluster), and a
-reorder buffer keyed by position: each result is emitted once, in order, then dropped, and so is
-its future, which lets Dask free it on the worker. A task runs a chunk of images: one at first,
-then as many as make TASK_SECONDS of work, so that Dask's few milliseconds a task stay small beside
-quick images. It returns each image's Result with its parts rendered to bytes and arrays, never
+The client keeps a window of images on the cluster (WINDOW, 64, or 4 a worker thread; wider, up
+to MAX_WINDOW, while that many images' results fit in WINDOW_BYTES), and a reorder buffer keyed by
+position: each result is emitted once, in order, then dropped, and so is its future, which lets
+Dask free it on the worker. A task runs a chunk of images: one at first, then as many as make
+TASK_SECONDS of work, so that Dask's few milliseconds a task stay small beside quick images. It returns each image's Result with its parts rendered to bytes and arrays, never
 the model or the maps (cnncli.cluster.tasks, what runs on the workers).
 
 Faults: Dask runs again the tasks of a worker that dies (and the results it held), so a batch loses
