@@ -5,8 +5,9 @@ The client keeps a window of images on the cluster (WINDOW, 64, or 4 a worker th
 to MAX_WINDOW, while that many images' results fit in WINDOW_BYTES), and a reorder buffer keyed by
 position: each result is emitted once, in order, then dropped, and so is its future, which lets
 Dask free it on the worker. A task runs a chunk of images: one at first, then as many as make
-TASK_SECONDS of work, so that Dask's few milliseconds a task stay small beside quick images. It returns each image's Result with its parts rendered to bytes and arrays, never
-the model or the maps (cnncli.cluster.tasks, what runs on the workers).
+TASK_SECONDS of work, so that Dask's few milliseconds a task stay small beside quick images. It
+returns each image's Result with its parts rendered to bytes and arrays, never the model or the
+maps (cnncli.cluster.tasks, what runs on the workers).
 
 Faults: Dask runs again the tasks of a worker that dies (and the results it held), so a batch loses
 no image, and the buffer emits each position once. A task whose workers keep dying (Dask's
