@@ -158,6 +158,13 @@ class _Pool:
             for worker in self.workers:
                 self.selector.register(worker.conn, selectors.EVENT_READ, worker)
             while expected < end:
+                # Emit first, then send: the window moves with what was emitted. (Sending first stalled
+                # the batch when the awaited result came back last: the window it filled had moved on.)
+                while expected in done:
+                    yield done.pop(expected)
+                    expected += 1
+                if expected >= end:
+                    break
                 for worker in list(self.workers):
                     while len(worker.running) < AHEAD and pending and pending[0][0] < expected + window:
                         item = pending.popleft()
@@ -168,11 +175,8 @@ class _Pool:
                             self._replace(worker, pending, done)
                             break
                         worker.running.append(item)
-                while expected in done:
-                    yield done.pop(expected)
-                    expected += 1
-                if expected >= end:
-                    break
+                if expected in done:  # a worker that died on a send failed the awaited image just now
+                    continue
                 for key, _ in self.selector.select():
                     worker = key.data
                     try:

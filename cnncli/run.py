@@ -269,20 +269,14 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
     import numpy as np
 
     from .io.images import is_tensor_file, read_image, read_tensor
+    from .io.shipped import shipped_bytes
 
-    data = None
-    source = options.image
-    if source == "-":
-        source = "stdin"
-        if sys.stdin is None:
-            raise CnnError("is closed (started with <&-); pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`",
-                           source=source)
-        if sys.stdin.isatty():
-            raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
-        from .io.reading import read_stream
-
-        data = read_stream(sys.stdin.buffer, source, "image", "an image", options.limits)
-    if is_tensor_file(source, data):  # a .npy array: the network's input as given
+    source = "stdin" if options.image == "-" else options.image
+    data = shipped_bytes(options.image)  # read by a cluster's client (--ship-bytes), or None
+    if options.image == "-" and data is None:
+        data = read_stdin(options.limits)
+    # stdin is told by its bytes; a file by its name, whoever read it
+    if is_tensor_file(source, data if options.image == "-" else None):  # a .npy array: the network's input as given
         for name in options.given((*INPUT_RULE, "alpha")):
             raise UsageError(f"reads pixels of an image file; {source} is a tensor (.npy), used as given",
                              param=name)
@@ -290,6 +284,19 @@ def load_image(options: LayerOptions, color: str, scale: str, alpha: str) -> Loa
                            limits=options.limits)
     return read_image(source, data, color=color, scale=scale, alpha=alpha,  # type: ignore[arg-type]  # str: checked by Click or the model reader
                       dtype=np.float32 if options.dtype == "float32" else np.float64, limits=options.limits)
+
+
+def read_stdin(limits: Limits) -> bytes:
+    """The image piped in on stdin, up to the file-size limit; a closed stdin or a terminal is refused."""
+    source = "stdin"
+    if sys.stdin is None:
+        raise CnnError("is closed (started with <&-); pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`",
+                       source=source)
+    if sys.stdin.isatty():
+        raise CnnError("is a terminal; pipe an image in, e.g. `cnn run - -k sobel_x < photo.png`", source=source)
+    from .io.reading import read_stream
+
+    return read_stream(sys.stdin.buffer, source, "image", "an image", limits)
 
 
 def check_sources(options: LayerOptions) -> int | None:

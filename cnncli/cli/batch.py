@@ -16,27 +16,36 @@ from typing import TYPE_CHECKING, Callable, Generator, Iterable, Iterator, Liter
 from ..errors import CnnError
 
 if TYPE_CHECKING:
+    from ..cluster import ClusterSettings
     from ..pool import Result
 
 
-def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) -> Iterator[Result]:
+def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool,
+            cluster: ClusterSettings | None = None) -> Iterator[Result]:
     """Results in the order of ``sources``; with ``fail_fast`` stop after the first failure.
 
     ``workers`` > 1 runs images in that many forked processes (cnncli.pool), at most one per
-    image and WORKERS_PER_CORE per core. What the caller writes to stdout after each result is
-    flushed at most ten times a second: a reader of the pipe sees results as they come, and a fast
-    batch does not pay a system call per image. Closing the iterator stops the workers.
+    image and WORKERS_PER_CORE per core; ``cluster`` runs them on a Dask cluster instead
+    (cnncli.cluster). What the caller writes to stdout after each result is flushed at most ten
+    times a second: a reader of the pipe sees results as they come, and a fast batch does not pay
+    a system call per image. Closing the iterator stops the workers.
     """
     import time
 
     from ..pool import ordered_results
     from ..signals import check_stop
-    from . import _explain
 
-    workers = worker_count(workers, len(sources))
-    # A generator (closing it stops the workers), which cnncli.pool annotates as an Iterator.
-    results = cast("Generator[Result, None, None]",
-                   ordered_results(job, sources, workers, lambda err: _explain(err)[0], ship))
+    # Generators (closing one stops its workers), which cnncli.pool and cluster annotate as Iterators.
+    if cluster is not None:
+        import functools
+
+        from ..cluster import cluster_results, read_input
+
+        read = functools.partial(read_input, limits=job.options.limits)  # type: ignore[attr-defined]
+        results = cast("Generator[Result, None, None]", cluster_results(job, sources, describe, cluster, read))
+    else:
+        workers = worker_count(workers, len(sources))
+        results = cast("Generator[Result, None, None]", ordered_results(job, sources, workers, describe, ship))
     bar: _Bar | Literal[False] | None = None  # False: no bar (not a terminal, one image)
     flushed = time.monotonic()
     try:
@@ -56,6 +65,33 @@ def run_all(job: Callable, sources: list[str], workers: int, fail_fast: bool) ->
         results.close()
         if bar:
             bar.stop()
+
+
+def describe(err: BaseException) -> str:
+    """An image's failure as its line says it (a module function: Dask's workers get it by name)."""
+    from . import _explain
+
+    return _explain(err)[0]
+
+
+def cluster_settings(scheduler: str | None, ship_bytes: bool, connect_timeout: float | None,
+                     workers: int) -> ClusterSettings | None:
+    """Where --scheduler sends a batch (None: this machine); the Dask options without it are refused."""
+    import typer
+
+    if scheduler is None or not scheduler.strip():
+        for given, flag in ((ship_bytes, "--ship-bytes"), (connect_timeout is not None, "--connect-timeout")):
+            if given:
+                raise typer.BadParameter("applies to a batch on a Dask cluster; give --scheduler too", param_hint=flag)
+        return None
+    from ..cluster import LOCAL, ClusterSettings
+
+    scheduler = scheduler.strip()
+    if workers != 1 and scheduler != LOCAL:
+        raise typer.BadParameter(f"sizes this machine's pool (or --scheduler local); the cluster at {scheduler} "
+                                 "has its own workers", param_hint="--workers")
+    return ClusterSettings(scheduler, ship_bytes, 5.0 if connect_timeout is None else connect_timeout,
+                           workers if workers != 1 else None)
 
 
 WORKERS_PER_CORE = 4

@@ -3,8 +3,9 @@ for one image or many."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, Literal, Optional
 
 import typer
 
@@ -12,7 +13,11 @@ from .. import run as core
 from . import app, options as opt
 from .helptext import PanelledCommand
 from .output import Look, set_no_color, tell, warn_each
-from .run import FailFast, NoColor, Timing, Workers
+from .run import ConnectTimeout, FailFast, NoColor, Scheduler, ShipBytes, Timing, Workers
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSettings
+    from ..cluster.tasks import Attempts
 
 Save = Annotated[Optional[str], typer.Option(
     "--save", rich_help_panel=opt.OUTPUT, show_default=False, metavar="DIR",
@@ -43,6 +48,9 @@ def inspect(
     timing: Timing = False,
     workers: Workers = 1,
     fail_fast: FailFast = False,
+    scheduler: Scheduler = None,
+    ship_bytes: ShipBytes = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Summarise every layer: type, settings, shape, parameters, multiply-adds, statistics, time.
 
@@ -51,9 +59,10 @@ def inspect(
     cnn inspect 'sample_images/digit_*.png' --model digits --save acts/ -f jsonl
     """
     from ..io.paths import expand_images
-    from .batch import unique_names
+    from .batch import cluster_settings, unique_names
 
     set_no_color(no_color)
+    cluster = cluster_settings(scheduler, ship_bytes, connect_timeout, workers)
     paths, batch = expand_images(images)
     sink = _sink(format, batch)  # refuses a closed stdout before the work
     look = Look.of_stdout() if format == "table" else Look(80, None)
@@ -84,7 +93,7 @@ def inspect(
 
         assert inputs is not None  # set with save, above
         clear_single_inspection(save, force, inputs, remove=False)  # refused now, without --force
-    _inspect_batch(job, paths, sink, save, workers, fail_fast)
+    _inspect_batch(job, paths, sink, save, workers, fail_fast, cluster)
 
 
 class InspectJob:
@@ -95,8 +104,25 @@ class InspectJob:
         self.options, self.format, self.look, self.folders, self.force = options, format, look, folders, force
         self.inputs = inputs  # every file the command reads: no layer file may overwrite one
         self.pictures, self.timing = pictures, timing
+        self.attempts: Attempts | None = None  # set while a cluster runs the batch (on_cluster)
+
+    @contextlib.contextmanager
+    def on_cluster(self) -> Iterator[None]:
+        """While a Dask cluster runs the batch: with --save, the images it runs again are told
+        (cnncli.cluster.Attempts, in a hidden folder of the save folder, removed after)."""
+        if self.folders is None:
+            yield
+            return
+        from ..cluster.tasks import attempts_beside
+
+        with attempts_beside(self.folders[0]) as self.attempts:
+            try:
+                yield
+            finally:
+                self.attempts = None
 
     def __call__(self, position: int, source: str):
+        from ..errors import CnnError
         from ..pool import Outcome
         from ..io.trace import inspect_document, layer_records, run_extras
 
@@ -112,8 +138,15 @@ class InspectJob:
             from ..views.pictures import step_pngs
 
             picture = step_pngs(steps, prepared.class_labels) if self.pictures else None
-            manifest = save_inspection(self.folders[position], prepared.image, steps, self.force, extras, self.inputs,
-                                       picture=picture, timing=self.timing, limits=options.limits)
+            # Dask runs an image again when its worker dies: that run replaces what the first one placed.
+            force = self.force or (self.attempts is not None and not self.attempts.first(position))
+            try:
+                manifest = save_inspection(self.folders[position], prepared.image, steps, force, extras,
+                                           self.inputs, picture=picture, timing=self.timing, limits=options.limits)
+            except CnnError:
+                if self.attempts is not None:
+                    self.attempts.forget(position)  # refused, nothing placed: a run again is refused too
+                raise
         if self.format in ("json", "jsonl"):
             from ..io.jsontext import dumps
             from ..io.parts import Rendered
@@ -154,7 +187,8 @@ def _sink(format: str, batch: bool):
     return JsonSink(Stdout(), format == "jsonl", batch, INSPECT_FORMAT)
 
 
-def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, workers: int, fail_fast: bool) -> None:
+def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, workers: int, fail_fast: bool,
+                   cluster: ClusterSettings | None = None) -> None:
     """Run the batch, writing each image's summary or records in order; once one is saved, an
     earlier single-image inspection in ``save`` goes (it was refused before the work without --force)."""
     from ..io.sinks import NOT_RUN
@@ -162,7 +196,7 @@ def _inspect_batch(job: InspectJob, paths: list[str], sink, save: str | None, wo
     from .batch import count, failure, run_all
 
     failed = written = done = 0
-    for result in run_all(job, paths, workers, fail_fast):
+    for result in run_all(job, paths, workers, fail_fast, cluster):
         done += 1
         if result.error is not None:
             failed += 1

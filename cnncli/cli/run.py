@@ -17,6 +17,7 @@ from .output import Look, set_no_color, tell, warn_each
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from ..cluster import ClusterSettings
     from ..io.images import Alpha, Color
 
 Format = Annotated[Optional[Literal["table", "json", "jsonl", "csv", "npy", "npz", "png"]], typer.Option(
@@ -44,6 +45,16 @@ Workers = Annotated[int, typer.Option("--workers", "-j", min=1, rich_help_panel=
 FailFast = Annotated[bool, typer.Option("--fail-fast", rich_help_panel=opt.BATCH,
                                         help="Stop at the first image that fails (by default it is reported and "
                                              "the batch goes on).")]
+Scheduler = Annotated[Optional[str], typer.Option(
+    "--scheduler", envvar="CNN_SCHEDULER", rich_help_panel=opt.BATCH, show_default=False, metavar="ADDRESS",
+    help="Run a batch's images on a Dask cluster: its scheduler's address (tcp://host:8786), or local for a "
+         "cluster on this machine for the run (--workers processes). Needs pip install 'cnncli[dask]'.")]
+ShipBytes = Annotated[bool, typer.Option(
+    "--ship-bytes", rich_help_panel=opt.BATCH,
+    help="With --scheduler: read the images here and send their bytes, for workers that cannot read these paths.")]
+ConnectTimeout = Annotated[Optional[float], typer.Option(
+    "--connect-timeout", min=0.1, rich_help_panel=opt.BATCH, show_default="5", metavar="SECONDS",
+    help="With --scheduler: how long to try to reach the scheduler, and to wait for a worker.")]
 
 Values = Annotated[Optional[Literal["all", "final", "none"]], typer.Option(
     "--values", rich_help_panel=opt.OUTPUT, show_default="all; for csv: the predictions, or else final",
@@ -73,6 +84,9 @@ def run(
     timing: Timing = False,
     workers: Workers = 1,
     fail_fast: FailFast = False,
+    scheduler: Scheduler = None,
+    ship_bytes: ShipBytes = False,
+    connect_timeout: ConnectTimeout = None,
 ) -> None:
     """Run conv -> activation -> pooling (-> dense), or a whole model, on images; print every feature map.
 
@@ -81,8 +95,10 @@ def run(
     cnn run sample_images/ --model digits -f jsonl --workers 2
     """
     from ..io.paths import expand_images
+    from .batch import cluster_settings
 
     set_no_color(no_color)
+    cluster = cluster_settings(scheduler, ship_bytes, connect_timeout, workers)
     if output is not None and not output.strip():
         raise typer.BadParameter("is empty; expected a file name, a folder ending in /, or -", param_hint="--output")
     if output in STDOUT_NAMES:
@@ -125,7 +141,7 @@ def run(
     options = dataclasses.replace(options, outputs=rendered)  # the memory limit counts their rendering
     columns = min(options.top or 1, classes or options.top or 1)  # no more ranks than classes
     job = RunJob(options, kinds, look, view, full, values, timing, columns if ranked else 0)
-    _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder)
+    _run(job, paths, batch, to_stdout, output, to_file, force, workers, fail_fast, folder, cluster)
 
 
 STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
@@ -220,7 +236,7 @@ class RunJob:
 
 
 def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, output: str | None, to_file: str | None,
-         force: bool, workers: int, fail_fast: bool, folder: bool) -> None:
+         force: bool, workers: int, fail_fast: bool, folder: bool, cluster: ClusterSettings | None = None) -> None:
     """One image or a batch; what goes to stdout is written as each image is done, in the given order.
 
     In a batch each failing image is one line naming it, keeps its place in every output (an
@@ -255,7 +271,7 @@ def _run(job: RunJob, paths: list[str], batch: bool, to_stdout: str | None, outp
             written, last = 1, outcome.facts
         else:
             done, reader_left = 0, False
-            for result in run_all(job, paths, workers, fail_fast):
+            for result in run_all(job, paths, workers, fail_fast, cluster):
                 done += 1
                 if result.error is not None:
                     failed += 1
