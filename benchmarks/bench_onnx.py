@@ -17,7 +17,8 @@ the environment; ONNX Runtime's intra-op threads). A time is the best of ``--rep
 one warm-up call, one 224x224 image:
 
 - cnn: ``Network.forward``, which keeps every intermediate map, as ``cnn run`` and ``cnn inspect`` do,
-  with freed memory kept for reuse as `cnn run` keeps it (cnncli/engine/allocator.py);
+  with freed memory kept for reuse as a batch of `cnn run` keeps it from its second image on
+  (cnncli/engine/allocator.py), the timed calls being repeated forwards;
 - ONNX Runtime: ``InferenceSession.run`` with its default optimisations (fusions on), the model's output.
 
 Targets (issue 12): ResNet-50 within 1.5x, MobileNetV2 within 2x, VGG-16 within 1.2x. The outputs
@@ -55,7 +56,7 @@ def worker(engine: str, path: str, repeat: int, threads: int, out: str, layers: 
         from cnncli.engine.allocator import keep_freed_memory
         from cnncli.io.modelfile import load_model
 
-        keep_freed_memory()  # as `cnn run` does for an input this large
+        keep_freed_memory()  # as a batch of `cnn run` does from its second image of this size on
         network = load_model(path).network
         run = lambda: network.forward(x[0])[-1].output  # noqa: E731
     else:

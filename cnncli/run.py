@@ -33,9 +33,12 @@ __all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ran
            "INPUT_RULE"]
 
 DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
-# From inputs this large (256 x 256 gray, 148 x 148 rgb), freed maps are kept for the next ones (engine.allocator):
-# a small run would spend more importing ctypes than it saves.
+# From the second image of a process (a batch, the library run again), inputs this large (256 x 256
+# gray, 148 x 148 rgb) have the memory freed kept for the next ones (engine.allocator). A single run
+# has nothing to reuse it for, and its peak memory stays what the memory estimate bounds; a small
+# run would spend more importing ctypes than it saves.
 KEEP_MEMORY_FROM = 1 << 16
+_forwards = 0  # forward passes this process has run
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,9 @@ def forward(prepared: Prepared, keep_maps: bool = True) -> tuple[list[Step], lis
     prepared image's, and one if a map overflowed)."""
     from .io.trace import nonfinite_warning
 
-    if prepared.image.array.size >= KEEP_MEMORY_FROM:
+    global _forwards
+    _forwards += 1
+    if _forwards > 1 and prepared.image.array.size >= KEEP_MEMORY_FROM:
         from .engine.allocator import keep_freed_memory
 
         keep_freed_memory()
