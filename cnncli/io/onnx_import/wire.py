@@ -14,8 +14,9 @@ are looked into; everything else is carried over byte for byte, so protobuf sees
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -25,7 +26,6 @@ VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 MODEL_GRAPH, GRAPH_INITIALIZER = 7, 5
 TENSOR_FLOAT_DATA, TENSOR_RAW_DATA, TENSOR_DOUBLE_DATA = 4, 9, 10
 PAYLOAD_FIELDS = (TENSOR_FLOAT_DATA, TENSOR_RAW_DATA, TENSOR_DOUBLE_DATA)
-MAX_DEPTH = 100  # nested messages carried over are not looked into: only the graph and its tensors are
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class Payload:
 class _Wire:
     """Reading protobuf's wire format from a seekable stream, within [position, end)."""
 
-    def __init__(self, stream: BinaryIO, size: int, source: str) -> None:
-        self.stream, self.size, self.source = stream, size, source
+    def __init__(self, stream: BinaryIO, source: str) -> None:
+        self.stream, self.source = stream, source
 
     def fail(self, what: str) -> SpecError:
         return SpecError(f"is not a readable ONNX model ({what})", source=self.source)
@@ -107,42 +107,38 @@ def _length_field(number: int, payload: bytes) -> bytes:
 def split_weights(stream: BinaryIO, size: int, source: str) -> tuple[bytes, list[Payload]]:
     """The ModelProto in ``stream`` (``size`` bytes) without its initializers' values, and where
     those values are. SpecError for bytes that are not protobuf's wire format."""
-    wire = _Wire(stream, size, source)
-    stream.seek(0)
-    parts: list[bytes] = []
+    wire = _Wire(stream, source)
     payloads: list[Payload] = []
-    count = 0  # initializers so far: a graph given twice is merged by protobuf, its lists joined
-    while stream.tell() < size:
-        number, kind, head, length = wire.field(size)
-        if number == MODEL_GRAPH and kind == LENGTH:
-            graph, count = _graph(wire, stream.tell() + length, count, payloads)
-            parts.append(_length_field(MODEL_GRAPH, graph))
-        else:
-            parts.append(head + (wire.read(length, size) if kind == LENGTH else b""))
-    return b"".join(parts), payloads
+
+    indices = itertools.count()  # the initializers' order: a graph given twice is one, its lists joined
+
+    def tensor(end: int) -> bytes:
+        index = next(indices)
+        parts = []
+        while stream.tell() < end:
+            number, kind, head, length = wire.field(end)
+            if number in PAYLOAD_FIELDS and kind == LENGTH:
+                if payloads and payloads[-1].index == index:  # protobuf would join or replace them
+                    raise wire.fail(f"initializer {index} gives its values in more than one field")
+                payloads.append(Payload(index, number, stream.tell(), length))
+                stream.seek(length, 1)
+            else:
+                parts.append(head + (wire.read(length, end) if kind == LENGTH else b""))
+        return b"".join(parts)
+
+    stream.seek(0)
+    model = _carry(wire, size, MODEL_GRAPH, lambda end: _carry(wire, end, GRAPH_INITIALIZER, tensor))
+    return model, payloads
 
 
-def _graph(wire: _Wire, end: int, count: int, payloads: list[Payload]) -> tuple[bytes, int]:
+def _carry(wire: _Wire, end: int, field: int, rewrite: Callable[[int], bytes]) -> bytes:
+    """A message's fields up to ``end`` as they are, but each length-delimited ``field``, whose
+    payload ``rewrite(its end)`` reads and gives anew."""
     parts = []
     while wire.stream.tell() < end:
         number, kind, head, length = wire.field(end)
-        if number == GRAPH_INITIALIZER and kind == LENGTH:
-            parts.append(_length_field(GRAPH_INITIALIZER, _tensor(wire, wire.stream.tell() + length, count, payloads)))
-            count += 1
-        else:
-            parts.append(head + (wire.read(length, end) if kind == LENGTH else b""))
-    return b"".join(parts), count
-
-
-def _tensor(wire: _Wire, end: int, index: int, payloads: list[Payload]) -> bytes:
-    parts = []
-    while wire.stream.tell() < end:
-        number, kind, head, length = wire.field(end)
-        if number in PAYLOAD_FIELDS and kind == LENGTH:
-            if any(p.index == index for p in payloads[-3:]):  # protobuf would join or replace them: keep it simple
-                raise wire.fail(f"initializer {index} gives its values in more than one field")
-            payloads.append(Payload(index, number, wire.stream.tell(), length))
-            wire.stream.seek(length, 1)
+        if number == field and kind == LENGTH:
+            parts.append(_length_field(field, rewrite(wire.stream.tell() + length)))
         else:
             parts.append(head + (wire.read(length, end) if kind == LENGTH else b""))
     return b"".join(parts)
@@ -160,8 +156,7 @@ def read_payload(stream: BinaryIO, payload: Payload, tensor: Any, source: str, w
         raise SpecError(f"{where}: tensor {tensor.name!r} has dims {tuple(tensor.dims)}, one of them negative",
                         source=source)
     count = math.prod(tensor.dims)
-    float32 = payload.field == TENSOR_FLOAT_DATA or (payload.field == TENSOR_RAW_DATA and tensor.data_type == 1)
-    if float32 and tensor.data_type == 1:
+    if tensor.data_type == 1 and payload.field != TENSOR_DOUBLE_DATA:  # float32, raw or packed: read as it is
         if payload.length != 4 * count:
             raise SpecError(f"{where}: tensor {tensor.name!r} holds {payload.length:,} bytes of values; its dims "
                             f"{tuple(tensor.dims)} need {4 * count:,}", source=source)
