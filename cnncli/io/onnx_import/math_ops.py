@@ -1,8 +1,8 @@
 """ONNX's element-wise math and reductions over a map: Exp, Log, Sqrt, Neg, Abs, Erf, Reciprocal,
-Pow with a constant exponent, Max and Min of two or more maps, and ReduceMean / ReduceMax / ReduceSum
-over H and W (axes [2, 3]) as global pools (a sum: then scaled by H*W; keepdims=0: then flattened).
-Registered in ops.CONVERTERS when imported (the package imports it). LogSoftmax is in ops.py, beside
-Softmax, whose axis rule it shares.
+Pow with a constant exponent, and ReduceMean / ReduceMax / ReduceSum over H and W (axes [2, 3]) as
+global pools (a sum: then scaled by H*W; keepdims=0: then flattened). Registered in ops.CONVERTERS
+when imported (the package imports it). Max and Min of maps are in tensor_ops, with Sum and Mean;
+LogSoftmax is in ops.py, beside Softmax, whose axis rule it shares.
 
 With every input a constant these nodes are folded when the model loads (build.FOLDABLE), not
 converted here.
@@ -34,16 +34,6 @@ def power(imp: Importer, attrs: dict[str, Any]) -> None:
     if exponent.size != 1:
         raise Unsupported(f"exponent of shape {exponent.shape}: cnn's pow takes one number")
     imp.emit(L.Pow(float(exponent.reshape(-1)[0]), layer_name(imp)), [source], imp.output())
-
-
-@converts("Max", "Min")
-def extreme(imp: Importer, attrs: dict[str, Any]) -> None:
-    sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
-    if len(sources) == 1:
-        imp.emit(L.Identity(layer_name(imp)), sources, imp.output())
-        return
-    cls = L.Max if imp.node.op_type == "Max" else L.Min
-    imp.emit(cls(layer_name(imp)), sources, imp.output())
 
 
 @converts("ReduceMean", "ReduceMax", "ReduceSum")

@@ -2,7 +2,7 @@
 other Reshapes, Squeezes and Unsqueezes to a vector or a map as a reshape, Reshape -> Transpose ->
 Reshape as a channel shuffle, Slice and Split as slices,
 Gemm and MatMul (+ Add) as dense layers, Add/Sub/Mul/Div with a map or a constant, Concat, Sum,
-Mean and Pad. Registered in ops.CONVERTERS when imported (the package imports it).
+Mean, Max, Min and Pad. Registered in ops.CONVERTERS when imported (the package imports it).
 """
 
 from __future__ import annotations
@@ -306,14 +306,16 @@ def concat(imp: Importer, attrs: dict[str, Any]) -> None:
     imp.emit(L.Concat(layer_name(imp), axis % rank), sources, imp.output())
 
 
-@converts("Sum", "Mean")
+MERGES: dict[str, Any] = {"Sum": L.Add, "Mean": L.Mean, "Max": L.Max, "Min": L.Min}  # any number of maps
+
+
+@converts(*MERGES)
 def merge(imp: Importer, attrs: dict[str, Any]) -> None:
     sources = [imp.tensor(i)[0] for i in range(len(imp.node.input))]
     if len(sources) == 1:
         imp.emit(L.Identity(layer_name(imp)), sources, imp.output())
         return
-    cls = L.Add if imp.node.op_type == "Sum" else L.Mean
-    imp.emit(cls(layer_name(imp)), sources, imp.output())
+    imp.emit(MERGES[imp.node.op_type](layer_name(imp)), sources, imp.output())
 
 
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
