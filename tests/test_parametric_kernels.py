@@ -172,5 +172,12 @@ def test_a_family_works_wherever_a_kernel_does(capsys, tmp_path):
     code, _, err = run_main(capsys, "run", str(ROOT / "sample_images" / "shapes.png"), "--color", "rgb", "-k",
                             "sobel:angles=0,90", "--activation", "none", "--pool", "none", "-o", str(out_file))
     assert code == 0, err
+    saved = np.load(out_file)
+    maps = saved["conv1"]
+    assert maps.shape == (6, 62, 62)  # R, G, B, each by the two angles
+    # reference: scipy's valid cross-correlation of the red channel with sobel_y (angle 90)
+    from scipy.signal import correlate2d
+    np.testing.assert_allclose(maps[1], correlate2d(saved["input"][0], resolve_kernel("sobel_y").weights, "valid"),
+                               rtol=1e-5, atol=1e-5)
     code, out, err = run_main(capsys, "kernels", "gabor:theta=30,lambda=6")
     assert code == 0 and "gabor:theta=30" in out and "-0.686 .. 1" in out
