@@ -5,6 +5,7 @@ Run from the repository root with the test extra installed (it has onnx and onnx
     python benchmarks/bench_onnx.py                        # ResNet-50, MobileNetV2, VGG-16; 2 threads
     python benchmarks/bench_onnx.py --models resnet50 --threads 1 --repeat 20
     python benchmarks/bench_onnx.py --layers               # where cnn's time goes, by layer type
+    python benchmarks/bench_onnx.py --floor                # what bare matrix products of the same shapes take
 
 The networks are torchvision's, exported by PyTorch (benchmarks/zoo, made by
 tests/fixtures/make_zoo.py without their weights); tests/zoo_models.py draws seeded weights with
@@ -19,10 +20,19 @@ one warm-up call, one 224x224 image:
 - cnn: ``Network.forward``, which keeps every intermediate map, as ``cnn run`` and ``cnn inspect`` do,
   with freed memory kept for reuse as a batch of `cnn run` keeps it from its second image on
   (cnncli/engine/allocator.py), the timed calls being repeated forwards;
-- ONNX Runtime: ``InferenceSession.run`` with its default optimisations (fusions on), the model's output.
+- ONNX Runtime: ``InferenceSession.run`` with its default optimisations (fusions on), the model's output;
+- ``--maps``: also ONNX Runtime with every node's output made a graph output, so that it too hands
+  back every intermediate map (its fusions then keep each node whose output is asked for).
 
 Targets (issue 12): ResNet-50 within 1.5x, MobileNetV2 within 2x, VGG-16 within 1.2x. The outputs
 must agree within 1e-4 of the largest logit's magnitude.
+
+``--floor`` times also, in a third process, the least that any im2col engine on NumPy must spend:
+every conv and dense layer's matrix products as bare ``np.matmul`` calls of the same shapes, with the
+layer's own weights, one after the other in the network's order, (F/groups, C/groups*KH*KW) @
+(C/groups*KH*KW, H_out*W_out), the right-hand side ready (no im2col copy), no bias; and, apart, one
+write of every other map the forward keeps (activations, merges, pools; depthwise convs, which make
+no product). A floor above a target means that target is out of reach of this approach.
 
 ``--memory`` measures instead the peak resident memory of whole `cnn run` processes on a photo with
 ``--preset imagenet``, above that of a process that only imports what `cnn` imports: writing only
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -51,6 +62,15 @@ def worker(engine: str, path: str, repeat: int, threads: int, out: str, layers: 
     import numpy as np
 
     x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    if engine == "floor":
+        sys.path.insert(0, str(REPO))
+        from cnncli.engine.allocator import keep_freed_memory
+        from cnncli.io.modelfile import load_model
+
+        keep_freed_memory()  # new arrays reuse freed memory, as in cnn's own timed forwards
+
+        print(json.dumps(floor(load_model(path).network, x[0], repeat)))
+        return
     if engine == "cnn":
         sys.path.insert(0, str(REPO))
         from cnncli.engine.allocator import keep_freed_memory
@@ -62,6 +82,14 @@ def worker(engine: str, path: str, repeat: int, threads: int, out: str, layers: 
     else:
         import onnxruntime as ort
 
+        if engine == "ort-maps":  # every node's output a graph output: ONNX Runtime keeps every map too
+            import onnx
+
+            model = onnx.load(path)
+            outputs = {o.name for o in model.graph.output}
+            model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for node in model.graph.node
+                                      for name in node.output if name and name not in outputs)
+            path = model.SerializeToString()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -79,6 +107,41 @@ def worker(engine: str, path: str, repeat: int, threads: int, out: str, layers: 
     if layers and engine == "cnn":
         report["layers"] = time_layers(network, x[0])
     print(json.dumps(report))
+
+
+def floor(network, x, repeat: int) -> dict[str, float]:
+    """Seconds of the bare products of every conv and dense layer, one after the other in the network's
+    order as a forward makes them (each layer's weights read from memory, each output a new array),
+    and of one write of every other kept map (activations, merges, pools, depthwise convs); the best
+    of ``repeat`` passes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    products, maps = [], []
+    for step in network.forward(x):
+        layer = step.layer
+        if layer is None:
+            continue
+        if step.type == "conv2d" and layer.weight.shape[1] > 1:
+            groups = layer.groups
+            weights = layer.weight.reshape(groups, layer.weight.shape[0] // groups, -1)  # groups, F/g, C/g*KH*KW
+            cells = math.prod(step.output.shape[1:])
+            products += [(w, rng.random((w.shape[1], cells), dtype=np.float32)) for w in weights]
+        elif step.type == "dense":
+            products.append((layer.weight, rng.random((layer.weight.shape[1], 1), dtype=np.float32)))
+        else:  # a map no product writes
+            maps.append(step.output)
+
+    def best(run) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return {"products": best(lambda: [np.matmul(w, b) for w, b in products]),
+            "writes": best(lambda: [m.copy() for m in maps])}
 
 
 def time_layers(network, x) -> dict[str, float]:
@@ -148,6 +211,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--layers", action="store_true")
     parser.add_argument("--memory", action="store_true", help="peak memory of cnn run instead of speed")
+    parser.add_argument("--floor", action="store_true", help="also time bare products of the same shapes")
+    parser.add_argument("--maps", action="store_true", help="also time ONNX Runtime returning every map")
     parser.add_argument("--worker", nargs=2, metavar=("ENGINE", "MODEL"))
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -169,24 +234,34 @@ def main() -> None:
                 memory(name, path, folder)
                 path.unlink()
                 continue
-            best: dict[str, list[float]] = {"cnn": [], "ort": []}
+            engines = ["cnn", "ort"] + (["ort-maps"] if args.maps else []) + (["floor"] if args.floor else [])
+            best: dict[str, list] = {engine: [] for engine in engines}
             last: dict = {}
-            for _ in range(args.rounds):
-                for engine in ("cnn", "ort"):
+            for _ in range(args.rounds):  # every engine once a round, so that a slow spell of the machine hits all
+                for engine in engines:
                     last[engine] = spawn(engine, path, args, Path(folder) / f"{engine}.npy")
-                    best[engine].append(last[engine]["best"])
+                    best[engine].append(last[engine] if engine == "floor" else last[engine]["best"])
             ours, theirs = np.load(Path(folder) / "cnn.npy"), np.load(Path(folder) / "ort.npy")
             error = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
-            ratio = min(best["cnn"]) / min(best["ort"])
+            cnn, ort = min(best["cnn"]), min(best["ort"])
             target = TARGETS.get(name)
             verdict = "outputs differ" if error > TOLERANCE else (
-                "" if target is None else ("met" if ratio <= target else "NOT MET"))
-            rounds = {engine: ", ".join(f"{t * 1e3:.1f}" for t in times) for engine, times in best.items()}
-            print(f"{name:14s} cnn {min(best['cnn']) * 1e3:7.1f} ms ({rounds['cnn']})   "
-                  f"ORT {min(best['ort']) * 1e3:7.1f} ms ({rounds['ort']})   "
-                  f"{ratio:.2f}x (target {target}x) {verdict}   max diff {error:.1e}")
+                "" if target is None else ("met" if cnn / ort <= target else "NOT MET"))
+            rounds = {engine: ", ".join(f"{t * 1e3:.1f}" for t in times) for engine, times in best.items()
+                      if engine != "floor"}
+            print(f"{name:14s} cnn {cnn * 1e3:7.1f} ms ({rounds['cnn']})   ORT {ort * 1e3:7.1f} ms ({rounds['ort']})   "
+                  f"{cnn / ort:.2f}x (target {target}x) {verdict}   max diff {error:.1e}")
             if args.layers:
                 print("   " + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in last["cnn"]["layers"].items()))
+            if args.maps:
+                kept = min(best["ort-maps"])
+                print(f"   ONNX Runtime returning every map: {kept * 1e3:.1f} ms ({rounds['ort-maps']}); "
+                      f"cnn is {cnn / kept:.2f}x that")
+            if args.floor:
+                low = {part: min(report[part] for report in best["floor"]) for part in ("products", "writes")}
+                print(f"   floor: products {low['products'] * 1e3:.1f} ms = {low['products'] / ort:.2f}x ORT; "
+                      f"with one write of each other kept map {(low['products'] + low['writes']) * 1e3:.1f} ms = "
+                      f"{(low['products'] + low['writes']) / ort:.2f}x ORT")
             path.unlink()
 
 
