@@ -116,13 +116,16 @@ def test_random_settings_match_loop_oracle(method):
         assert_array(actual, expected, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("gather", [1 << 20, 0], ids=["taps gathered", "tap by tap"])
 @pytest.mark.parametrize("block", [1 << 15, 40, 1])
-def test_depthwise_method_matches_loop_oracle(monkeypatch, block):
+def test_depthwise_method_matches_loop_oracle(monkeypatch, block, gather):
     """Method "depthwise" (stride phases, flat rows, channel blocks) over 60 seeded random cases:
     strides 1-3, dilations 1-3, kernels 1x1 to 5x4, uneven pads, channel multipliers 1-3, bias or
-    none, a batch; small blocks force many channel blocks and blocks of one channel. Reference: the
-    naive loop oracle in float64 (1e-10), and float32 within float32 rounding."""
+    none, a batch; small blocks force many channel blocks and blocks of one channel; each block's
+    taps summed by one product per channel (short channels) or by passes tap by tap (long ones).
+    Reference: the naive loop oracle in float64 (1e-10), and float32 within float32 rounding."""
     monkeypatch.setattr(ops, "_DEPTHWISE_BLOCK", block)
+    monkeypatch.setattr(ops, "_DEPTHWISE_GATHER_LENGTH", gather)
     rng = np.random.default_rng(23)
     for _ in range(60):
         channels, multiplier = int(rng.integers(1, 6)), int(rng.integers(1, 4))
@@ -194,6 +197,27 @@ def test_large_image_runs_in_strips_and_threads():
     kernel = rng.standard_normal((3, 3)).astype(np.float32)
     expected = signal.correlate2d(x.astype(np.float64), kernel.astype(np.float64), mode="valid")
     assert_array(ops.conv2d(x[None], kernel[None, None])[0], expected, dtype=np.float32, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("weight_shape, stride, padding", [((24, 4, 1, 1), 1, 0), ((6, 3, 7, 7), 2, 3)],
+                         ids=["1x1 widening", "7x7 stride 2 over colours"])
+def test_bias_taken_into_the_product_matches_scipy(weight_shape, stride, padding):
+    """A product that takes the bias as one more column of weights against a row of ones (a 1x1 conv
+    that widens the channels; a 7x7 conv over three colours, by windows) equals the bias added after.
+    Reference: the sum over input channels of scipy.signal.correlate2d, sampled at the stride, plus
+    the bias (float64, 1e-12); and float32 within float32 rounding."""
+    rng = np.random.default_rng(26)
+    n_filters, channels, kh, kw = weight_shape
+    x = rng.standard_normal((channels, 40, 37))
+    weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(n_filters)
+    out = ops.conv2d(x, weight, bias, stride, padding)
+    assert ops._folds_bias(channels * kh * kw, n_filters, out.shape[1] * out.shape[2])
+    padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
+    expected = np.stack([sum(signal.correlate2d(padded[c], weight[f, c], mode="valid") for c in range(channels))
+                         [::stride, ::stride] + bias[f] for f in range(n_filters)])
+    assert_array(out, expected, rtol=1e-12, atol=1e-12)
+    single = ops.conv2d(x.astype(np.float32), weight.astype(np.float32), bias.astype(np.float32), stride, padding)
+    assert_array(single, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_same_padding_puts_the_odd_cell_after():
@@ -390,18 +414,18 @@ def _traced_peak(call) -> int:
 
 
 def _conv_case(shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, mode="zeros", flip=False,
-               method="auto", dtype=np.float32, weight_dtype=np.float64):
+               method="auto", dtype=np.float32, weight_dtype=np.float64, bias=True):
     rng = np.random.default_rng(20)
     x = rng.standard_normal(shape).astype(dtype)
     weight = rng.standard_normal(weight_shape).astype(weight_dtype)
-    bias = rng.standard_normal(weight_shape[0]).astype(weight_dtype)
+    values = rng.standard_normal(weight_shape[0]).astype(weight_dtype) if bias else None
     itemsize, weight_itemsize = np.dtype(dtype).itemsize, np.dtype(weight_dtype).itemsize
 
     def call():
-        return ops.conv2d(x, weight, bias, stride, padding, dilation, groups, mode, flip, method)
+        return ops.conv2d(x, weight, values, stride, padding, dilation, groups, mode, flip, method)
 
     bound = ops.conv2d_workspace(shape, weight_shape, stride, padding, dilation, groups, mode, flip, method, itemsize,
-                                 weight_itemsize)
+                                 weight_itemsize, bias)
     return call, bound
 
 
@@ -421,6 +445,9 @@ WORKSPACE_CASES = {
     "depthwise dilated reflect": lambda: _conv_case((8, 64, 64), (8, 1, 3, 3), 1, 4, 2, mode="reflect", groups=8),
     "64->64 taps, threads": lambda: _conv_case((2, 600, 600), (2, 2, 3, 3), 1, 1, method="taps"),
     "64->128 stride 2": lambda: _conv_case((64, 56, 56), (128, 64, 3, 3), 2, 1, weight_dtype=np.float32),
+    "1x1 16->96, bias folded": lambda: _conv_case((16, 112, 112), (96, 16, 1, 1), weight_dtype=np.float32),
+    "1x1 16->96, no bias": lambda: _conv_case((16, 112, 112), (96, 16, 1, 1), weight_dtype=np.float32, bias=False),
+    "7x7 stride 2 3->64, bias folded": lambda: _conv_case((3, 224, 224), (64, 3, 7, 7), 2, 3),
 }
 
 

@@ -88,7 +88,8 @@ class Conv2d:
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
         """Bytes ``forward`` allocates for one map of ``in_shape``: its output and ops.conv2d's work."""
         return ops.conv2d_workspace(in_shape, self.weight.shape, self.stride, self.padding, self.dilation, self.groups,
-                                    self.padding_mode, self.flip, "auto", itemsize, self.weight.dtype.itemsize)
+                                    self.padding_mode, self.flip, "auto", itemsize, self.weight.dtype.itemsize,
+                                    self.bias is not None)
 
     def kept_bytes(self, in_shape: Shape, itemsize: int = 4) -> dict[str, int]:
         """What ``forward`` leaves allocated in libraries (OpenBLAS, the thread pool), by library."""
