@@ -101,23 +101,27 @@ def model_naming(tmp_path: Path, weights: str) -> Path:
 
 
 def weights_named(tmp_path: Path, kind: str) -> str:
-    """What a model's "weights" names: a device, a link to one, or a folder."""
+    """What a model's "weights" names: a device, a link to one, a folder, or a file up a folder."""
     if kind == "link-to-device":
         os.symlink("/dev/zero", tmp_path / "zero.npz")
         return "zero.npz"
     if kind == "folder":
         (tmp_path / "folder.npz").mkdir()
         return "folder.npz"
+    if kind == "up":
+        return "../w.npz"
     return "/dev/zero"
 
 
 @pytest.mark.parametrize("kind, words", [
-    ("device", ("/dev/zero: is a character device",)),
-    ("link-to-device", ("zero.npz: is a character device",)),
+    ("device", ("'/dev/zero' is an absolute path; expected a file name relative to the model file's folder",)),
+    ("link-to-device", ("'zero.npz' leads out of the model file's folder through a symbolic link",)),
     ("folder", ("folder.npz: is a folder",)),
+    ("up", ("'../w.npz' goes up a folder (..); expected a file inside the model file's folder",)),
 ])
 def test_a_model_naming_a_device_or_folder_as_weights_is_refused_before_reading(capsys, tmp_path, image, kind, words):
-    """"weights": "/dev/zero" (or a link to it, or a folder) is one line naming the model's weights field, at once."""
+    """"weights": "/dev/zero" (or a link to it, or a folder) is one line naming the model's weights field, at
+    once: a model file names files inside its own folder only, as for "graph" and "labels"."""
     path = model_naming(tmp_path, weights_named(tmp_path, kind))
     start = time.perf_counter()
     code, err = run(capsys, "run", image, "-m", path, "--max-memory", "50M")

@@ -1,5 +1,5 @@
-"""Files a model JSON names beside it: an ONNX graph that is its whole network (``"graph"``), and
-a text file of its class names (``"labels"``).
+"""Files a model JSON names beside it: an ONNX graph that is its whole network (``"graph"``), a
+text file of its class names (``"labels"``), and (read by modelfile) its weights (``"weights"``).
 
 An ONNX file holds a network, but neither how its images were prepared nor what its classes are
 called. A model JSON whose ``graph`` names one carries both::

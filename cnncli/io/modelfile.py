@@ -143,7 +143,9 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     stored: dict[str, np.ndarray] = {}
     paths: tuple[Path, ...] = ()
     if "weights" in document:
-        weights_path = folder / read.text(document["weights"], "weights", empty=False)
+        from .model_links import file_in_folder
+
+        weights_path = file_in_folder(read, document["weights"], "weights", folder)
         weights_source = str(weights_path) if folder != BUNDLED else weights_path.name
         try:
             data = read_bytes(weights_path, kind="weights", error=SpecError, expected="a .npz weights file",
