@@ -81,19 +81,26 @@ def require_map(imp: Importer, shape: tuple[int, ...]) -> None:
         raise Unsupported(f"input of shape {shape_text(shape)}: cnn imports this operator on (N, C, H, W) maps only")
 
 
-@converts("Conv")
-def conv(imp: Importer, attrs: dict[str, Any]) -> None:
+def conv_operands(imp: Importer, attrs: dict[str, Any],
+                  kind: str) -> tuple[str, tuple[int, ...], np.ndarray, np.ndarray | None, int]:
+    """A Conv's or ConvTranspose's input (name, shape), 4-D weight, optional bias and group, with the
+    weight's kernel checked against ``kernel_shape``; ``kind`` names the operator in errors."""
     source, shape = imp.tensor(0)
     weight = imp.const(1, "the weight W")
     bias = imp.optional(2, "the bias B")
     if weight.ndim != 4:
-        raise Unsupported(f"weight of shape {weight.shape}: cnn imports 2-D convolutions only")
+        raise Unsupported(f"weight of shape {weight.shape}: cnn imports 2-D {kind} only")
     require_map(imp, shape)
-    groups = int(attrs.get("group", 1))
-    f, c, kh, kw = weight.shape
-    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != (kh, kw):
+    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != weight.shape[2:]:
         raise imp.fail(f"kernel_shape {list(attrs['kernel_shape'])} does not match the weight {weight.shape}",
                        ShapeError)
+    return source, shape, weight, bias, int(attrs.get("group", 1))
+
+
+@converts("Conv")
+def conv(imp: Importer, attrs: dict[str, Any]) -> None:
+    source, shape, weight, bias, groups = conv_operands(imp, attrs, "convolutions")
+    f, c, kh, kw = weight.shape
     if groups < 1 or f % groups or c * groups != shape[0]:
         raise imp.fail(f"weight {imp.node.input[1]!r} of shape {weight.shape} with group {groups} takes "
                        f"{c * groups} input channels, but input {imp.node.input[0]!r} has shape {shape_text(shape)}",

@@ -22,7 +22,7 @@ from ...engine import layers as L
 from ...engine import resample
 from ...errors import ShapeError
 from .build import Importer, Unsupported, shape_text
-from .ops import _spatial, converts, layer_name, require_map
+from .ops import _spatial, conv_operands, converts, layer_name, require_map
 
 MAX_SIDE = 1 << 16  # the largest output side a Resize may ask for, as an upsample layer in a model file
 
@@ -34,17 +34,8 @@ def conv_transpose(imp: Importer, attrs: dict[str, Any]) -> None:
     cells [pad_begin, ...) of the full transposed conv. Ours pads both sides by ``padding`` and
     adds ``output_padding`` at the end: padding = pad_begin, output_padding = output_padding +
     pad_begin - pad_end, which must lie in 0 .. max(stride, dilation) - 1."""
-    source, shape = imp.tensor(0)
-    weight = imp.const(1, "the weight W")
-    bias = imp.optional(2, "the bias B")
-    if weight.ndim != 4:
-        raise Unsupported(f"weight of shape {weight.shape}: cnn imports 2-D transposed convolutions only")
-    require_map(imp, shape)
-    groups = int(attrs.get("group", 1))
+    source, shape, weight, bias, groups = conv_operands(imp, attrs, "transposed convolutions")
     channels, per_group, kh, kw = weight.shape
-    if "kernel_shape" in attrs and tuple(attrs["kernel_shape"]) != (kh, kw):
-        raise imp.fail(f"kernel_shape {list(attrs['kernel_shape'])} does not match the weight {weight.shape}",
-                       ShapeError)
     if groups < 1 or channels % groups or channels != shape[0]:
         raise imp.fail(f"weight {imp.node.input[1]!r} of shape {weight.shape} (C_in, C_out/group, kH, kW) with group "
                        f"{groups} takes {channels} input channels, but input {imp.node.input[0]!r} has shape "
