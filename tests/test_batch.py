@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import on_a_terminal
 
 from cnncli.cli import main
 from cnncli.cli.batch import unique_names
@@ -249,22 +250,8 @@ def test_piped_tables_have_no_escape_codes():
 
 def _on_a_terminal(*args: str, env: dict | None = None) -> bytes:
     """stdout of cnn run with stdout a pseudo-terminal."""
-    leader, follower = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "cnncli", *args], stdout=follower, stderr=subprocess.PIPE,
-                             cwd=ROOT, env={**os.environ, "COLUMNS": "100", **(env or {})})
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the child closed its end
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    child.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks)
+    return on_a_terminal([sys.executable, "-m", "cnncli", *args], "stdout", cwd=ROOT,
+                         env={**os.environ, "COLUMNS": "100", **(env or {})})[1]
 
 
 @pytest.mark.parametrize("flag, env", [((), {"NO_COLOR": "1"}), (("--no-color",), {})])
@@ -310,21 +297,8 @@ def test_json_has_the_layout_readme_documents(capsysbinary):
 def test_progress_bar_only_when_stderr_is_a_terminal():
     """A batch draws its bar (images done of the total) on a terminal's stderr; in a pipe, stderr stays empty."""
     args = [sys.executable, "-m", "cnncli", "run", "sample_images", "-k", "sobel_x", "-f", "jsonl"]
-    leader, follower = pty.openpty()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=follower, cwd=ROOT,
-                             env={**os.environ, "COLUMNS": "100"})
-    os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    assert child.wait(timeout=60) == 0
-    os.close(leader)
+    code, drawn = on_a_terminal(args, cwd=ROOT, env={**os.environ, "COLUMNS": "100"})
+    assert code == 0
     count = len(expand_images([str(SAMPLES)])[0])
     assert b"images" in drawn and f"/{count}".encode() in drawn
     piped = subprocess.run(args, capture_output=True, cwd=ROOT, timeout=60)

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import on_a_terminal
+
 distributed = pytest.importorskip("distributed")
 
 from cnncli import __version__, cluster as dask_path  # noqa: E402
@@ -493,24 +495,9 @@ def test_the_model_is_loaded_once_per_worker(capsysbinary, scheduler, client, fo
 
 def test_the_progress_bar_is_drawn_on_a_terminal(scheduler, folder):
     """On a terminal's stderr, a cluster batch draws the bar (images done of the total), as a local one does."""
-    import pty
-
-    leader, follower = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-m", "cnncli", "run", str(folder), "--model", "digits", "-f", "jsonl",
-                              "--scheduler", scheduler], stdout=subprocess.DEVNULL, stderr=follower, cwd=ROOT,
-                             env={**os.environ, "COLUMNS": "100"})
-    os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    assert child.wait(timeout=60) == 1
-    os.close(leader)
+    code, drawn = on_a_terminal([sys.executable, "-m", "cnncli", "run", str(folder), "--model", "digits", "-f", "jsonl",
+                                 "--scheduler", scheduler], cwd=ROOT, env={**os.environ, "COLUMNS": "100"})
+    assert code == 1
     assert b"images" in drawn and b"/12" in drawn
 
 
