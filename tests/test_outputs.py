@@ -339,3 +339,26 @@ def test_a_model_of_a_thousand_layers_prints_the_first_and_last_tables(capsysbin
     text = out.decode()
     assert code == 0 and "... 902 layers not shown (50 to 951); --full shows every layer" in text
     assert text.count(" (relu) -> ") == 98 and "relu1000 (relu) -> 1x8x8" in text
+
+
+@pytest.mark.parametrize("kind", ["json", "npz", "csv"])
+def test_format_naming_the_files_own_format_writes_the_file_only(capsysbinary, tmp_path, kind):
+    """-f json -o out.json (or -f npz with -o out.npz, binary, which stdout refuses on a terminal) is the
+    file's format said twice: the file gets it, stdout stays empty. Reference: the same run to stdout."""
+    target = tmp_path / f"out.{kind}"
+    code, out, err = cnn(capsysbinary, "run", SAMPLES / "shapes.png", "-k", "sobel_x", "-f", kind, "-o", target)
+    assert code == 0 and out == b"", err
+    _, alone, _ = cnn(capsysbinary, "run", SAMPLES / "shapes.png", "-k", "sobel_x", "-f", kind)
+    if kind == "npz":
+        written, expected = np.load(target), np.load(io.BytesIO(alone))
+        assert sorted(written) == sorted(expected) and all(np.array_equal(written[k], expected[k]) for k in written)
+    else:
+        assert target.read_bytes() == alone
+
+
+def test_format_naming_the_file_when_its_name_does_not(capsysbinary, tmp_path):
+    """-o scores.txt says no format; -f csv names it, and stdout stays empty."""
+    target = tmp_path / "scores.txt"
+    code, out, err = cnn(capsysbinary, "run", SAMPLES / "digit_7.png", "--model", "digits", "-f", "csv", "-o", target)
+    assert code == 0 and out == b"", err
+    assert target.read_text().startswith("source,label,index,probability")

@@ -32,7 +32,8 @@ View = Annotated[Literal["table", "heatmap"], typer.Option(
 Output = Annotated[Optional[str], typer.Option(
     "--output", "-o", rich_help_panel=opt.OUTPUT, show_default=False, metavar="FILE",
     help="Write the output to FILE instead of stdout, in the format its extension names (.npy .npz .png .json "
-         ".jsonl .csv); stdout then gets --format only if given. - is stdout (in --format, npy if none). For "
+         ".jsonl .csv); stdout then gets --format only if it names another format. - is stdout (in --format, npy "
+         "if none). For "
          "several images, .png needs a folder: -o DIR/.")]
 Force = Annotated[bool, typer.Option("--force", rich_help_panel=opt.OUTPUT,
                                      help="Let -o replace an existing file.")]
@@ -109,6 +110,8 @@ def run(
     to_stdout = format or ("npy" if output == "-" else None if output is not None else "table")
     folder = output not in (None, "-") and _names_a_folder(output)
     to_file = None if output in (None, "-") else "png" if folder else _file_kind(output, format)
+    if to_file is not None and format == to_file:  # -f names the file's own format: the file gets it, not stdout
+        to_stdout = None
     kinds = tuple(dict.fromkeys(kind for kind in (to_file, to_stdout) if kind))
     if view != "table" and to_stdout != "table":
         shown = f"--format {to_stdout}" if to_stdout else "-o without --format (stdout shows nothing)"
