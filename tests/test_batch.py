@@ -212,9 +212,13 @@ def test_npy_of_images_of_different_shapes_says_to_use_npz(capsysbinary):
 
 
 def test_output_file_of_a_batch_holds_every_image(capsysbinary, tmp_path):
+    """-o all.jsonl holds a record per image; -f jsonl names the file's own format, so stdout stays empty,
+    and -f json, another format, prints the batch there too."""
     target = tmp_path / "all.jsonl"
     code, out, err = cnn(capsysbinary, "run", *DIGITS[:3], "--model", "digits", "-o", target, "-f", "jsonl")
-    assert code == 0 and len(records(target.read_bytes())) == 3 and len(records(out)) == 3
+    assert code == 0 and len(records(target.read_bytes())) == 3 and out == b""
+    code, out, err = cnn(capsysbinary, "run", *DIGITS[:3], "--model", "digits", "-o", target, "-f", "json", "--force")
+    assert code == 0 and len(records(target.read_bytes())) == 3 and len(json.loads(out)) == 3
 
 
 def test_inspect_saves_one_folder_per_image(capsysbinary, tmp_path):
