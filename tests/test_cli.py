@@ -153,6 +153,16 @@ def test_kernels_lists_the_library_and_exports_it(tmp_path):
     assert np.array_equal(load_kernel_file(tmp_path / "gaussian_5x5.json").weights, LIBRARY["gaussian_5x5"].weights)
 
 
+def test_kernels_export_again_needs_force_and_says_so(capsys, tmp_path):
+    """A second --export into the same folder is refused naming --force, which the command takes."""
+    assert run_main(capsys, "kernels", "sobel_x", "--export", str(tmp_path))[0] == 0
+    code, _, err = run_main(capsys, "kernels", "sobel_x", "--export", str(tmp_path))
+    assert code == 1 and "sobel_x.json: already exists; --force replaces it" in err and err.count("\n") == 1
+    assert run_main(capsys, "kernels", "sobel_x", "--export", str(tmp_path), "--force")[0] == 0
+    code, _, err = run_main(capsys, "kernels", "--force")
+    assert code == 2 and "give --export DIR" in err
+
+
 @pytest.mark.parametrize("command", [[], ["run"], ["inspect"], ["kernels"]])
 def test_help_of_every_command(command):
     """--help works for the app and each command, and names the key options."""

@@ -22,6 +22,7 @@ def kernels(
     export: Annotated[Optional[str], typer.Option(
         metavar="DIR", show_default=False,
         help="Write each kernel to DIR/NAME.json, in the kernel file format.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let --export replace kernel files already in DIR.")] = False,
 ) -> None:
     """List the built-in kernels with their weights (cross-correlation: applied as written, not flipped)."""
     from ..views import tables as render
@@ -29,11 +30,13 @@ def kernels(
     from ..io.kernels import LIBRARY, resolve_kernel
 
     chosen = [resolve_kernel(name, "") for name in names] if names else list(LIBRARY.values())
+    if force and export is None:
+        raise typer.BadParameter("replaces files that --export writes; give --export DIR", param_hint="--force")
     if export is not None:
         folder = Path(export)
         folder.mkdir(parents=True, exist_ok=True)
         for kernel in chosen:
-            save_json(folder / f"{kernel.name}.json", kernel.to_json())
+            save_json(folder / f"{kernel.name}.json", kernel.to_json(), force)
         tell(f"wrote {len(chosen)} kernel file{'' if len(chosen) == 1 else 's'} to {folder}")
         return
     if format == "json":
