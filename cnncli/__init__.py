@@ -14,7 +14,7 @@ The numeric core never imports Typer or Rich; the CLI lives in cnncli.cli.
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # name -> (module, attribute; None for the module itself)
 _LAZY = {
