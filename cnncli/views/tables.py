@@ -238,7 +238,7 @@ def _caption(plane: np.ndarray, rows: list, cols: list, stats: dict | None = Non
     if None in rows or None in cols:
         shown_rows, shown_cols = len(rows) - (None in rows), len(cols) - (None in cols)
         shown = f"{shown_rows} of {plane.shape[0]} rows, {shown_cols} of {plane.shape[1]} columns"
-        text += f"\nshowing {shown}; --full prints every value"
+        text += f"\nshowing {shown}; --full prints every value (up to 100,000 a run)"
     return text
 
 
