@@ -185,6 +185,8 @@ def test_version_flag(capsys):
     (["run", SEED, "-k", "sobelx"], 1, "did you mean sobel_x"),
     (["run", SEED, "-k", "[[1, 0], [1]]"], 1, "--kernel: weights[1]"),
     (["run", SEED, "-k", "gaussian_5x5", "-k", "sobel_x"], 1, "share one size"),
+    (["run", SEED, "-k", "gaussian:sigma=2", "-k", "gabor:theta=45"], 1,
+     "gaussian:sigma=2 is 17x17, gabor:theta=45 is 37x37; a kernel formula takes size=N, e.g. size=37"),
     (["run", SEED, "-k", "[[1,1,1,1,1,1,1],[1,1,1,1,1,1,1]]", "--pool", "none"], 1,
      "seed_5x5.png: conv1: kernel reaches 2x7 but the padded input is only 5x5"),
     (["run", SEED, "-k", "vertical_edge"], 1, "maxpool1"),  # placeholder replaced below

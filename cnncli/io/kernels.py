@@ -259,7 +259,10 @@ def build_filter_bank(kernels: Sequence[Kernel], channel_names: Sequence[str]) -
     sizes = {k.size for k in kernels}
     if len(sizes) > 1:
         listing = ", ".join(f"{k.name} is {k.size[0]}x{k.size[1]}" for k in kernels)
-        raise ShapeError(f"stacked kernels must share one size: {listing}", source="--kernel")
+        largest = max(max(k.size) for k in kernels)
+        hint = (f"; a kernel formula takes size=N, e.g. size={largest | 1}" if any(":" in k.name for k in kernels)
+                else "")
+        raise ShapeError(f"stacked kernels must share one size: {listing}{hint}", source="--kernel")
     labels: list[str] = []
     if all(planar):
         bank = np.concatenate([k.weights.reshape(-1, *k.size) for k in kernels])  # K, KH, KW
