@@ -73,6 +73,9 @@ def _build_network(options: LayerOptions, image: LoadedImage) -> Network:
     given = {"stride": options.stride, "dilation": options.dilation, "padding_mode": options.padding_mode,
              "flip": options.flip, "padding": None if options.padding is None else parse_padding(options.padding)}
     settings.update({key: value for key, value in given.items() if value is not None})
+    if options.padding_mode not in (None, "zeros") and _pads_nothing(settings.get("padding", "valid")):
+        raise UsageError("fills the padding, and there is none (valid); add --padding same or a number, or leave it "
+                         "out", param="padding_mode")
     stage = StageOptions(
         stride=_pair(settings.get("stride", 1)), padding=settings.get("padding", "valid"),
         padding_mode=settings.get("padding_mode", "zeros"), dilation=_pair(settings.get("dilation", 1)),
@@ -97,6 +100,13 @@ def refuse_unused(options: LayerOptions) -> None:
     if options.pool == "none":
         for name in options.given(("pool_size", "pool_stride", "ceil_mode")):
             raise UsageError("shapes a pooling layer, and --pool none has none; leave it out", param=name)
+
+
+def _pads_nothing(padding: Any) -> bool:
+    """Whether a conv's padding (valid, same, full, N or a tuple of them) adds no cell at all."""
+    if isinstance(padding, str):
+        return padding == "valid"
+    return not any(padding if isinstance(padding, (tuple, list)) else (padding,))
 
 
 def refuse_two_dense(options: LayerOptions) -> None:

@@ -191,6 +191,8 @@ def test_version_flag(capsys):
      "seed_5x5.png: conv1: kernel reaches 2x7 but the padded input is only 5x5"),
     (["run", SEED, "-k", "vertical_edge"], 1, "maxpool1"),  # placeholder replaced below
     (["run", SEED, "-k", "sobel_x", "--stride", "0"], 2, "--stride"),
+    (["run", SEED, "-k", "sobel_x", "--padding-mode", "reflect"], 2,
+     "--padding-mode: fills the padding, and there is none (valid); add --padding same or a number"),
     (["run", SEED, "-k", "sobel_x", "--padding", "lots"], 2, "--padding"),
     (["run", SEED, "-k", "sobel_x", "--strid", "2"], 2, "--strid"),
     (["run", SEED], 2, "give at least one kernel"),
