@@ -20,7 +20,7 @@ from .reading import load_npy, load_npz, read_bytes
 from .limits import DEFAULT_LIMITS, Limits
 from .jsontext import jsonable
 from .targets import (NO_INPUTS, InputSet, check_output, create_from, default_mode, is_special,
-                      refuse_terminal_stdout, temporary_beside, write_atomic)
+                      refuse_terminal_stdout, temporary_beside, unwritable, write_atomic)
 from .trace import INSPECT_FORMAT, inspect_document, layer_records
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def _stage(path: Path, write: Callable[[Any], object], source: str, digests: dic
     try:
         handle = temporary_beside(path)
     except OSError as err:
-        raise OutputError(f"cannot write here: {err.strerror or err}", source=source) from None
+        raise OutputError(unwritable("cannot write here", err, path), source=source) from None
     try:
         with handle:
             hashing = _Hashing(handle)

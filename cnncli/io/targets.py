@@ -112,7 +112,7 @@ class StagedFile:
         try:
             return opener()
         except OSError as err:
-            raise OutputError(f"{what}: {err.strerror or err}", source=self.source) from None
+            raise OutputError(unwritable(what, err, self.path), source=self.source) from None
 
     def write(self, data: bytes | memoryview) -> None:
         self.stream.write(data)
@@ -202,6 +202,13 @@ class _Written:
 
 MAX_NAME_BYTES = 255  # a file name's length on Linux file systems
 _TEMPORARY_EXTRA = len(".") + len(".0123456789ab.tmp")
+
+
+def unwritable(what: str, err: OSError, path: Path) -> str:
+    """Why ``path`` cannot be written, naming its folder when that is what is missing."""
+    if isinstance(err, FileNotFoundError) and not path.parent.is_dir():
+        return f"{what}: the folder {path.parent} does not exist; create it first"
+    return f"{what}: {err.strerror or err}"
 
 
 def temporary_beside(path: Path):
