@@ -8,7 +8,7 @@ import scipy.special as special
 from conftest import assert_array
 
 import oracles
-from cnncli.engine import ops
+from cnncli.engine import conv_gemm, conv_taps, ops, scratch
 from cnncli.errors import ShapeError
 
 SEED_IMAGE = np.array([[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]],
@@ -124,8 +124,8 @@ def test_depthwise_method_matches_loop_oracle(monkeypatch, block, gather):
     none, a batch; small blocks force many channel blocks and blocks of one channel; each block's
     taps summed by one product per channel (short channels) or by passes tap by tap (long ones).
     Reference: the naive loop oracle in float64 (1e-10), and float32 within float32 rounding."""
-    monkeypatch.setattr(ops, "_DEPTHWISE_BLOCK", block)
-    monkeypatch.setattr(ops, "_DEPTHWISE_GATHER_LENGTH", gather)
+    monkeypatch.setattr(conv_taps, "_DEPTHWISE_BLOCK", block)
+    monkeypatch.setattr(conv_taps, "_DEPTHWISE_GATHER_LENGTH", gather)
     rng = np.random.default_rng(23)
     for _ in range(60):
         channels, multiplier = int(rng.integers(1, 6)), int(rng.integers(1, 4))
@@ -178,7 +178,7 @@ def test_stacked_batch_equals_images_one_by_one(monkeypatch, budget, mode):
     """The GEMM path stacks small images of a batch into one product; a small block budget forces
     several stacks, a partial last stack, and one image per product. Reference: the same
     convolution image by image with method "taps" (float64, so the comparison is tight)."""
-    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+    monkeypatch.setattr(scratch, "IM2COL_ELEMENTS", budget)
     rng = np.random.default_rng(16)
     batch = rng.standard_normal((7, 3, 9, 11))
     weight = rng.standard_normal((4, 3, 3, 2))
@@ -211,7 +211,7 @@ def test_bias_taken_into_the_product_matches_scipy(weight_shape, stride, padding
     x = rng.standard_normal((channels, 40, 37))
     weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(n_filters)
     out = ops.conv2d(x, weight, bias, stride, padding)
-    assert ops._folds_bias(channels * kh * kw, n_filters, out.shape[1] * out.shape[2])
+    assert conv_gemm._folds_bias(channels * kh * kw, n_filters, out.shape[1] * out.shape[2])
     padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
     expected = np.stack([sum(signal.correlate2d(padded[c], weight[f, c], mode="valid") for c in range(channels))
                          [::stride, ::stride] + bias[f] for f in range(n_filters)])
@@ -490,7 +490,7 @@ def test_workspace_bounds_what_the_op_allocates(name):
     never below it, and above it by at most a fifth plus the fixed per-call and per-thread terms."""
     call, bound = WORKSPACE_CASES[name]() if name in WORKSPACE_CASES else _other_case(name)
     peak = _traced_peak(call)
-    fixed = 2 * (ops._call_bytes(8) + ops.THREAD_BYTES)
+    fixed = 2 * (scratch._call_bytes(8) + scratch.THREAD_BYTES)
     assert peak <= bound <= 1.2 * peak + fixed, f"{name}: traced {peak:,}, formula {bound:,}"
 
 
@@ -498,8 +498,8 @@ def test_big_dilation_copies_each_kernel_row_not_the_reach():
     """A one-row block under dilation 300: the column shifts hold the block's rows once per kernel
     row (at most IM2COL_ELEMENTS), not the 600 rows the kernel reaches; same bits as before."""
     pads, (_, out_h, _) = ops.conv_geometry((16, 100, 700), (16, 16, 3, 3), 1, 300, 300)
-    plan = ops._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
-    assert plan.tiled and plan.rows == 1 and plan.cols <= ops.IM2COL_ELEMENTS
+    plan = conv_gemm._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
+    assert plan.tiled and plan.rows == 1 and plan.cols <= scratch.IM2COL_ELEMENTS
     assert plan.cols == 16 * 3 * 1300  # C * KW * one padded row
 
 
@@ -508,7 +508,7 @@ def test_big_dilation_copies_each_kernel_row_not_the_reach():
 def test_gemm_blocks_per_kernel_row_equal_shift_and_add(monkeypatch, budget, dilation):
     """Small block budgets force one-row blocks, and copies per kernel row where the dilation is
     longer than the block; reference: method "taps" in float64, and the loop oracle."""
-    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+    monkeypatch.setattr(scratch, "IM2COL_ELEMENTS", budget)
     rng = np.random.default_rng(22)
     x = rng.standard_normal((3, 30, 23))
     weight, bias = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
