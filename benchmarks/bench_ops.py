@@ -33,7 +33,7 @@ from scipy import signal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from cnncli.engine import ops  # noqa: E402
+from cnncli.engine import conv, ops  # noqa: E402
 
 try:
     import torch
@@ -230,15 +230,15 @@ def memory_row(size: int, kernel: int) -> list[str]:
 
 def auto_method(x: np.ndarray, w: np.ndarray, **settings) -> str:
     """The path ``method="auto"`` takes, seen by counting calls of the taps kernel."""
-    taps = getattr(ops, "_conv_taps", None)
+    taps = getattr(conv, "_conv_taps", None)  # where conv2d looks it up
     if taps is None:
         return "?"
     calls = []
-    ops._conv_taps = lambda *args: calls.append(1) or taps(*args)
+    conv._conv_taps = lambda *args: calls.append(1) or taps(*args)
     try:
         ops.conv2d(x, w, **settings)
     finally:
-        ops._conv_taps = taps
+        conv._conv_taps = taps
     return "taps" if calls else "gemm"
 
 

@@ -216,14 +216,14 @@ def test_view_layers_add_no_map():
 def test_forward_lets_the_work_buffers_go():
     """ops keeps work buffers between calls; forward lets them go after each layer, so a layer
     holds only its own and nothing is left once it returns."""
-    from cnncli.engine import ops
+    from cnncli.engine import ops, scratch
 
     rng = np.random.default_rng(28)
     network = Network((Conv2d(rng.standard_normal((8, 3, 3, 3)), padding=1), Activation("relu")))
     ops.conv2d(rng.standard_normal((3, 40, 40)), rng.standard_normal((8, 3, 3, 3)), method="gemm")
-    assert ops._scratch.__dict__.get("buffers")
+    assert scratch._scratch.__dict__.get("buffers")
     network.forward(rng.standard_normal((3, 40, 40)))
-    assert not ops._scratch.__dict__.get("buffers")
+    assert not scratch._scratch.__dict__.get("buffers")
 
 
 def test_ten_thousand_layers_run_in_well_under_a_second():

@@ -8,7 +8,7 @@ import scipy.special as special
 from conftest import assert_array
 
 import oracles
-from cnncli.engine import ops
+from cnncli.engine import conv_gemm, conv_taps, ops, scratch
 from cnncli.errors import ShapeError
 
 SEED_IMAGE = np.array([[1, 2, 3, 0, 1], [4, 5, 6, 1, 2], [7, 8, 9, 2, 3], [1, 2, 3, 4, 5], [6, 7, 8, 5, 6]],
@@ -124,8 +124,8 @@ def test_depthwise_method_matches_loop_oracle(monkeypatch, block, gather):
     none, a batch; small blocks force many channel blocks and blocks of one channel; each block's
     taps summed by one product per channel (short channels) or by passes tap by tap (long ones).
     Reference: the naive loop oracle in float64 (1e-10), and float32 within float32 rounding."""
-    monkeypatch.setattr(ops, "_DEPTHWISE_BLOCK", block)
-    monkeypatch.setattr(ops, "_DEPTHWISE_GATHER_LENGTH", gather)
+    monkeypatch.setattr(conv_taps, "_DEPTHWISE_BLOCK", block)
+    monkeypatch.setattr(conv_taps, "_DEPTHWISE_GATHER_LENGTH", gather)
     rng = np.random.default_rng(23)
     for _ in range(60):
         channels, multiplier = int(rng.integers(1, 6)), int(rng.integers(1, 4))
@@ -172,18 +172,32 @@ def test_batch_equals_images_one_by_one_in_float32():
         assert_array(out[n], expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("budget", [1 << 23, 2000, 300])
+# (layout, batch, budget, images per product): 9x11 maps take the im2col windows, 40x40 ones the
+# products per kernel row (conv_gemm._uses_windows); the budgets give one stack of all 7 images,
+# stacks of 3 with a partial last one, or each image alone in blocks of rows (0).
+STACKINGS = [("windows", (7, 3, 9, 11), 1 << 23, 7), ("windows", (7, 3, 9, 11), 7000, 3),
+             ("windows", (7, 3, 9, 11), 300, 0), ("rows", (7, 3, 40, 40), 1 << 23, 7),
+             ("rows", (7, 3, 40, 40), 40000, 3), ("rows", (7, 3, 40, 40), 2000, 0)]
+
+
+@pytest.mark.parametrize("layout, shape, budget, images", STACKINGS)
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
-def test_stacked_batch_equals_images_one_by_one(monkeypatch, budget, mode):
-    """The GEMM path stacks small images of a batch into one product; a small block budget forces
-    several stacks, a partial last stack, and one image per product. Reference: the same
-    convolution image by image with method "taps" (float64, so the comparison is tight)."""
-    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+def test_stacked_batch_equals_images_one_by_one(monkeypatch, layout, shape, budget, images, mode):
+    """Both GEMM layouts stack small images of a batch into one product; small block budgets force
+    several stacks, a partial last stack, and one image per product (the plan is checked, so a case
+    cannot drift to another branch). Reference: the same convolution image by image with method
+    "taps" (float64, so the comparison is tight)."""
+    monkeypatch.setattr(scratch, "IM2COL_ELEMENTS", budget)
     rng = np.random.default_rng(16)
-    batch = rng.standard_normal((7, 3, 9, 11))
+    batch = rng.standard_normal(shape)
     weight = rng.standard_normal((4, 3, 3, 2))
     bias = rng.standard_normal(4)
     out = ops.conv2d(batch, weight, bias, padding=(2, 1), dilation=(1, 2), padding_mode=mode, method="gemm")
+    (hp, wp), (out_h, out_w) = (shape[2] + 4, shape[3] + 2), out.shape[2:]
+    assert conv_gemm._uses_windows((1, 1), hp, wp, out_h, out_w) == (layout == "windows")
+    plan = (conv_gemm._windows_plan(7, 4, 3 * 3 * 2, out_h, out_w) if layout == "windows"
+            else conv_gemm._rows_plan(7, 3, 4, hp, wp, (3, 2), (1, 2), out_h))
+    assert plan.images == images
     for n in range(7):
         expected = ops.conv2d(batch[n], weight, bias, padding=(2, 1), dilation=(1, 2), padding_mode=mode,
                               method="taps")
@@ -211,7 +225,7 @@ def test_bias_taken_into_the_product_matches_scipy(weight_shape, stride, padding
     x = rng.standard_normal((channels, 40, 37))
     weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(n_filters)
     out = ops.conv2d(x, weight, bias, stride, padding)
-    assert ops._folds_bias(channels * kh * kw, n_filters, out.shape[1] * out.shape[2])
+    assert conv_gemm._folds_bias(channels * kh * kw, n_filters, out.shape[1] * out.shape[2])
     padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
     expected = np.stack([sum(signal.correlate2d(padded[c], weight[f, c], mode="valid") for c in range(channels))
                          [::stride, ::stride] + bias[f] for f in range(n_filters)])
@@ -490,7 +504,7 @@ def test_workspace_bounds_what_the_op_allocates(name):
     never below it, and above it by at most a fifth plus the fixed per-call and per-thread terms."""
     call, bound = WORKSPACE_CASES[name]() if name in WORKSPACE_CASES else _other_case(name)
     peak = _traced_peak(call)
-    fixed = 2 * (ops._call_bytes(8) + ops.THREAD_BYTES)
+    fixed = 2 * (scratch._call_bytes(8) + scratch.THREAD_BYTES)
     assert peak <= bound <= 1.2 * peak + fixed, f"{name}: traced {peak:,}, formula {bound:,}"
 
 
@@ -498,21 +512,26 @@ def test_big_dilation_copies_each_kernel_row_not_the_reach():
     """A one-row block under dilation 300: the column shifts hold the block's rows once per kernel
     row (at most IM2COL_ELEMENTS), not the 600 rows the kernel reaches; same bits as before."""
     pads, (_, out_h, _) = ops.conv_geometry((16, 100, 700), (16, 16, 3, 3), 1, 300, 300)
-    plan = ops._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
-    assert plan.tiled and plan.rows == 1 and plan.cols <= ops.IM2COL_ELEMENTS
+    plan = conv_gemm._rows_plan(1, 16, 16, 700, 1300, (3, 3), (300, 300), out_h)
+    assert plan.tiled and plan.rows == 1 and plan.cols <= scratch.IM2COL_ELEMENTS
     assert plan.cols == 16 * 3 * 1300  # C * KW * one padded row
 
 
 @pytest.mark.parametrize("budget", [300, 2000])
 @pytest.mark.parametrize("dilation", [(1, 1), (5, 2), (9, 1)])
 def test_gemm_blocks_per_kernel_row_equal_shift_and_add(monkeypatch, budget, dilation):
-    """Small block budgets force one-row blocks, and copies per kernel row where the dilation is
-    longer than the block; reference: method "taps" in float64, and the loop oracle."""
-    monkeypatch.setattr(ops, "IM2COL_ELEMENTS", budget)
+    """Small block budgets force blocks of a few rows or one, and copies per kernel row where the
+    dilation is longer than the block (a map big enough for the per-kernel-row layout, checked, not
+    im2col); reference: method "taps" in float64, and the loop oracle."""
+    monkeypatch.setattr(scratch, "IM2COL_ELEMENTS", budget)
     rng = np.random.default_rng(22)
-    x = rng.standard_normal((3, 30, 23))
+    x = rng.standard_normal((3, 80, 60))
     weight, bias = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
     out = ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="gemm")
+    (hp, wp), (out_h, out_w) = (80 + 8, 60 + 4), out.shape[1:]
+    assert not conv_gemm._uses_windows((1, 1), hp, wp, out_h, out_w)
+    plan = conv_gemm._rows_plan(1, 3, 4, hp, wp, (3, 2), dilation, out_h)
+    assert plan.rows < out_h and plan.tiled == (dilation[0] > 1)
     assert_array(out, ops.conv2d(x, weight, bias, padding=(4, 2), dilation=dilation, method="taps"), rtol=1e-12,
                  atol=1e-12)
     oracle = oracles.conv2d(x, weight, bias, (1, 1), (4, 4, 2, 2), dilation)

@@ -22,6 +22,7 @@ from .layers import Dense, GlobalAvgPool2d, Pool2d, Softmax
 from .layers.base import axis, pair_text
 from .layers.spatial import AdaptivePool2d, ConvTranspose2d, GlobalMaxPool2d, Upsample
 from .layers.unary import LogSoftmax
+from .pooling import _window_counts
 
 
 def _largest_first(contributions: np.ndarray) -> np.ndarray:
@@ -177,7 +178,7 @@ def _pool(ctx: Context) -> Working:
     where = f"in its {k[0]}x{k[1]} window (stride {pair_text(s)})"
     if layer.kind == "max":
         return _max(ctx, window, where)
-    counts = [int(ops._window_counts(size[a], k[a], s[a], p[a], out[a], layer.count_include_pad)[o])
+    counts = [int(_window_counts(size[a], k[a], s[a], p[a], out[a], layer.count_include_pad)[o])
               for a, o in ((0, i), (1, j))]
     divisor = counts[0] * counts[1]
     padded = int(window.padding.sum())

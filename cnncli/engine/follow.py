@@ -21,6 +21,7 @@ from .graph import Step
 from .layers import Activation, Add, BatchNorm, Concat, Dropout, GlobalAvgPool2d, Mean, Mul, Pool2d, Softmax, Sub
 from .layers import base
 from .layers.base import axis
+from .pooling import _window_counts
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -256,7 +257,7 @@ def _pooling(step: Step, plane: np.ndarray, channel: int, row: int, col: int, re
                 cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
                                       is_max=bool(held == best), tied=bool(held == best and ties > 1)))
             else:
-                counts = [ops._window_counts(size, k[a], s[a], p[a], out[a], layer.count_include_pad)[o]
+                counts = [_window_counts(size, k[a], s[a], p[a], out[a], layer.count_include_pad)[o]
                           for a, (size, o) in enumerate(((height, i), (width, j)))]
                 cells.append(PoolCell(i, j, value, tuple(rows), tuple(cols), window,
                                       divisor=int(counts[0] * counts[1])))

@@ -24,6 +24,7 @@ from . import ops
 from ..errors import CnnError, GraphError, ShapeError
 from .layers import Activation, BatchNorm, Conv2d, Dense, Dropout, Flatten, Layer, Pool2d, Shape, Softmax
 from .layers.base import input_counts, map_bytes as _map_bytes
+from .scratch import _call_bytes
 
 INPUT = "input"  # the name layers use for the network's input
 # Python objects that memory_estimate counts beside the arrays: per layer of a network, the layer
@@ -106,7 +107,7 @@ def map_stats(array: np.ndarray) -> dict[str, float]:
 def stats_workspace(size: int, itemsize: int) -> int:
     """Bytes ``map_stats`` allocates for a map of ``size`` values: one chunk's deviations in the
     map's dtype and their squares in float64, and NumPy's buffers for the float64 sums."""
-    return min(size, _STATS_CHUNK) * (itemsize + 8) + ops._call_bytes(8)
+    return min(size, _STATS_CHUNK) * (itemsize + 8) + _call_bytes(8)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ops
 from .layers.base import map_bytes
+from .scratch import _call_bytes
 
 
 def _standardize(rows: np.ndarray, eps: float) -> np.ndarray:
@@ -109,4 +109,4 @@ def norm_workspace(shape: Sequence[int], itemsize: int = 4, statistics: int = 0,
     values of each of two statistics, and NumPy's call buffers."""
     size = math.prod(shape)
     return ((1 + copies) * map_bytes(size, itemsize) + 2 * map_bytes(statistics, itemsize)
-            + ops._call_bytes(itemsize))
+            + _call_bytes(itemsize))

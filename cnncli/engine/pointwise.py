@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import ops
 from .layers.base import map_bytes
+from .scratch import _call_bytes
 
 # Numerical Recipes' erfc (Press et al., 3rd ed., 6.2.2): erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2),
 # for z >= 0, with a fractional error below 1.2e-7 everywhere: float32's own precision.
@@ -194,6 +194,6 @@ def pointwise_workspace(kind: str, shape: Sequence[int], itemsize: int = 4) -> i
     size = math.prod(shape)
     copies, mask = WORK[kind]
     return ((1 + copies) * map_bytes(size, itemsize) + (map_bytes(size, 1) if mask else 0)
-            + ops._call_bytes(itemsize))
+            + _call_bytes(itemsize))
 
 

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import ShapeError
-from .ops import CALL_BYTES
+from .scratch import CALL_BYTES
 
 SizeOpt = tuple[Optional[int], Optional[int]]
 UPSAMPLE_MODES = ("nearest", "bilinear")

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ShapeError
-from .ops import CALL_BYTES
+from .scratch import CALL_BYTES
 
 Pair = tuple[int, int]
 # At most this many values of columns at once (4 MiB of float32): a (64, 56, 56) -> 32-channel 3x3

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ShapeError, SpecError
 from .reading import read_bytes
 from .limits import DEFAULT_LIMITS, Limits
-from ..engine.ops import PADDING_MODES
+from ..engine.padding import PADDING_MODES
 
 if TYPE_CHECKING:
     from .jsonspec import Reader

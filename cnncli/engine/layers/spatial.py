@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 import numpy as np
 
 from .. import resample
-from ..ops import BLAS_BYTES
+from ..scratch import BLAS_BYTES
 from ...errors import ShapeError
 from ..transpose import conv_transpose2d, conv_transpose2d_workspace, conv_transpose_geometry, conv_transpose_macs
 from .base import Shape, Simple, pair_text, register, require_map

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .. import ops, pointwise
+from .. import pointwise
+from ..scratch import _call_bytes
 from .base import Elementwise, Shape, axis, check_dim, map_bytes, register
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class _Ufunc(Elementwise):
 
     def working_bytes(self, *shapes: Shape, itemsize: int = 4) -> int:
         size = math.prod(shapes[0])
-        return (1 + self.work_copies) * map_bytes(size, itemsize) + ops._call_bytes(itemsize)
+        return (1 + self.work_copies) * map_bytes(size, itemsize) + _call_bytes(itemsize)
 
     def forward(self, x: np.ndarray, batched: bool = False) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -213,7 +214,7 @@ class LogSoftmax:
     def working_bytes(self, in_shape: Shape, itemsize: int = 4) -> int:
         size = math.prod(in_shape)
         reduced = size // max(1, in_shape[axis(self.dim, len(in_shape), False)])
-        return 2 * map_bytes(size, itemsize) + 2 * map_bytes(reduced, itemsize) + ops._call_bytes(itemsize)
+        return 2 * map_bytes(size, itemsize) + 2 * map_bytes(reduced, itemsize) + _call_bytes(itemsize)
 
     def macs(self, out_shape: Shape) -> int:
         return 0
