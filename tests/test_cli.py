@@ -216,6 +216,19 @@ def test_malformed_kernel_file_names_the_file(tmp_path, capsys):
     assert code == 1 and f"{bad}: invalid JSON at line 2 column 12" in err
 
 
+def test_a_kernel_file_given_as_model_and_a_model_given_as_kernel_say_which_option(tmp_path, capsys):
+    """Each file names the option it belongs to, instead of a key the other format lacks."""
+    kernel = tmp_path / "k.json"
+    kernel.write_text('{"name": "k", "weights": [[1, 0], [0, -1]]}')
+    code, _, err = run_main(capsys, "run", SEED, "--model", str(kernel))
+    assert code == 1 and err == (f'cnn: {kernel}: is a kernel file (weights, no "format": "cnn-model" and no layers); '
+                                 "give it as --kernel, not --model\n")
+    model = ROOT / "docs" / "examples" / "resnet_tiny.json"
+    code, _, err = run_main(capsys, "run", SEED, "-k", str(model))
+    assert code == 1 and err == (f'cnn: {model}: is a model file ("format": "cnn-model", layers); give it as --model, '
+                                 "not --kernel\n")
+
+
 def test_stdin_image_and_piped_output_has_no_escape_codes():
     """`-` reads the image from stdin; piped table output is plain text."""
     image = (ROOT / "sample_images" / "seed_5x5.png").read_bytes()

@@ -187,3 +187,12 @@ def test_a_normalised_input_is_drawn_on_the_heat_scale_with_the_reason():
     text = _render_input(np.linspace(-2, 2, 12).reshape(3, 2, 2), ("R", "G", "B"))
     assert "channel 0: R" in text and "(0 in the middle)" in text
     assert "normalised (values below 0): drawn on the heat scale" in " ".join(text.split())
+
+
+def test_long_channel_names_that_share_a_beginning_keep_what_tells_them_apart():
+    """Three 14x14 maps side by side at 60 columns: gabor:theta=0/45/90 cut at the end all read "ga…";
+    their shared beginning goes instead, and each title keeps its angle."""
+    output = np.random.default_rng(0).random((3, 14, 14))
+    titles = [line for line in _render(output, 60, labels=("gabor:theta=0", "gabor:theta=45", "gabor:theta=90"))
+              .splitlines() if "channel 0" in line]
+    assert titles and all(f"channel {c}: …{angle}" in titles[0] for c, angle in enumerate((0, 45, 90))), titles

@@ -523,7 +523,19 @@ def test_truncated_protobuf_is_one_error(tmp_path, capsys):
     data = graph_model(nodes, inits).SerializeToString()
     path = tmp_path / "cut.onnx"
     path.write_bytes(data[:len(data) // 2])
-    assert "ONNX model" in _bad(capsys, path)
+    err = _bad(capsys, path)
+    assert "is not a readable ONNX model (field 7 needs" in err and "the file is cut short or damaged)" in err
+
+
+def test_an_initializer_without_values_says_so(tmp_path, capsys):
+    """A weight with dims and no values (a file saved without its weights) is named, not a NumPy reshape error."""
+    nodes, inits = chain_nodes()
+    for tensor in inits:
+        if tensor.name == "fw":
+            tensor.ClearField("raw_data")
+            tensor.ClearField("float_data")
+    err = _bad(capsys, save(graph_model(nodes, inits), tmp_path))
+    assert "tensor 'fw' has dims" in err and "but no values (a file saved without its weights?)" in err
 
 
 def test_missing_initializer_names_the_node(tmp_path, capsys):

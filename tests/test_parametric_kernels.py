@@ -181,3 +181,14 @@ def test_a_family_works_wherever_a_kernel_does(capsys, tmp_path):
                                rtol=1e-5, atol=1e-5)
     code, out, err = run_main(capsys, "kernels", "gabor:theta=30,lambda=6")
     assert code == 0 and "gabor:theta=30" in out and "-0.686 .. 1" in out
+
+
+def test_cnn_kernels_draws_an_all_positive_kernel_dark_to_bright_and_a_signed_one_about_zero(capsys):
+    """Without colour the drawing is the shade ramp " .:-=+*#%@": a Gaussian (every weight above 0) runs
+    from blank corners to "@" at its centre, as a map without negatives does; a Sobel kernel (signed)
+    (a Gabor filter, signed) keeps the scale about 0: its near-zero corner is a middle shade, "+" or "="."""
+    code, out, _ = run_main(capsys, "kernels", "gaussian:sigma=1.5")
+    drawing = [line[31:57] for line in out.splitlines()[4:17]]  # the weights column: 13 lines of 26 characters
+    assert code == 0 and drawing[0].strip() == "" and "@@" in drawing[6] and "+" not in "".join(drawing)
+    code, out, _ = run_main(capsys, "kernels", "gabor:theta=0")
+    assert code == 0 and out.splitlines()[4][26] in "+="

@@ -75,10 +75,13 @@ def check(
 
 
 def _table(checks, rtol: float, atol: float, reasons: list[str]):
-    """One row a node; the caption says what they were held to and why, then each node's note."""
+    """One row a node; the lines under it say what they were held to and why, then each node's note
+    (at the terminal's width: as a caption they wrapped mid-phrase at a narrow table's)."""
     from rich import box
+    from rich.console import Group
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     held = sum(c.reference != "onnxruntime" for c in checks)
     lines = [f"{len(checks) - held} nodes against ONNX Runtime"
@@ -86,7 +89,7 @@ def _table(checks, rtol: float, atol: float, reasons: list[str]):
              + f"; allowed: {atol:g} + {rtol:g} x scale"]
     lines += [f"onnx reference: {why}" for why in reasons]
     lines += [f"{c.name}: {c.note}" for c in checks if c.note]
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, caption=escape("\n".join(lines)), caption_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     # The node's name is what tells nodes apart (PyTorch's are 30-60 characters): it comes last and
     # folds onto more lines rather than being cut; the other columns are short and never wrap.
     # "held to" only when some node is held to the onnx reference; the rest are all ONNX Runtime's.
@@ -99,7 +102,7 @@ def _table(checks, rtol: float, atol: float, reasons: list[str]):
         cells = ["ok" if c.passed else "DIFFERS", escape(c.op), "x".join(map(str, c.shape)), f"{c.max_abs:.2g}",
                  f"{c.max_rel:.2g}"] + ([HELD_TO.get(c.reference, c.reference)] if held else [])
         table.add_row(*cells, escape(c.name))
-    return table
+    return Group(table, Text("\n".join(lines), style="italic"))
 
 
 HELD_TO = {"onnxruntime": "ORT", "onnx reference": "onnx ref"}  # the table's short names of the references

@@ -132,6 +132,9 @@ def parse_kernel(document: Any, source: str, default_name: str = "kernel") -> Ke
     read = Reader(source)
     if isinstance(document, list):
         document = {"weights": document}
+    if isinstance(document, dict) and (document.get("format") == "cnn-model" or "layers" in document):
+        raise SpecError('is a model file ("format": "cnn-model", layers); give it as --model, not --kernel',
+                        source=source)
     read.object(document, "", FILE_KEYS, required=("weights",))
     raw = read.array(document["weights"], "weights", ndims=(2, 3, 4))
     # Both are shown in tables, CSV headers and charts: printable text (a default name is the file's).

@@ -116,6 +116,10 @@ def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LI
 def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS) -> Model:
     """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for."""
     read = Reader(source)
+    if isinstance(document, list) or isinstance(document, dict) and "format" not in document \
+            and isinstance(document.get("weights"), list) and "layers" not in document:  # a kernel file's array
+        raise SpecError("is a kernel file (weights, no \"format\": \"cnn-model\" and no layers); give it as "
+                        "--kernel, not --model", source=source)
     graph = isinstance(document, dict) and "graph" in document  # the network is an ONNX file beside this one
     read.object(document, "", TOP_KEYS, required=("format", "version") if graph else ("format", "version", "input",
                                                                                       "layers"))

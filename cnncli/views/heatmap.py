@@ -12,6 +12,7 @@ output stays readable with no escape codes. Never prints, never exits.
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -150,8 +151,9 @@ def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low
     block = max(columns, min(width, 12))  # room for a short title above a narrow map
     per_row = max(1, (width + GAP) // (block + GAP))
     blocks = []
+    names = _distinct_names(labels[:shown], block - len(f"channel {shown - 1}: "))
     for c in range(shown):
-        name = labels[c] if c < len(labels) else ""
+        name = names[c] if c < len(names) else ""
         heading = f"channel {c}: {name}" if name else f"channel {c}"
         title = Text(heading, style="bold", no_wrap=True)
         title.truncate(block, overflow="ellipsis")
@@ -169,6 +171,17 @@ def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low
     else:
         note = f"{rows}x{cols}, one cell a pixel wide"
     return parts, note
+
+
+def _distinct_names(labels: Sequence[str], room: int) -> list[str]:
+    """Channel names that fit in ``room`` characters keep what tells them apart: when they are too
+    long and share a beginning (gabor:theta=0, gabor:theta=45), that beginning becomes "…"."""
+    names = list(labels)
+    if len(set(names)) < 2 or max(len(name) for name in names) <= room:
+        return names
+    shared = len(os.path.commonprefix(names))
+    cut = max(0, min(shared, max(len(name) for name in names) - room + 1))
+    return [("…" + name[cut:]) if cut else name for name in names]
 
 
 def fit(rows: int, cols: int, width: int, max_lines: int = MAX_LINES, tiny: int = TINY_COLUMNS) -> tuple[int, int, int]:

@@ -382,18 +382,22 @@ def kernel_grid(kernel: Kernel, color: bool = True) -> Text:
 
 
 def _kernel_picture(planes: np.ndarray, color: bool) -> Text:
-    """Each plane as half blocks (two cells a character, so that it keeps its aspect), then its range."""
+    """Each plane as half blocks (two cells a character, so that it keeps its aspect), then its range:
+    on the blue-white-red scale about 0 when some weight is negative, else dark to bright, as maps are."""
     from .heatmap import draw
 
+    low, high = float(planes.min()), float(planes.max())
+    diverging = low < 0
     reach = float(np.abs(planes).max()) or 1.0
     lines: list[Text] = []
     for plane in planes:
         if lines:
             lines.append(Text(""))
         factor = 2 if plane.shape[1] <= 16 else 1  # a pixel is half a line high and one column wide: square
-        lines.extend(draw(plane, -reach, reach, True, color, factor))
-    low, high = float(planes.min()), float(planes.max())
-    lines.append(Text(f"{low:.3g} .. {high:.3g} (blue < 0 < red)" if color else f"{low:.3g} .. {high:.3g}"))
+        lines.extend(draw(plane, -reach, reach, True, color, factor) if diverging
+                     else draw(plane, low, high, False, color, factor))
+    scale = " (blue < 0 < red)" if diverging else " (dark to bright)"
+    lines.append(Text(f"{low:.3g} .. {high:.3g}" + (scale if color else "")))
     return Text("\n").join(lines)
 
 

@@ -36,6 +36,11 @@ def to_array(tensor: Any, source: str, where: str, external: Any = None) -> np.n
     if any(d < 0 for d in tensor.dims):  # numpy would read a -1 as "whatever is left"
         raise SpecError(f"{where}: tensor {tensor.name!r} has dims {tuple(tensor.dims)}, one of them negative",
                         source=source)
+    stored = len(tensor.raw_data) or sum(len(values) for values in (
+        tensor.float_data, tensor.int32_data, tensor.int64_data, tensor.double_data, tensor.uint64_data))
+    if not stored and any(tensor.dims) and all(tensor.dims):
+        raise SpecError(f"{where}: tensor {tensor.name!r} has dims {tuple(tensor.dims)} but no values (a file saved "
+                        "without its weights?)", source=source)
     try:
         array = numpy_helper.to_array(tensor)
     except Exception as err:  # onnx's errors on a tensor whose data does not match its dims or type

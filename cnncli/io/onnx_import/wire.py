@@ -80,8 +80,10 @@ class _Wire:
             raise self.fail("a field numbered 0")
         if kind == LENGTH:
             length, length_bytes = self.varint(end)
-            if self.stream.tell() + length > end:
-                raise self.fail(f"field {number} runs past its message")
+            left = end - self.stream.tell()
+            if length > left:
+                raise self.fail(f"field {number} needs {length:,} bytes, {left:,} are left: the file is cut short "
+                                "or damaged")
             return number, kind, tag_bytes + length_bytes, length
         if kind == VARINT:
             _, value = self.varint(end)
