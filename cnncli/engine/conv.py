@@ -175,7 +175,7 @@ def conv2d_workspace(
         if bias and _folds_bias(group_channels, per_group, height * width):  # the input and weights, extended
             elements += (group_channels + 1) * (height * width + per_group)
         return elements * itemsize + _call_bytes(itemsize)
-    if not _uses_windows(pair(stride, "stride"), hp, wp, out_h, out_w):
+    if not _uses_windows(pair(stride, "stride"), hp, wp, out_h, out_w, group_channels * kw):
         plan = _rows_plan(n, group_channels, per_group, hp, wp, (kh, kw), pair(dilation, "dilation"), out_h)
         elements += group_weight + plan.padded + plan.cols + plan.block * (2 if kh > 1 else 1)
         return elements * itemsize + _call_bytes(itemsize)

@@ -47,7 +47,7 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
         return
     top, bottom, left, right = pads
     hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
-    if _uses_windows(stride, hp, wp, out_h, out_w):
+    if _uses_windows(stride, hp, wp, out_h, out_w, x.shape[1] * weight.shape[3]):
         _conv_gemm_windows(pad2d(x, pads, padding_mode), weight, bias, geometry, out)
     else:
         _conv_gemm_rows(x, weight, bias, pads, padding_mode, geometry, out)
@@ -229,7 +229,7 @@ def _is_pointwise(weight_shape: Sequence[int], stride: Pair, pads: Sequence[int]
     return tuple(weight_shape[2:]) == (1, 1) and stride == (1, 1) and not any(pads)
 
 
-def _uses_windows(stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> bool:
+def _uses_windows(stride: Pair, hp: int, wp: int, out_h: int, out_w: int, row_depth: int) -> bool:
     """Whether the GEMM path copies whole windows (im2col) rather than column shifts per kernel row.
 
     Strided convs always do. At stride 1 the per-row products compute every padded column and,
@@ -238,9 +238,12 @@ def _uses_windows(stride: Pair, hp: int, wp: int, out_h: int, out_w: int) -> boo
     for ResNet's 512 x 512 x 3 x 3); a small map whose padded area exceeds its output's by a fifth
     takes the windows instead (2.7 vs 8.5 ms on 512 x 7 x 7, 2.1 vs 3.8 ms on 256 x 14 x 14), and
     so does any map of at most 32 x 32 outputs, where one long product beats three short ones and
-    their sums (128 x 28 x 28: 2.2-2.3 vs 2.5-2.7 ms, on one thread or two).
+    their sums (128 x 28 x 28: 2.2-2.3 vs 2.5-2.7 ms, on one thread or two). So does a kernel row
+    over few channels (``row_depth`` = C*KW of at most 24), whose products are too thin for BLAS:
+    VGG's first conv, 3 -> 64 channels on 224 x 224, 1.85 vs 7.1 ms (one long product over 27 rows
+    against three over 9 and their sums); 8 channels 2.5 vs 2.8 ms, 16 channels 5.2 vs 4.1.
     """
-    if stride != (1, 1):
+    if stride != (1, 1) or row_depth <= 24:
         return True
     return out_h * out_w <= 1024 or (out_h * out_w <= 4096 and 5 * hp * wp > 6 * out_h * out_w)
 
