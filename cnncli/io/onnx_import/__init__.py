@@ -58,6 +58,7 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
         raise CnnError("reading ONNX models needs the onnx package: pip install 'cnncli[onnx]'",
                        source=source) from None
     from ..modelfile import Model
+    from ..onnx_metadata import with_metadata
     from .build import Importer
     from . import math_ops, norm_ops, spatial_ops, tensor_ops  # noqa: F401  (register their converters)
     from .external import ExternalData
@@ -111,8 +112,9 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
                          "input": inputs[0].name, "outputs": list(importer.graph_outputs),
                          "preprocessing": "not in the file: images go in as 0..1, not normalised, unless --preset"}}
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
-    return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
-                 None, metadata, tuple(external.paths))
+    imported = Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
+                     None, metadata, tuple(external.paths))
+    return with_metadata(imported, model.metadata_props, source)  # what `cnn export` keeps there: rule, labels
 
 
 def _parse(onnx: Any, data: bytes, source: str) -> Any:
