@@ -12,7 +12,8 @@ prediction: the network's last step.
 
 The InputSpec comes from the input's declared shape (N, C, H, W): size (H, W), gray for 1 channel
 and rgb for 3, values 0..1, no normalisation. A model's preprocessing (ImageNet's mean and std, a
-resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise.
+resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise; a
+file `cnn export` wrote carries the rule and the labels in its metadata (onnx_metadata.py).
 """
 
 from __future__ import annotations
