@@ -9,7 +9,7 @@ import typer
 from . import app
 from .helptext import PanelledCommand
 from .options import MaxFileSize, MaxMemory
-from .output import print_json, stdout_console
+from .output import print_json, stdout_console, tell
 
 Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
 
@@ -74,12 +74,21 @@ def export(
     """Write a model file as ONNX (opset 17), for ONNX Runtime and any other ONNX tool.
 
     Each layer's output keeps the layer's name, so `cnn check FILE.onnx IMAGE` lines up node by node.
+    The input rule, labels and name go into the file's metadata (cnn.input, cnn.labels, cnn.name),
+    so that `cnn run IMAGE -m FILE.onnx` prepares images and names classes as the model file does.
 
     Example: cnn export digits -o digits.onnx
     """
     from ..io.modelfile import load_model
-    from ..io.onnx_export import export_model
+    from ..io.onnx_export import OPSET, export_model
     from ..io.saving import save_bytes
+    from ..io.targets import is_special
 
+    if output != "-" and not output.lower().endswith(".onnx") and not is_special(output):  # /dev/null is fine
+        raise typer.BadParameter(f"{output + ': ' if output else 'is empty; '}expected a file name ending in .onnx, "
+                                 "or - for stdout", param_hint="--output")
     loaded = load_model(model, "cnn export")
     save_bytes(output, export_model(loaded), "onnx", force)
+    if output != "-":
+        kept = "input rule" + (f" and {len(loaded.labels)} labels" if loaded.labels else "")
+        tell(f"wrote {loaded.name} as ONNX (opset {OPSET}; {kept} in its metadata) to {output}")

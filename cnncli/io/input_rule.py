@@ -217,6 +217,20 @@ def read_input_spec(read: Reader, value: Any, graph: InputSpec | None = None) ->
                      invert, mean, std, resize, crop is not None, fit)
 
 
+def input_object(spec: InputSpec) -> dict[str, Any]:
+    """The model file's ``input`` object of ``spec``, every field written out (mean and std one
+    number per channel): ``read_input_spec`` reads it back as the same rule."""
+    rule: dict[str, Any] = {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
+                            "mean": list(spec.mean), "std": list(spec.std)}
+    if spec.fit:
+        rule["fit"] = spec.fit
+    if spec.resize:
+        rule["resize"] = spec.resize
+    if spec.crop:
+        rule["crop"] = list(spec.size)
+    return rule
+
+
 def _read_per_channel(read: Reader, value: Any, path: str, channels: int) -> tuple[float, ...]:
     if not isinstance(value, list):
         return (read.number(value, path),) * channels

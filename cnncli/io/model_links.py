@@ -64,8 +64,8 @@ def graph_model(read: Reader, document: dict, version: int, folder: Path, limits
     out_shape = model.network.shapes(spec.shape)[-1]
     labels, label_paths = labels_field(read, document.get("labels"), out_shape, folder, limits)
     onnx = {**model.metadata.get("onnx", {}), "preprocessing": f"the input rule of {read.source}"}
-    return replace(model, input=spec, labels=labels, metadata={"onnx": onnx},
-                   paths=(path, *model.paths, *label_paths), onnx_file=path)
+    return replace(model, input=spec, labels=labels or model.labels,  # else the ONNX file's own (cnn.labels)
+                   metadata={"onnx": onnx}, paths=(path, *model.paths, *label_paths), onnx_file=path)
 
 
 def labels_file(read: Reader, value: Any, folder: Path, limits: Limits) -> tuple[tuple[str, ...], Path]:

@@ -26,6 +26,7 @@ import numpy as np
 from ..engine import ops, resample
 from ..errors import CnnError
 from .modelfile import Model
+from .onnx_metadata import metadata_entries
 
 OPSET = 17
 MAX_BINS = 512  # uneven adaptive bins along one axis: each is a Slice and a pool node
@@ -539,6 +540,9 @@ def export_model(model: Model) -> bytes:
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shapes[positions[name]]]) for name in outputs])
     exported = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cnn")
     exported.ir_version = min(exported.ir_version, 8)  # opset 17's IR, which every ONNX Runtime since 1.13 reads
+    exported.doc_string = model.description
+    for key, value in metadata_entries(model):  # the input rule and labels, which ONNX has no field for
+        exported.metadata_props.add(key=key, value=value)
     types = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64}
     for name, array in g.constants:  # written into the model in place: make_graph and make_model copy what they get
         tensor = exported.graph.initializer.add()

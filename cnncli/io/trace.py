@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from .images import LoadedImage
+from .input_rule import input_object
 from .jsontext import dumps, float32_short, jsonable, number_texts, write_array
 from ..engine.graph import Step, is_chain
 
@@ -111,11 +112,9 @@ def model_record(model: Model) -> dict[str, Any]:
     """The model's name, files, input rule and labels; and the layers its file names as extra
     ``outputs`` (auxiliary heads), when it names any."""
     spec = model.input
-    rule: dict[str, Any] = {"size": list(spec.size), "color": spec.color, "scale": spec.scale, "invert": spec.invert,
-                            "mean": list(spec.mean), "std": list(spec.std)}
-    if spec.fit:  # only then, as for resize and crop: other rules write the record they always wrote
-        rule["fit"] = spec.fit
+    rule = input_object(spec)  # the model file's form; with resize or crop, the record gives both
     if spec.resize or spec.crop:  # only then: a rule that stretches writes the record it always wrote
+        rule.pop("crop", None)  # put back after resize, in the order the record always had
         rule.update({"resize": spec.resize, "crop": list(spec.size)})
     record = {"name": model.name, "source": model.source, "weights": model.weights_source, "input": rule,
               "labels": list(model.labels)}

@@ -12,7 +12,8 @@ prediction: the network's last step.
 
 The InputSpec comes from the input's declared shape (N, C, H, W): size (H, W), gray for 1 channel
 and rgb for 3, values 0..1, no normalisation. A model's preprocessing (ImageNet's mean and std, a
-resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise.
+resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise; a
+file `cnn export` wrote carries the rule and the labels in its metadata (onnx_metadata.py).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
         raise CnnError("reading ONNX models needs the onnx package: pip install 'cnncli[onnx]'",
                        source=source) from None
     from ..modelfile import Model
+    from ..onnx_metadata import with_metadata
     from .build import Importer
     from . import math_ops, norm_ops, spatial_ops, tensor_ops  # noqa: F401  (register their converters)
     from .external import ExternalData
@@ -111,8 +113,9 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
                          "input": inputs[0].name, "outputs": list(importer.graph_outputs),
                          "preprocessing": "not in the file: images go in as 0..1, not normalised, unless --preset"}}
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
-    return Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
-                 None, metadata, tuple(external.paths))
+    imported = Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
+                     None, metadata, tuple(external.paths))
+    return with_metadata(imported, model.metadata_props, source)  # what `cnn export` keeps there: rule, labels
 
 
 def _parse(onnx: Any, data: bytes, source: str) -> Any:
