@@ -44,7 +44,8 @@ def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = 
     limits : size limits for the files read (cnncli.Limits); the CLI's defaults if None.
     preset : a named input rule in place of the model's own: ``"imagenet"``.
     resize : the shorter side's length before a centre crop to the model's size (torchvision's Resize).
-    crop : the centre (H, W) to cut instead of stretching the picture; it must be the model's size.
+    crop : the centre (H, W) to cut instead of stretching the picture; it must be the model's size,
+        or, for an ONNX graph that leaves its height and width free, it fixes them (as ``preset`` does).
     mean, std : one number or one per channel: (x - mean) / std, applied last.
     color : ``"gray"`` or ``"rgb"``, as the model's channels; scale : ``"unit"`` (0..1) or ``"raw"`` (0..255).
     invert : whether the picture is dark ink on light paper (``True``, ``"yes"``), light ink on dark
@@ -67,7 +68,7 @@ def load_model(name_or_path: str | os.PathLike[str], *, limits: Limits | None = 
     try:  # the core names the argument as data (the CLI shows its flag); here the message names it
         given = input_overrides(preset=preset, resize=resize, crop=crop, mean=mean, std=std, color=color,
                                 scale=scale, invert=invert)
-        file = load_model_once(os.fspath(name_or_path), limits)
+        file = load_model_once(os.fspath(name_or_path), limits, given.size)  # the size an ONNX graph leaves free
         if given:
             file = replace(file, input=with_overrides(file.input, given, file.name))
     except UsageError as err:

@@ -28,9 +28,9 @@ if TYPE_CHECKING:  # numpy, Pillow and the engine load when a run starts, so `cn
     from .io.modelfile import Model
 
 __all__ = ["LayerOptions", "Prepared", "prepare", "forward", "predictions", "ranked", "check_sources",
-           "input_files", "load_model_once", "model_input", "model_alpha", "build_network", "check_network_memory",
-           "keeps_maps", "with_input_rule", "kernel_input_shape", "kernel_color", "DEFAULT_TOP", "KERNEL_ONLY",
-           "INPUT_RULE"]
+           "input_files", "load_model_once", "run_model", "model_at_size", "model_input", "model_alpha",
+           "build_network", "check_network_memory", "keeps_maps", "with_input_rule", "kernel_input_shape",
+           "kernel_color", "DEFAULT_TOP", "KERNEL_ONLY", "INPUT_RULE"]
 
 DEFAULT_TOP = 5  # classes ranked for a model run, unless asked for more or fewer
 # From the second image of a process (a batch, the library run again), inputs this large (256 x 256
@@ -144,7 +144,7 @@ def prepare(options: LayerOptions) -> Prepared:
     if clashes:
         raise UsageError("describes a --kernel run's layers; --model brings its own, so leave it out",
                          param=clashes[0])
-    model = with_input_rule(load_model_once(options.model, options.limits), options)
+    model = run_model(options)
     if options.labels is not None:  # the file's names replace the model's, in every view and record
         model = dataclasses.replace(model, labels=class_labels(options, model.network, model.input.shape))
     if options.alpha == "keep":
@@ -155,6 +155,26 @@ def prepare(options: LayerOptions) -> Prepared:
     check_network_memory(model.network, model.input.shape, itemsize, options.limits, options.model, options.outputs)
     loaded = load_image(options, model.input.color, model.input.read_scale, options.alpha or model_alpha(model))
     return model_input(model, loaded, options.limits)
+
+
+def run_model(options: LayerOptions) -> Model:
+    """The run's model, read once per process at the size its options give (a crop, a preset: what
+    an ONNX graph leaves free), with their input rule in place of its own (``with_input_rule``)."""
+    assert options.model is not None  # a model run
+    rule = options.input_rule
+    return with_input_rule(load_model_once(options.model, options.limits, rule.size), options)
+
+
+def model_at_size(spec: str, option: str, limits: Limits, crop: str | None, preset: str | None) -> Model:
+    """A model read for a command without an image (``option``: ``"cnn summary"``), at the size
+    ``crop`` or ``preset`` gives (what an ONNX graph leaves free), which a fixed model's must be.
+    Raises UsageError naming the option as ``with_overrides`` does."""
+    from .io.input_rule import input_overrides, with_overrides
+    from .io.modelfile import load_model
+
+    rule = input_overrides(crop=crop, preset=preset)
+    model = load_model(spec, option, limits, rule.size)
+    return dataclasses.replace(model, input=with_overrides(model.input, rule, model.name)) if rule else model
 
 
 def with_input_rule(model: Model, options: LayerOptions) -> Model:
@@ -242,17 +262,18 @@ def input_files(options: LayerOptions, prepared: Prepared | None = None, images:
     names = [*(images or [options.image]), *(options.kernels or ()), options.dense, options.labels]
     model = prepared.model if prepared is not None else None
     if model is None and options.model is not None:
-        model = load_model_once(options.model, options.limits)
+        model = load_model_once(options.model, options.limits, options.input_rule.size)
     if model is not None:
         names += [str(path) for path in model.paths]
     return [name for name in names if name and name != "-"]
 
 
-def load_model_once(spec: str, limits: Limits) -> Model:
-    """A model file, read once per process however many images a batch runs it on."""
+def load_model_once(spec: str, limits: Limits, size: tuple[int, int] | None = None) -> Model:
+    """A model file, read once per process however many images a batch runs it on; ``size`` fixes
+    what an ONNX graph leaves free (modelfile.load_model)."""
     from .io.modelfile import load_model
 
-    return once(load_model, spec, limits)
+    return once(load_model, spec, limits, size=size)
 
 
 def _looks_inverted(model: Model, image: LoadedImage) -> str | None:
@@ -307,7 +328,7 @@ def check_sources(options: LayerOptions) -> int | None:
     a bad one ends a batch then, rather than failing every image the same way. Return the number of
     class scores the network gives, when that is known before an image (else None)."""
     if options.model is not None:
-        model = with_input_rule(load_model_once(options.model, options.limits), options)
+        model = run_model(options)
         class_labels(options, model.network, model.input.shape)
         out = model.network.shapes(model.input.shape)[-1]
         return out[0] if len(out) == 1 else None

@@ -22,19 +22,20 @@ if TYPE_CHECKING:  # numpy and the engine are imported when a network is built, 
     from .run import LayerOptions
 
 
-def once(read: Callable[..., Any], spec: str, limits: Limits) -> Any:
-    """``read(spec, limits=limits)``, remembered while the file ``spec`` names (if any) is unchanged:
-    a kernel, weights or model file is read once per process, however many images a batch runs."""
+def once(read: Callable[..., Any], spec: str, limits: Limits, **given: Any) -> Any:
+    """``read(spec, limits=limits, **given)``, remembered while the file ``spec`` names (if any) is
+    unchanged: a kernel, weights or model file is read once per process, however many images a
+    batch runs. ``given`` (hashable values) is part of what is remembered."""
     try:
         status = os.stat(spec)
         stamp = (status.st_ino, status.st_size, status.st_mtime_ns)
     except (OSError, ValueError):  # a built-in name, inline JSON, a missing file
         stamp = None
-    key = (read.__module__, read.__name__, spec, limits, stamp)
+    key = (read.__module__, read.__name__, spec, limits, stamp, *sorted(given.items()))
     if key not in _READ:
         if len(_READ) > 64:
             _READ.clear()
-        _READ[key] = read(spec, limits=limits)
+        _READ[key] = read(spec, limits=limits, **given)
     return _READ[key]
 
 

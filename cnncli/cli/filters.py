@@ -8,7 +8,7 @@ import typer
 
 from . import app
 from .helptext import PanelledCommand
-from .options import MaxFileSize, MaxMemory
+from .options import MaxFileSize, MaxMemory, SizeCrop, SizePreset
 from .output import palette, set_no_color, stdout_console, tell, write_text
 from .run import NoColor
 
@@ -38,6 +38,8 @@ def filters(
     format: Format = None,
     view: View = "auto",
     no_color: NoColor = False,
+    crop: SizeCrop = None,
+    preset: SizePreset = None,
     max_memory: MaxMemory = None,
     max_file_size: MaxFileSize = None,
 ) -> None:
@@ -46,7 +48,7 @@ def filters(
     Examples: cnn filters digits; cnn filters digits --layer conv2 -o conv2.png
     """
     from ..io.limits import Limits
-    from ..io.modelfile import load_model
+    from ..run import model_at_size
     from ..views.filters import find_filters
 
     set_no_color(no_color)
@@ -58,7 +60,7 @@ def filters(
                                  param_hint="--output")
     given = {"max_memory": max_memory, "max_file_size": max_file_size}
     limits = Limits(**{name: value for name, value in given.items() if value is not None})
-    loaded = load_model(model, "cnn filters", limits)
+    loaded = model_at_size(model, "cnn filters", limits, crop, preset)
     chosen = find_filters(loaded, layer)
     if output is not None:
         _save(chosen, loaded.name, output, force)

@@ -8,7 +8,7 @@ import typer
 
 from . import app
 from .helptext import PanelledCommand
-from .options import MaxFileSize, MaxMemory
+from .options import MaxFileSize, MaxMemory, SizeCrop, SizePreset
 from .output import print_json, stdout_console, tell
 
 Format = Annotated[Literal["table", "json"], typer.Option("--format", "-f", help="table or json.")]
@@ -19,19 +19,21 @@ def summary(
     model: Annotated[str, typer.Argument(help="A bundled model's name (`cnn models`) or a model JSON or .onnx file.",
                                          metavar="MODEL", show_default=False)],
     format: Format = "table",
+    crop: SizeCrop = None,
+    preset: SizePreset = None,
     max_memory: MaxMemory = None,
     max_file_size: MaxFileSize = None,
 ) -> None:
     """Print a model's layers: type, settings, output shape, parameters and multiply-adds, with totals.
 
-    Example: cnn summary digits
+    Examples: cnn summary digits; cnn summary net.onnx --crop 224 (a graph with a free height and width)
     """
     from ..io.limits import Limits
-    from ..io.modelfile import load_model
+    from ..run import model_at_size
 
     given = {"max_memory": max_memory, "max_file_size": max_file_size}
     limits = Limits(**{name: value for name, value in given.items() if value is not None})
-    loaded = load_model(model, "cnn summary", limits)
+    loaded = model_at_size(model, "cnn summary", limits, crop, preset)
     shape = loaded.input.shape
     rows = loaded.network.table(shape)
     if format == "json":

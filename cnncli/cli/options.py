@@ -71,7 +71,7 @@ ResizeOpt = Annotated[Optional[int], typer.Option(
 CropOpt = Annotated[Optional[str], typer.Option(
     "--crop", rich_help_panel=INPUT, show_default=False, metavar="H[,W]",
     help="Cut the centre H x W pixels (zero-padded if smaller), instead of stretching to a model's size; a "
-         "model's crop must be its input size.")]
+         "model's crop must be its input size, or gives the size its ONNX graph leaves free.")]
 MeanOpt = Annotated[Optional[str], typer.Option(
     "--mean", rich_help_panel=INPUT, show_default="0; a model's own", metavar="M[,M,M]",
     help="Normalise last: (x - mean) / std on the 0..1 or 0..255 values; one number, or one per channel.")]
@@ -94,6 +94,15 @@ PresetOpt = Annotated[Optional[Literal["imagenet"]], typer.Option(
     help="Prepare the image as a model trained with this recipe expects, in place of the model's own rule; the "
          "other Input options change its parts. imagenet: torchvision's shorter side 256, centre 224x224 crop, "
          "RGB 0..1, ImageNet mean and std.")]
+# For the commands that read a model without an image (summary, filters): the size of the network's
+# input, which an ONNX graph may leave free; the rest of the input rule does not matter there.
+SizeCrop = Annotated[Optional[str], typer.Option(
+    "--crop", rich_help_panel=INPUT, show_default=False, metavar="H[,W]",
+    help="The input size, as `cnn run --crop` gives it: for an ONNX graph that leaves its height and width free; "
+         "a fixed model's must be its size.")]
+SizePreset = Annotated[Optional[Literal["imagenet"]], typer.Option(
+    "--preset", rich_help_panel=INPUT, show_default=False,
+    help="The input size of this recipe, as `cnn run --preset` gives it: imagenet, 224x224 RGB.")]
 LabelsOpt = Annotated[Optional[str], typer.Option(
     "--labels", rich_help_panel=MODEL, show_default=False, metavar="FILE",
     help="Class names, one per line (e.g. imagenet_classes.txt), for the output vector's values; "

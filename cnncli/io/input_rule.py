@@ -178,12 +178,8 @@ def read_input_spec(read: Reader, value: Any, graph: InputSpec | None = None) ->
     must agree with it when given."""
     sized = graph is not None or (isinstance(value, dict) and "crop" in value)  # else size is required
     read.object(value, "", INPUT_KEYS, required=() if sized else ("size",))
-    size = read.pair(value["size"], "size", 1, MAX_SIDE) if "size" in value else None
+    size = rule_size(read, value)
     crop = read.pair(value["crop"], "crop", 1, MAX_SIDE) if "crop" in value else None
-    if size is not None and crop is not None and crop != size:
-        raise read.fail("crop", f"is {list(crop)} but size is {list(size)}; the network takes size, so a crop must be "
-                                "that size (give one of them)")
-    size = size or crop
     if graph is not None:
         if size is not None and size != graph.size:
             where = "size" if "size" in value else "crop"
@@ -231,6 +227,19 @@ def input_object(spec: InputSpec) -> dict[str, Any]:
     return rule
 
 
+def rule_size(read: Reader, value: Any) -> tuple[int, int] | None:
+    """The (H, W) a model file's ``input`` object gives: its ``size``, else its ``crop`` (which must
+    be the same when both are given); None when it gives neither, or is not an object."""
+    if not isinstance(value, dict):
+        return None
+    size = read.pair(value["size"], "size", 1, MAX_SIDE) if "size" in value else None
+    crop = read.pair(value["crop"], "crop", 1, MAX_SIDE) if "crop" in value else None
+    if size is not None and crop is not None and crop != size:
+        raise read.fail("crop", f"is {list(crop)} but size is {list(size)}; the network takes size, so a crop must be "
+                                "that size (give one of them)")
+    return size or crop
+
+
 def _read_per_channel(read: Reader, value: Any, path: str, channels: int) -> tuple[float, ...]:
     if not isinstance(value, list):
         return (read.number(value, path),) * channels
@@ -258,6 +267,12 @@ class InputOverrides:
 
     def __bool__(self) -> bool:
         return any(value is not None for value in vars(self).values())
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """The (H, W) these options give a network: the crop's, else the preset's; None when they
+        leave it to the model. It fixes the height and width an ONNX graph leaves free."""
+        return self.crop or (PRESETS[self.preset].size if self.preset else None)
 
 
 def input_overrides(*, preset: Any = None, resize: Any = None, crop: Any = None, mean: Any = None, std: Any = None,

@@ -19,7 +19,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import CnnError, LimitError, SpecError
-from .input_rule import read_input_spec
+from .input_rule import read_input_spec, rule_size
 from .jsonspec import Reader
 from .limits import Limits
 from .modelfile import ONNX_MAGIC, Model, labels_field
@@ -28,14 +28,20 @@ from .reading import open_regular, read_labels
 NOT_WITH_GRAPH = ("layers", "weights", "outputs")  # what the ONNX file is instead
 
 
-def graph_model(read: Reader, document: dict, version: int, folder: Path, limits: Limits) -> Model:
+def graph_model(read: Reader, document: dict, version: int, folder: Path, limits: Limits,
+                size: tuple[int, int] | None = None) -> Model:
     """The network of the ONNX file that ``graph`` names, with the document's input rule (size and
     colour default to the ONNX input's, and must agree with it) and labels. Name, description and
     metadata are the caller's (parse_model).
 
+    A height or width the graph leaves free is ``size``, the caller's options' (a crop, a preset),
+    else the rule's own ``size`` (or ``crop``): options replace a model's rule field by field, and
+    here the network can take either. A dimension the graph fixes must agree with the rule.
+
     Raises SpecError naming the model file and the field for a graph file that is missing, outside
-    the folder, not ONNX or not importable (the ONNX file's own message follows), or a field that
-    does not fit the ONNX network; LimitError for a file over the limits.
+    the folder, not ONNX or not importable (the ONNX file's own message follows), a free height or
+    width that nothing gives, or a field that does not fit the ONNX network; LimitError for a file
+    over the limits.
     """
     for key in NOT_WITH_GRAPH:
         if key in document:
@@ -44,6 +50,9 @@ def graph_model(read: Reader, document: dict, version: int, folder: Path, limits
     if version < 2:
         raise read.fail("graph", f'needs "version": 2, got {version}')
     path = file_in_folder(read, document["graph"], "graph", folder)
+    own_size = rule_size(read.within("input"), document.get("input"))
+    from .onnx_import import FreeSizeError  # onnx itself is imported only to read the file
+
     try:
         with open_regular(path, kind="onnx", error=SpecError, expected="an ONNX file",
                           limits=limits) as (stream, _):  # named by the file: never a device or FIFO
@@ -53,14 +62,23 @@ def graph_model(read: Reader, document: dict, version: int, folder: Path, limits
                             source=str(path))
         from .onnx_import import load_onnx_file
 
-        model = load_onnx_file(path, str(path), limits)  # its external data files are beside it
+        model = load_onnx_file(path, str(path), limits, size or own_size)  # its external data files are beside it
     except LimitError:
         raise
+    except FreeSizeError as err:  # nothing gave the size: say where it goes
+        raise read.fail("input", f"the graph {path.name} leaves the {err.dims} of its input {err.input!r} free; "
+                                 "expected \"size\": [H, W] here, or --crop H,W or --preset imagenet (crop=(H, W) or "
+                                 "preset= in Python)") from None
     except CnnError as err:  # say which model file named it
         raise read.fail("graph", str(err)) from None
     spec = model.input
     if "input" in document:
-        spec = read_input_spec(read.within("input"), document["input"], graph=model.input)
+        graph = model.input
+        if size is not None and own_size is not None:  # the rule is checked at its own size where the graph is free
+            free = [isinstance(dim, str) for dim in model.metadata["onnx"]["input_shape"][2:]]  # height, width
+            height, width = (own if loose else fixed for own, fixed, loose in zip(own_size, graph.size, free))
+            graph = replace(graph, size=(height, width))
+        spec = replace(read_input_spec(read.within("input"), document["input"], graph=graph), size=model.input.size)
     out_shape = model.network.shapes(spec.shape)[-1]
     labels, label_paths = labels_field(read, document.get("labels"), out_shape, folder, limits)
     onnx = {**model.metadata.get("onnx", {}), "preprocessing": f"the input rule of {read.source}"}

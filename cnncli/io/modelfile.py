@@ -93,28 +93,34 @@ def resolve_model(spec: str, option: str | None = None) -> Path:
                     param=None if option else "model")
 
 
-def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LIMITS) -> Model:
-    """Read, build and check a model from a bundled name or a file."""
+def load_model(spec: str, option: str | None = None, limits: Limits = DEFAULT_LIMITS,
+               size: tuple[int, int] | None = None) -> Model:
+    """Read, build and check a model from a bundled name or a file. ``size`` (H, W), the input
+    rule's from the caller's options (a crop, a preset), fixes the height and width an ONNX graph
+    leaves free, in place of a model JSON's own; a size the network fixes is left for the caller
+    to check against its options (input_rule.with_overrides)."""
     path = resolve_model(spec, option)
     source = str(path) if path.parent != BUNDLED else path.stem
     kind = "onnx" if path.suffix.lower() == ".onnx" else "model"
     if kind == "onnx" and path.is_file():  # its weights are read from the file one by one: never held twice
         from .onnx_import import load_onnx_file
 
-        onnx_model = load_onnx_file(path, source, limits)
+        onnx_model = load_onnx_file(path, source, limits, size)
         return replace(onnx_model, paths=(path, *onnx_model.paths), onnx_file=path)
     data = read_bytes(path, kind=kind, error=SpecError, expected="a model JSON or ONNX file", limits=limits)
     if kind == "onnx" or data[:1] == ONNX_MAGIC:  # a JSON model starts with "{": its runs import no ONNX code
         from .onnx_import import load_onnx
 
-        onnx_model = load_onnx(data, source, limits, path.parent)  # its external data files are beside it
+        onnx_model = load_onnx(data, source, limits, path.parent, size)  # its external data files are beside it
         return replace(onnx_model, paths=(path, *onnx_model.paths), onnx_file=path)
-    model = parse_model(loads(data, source), source, path.parent, limits)
+    model = parse_model(loads(data, source), source, path.parent, limits, size)
     return replace(model, paths=(path, *model.paths))
 
 
-def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS) -> Model:
-    """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for."""
+def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAULT_LIMITS,
+                size: tuple[int, int] | None = None) -> Model:
+    """Build a Model from a parsed model document; ``folder`` is where its weights file is looked for.
+    ``size`` fixes what an ONNX graph the document names (``graph``) leaves free (``load_model``)."""
     read = Reader(source)
     if isinstance(document, list) or isinstance(document, dict) and "format" not in document \
             and isinstance(document.get("weights"), list) and "layers" not in document:  # a kernel file's array
@@ -139,7 +145,7 @@ def parse_model(document: Any, source: str, folder: Path, limits: Limits = DEFAU
     if graph:  # the network, its input shape and default rule from the ONNX file; the rest from here
         from .model_links import graph_model
 
-        model = graph_model(read, document, version, folder, limits)
+        model = graph_model(read, document, version, folder, limits, size)
         return replace(model, name=name, source=source, description=description or model.description,
                        metadata={**metadata, **model.metadata})
     spec = read_input_spec(read.within("input"), document["input"])

@@ -11,9 +11,12 @@ read from the model's folder only (external.py), and of several graph outputs th
 prediction: the network's last step.
 
 The InputSpec comes from the input's declared shape (N, C, H, W): size (H, W), gray for 1 channel
-and rgb for 3, values 0..1, no normalisation. A model's preprocessing (ImageNet's mean and std, a
-resize and crop) is not in an ONNX file: images go in as 0..1 unless --preset says otherwise; a
-file `cnn export` wrote carries the rule and the labels in its metadata (onnx_metadata.py).
+and rgb for 3, values 0..1, no normalisation. A height or width the file leaves free (PyTorch's
+``dynamic_axes``) is the ``size`` the caller's input rule gives (a crop, a preset, a model JSON's
+``input.size``), fixed before the walk: shape arithmetic then folds as for a fixed graph. A
+model's preprocessing (ImageNet's mean and std, a resize and crop) is not in an ONNX file: images
+go in as 0..1 unless --preset says otherwise; a file `cnn export` wrote carries the rule and the
+labels in its metadata (onnx_metadata.py).
 """
 
 from __future__ import annotations
@@ -30,29 +33,42 @@ MAX_NODES = 10_000  # as a model file's layers
 FLOAT_TYPES = (1, 10, 11, 16)  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder: Path | None = None) -> Any:
+class FreeSizeError(SpecError):
+    """An ONNX graph whose input leaves its height or width free, loaded with no size to fix them.
+    ``input`` names the input and ``dims`` the free dimensions, in words."""
+
+    input = dims = ""
+
+
+def load_onnx(data: bytes, source: str, limits: Limits = DEFAULT_LIMITS, folder: Path | None = None,
+              size: tuple[int, int] | None = None) -> Any:
     """Build a Model from the bytes of an ONNX file named ``source``, whose external data files (if
     it has any) are read from ``folder``, the model file's own (None: refused, for bytes alone).
+    ``size`` (H, W) fixes the height and width the graph's input leaves free; dimensions the file
+    fixes keep its values (whoever gave ``size`` checks that they agree).
 
     Raises CnnError (one line, naming the file and the node) for a file that is not a model, a
-    tensor that does not fit, or operators cnn cannot import: those are listed all at once.
+    tensor that does not fit, or operators cnn cannot import: those are listed all at once;
+    FreeSizeError when the input leaves a dimension free and ``size`` is None.
     """
     import io
 
-    return _load(io.BytesIO(data), len(data), source, limits, folder)
+    return _load(io.BytesIO(data), len(data), source, limits, folder, size)
 
 
-def load_onnx_file(path: Path, source: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+def load_onnx_file(path: Path, source: str, limits: Limits = DEFAULT_LIMITS,
+                   size: tuple[int, int] | None = None) -> Any:
     """Build a Model from the ONNX file ``path`` (a regular file, within the size limit), reading each
     weight from the file into its array (wire.py): the file is never held whole. Its external data
-    files are read from its folder. Raises CnnError as ``load_onnx``."""
+    files are read from its folder. ``size`` and errors as ``load_onnx``."""
     from ..reading import open_regular
 
-    with open_regular(path, kind="onnx", error=SpecError, expected="an ONNX file", limits=limits) as (stream, size):
-        return _load(stream, size, source, limits, path.parent)
+    with open_regular(path, kind="onnx", error=SpecError, expected="an ONNX file", limits=limits) as (stream, length):
+        return _load(stream, length, source, limits, path.parent, size)
 
 
-def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | None) -> Any:
+def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | None,
+          input_size: tuple[int, int] | None) -> Any:
     try:
         import onnx
     except ImportError:
@@ -96,7 +112,7 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
         names = ", ".join(repr(value.name) for value in inputs) or "none"
         raise SpecError(f"has {len(inputs)} inputs besides its initializers ({names}); cnn runs models with one "
                         "image input", source=source)
-    spec = _input_spec(inputs[0], source)
+    spec = _input_spec(inputs[0], source, input_size)
     importer.tensors[inputs[0].name] = (INPUT, spec.shape)
     importer.shapes[INPUT] = spec.shape
     for node in nodes:
@@ -112,6 +128,7 @@ def _load(stream: Any, size: int, source: str, limits: Limits, folder: Path | No
                          "producer_version": model.producer_version, "graph": graph.name,
                          "input": inputs[0].name, "outputs": list(importer.graph_outputs),
                          "preprocessing": "not in the file: images go in as 0..1, not normalised, unless --preset"}}
+    metadata["onnx"]["input_shape"] = _declared_shape(inputs[0])  # free dimensions by name: "H", "W"
     name = Path(source).stem  # exporters name graphs torch_jit or main_graph: the file says more
     imported = Model(name, spec, (), network, source, _printable(model.doc_string or graph.doc_string)[:500],
                      None, metadata, tuple(external.paths))
@@ -240,8 +257,9 @@ def _label(node: Any) -> str:
     return f"node {node.name or (node.output[0] if node.output else '?')} ({node.op_type})"
 
 
-def _input_spec(value: Any, source: str) -> Any:
-    """The InputSpec of the graph's input: a float (N, C, H, W) tensor with C 1 or 3 and H, W fixed."""
+def _input_spec(value: Any, source: str, size: tuple[int, int] | None) -> Any:
+    """The InputSpec of the graph's input: a float (N, C, H, W) tensor with C fixed at 1 or 3, and H
+    and W fixed by the file or, where it leaves them free, by ``size``."""
     from ..modelfile import InputSpec
 
     where = f"input {value.name!r}"
@@ -259,11 +277,25 @@ def _input_spec(value: Any, source: str) -> Any:
     dims = value.type.tensor_type.shape.dim
     if len(dims) != 4:
         raise SpecError(f"{where} has {len(dims)} dimensions; cnn feeds images as (N, C, H, W)", source=source)
+    if dims[1].WhichOneof("value") != "dim_value":
+        raise SpecError(f"{where}: dimension 1 (channels) is {dims[1].dim_param or 'unknown'}; cnn needs a fixed "
+                        "number of channels, 1 (gray) or 3 (rgb)", source=source)
+    free = tuple((index, what, dims[index].dim_param) for index, what in ((2, "height"), (3, "width"))
+                 if dims[index].WhichOneof("value") != "dim_value")
+    if free and size is None:
+        named = " and ".join(f"{what} (dimension {index}, {name!r})" if name else f"{what} (dimension {index}, "
+                             "unnamed)" for index, what, name in free)
+        error = FreeSizeError(f"{where} leaves its {named} free; expected a size from the input rule: --crop H,W or "
+                              "--preset imagenet (crop=(H, W) or preset= in Python), or \"size\": [H, W] in the "
+                              "\"input\" of a model JSON whose \"graph\" is this file", source=source)
+        error.input, error.dims = value.name, named
+        raise error
     sizes = []
     for index, (dim, what) in enumerate(zip(dims[1:], ("channels", "height", "width")), start=1):
         if dim.WhichOneof("value") != "dim_value":
-            raise SpecError(f"{where}: dimension {index} ({what}) is {dim.dim_param or 'unknown'}; cnn needs a fixed "
-                            "size", source=source)
+            assert size is not None  # refused above
+            sizes.append(size[index - 2])  # free: the input rule's
+            continue
         if not 1 <= dim.dim_value <= MAX_SIDE:
             raise SpecError(f"{where}: dimension {index} ({what}) is {dim.dim_value:,}; expected 1 to {MAX_SIDE:,}",
                             source=source)
@@ -275,6 +307,12 @@ def _input_spec(value: Any, source: str) -> Any:
                         source=source)
     return InputSpec((height, width), "gray" if channels == 1 else "rgb", "unit", False,
                      (0.0,) * channels, (1.0,) * channels)
+
+
+def _declared_shape(value: Any) -> list[int | str]:
+    """The input's shape as the file declares it: a fixed dimension's size, a free one's name ("?" unnamed)."""
+    return [dim.dim_value if dim.WhichOneof("value") == "dim_value" else dim.dim_param or "?"
+            for dim in value.type.tensor_type.shape.dim]
 
 
 def _network(importer: Any, outputs: list[str], source: str) -> Network:
