@@ -523,6 +523,17 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_no_file(scheduler, client, tmp_path
     assert wait_until(lambda: not cnn_tasks(client), 20), cnn_tasks(client)
 
 
+def test_a_local_cluster_leaves_the_environment_as_it_found_it(capsysbinary, folder, tmp_path):
+    """Dask's nannies set OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_ and more in the process that starts
+    a LocalCluster, for their workers; after `--scheduler local` every variable is back, so that the
+    process's later children (a library user's, or a test's) do not inherit them."""
+    before = dict(os.environ)
+    code, _, err = cnn(capsysbinary, "run", folder, "-k", "sobel_x", "-o", tmp_path / "edges.npy", "--scheduler",
+                       "local", "--workers", "1")
+    assert code == 1 and b"Traceback" not in err  # the folder holds one image that always fails
+    assert dict(os.environ) == before
+
+
 # --- without Dask, and the options that need it --------------------------------------------------
 
 

@@ -70,9 +70,16 @@ def cluster_results(job: Callable[[int, str], Outcome], sources: list[str], desc
     worker cannot read. Close the iterator (or let it finish) to stop: the cluster's tasks are
     cancelled and the client (and a local cluster) closed.
     """
+    import os
+
     from . import connect
 
-    client, cluster = connect.client_for(settings)
+    environ = dict(os.environ)  # a LocalCluster's nannies set their workers' variables in ours: undone at the end
+    try:
+        client, cluster = connect.client_for(settings)
+    except BaseException:
+        _restore_environ(environ)
+        raise
     futures: dict[Any, list[int]] = {}
     try:
         threads = connect.check_workers(client, settings)
@@ -93,6 +100,17 @@ def cluster_results(job: Callable[[int, str], Outcome], sources: list[str], desc
             pass
         finally:
             _restore_signals(previous)
+            _restore_environ(environ)
+
+
+def _restore_environ(environ: dict[str, str]) -> None:
+    """Put back the environment a LocalCluster changed (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...
+    for its workers), which every later child of this process would inherit."""
+    import os
+
+    if os.environ != environ:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 class _Batch:
