@@ -37,13 +37,20 @@ SAMPLES = ROOT / "sample_images"
 @pytest.fixture(scope="module")
 def scheduler():
     """The address of a LocalCluster of two single-threaded worker processes, for the whole module.
-    Its scheduler gives up on a task after two worker deaths (Dask's default is four)."""
+    Its scheduler gives up on a task after two worker deaths (Dask's default is four). Its nannies
+    set their workers' variables (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) in this process;
+    they are put back afterwards, or every later test's child processes would inherit them."""
     import dask
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                      silence_logs=logging.CRITICAL) as cluster:
-            yield cluster.scheduler_address
+    environ = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                          silence_logs=logging.CRITICAL) as cluster:
+                yield cluster.scheduler_address
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.fixture
