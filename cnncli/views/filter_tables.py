@@ -12,13 +12,12 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from .filters import Filters, rgb_tiles
-from .heatmap import draw, draw_rgb
+from .heatmap import GAP, beside, draw, draw_rgb
 from .tables import GRID_SIDE, heat_style, number_format
 
 MAX_NUMBER_TILES = 64  # kernels written out as numbers at most; more are drawn
 MAX_FILTER_ROWS = 32  # filters shown as rows of a filters x channels grid; the picture has them all
 MAX_SQUARE_TILES = 128  # filters shown in a square grid (one tile each)
-GAP = 2
 
 
 def filters_view(filters: Filters, model_name: str, width: int, color_system: str | None,
@@ -114,7 +113,8 @@ def _square(filters: Filters, tiles: list[list[Text]], width: int, numbers: bool
     for start in range(0, shown, per_row):
         if lines:
             lines.append(Text(""))
-        lines += _beside(blocks[start:start + per_row], [block] * len(blocks[start:start + per_row]))
+        row = blocks[start:start + per_row]
+        lines += beside(row, [block] * len(row))
     notes = [] if shown == len(tiles) else [f"... {len(tiles) - shown} more filters not shown; -o filters.png draws "
                                             "every one, --format json gives every weight"]
     return lines, notes
@@ -128,7 +128,7 @@ def _rows(filters: Filters, tiles: list[list[list[Text]]], names: Sequence[str],
     tile_w = max(line.cell_len for row in tiles for tile in row for line in tile)
     block = max(tile_w, max(len(name) for name in names))
     label = max(len("filter"), len(f"{f - 1}"), max((len(_bias_text(filters, i)) for i in range(f)), default=0))
-    fit = max(1, (width - label + 0) // (block + GAP))
+    fit = max(1, (width - label) // (block + GAP))
     columns = list(range(c)) if c <= fit else list(range(max(1, fit - 1)))
     rows = min(f, MAX_FILTER_ROWS)
     widths = [label] + [block] * len(columns) + ([1] if len(columns) < c else [])
@@ -136,13 +136,13 @@ def _rows(filters: Filters, tiles: list[list[list[Text]]], names: Sequence[str],
                                                                for j in columns]
     if len(columns) < c:
         header.append([Text("\u2026")])
-    lines = _beside(header, widths)
+    lines = beside(header, widths)
     for i in range(rows):
         left = [Text(f"{i}", style="bold", no_wrap=True)]
         if filters.bias is not None:
             left.append(Text(_bias_text(filters, i), style="dim", no_wrap=True))
         row = [left] + [tiles[i][j] for j in columns] + ([[Text("\u2026")]] if len(columns) < c else [])
-        lines += _beside(row, widths)
+        lines += beside(row, widths)
     notes = []
     if len(columns) < c:
         notes.append(f"... input channels {len(columns)} to {c - 1} not shown (the terminal is {width} columns)")
@@ -151,19 +151,3 @@ def _rows(filters: Filters, tiles: list[list[list[Text]]], names: Sequence[str],
     if notes:
         notes.append("-o filters.png draws every filter and channel, --format json gives every weight")
     return lines, notes
-
-
-def _beside(blocks: list[list[Text]], widths: list[int]) -> list[Text]:
-    """Blocks of lines next to each other, each padded to its width, ``GAP`` columns apart."""
-    height = max(len(block) for block in blocks)
-    lines = []
-    for i in range(height):
-        line = Text(no_wrap=True)
-        for j, (block, width) in enumerate(zip(blocks, widths)):
-            part = block[i].copy() if i < len(block) else Text()
-            part.truncate(width, pad=j < len(blocks) - 1)
-            line.append_text(part)
-            if j < len(blocks) - 1:
-                line.append(" " * GAP)
-        lines.append(line)
-    return lines

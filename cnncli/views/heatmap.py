@@ -88,13 +88,7 @@ def _picture(output: np.ndarray, picture: steps.Picture, width: int, color: bool
         rgb = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)  # (H*f, W*f, 3)
     else:
         rgb = picture.rgb(np.stack([pictures.area_resize(plane, height, columns) for plane in output]))
-    if factor > 1:
-        note = f"{rows}x{cols}, each cell {factor} pixels wide"
-    elif factor == 0:
-        note = f"{rows}x{cols} averaged down to {height}x{columns}"
-    else:
-        note = f"{rows}x{cols}, one cell a pixel wide"
-    return draw_rgb(rgb, color, blend=factor <= 1), note
+    return draw_rgb(rgb, color, blend=factor <= 1), _scale_note(rows, cols, height, columns, factor)
 
 
 def draw_rgb(rgb: np.ndarray, color: bool, blend: bool = True) -> list[Text]:
@@ -161,16 +155,11 @@ def _maps(output: np.ndarray, labels: Sequence[str], width: int, full: bool, low
         blocks.append([title, *draw(pixels, low, high, diverging, color, factor, eight_bit)])
     parts: list[RenderableType] = []
     for start in range(0, len(blocks), per_row):
-        parts += _side_by_side(blocks[start:start + per_row], block)
+        row = blocks[start:start + per_row]
+        parts += row[0] if len(row) == 1 else beside(row, [block] * len(row))
     if shown < channels:
         parts.append(Text(f"... {channels - shown} more channels not shown; --full shows all", style="dim"))
-    if factor > 1:
-        note = f"{rows}x{cols}, each cell {factor} pixels wide"
-    elif factor == 0:
-        note = f"{rows}x{cols} averaged down to {height}x{columns}"
-    else:
-        note = f"{rows}x{cols}, one cell a pixel wide"
-    return parts, note
+    return parts, _scale_note(rows, cols, height, columns, factor)
 
 
 def _distinct_names(labels: Sequence[str], room: int) -> list[str]:
@@ -182,6 +171,15 @@ def _distinct_names(labels: Sequence[str], room: int) -> list[str]:
     shared = len(os.path.commonprefix(names))
     cut = max(0, min(shared, max(len(name) for name in names) - room + 1))
     return [("…" + name[cut:]) if cut else name for name in names]
+
+
+def _scale_note(rows: int, cols: int, height: int, columns: int, factor: int) -> str:
+    """What drawing a rows x cols map at ``fit``'s (height, columns, factor) did to it, in words."""
+    if factor > 1:
+        return f"{rows}x{cols}, each cell {factor} pixels wide"
+    if factor == 0:
+        return f"{rows}x{cols} averaged down to {height}x{columns}"
+    return f"{rows}x{cols}, one cell a pixel wide"
 
 
 def fit(rows: int, cols: int, width: int, max_lines: int = MAX_LINES, tiny: int = TINY_COLUMNS) -> tuple[int, int, int]:
@@ -258,17 +256,15 @@ def _shade_lines(upper: np.ndarray, lower: np.ndarray) -> list[Text]:
     return [Text("".join(row), no_wrap=True) for row in chars]
 
 
-def _side_by_side(blocks: list[list[Text]], block: int) -> list[Text]:
-    """Blocks of lines placed next to each other, each padded to ``block`` columns."""
-    if len(blocks) == 1:
-        return blocks[0]
-    height = max(len(b) for b in blocks)
+def beside(blocks: list[list[Text]], widths: list[int]) -> list[Text]:
+    """Blocks of lines next to each other, each padded to its width, ``GAP`` columns apart."""
+    height = max(len(block) for block in blocks)
     lines = []
     for i in range(height):
         line = Text(no_wrap=True)
-        for j, lines_of_block in enumerate(blocks):
-            part = lines_of_block[i].copy() if i < len(lines_of_block) else Text()
-            part.truncate(block, pad=j < len(blocks) - 1)
+        for j, (block, width) in enumerate(zip(blocks, widths)):
+            part = block[i].copy() if i < len(block) else Text()
+            part.truncate(width, pad=j < len(blocks) - 1)
             line.append_text(part)
             if j < len(blocks) - 1:
                 line.append(" " * GAP)
