@@ -458,8 +458,8 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
 
     if full:
         values = sum(step.output.size for step in steps)
-        if values > MAX_FULL_VALUES:
-            raise CnnError(f"would print {values:,} values as tables (the limit is {MAX_FULL_VALUES:,}); "
+        if values > render.MAX_FULL_VALUES:
+            raise CnnError(f"would print {values:,} values as tables (the limit is {render.MAX_FULL_VALUES:,}); "
                            "--format json or -o FILE.npy give every value", source="--full")
     parts: list[RenderableType] = [render.image_header(prepared.image)]
     if prepared.model is not None:
@@ -492,5 +492,4 @@ def _tables(prepared, steps, predictions, look: Look, view: str, full: bool) -> 
     return look.render(group, max(look.width, render.natural_width(group)) if full else None)
 
 
-MAX_FULL_VALUES = 100_000
 MAX_TABLE_LAYERS = 100  # layers shown as tables without --full: the first and last half of them

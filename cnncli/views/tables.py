@@ -28,6 +28,7 @@ from ..engine.graph import Step, is_chain, map_stats
 MAX_ROWS = 16
 _ELIDED_ROW, _ELIDED_COLUMN = "\u22ee", "\u2026"  # vertical and horizontal ellipsis, one cell each
 MAX_CHANNELS = 8
+MAX_FULL_VALUES = 100_000  # values --full prints as tables in a run at most; JSON and .npy give any number
 
 
 def image_header(image: LoadedImage) -> Text:
@@ -238,7 +239,7 @@ def _caption(plane: np.ndarray, rows: list, cols: list, stats: dict | None = Non
     if None in rows or None in cols:
         shown_rows, shown_cols = len(rows) - (None in rows), len(cols) - (None in cols)
         shown = f"{shown_rows} of {plane.shape[0]} rows, {shown_cols} of {plane.shape[1]} columns"
-        text += f"\nshowing {shown}; --full prints every value (up to 100,000 a run)"
+        text += f"\nshowing {shown}; --full prints every value (up to {MAX_FULL_VALUES:,} a run)"
     return text
 
 
