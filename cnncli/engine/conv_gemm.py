@@ -12,7 +12,7 @@ more column of weights (``_folds_bias``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
@@ -31,8 +31,8 @@ def _conv_gemm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, pads,
         n_filters, channels, cells = weight.shape[0], x.shape[1], out_h * out_w
         flat_weight = weight.reshape(n_filters, -1)  # F, C
         folded = bias is not None and _folds_bias(channels, n_filters, cells)
-        if bias is not None and folded:
-            flat_weight = _with_bias(flat_weight, bias)  # F, C+1
+        if folded:
+            flat_weight = _with_bias(flat_weight, cast(np.ndarray, bias))  # F, C+1
             inputs = _buffer("inputs", (channels + 1) * cells, x.dtype).reshape(channels + 1, cells)
             inputs[channels] = 1
         for b in range(x.shape[0]):
@@ -263,8 +263,8 @@ def _conv_gemm_windows(xpad: np.ndarray, weight: np.ndarray, bias: np.ndarray | 
     # windows: N, C, Ho, Wo, KH, KW
     cells = plan.cols // depth  # of the largest block
     folded = bias is not None and _folds_bias(depth, n_filters, cells)
-    if bias is not None and folded:  # a row of ones under the windows meets the bias as the weights' last column
-        flat_weight = _with_bias(flat_weight, bias)  # F, C*KH*KW + 1
+    if folded:  # a row of ones under the windows meets the bias as the weights' last column
+        flat_weight = _with_bias(flat_weight, cast(np.ndarray, bias))  # F, C*KH*KW + 1
     cols_buffer = _buffer("cols", plan.cols + folded * cells, xpad.dtype)  # once: a block never has two alive
 
     def product(cols: np.ndarray, block: np.ndarray) -> None:

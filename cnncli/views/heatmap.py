@@ -166,11 +166,11 @@ def _distinct_names(labels: Sequence[str], room: int) -> list[str]:
     """Channel names that fit in ``room`` characters keep what tells them apart: when they are too
     long and share a beginning (gabor:theta=0, gabor:theta=45), that beginning becomes "…"."""
     names = list(labels)
-    if len(set(names)) < 2 or max(len(name) for name in names) <= room:
+    longest = max(map(len, names), default=0)
+    cut = min(len(os.path.commonprefix(names)), longest - room + 1)  # enough of the shared beginning to fit
+    if len(set(names)) < 2 or longest <= room or cut < 1:
         return names
-    shared = len(os.path.commonprefix(names))
-    cut = max(0, min(shared, max(len(name) for name in names) - room + 1))
-    return [("…" + name[cut:]) if cut else name for name in names]
+    return ["…" + name[cut:] for name in names]
 
 
 def _scale_note(rows: int, cols: int, height: int, columns: int, factor: int) -> str:

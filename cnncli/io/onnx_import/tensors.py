@@ -38,7 +38,7 @@ def to_array(tensor: Any, source: str, where: str, external: Any = None) -> np.n
                         source=source)
     stored = len(tensor.raw_data) or sum(len(values) for values in (
         tensor.float_data, tensor.int32_data, tensor.int64_data, tensor.double_data, tensor.uint64_data))
-    if not stored and any(tensor.dims) and all(tensor.dims):
+    if not stored and len(tensor.dims) and all(tensor.dims):  # not a scalar, no dimension 0: values are due
         raise SpecError(f"{where}: tensor {tensor.name!r} has dims {tuple(tensor.dims)} but no values (a file saved "
                         "without its weights?)", source=source)
     try:
